@@ -1,0 +1,115 @@
+"""``fitglme``: validate every argument, build the design and the PyMC model, fit by Laplace ML."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .design import build_design
+from .families import get_distribution, get_link
+from .fitting import Workspace, fit
+from .formula import parse_formula
+from .model import GeneralizedLinearMixedModel
+
+__all__ = ["fitglme"]
+
+FIT_METHODS = {"laplace": "laplace", "approximatelaplace": "approximatelaplace"}
+CODINGS = ("reference", "effects", "full")
+OPTIONS = {
+    "covariance_method": ("conditional", "jointhessian"),
+}
+
+
+def _choice(value, allowed, arg: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{arg}: expected one of {', '.join(allowed)}, got {value!r}")
+    key = value.strip().lower().replace("_", "").replace(" ", "")
+    for a in allowed:
+        if key == a.replace("_", ""):
+            return a
+    raise ValueError(f"{arg}: unknown value '{value}'; use one of {', '.join(allowed)}")
+
+
+def fitglme(
+    data: pd.DataFrame,
+    formula: str,
+    *,
+    distribution: str = "normal",
+    link: str | None = None,
+    fit_method: str = "laplace",
+    dummy_var_coding: str = "reference",
+    binomial_size=None,
+    weights=None,
+    offset=None,
+    exclude=None,
+    **options,
+) -> GeneralizedLinearMixedModel:
+    """Fit a generalized linear mixed-effects model by maximum likelihood (MATLAB ``fitglme``).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per observation; never modified.
+    formula : str
+        ``'y ~ fixed + (expr | group) + ...'`` in Wilkinson/lme4 notation.
+    distribution : {'normal', 'binomial', 'poisson'}
+        Conditional distribution of y given the random effects (case-insensitive).
+    link : str, optional
+        'identity', 'log', 'logit', 'probit', 'comploglog', 'loglog'; default canonical.
+    fit_method : {'laplace', 'approximatelaplace'}
+        Laplace ML (lme4 nAGQ=1), or with beta in the inner step (lme4 nAGQ=0).
+    dummy_var_coding : {'reference', 'effects', 'full'}
+    binomial_size, weights, offset : array or column name, optional
+        Trials per row (the response then holds success counts), prior weights, offset.
+    exclude : bool mask or integer positions, optional
+        Rows to leave out.
+    **options
+        ``covariance_method``: 'conditional' (default) or 'jointhessian'.
+
+    Returns
+    -------
+    GeneralizedLinearMixedModel
+    """
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}"
+        )
+    opts = {k: _choice(v, OPTIONS[k], k) for k, v in options.items()}
+    method_key = _choice(fit_method, tuple(FIT_METHODS), "fit_method") if str(fit_method).lower() not in (
+        "mpl",
+        "rempl",
+    ) else None
+    if method_key is None:
+        raise ValueError(
+            f"fit_method: '{fit_method}' (pseudo-likelihood) is not supported; use 'laplace' or "
+            "'approximatelaplace'"
+        )
+    if opts.get("covariance_method") == "jointhessian" and method_key != "laplace":
+        raise ValueError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+    coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
+    dist = get_distribution(distribution)
+    lnk = get_link(link, dist)
+    if lnk.name in dist.bad_links:
+        import warnings
+
+        warnings.warn(
+            f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
+            UserWarning,
+            stacklevel=2,
+        )
+    parsed = parse_formula(formula)
+    if not parsed.random:
+        raise ValueError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
+    design = build_design(
+        data,
+        parsed,
+        dist,
+        coding=coding,
+        binomial_size=binomial_size,
+        weights=weights,
+        offset=offset,
+        exclude=exclude,
+    )
+    ws = Workspace.build(design, dist, lnk)
+    result = fit(ws, method_key, design.y)
+    return GeneralizedLinearMixedModel(ws, result, opts)

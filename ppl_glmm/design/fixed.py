@@ -1,0 +1,99 @@
+"""Fixed-effects design matrix X through formulae, with MATLAB's coding and coefficient names.
+
+Dummy-variable coding (``dummy_var_coding``):
+
+* ``reference``: the first level is the baseline (formulae's Treatment coding);
+* ``effects``: sum-to-zero coding, the last level is coded -1 in every column (``Sum``);
+* ``full``: one indicator per level (rank deficient next to an intercept).
+
+Level order is a pandas Categorical's order, otherwise sorted. Names follow MATLAB: ``(Intercept)``,
+``x``, ``supplier_B``, ``x:trt_trt``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import formulae
+import numpy as np
+import pandas as pd
+from formulae.categorical import ContrastMatrix, Encoding
+
+__all__ = ["Encoder", "FixedDesign", "build_fixed", "categorical_columns", "coefficient_name"]
+
+
+class Full(Encoding):
+    """All levels coded as indicators, with or without an intercept (MATLAB 'full')."""
+
+    def code_with_intercept(self, levels: list) -> ContrastMatrix:
+        return ContrastMatrix(np.eye(len(levels), dtype=int), [str(v) for v in levels])
+
+    def code_without_intercept(self, levels: list) -> ContrastMatrix:
+        return self.code_with_intercept(levels)
+
+
+_ENCODING = {"reference": None, "effects": "Sum", "full": "Full"}
+_CALL = re.compile(r"^C\(\s*([^,()]+?)\s*(?:,[^()]*)?\)\[(.+)\]$")
+_LEVEL = re.compile(r"^(.+?)\[(.+)\]$")
+
+
+def coefficient_name(label: str) -> str:
+    """formulae column label -> MATLAB coefficient name (``C(s, Sum)[B]`` -> ``s_B``)."""
+    if label == "Intercept":
+        return "(Intercept)"
+    parts = []
+    for part in label.split(":"):
+        m = _CALL.match(part) or _LEVEL.match(part)
+        parts.append(f"{m.group(1)}_{m.group(2)}" if m else part)
+    return ":".join(parts)
+
+
+def categorical_columns(df: pd.DataFrame, names: set[str]) -> list[str]:
+    """Columns among ``names`` that are treated as categorical (non-numeric dtypes)."""
+    return [
+        c
+        for c in names
+        if c in df.columns
+        and (not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+    ]
+
+
+class Encoder:
+    """Rewrite categorical variables ``v`` as ``C(v, Sum)`` / ``C(v, Full)`` for the chosen coding."""
+
+    namespace = {"Full": Full}
+
+    def __init__(self, cat_cols: list[str], coding: str):
+        self.cat_cols, self.coding = list(cat_cols), coding
+
+    def __call__(self, rhs: str) -> str:
+        enc = _ENCODING[self.coding]
+        if enc is None:
+            return rhs
+        for col in self.cat_cols:
+            pattern = rf"(?<![\w.])(?<!C\()(?<!C\( ){re.escape(col)}(?![\w.(])"
+            rhs = re.sub(pattern, f"C({col}, {enc})", rhs)
+        return rhs
+
+
+@dataclass(frozen=True)
+class FixedDesign:
+    X: np.ndarray
+    names: tuple[str, ...]
+    rhs: str  # formulae right-hand side actually used (after coding)
+    matrices: Any  # formulae CommonEffectsMatrix, for evaluate_new_data
+
+
+def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
+    """Evaluate the fixed-effects right-hand side on the (already filtered, ordered) data."""
+    encoded = encode(rhs)
+    try:
+        dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
+    except Exception as err:  # formulae raises many types; name the argument for the user
+        raise ValueError(f"formula: cannot build the fixed-effects design from '{rhs}': {err}") from err
+    X = np.asarray(dm.common.design_matrix, dtype=float)
+    labels = [lab for term in dm.common.terms.values() for lab in term.labels]
+    names = tuple(coefficient_name(lab) for lab in labels)
+    return FixedDesign(X=X, names=names, rhs=encoded, matrices=dm.common)

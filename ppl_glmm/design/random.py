@@ -1,0 +1,118 @@
+"""Random-effects design: one block per ``(expr | group)`` term, stored as group codes plus a thin
+dense n x q_r matrix of the term's columns (as MixedModels.jl), never as a dense n x q matrix.
+
+For term r with columns T_r (n x q_r) and level codes c_i, row i of Z holds T_r[i, :] in columns
+``offset_r + c_i * q_r + (0..q_r-1)``: b is ordered level-major within a term (MATLAB and lme4),
+terms in formula order (MATLAB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import formulae
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..formula import RandomTermSpec
+from .fixed import coefficient_name
+
+__all__ = ["RandomTerm", "build_random_term", "group_codes", "z_matrix"]
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    spec: RandomTermSpec
+    names: tuple[str, ...]  # coefficient names within the block, e.g. ("(Intercept)", "x")
+    levels: tuple[str, ...]  # level names of the grouping factor, in b order
+    codes: np.ndarray  # (n,) int level index per observation
+    T: np.ndarray  # (n, q_r) the term's columns
+    rhs: str  # formulae right-hand side for the columns
+    offset: int = 0  # first column of this block in b
+
+    @property
+    def group(self) -> str:
+        return self.spec.group
+
+    @property
+    def q_r(self) -> int:
+        return self.T.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def size(self) -> int:
+        return self.q_r * self.n_levels
+
+    def columns(self) -> np.ndarray:
+        """(n, q_r) column index in b of each entry of T."""
+        return self.offset + self.codes[:, None] * self.q_r + np.arange(self.q_r)[None, :]
+
+
+def _level_order(s: pd.Series) -> list:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        present = set(s.dropna().unique())
+        return [c for c in s.cat.categories if c in present]
+    return sorted(s.dropna().unique().tolist())
+
+
+def _level_str(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def group_codes(df: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Level codes of the grouping factor g1:g2:...; unused combinations are dropped."""
+    per_var = []
+    for v in group_vars:
+        order = _level_order(df[v])
+        codes = pd.Categorical(df[v], categories=order).codes.astype(np.int64)
+        per_var.append((codes, [_level_str(x) for x in order]))
+    if len(per_var) == 1:
+        return per_var[0][0], tuple(per_var[0][1])
+    key = np.zeros(len(df), dtype=np.int64)
+    for codes, names in per_var:
+        key = key * len(names) + codes
+    used, codes = np.unique(key, return_inverse=True)
+    levels = []
+    for k in used:
+        parts = []
+        for _, names in reversed(per_var):
+            parts.append(names[k % len(names)])
+            k //= len(names)
+        levels.append(":".join(reversed(parts)))
+    return codes.astype(np.int64), tuple(levels)
+
+
+def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomTerm:
+    """Columns of ``spec`` evaluated by formulae (``encode`` applies the dummy coding)."""
+    rhs = ("1" if spec.intercept else "0") + (f" + {spec.expr}" if spec.expr else "")
+    if spec.expr:
+        try:
+            dm = formulae.design_matrices(encode(rhs), df, na_action="error", extra_namespace=encode.namespace)
+        except Exception as err:
+            raise ValueError(f"formula: cannot build the columns of random term {spec}: {err}") from err
+        T = np.asarray(dm.common.design_matrix, dtype=float)
+        names = tuple(
+            coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels
+        )
+    else:
+        T = np.ones((len(df), 1))
+        names = ("(Intercept)",)
+    codes, levels = group_codes(df, spec.group_vars)
+    return RandomTerm(spec=spec, names=names, levels=levels, codes=codes, T=T, rhs=encode(rhs))
+
+
+def z_matrix(terms: tuple[RandomTerm, ...], n: int) -> sp.csr_matrix:
+    """Sparse Z (n x q) in b order."""
+    q = sum(t.size for t in terms)
+    if not terms:
+        return sp.csr_matrix((n, 0))
+    rows = np.concatenate([np.repeat(np.arange(n), t.q_r) for t in terms])
+    cols = np.concatenate([t.columns().ravel() for t in terms])
+    vals = np.concatenate([t.T.ravel() for t in terms])
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, q))

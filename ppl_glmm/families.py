@@ -1,0 +1,192 @@
+"""Conditional distributions of y given the random effects, and link functions.
+
+Model (MATLAB's standard form): ``y_i | b ~ Distr(mu_i, sigma^2 / w_i)``, ``g(mu) = eta``. The
+likelihood of every family is a PyMC distribution (:meth:`Distribution.likelihood`); nothing here
+evaluates a log-density by hand. The observed container holds
+
+* normal: y;
+* binomial: success counts ``k = w n y`` out of ``w n`` trials (y is a proportion, n = BinomialSize);
+* poisson: counts ``k = w y`` with mean ``w mu`` (MATLAB's prior-weight convention).
+
+Each link is given once, in a form that works on PyTensor tensors and on NumPy arrays alike
+(``xp`` is ``pytensor.tensor`` or ``numpy``/``scipy.special``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.special as sps
+
+__all__ = ["DISTRIBUTIONS", "LINKS", "Distribution", "Link", "get_distribution", "get_link"]
+
+
+@dataclass(frozen=True)
+class Link:
+    """g(mu) = eta; ``inverse_pt`` builds mu in the PyMC graph, ``inverse_np`` evaluates it in NumPy."""
+
+    name: str
+    inverse_pt: Callable
+    inverse_np: Callable
+    link_np: Callable
+
+    @property
+    def display(self) -> str:
+        return self.name[0].upper() + self.name[1:]
+
+
+def _pt():
+    import pytensor.tensor as pt
+
+    return pt
+
+
+LINKS: dict[str, Link] = {
+    "identity": Link("identity", lambda e: e, lambda e: e, lambda m: m),
+    "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log),
+    "logit": Link("logit", lambda e: _pt().sigmoid(e), sps.expit, sps.logit),
+    "probit": Link(
+        "probit",
+        lambda e: 0.5 * _pt().erfc(-e / math.sqrt(2.0)),
+        sps.ndtr,
+        sps.ndtri,
+    ),
+    "comploglog": Link(
+        "comploglog",
+        lambda e: -_pt().expm1(-_pt().exp(e)),
+        lambda e: -np.expm1(-np.exp(e)),
+        lambda m: np.log(-np.log1p(-m)),
+    ),
+    "loglog": Link(
+        "loglog",
+        lambda e: _pt().exp(-_pt().exp(-e)),
+        lambda e: np.exp(-np.exp(-e)),
+        lambda m: -np.log(-np.log(m)),
+    ),
+}
+_LINK_ALIASES = {"cloglog": "comploglog"}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    name: str
+    display: str
+    canonical_link: str
+    has_dispersion: bool  # sigma estimated under Laplace (and b ~ N(0, sigma^2 D))
+    bad_links: tuple[str, ...]  # links that are allowed with a warning
+
+    # --- data on the likelihood's scale -------------------------------------------------
+    def observed_value(self, y: np.ndarray, w: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Container value for response y (proportions for binomial)."""
+        if self.name == "binomial":
+            return np.rint(y * w * n).astype(np.int64)
+        if self.name == "poisson":
+            return np.rint(y * w).astype(np.int64)
+        return np.asarray(y, dtype=float)
+
+    def response_from_observed(self, k: np.ndarray, w: np.ndarray, n: np.ndarray) -> np.ndarray:
+        if self.name == "binomial":
+            return k / (w * n)
+        if self.name == "poisson":
+            return k / w
+        return np.asarray(k, dtype=float)
+
+    def check_response(self, y: np.ndarray, w: np.ndarray, n: np.ndarray, arg: str) -> None:
+        """Raise ValueError unless y holds permitted values (MATLAB refit table)."""
+        y = np.asarray(y, dtype=float)
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"{arg}: contains NaN or infinite values; remove or impute them")
+        tol = math.sqrt(np.finfo(float).eps)
+        if self.name == "binomial":
+            if np.any((y < 0) | (y > 1)):
+                raise ValueError(
+                    f"{arg}: binomial responses must be proportions in [0, 1] "
+                    "(success counts divided by binomial_size)"
+                )
+            k = y * w * n
+            if np.any(np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))):
+                raise ValueError(
+                    f"{arg}: binomial proportions times weights x binomial_size must be integers"
+                )
+        elif self.name == "poisson":
+            if np.any(y < 0):
+                raise ValueError(f"{arg}: Poisson responses must be >= 0")
+            k = y * w
+            if np.any(np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))):
+                raise ValueError(f"{arg}: Poisson responses (times weights) must be integer counts")
+
+    # --- the PyMC likelihood --------------------------------------------------------------
+    def likelihood(self, name: str, eta, link: Link, data: dict, sigma):
+        """PyMC observed variable for linear predictor ``eta``."""
+        import pymc as pm
+
+        k = data["y"]
+        if self.name == "normal":
+            pt = _pt()
+            return pm.Normal(name, mu=link.inverse_pt(eta), sigma=sigma / pt.sqrt(data["weights"]), observed=k)
+        if self.name == "binomial":
+            trials = data["trials"]
+            if link.name == "logit":
+                return pm.Binomial(name, n=trials, logit_p=eta, observed=k)
+            return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k)
+        if self.name == "poisson":
+            return pm.Poisson(name, mu=data["weights"] * link.inverse_pt(eta), observed=k)
+        raise NotImplementedError(self.name)  # pragma: no cover
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        """Variance function v(mu) (Var(y|b) = sigma^2 v(mu) / w)."""
+        return {
+            "normal": np.ones_like(mu),
+            "binomial": mu * (1 - mu),
+            "poisson": mu,
+        }[self.name]
+
+    def clip_mean(self, mu: np.ndarray) -> np.ndarray:
+        eps = np.finfo(float).eps
+        if self.name == "binomial":
+            return np.clip(mu, eps, 1 - eps)
+        if self.name == "poisson":
+            return np.maximum(mu, eps)
+        return mu
+
+
+DISTRIBUTIONS: dict[str, Distribution] = {
+    "normal": Distribution("normal", "Normal", "identity", True, ()),
+    "binomial": Distribution("binomial", "Binomial", "logit", False, ("identity", "log")),
+    "poisson": Distribution("poisson", "Poisson", "log", False, ("identity",)),
+}
+_DIST_ALIASES = {"gaussian": "normal"}
+_LATER = {"gamma", "inversegaussian", "inverse gaussian"}
+
+
+def get_distribution(value: str) -> Distribution:
+    if not isinstance(value, str):
+        raise ValueError(f"distribution: expected a string such as 'poisson', got {value!r}")
+    key = _DIST_ALIASES.get(value.strip().lower(), value.strip().lower())
+    if key in _LATER:
+        raise ValueError(
+            f"distribution: '{value}' is not supported yet; use 'normal', 'binomial' or 'poisson'"
+        )
+    if key not in DISTRIBUTIONS:
+        raise ValueError(
+            f"distribution: unknown '{value}'; use one of 'normal', 'binomial', 'poisson'"
+        )
+    return DISTRIBUTIONS[key]
+
+
+def get_link(value: str | None, dist: Distribution) -> Link:
+    if value is None:
+        return LINKS[dist.canonical_link]
+    if not isinstance(value, str):
+        raise ValueError(
+            f"link: expected a link name such as 'logit', got {value!r} "
+            "(power and custom links are not supported yet)"
+        )
+    key = value.strip().lower()
+    key = _LINK_ALIASES.get(key, key)
+    if key not in LINKS:
+        raise ValueError(f"link: unknown '{value}'; use one of {', '.join(LINKS)}")
+    return LINKS[key]

@@ -1,0 +1,183 @@
+"""Fitting: the workspace shared by a model and its refits, and one maximum-likelihood fit.
+
+A :class:`Workspace` is built once per ``fitglme`` call: the design, the PyMC model, the compiled
+observation function and the engine's problem. ``refit`` reuses it: it swaps the observed
+``pm.Data`` container, reads it back into the engine and re-optimises; nothing is recompiled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .covariance import ThetaLayout
+from .design import Design
+from .engine.laplace import LaplaceProblem, PirlsFailure
+from .engine.optimize import SINGULAR_TOL, glm_start, hessian, minimize
+from .engine.structure import REStructure
+from .families import Distribution, Link
+from .pymc_model import GLMMGraph, build_pymc_model, observation_function
+from .results import FitResult
+
+__all__ = ["ConvergenceWarning", "SingularFitWarning", "Workspace", "fit"]
+
+# Small problems run fastest single-threaded (BLAS thread wake-ups dominate a q = 20 solve).
+_THREADS_BELOW_Q = 400
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimiser stopped without meeting its convergence tests."""
+
+
+class SingularFitWarning(UserWarning):
+    """A random-effects covariance is on the boundary (a variance at zero)."""
+
+
+@dataclass
+class Workspace:
+    design: Design
+    dist: Distribution
+    link: Link
+    layout: ThetaLayout
+    graph: GLMMGraph
+    problems: dict = field(default_factory=dict)  # fit_method -> LaplaceProblem
+    hess_inv_start: dict = field(default_factory=dict)  # fit_method -> inverse Hessian for warm starts
+    sampler: object | None = None
+
+    @classmethod
+    def build(cls, design: Design, dist: Distribution, link: Link) -> Workspace:
+        layout = ThetaLayout(tuple(t.q_r for t in design.terms))
+        graph = build_pymc_model(design, dist, link, layout)
+        return cls(design, dist, link, layout, graph)
+
+    def problem(self, fit_method: str) -> LaplaceProblem:
+        if fit_method not in self.problems:
+            obs = observation_function(self.graph)
+            re = REStructure.from_terms(self.design.terms, self.design.n)
+            self.problems[fit_method] = LaplaceProblem(
+                self.design.X, re, obs, inner_beta=(fit_method == "approximatelaplace")
+            )
+        return self.problems[fit_method]
+
+    def observed_counts(self) -> np.ndarray:
+        return self.graph.containers["y"].get_value()
+
+    def load_containers(self, problem: LaplaceProblem) -> None:
+        """Engine data <- the PyMC model's pm.Data containers."""
+        c = self.graph.containers
+        trials = c["trials"].get_value() if "trials" in c else np.ones(self.design.n)
+        problem.set_data(c["y"].get_value(), c["weights"].get_value(), trials, c["offset"].get_value())
+
+
+def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
+    beta0 = glm_start(problem)
+    parts = [] if problem.inner_beta else [beta0]
+    parts.append(ws.layout.start())
+    if problem.has_phi:
+        resid = y - ws.link.inverse_np(ws.design.X @ beta0 + ws.design.offset)
+        parts.append([np.log(max(np.std(resid), 1e-8))])
+    problem.beta_start = beta0
+    return np.concatenate(parts)
+
+
+def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = None) -> FitResult:
+    """Maximise the Laplace log-likelihood for response ``y`` (MATLAB scale, used rows)."""
+    d = ws.design
+    ws.graph.set_observed(ws.dist.observed_value(y, d.weights, d.binomial_size))
+    problem = ws.problem(fit_method)
+    ws.load_containers(problem)
+    limit = 1 if d.q < _THREADS_BELOW_Q else None
+    with threadpool_limits(limit):
+        if warm is not None:
+            x0 = warm.x.copy()
+            problem.u_start = warm.u.copy()
+            problem.beta_start = warm.beta.copy()
+            hinv = ws.hess_inv_start.get(fit_method)
+        else:
+            x0 = _start(ws, problem, y)
+            hinv = None
+        try:
+            summary, mode = minimize(problem, x0, hess_inv0=hinv)
+        except PirlsFailure:
+            x0 = _start(ws, problem, y)
+            summary, mode = minimize(problem, x0)
+        if fit_method not in ws.hess_inv_start:
+            ws.hess_inv_start[fit_method] = _inverse_or_none(hessian(problem, summary.x))
+        beta_opt, theta, phi = problem.unpack(summary.x)
+        beta = mode.beta if problem.inner_beta else beta_opt
+        cov_beta = conditional_cov_beta(problem, mode)
+    sigma = float(np.exp(phi)) if problem.has_phi else 1.0
+    lambdas = ws.layout.lambdas(theta)
+    b = _b_from_u(ws, mode.u, lambdas, sigma)
+    diag = ws.layout.is_diagonal()
+    singular = bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL))
+    msgs = []
+    if not summary.converged:
+        msgs.append(
+            f"Model failed to converge: max|gradient| = {summary.max_gradient:.3g} ({summary.message})"
+        )
+        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=3)
+    if singular:
+        msgs.append("boundary (singular) fit: a random-effects variance is estimated as zero")
+        warnings.warn(msgs[-1], SingularFitWarning, stacklevel=3)
+    return FitResult(
+        fit_method=fit_method,
+        beta=np.asarray(beta, dtype=float).copy(),
+        theta=theta.copy(),
+        sigma=sigma,
+        u=mode.u.copy(),
+        b=b,
+        eta=mode.eta.copy(),
+        log_likelihood=-summary.objective,
+        cov_beta=cov_beta,
+        x=summary.x.copy(),
+        optimization=summary,
+        singular=singular,
+        warnings=tuple(msgs),
+        y=np.asarray(y, dtype=float).copy(),
+    )
+
+
+def _inverse_or_none(H: np.ndarray) -> np.ndarray | None:
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    Hi = np.linalg.inv(H)
+    return 0.5 * (Hi + Hi.T)
+
+
+def _b_from_u(ws: Workspace, u: np.ndarray, lambdas: list[np.ndarray], sigma: float) -> np.ndarray:
+    """b = sigma * blockdiag(Lambda_r) u, level-major within each term."""
+    out, start = [], 0
+    for term, L in zip(ws.design.terms, lambdas):
+        ur = u[start : start + term.size].reshape(term.n_levels, term.q_r)
+        out.append((sigma * ur @ L.T).ravel())
+        start += term.size
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def conditional_cov_beta(problem: LaplaceProblem, mode) -> np.ndarray:
+    """MATLAB 'Conditional': (X'CX - X'CA H^-1 A'CX)^-1, inflating the diagonal if not PD."""
+    from .engine.laplace import _solve
+
+    X, re = problem.X, problem.re
+    c = -mode.derivs[2]
+    XtCX = (X.T * c) @ X
+    AtCX = re.tmul(mode.avals, c[:, None] * X)
+    S = XtCX - AtCX.T @ _solve(mode.chol, AtCX)
+    S = 0.5 * (S + S.T)
+    jitter = 0.0
+    for _ in range(20):
+        try:
+            L = np.linalg.cholesky(S + jitter * np.eye(S.shape[0]))
+            break
+        except np.linalg.LinAlgError:
+            jitter = max(jitter * 10, 1e-10 * float(np.max(np.abs(np.diag(S)))))
+    else:  # pragma: no cover
+        return np.full_like(S, np.nan)
+    Li = np.linalg.inv(L)
+    return Li.T @ Li

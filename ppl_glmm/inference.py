@@ -1,0 +1,183 @@
+"""Inference on a fitted model: coefficient tables, information criteria, covariance-parameter CIs.
+
+* Fixed effects (MATLAB ``fixedEffects`` with DFMethod 'residual'): ``t = beta / SE``, DF = N - p,
+  ``p = 2 P(T_DF > |t|)``, CI ``beta -/+ t_{1-alpha/2, DF} SE``.
+* Criteria: with ``k = p + n_theta (+1 if the dispersion is estimated)`` and L the Laplace
+  log-likelihood with all constants: ``AIC = -2L + 2k``, ``BIC = -2L + k log N``, ``Deviance = -2L``.
+* Covariance parameters: Wald intervals on the natural scale (log SD, ``log((1+rho)/(1-rho))``,
+  log sigma) with a normal quantile, from the Hessian of the negative Laplace log-likelihood in
+  (beta, natural parameters), mapped back to SD/correlation.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.stats as st
+
+__all__ = ["coefficient_table", "covariance_tables", "model_criterion", "natural_covariance"]
+
+
+def coefficient_table(
+    names, beta: np.ndarray, cov: np.ndarray, dfe: float, alpha: float = 0.05
+) -> pd.DataFrame:
+    se = np.sqrt(np.diag(cov))
+    t = beta / se
+    p = 2 * st.t.sf(np.abs(t), dfe)
+    crit = st.t.ppf(1 - alpha / 2, dfe)
+    return pd.DataFrame(
+        {
+            "Name": list(names),
+            "Estimate": beta,
+            "SE": se,
+            "tStat": t,
+            "DF": np.full(len(beta), dfe),
+            "pValue": p,
+            "Lower": beta - crit * se,
+            "Upper": beta + crit * se,
+        }
+    )
+
+
+def model_criterion(loglik: float, k: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "AIC": [-2 * loglik + 2 * k],
+            "BIC": [-2 * loglik + k * np.log(n)],
+            "LogLikelihood": [loglik],
+            "Deviance": [-2 * loglik],
+        }
+    )
+
+
+def _natural_to_x(model, z: np.ndarray) -> np.ndarray:
+    """Optimiser vector x from [beta (Laplace only), natural params per term, (log sigma)]."""
+    ws, res = model._ws, model._result
+    layout = ws.layout
+    inner_beta = res.fit_method == "approximatelaplace"
+    k = 0 if inner_beta else len(res.beta)
+    beta = z[:k]
+    log_sigma = z[-1] if ws.dist.has_dispersion else 0.0
+    sigma = np.exp(log_sigma)
+    psis = []
+    for sl, q in zip(layout.slices(), layout.sizes):
+        zr = z[k + sl.start : k + sl.stop]
+        psis.append(layout.psi_from_canonical(layout.from_natural(zr, q), q))
+    theta = layout.theta_from_psis(psis, sigma)
+    parts = [beta, theta] + ([[log_sigma]] if ws.dist.has_dispersion else [])
+    return np.concatenate(parts)
+
+
+def _x_to_natural(model) -> np.ndarray:
+    ws, res = model._ws, model._result
+    layout = ws.layout
+    inner_beta = res.fit_method == "approximatelaplace"
+    parts = [] if inner_beta else [res.beta]
+    for psi, q in zip(layout.covariances(res.theta, res.sigma), layout.sizes):
+        parts.append(layout.to_natural(layout.canonical(psi), q))
+    if ws.dist.has_dispersion:
+        parts.append([np.log(res.sigma)])
+    return np.concatenate(parts)
+
+
+def natural_covariance(model) -> np.ndarray | None:
+    """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
+
+    Returns None when a parameter is on the boundary (an SD at 0 has log SD = -inf).
+    """
+    z0 = _x_to_natural(model)
+    if not np.all(np.isfinite(z0)):
+        return None
+    problem = model._problem()
+    P = z0.size
+    saved_u, saved_b = problem.u_start.copy(), problem.beta_start.copy()
+
+    def grad(z):
+        x = _natural_to_x(model, z)
+        _, g = problem.value_and_grad(x)
+        # chain rule: dx/dz by central differences of the (cheap, closed-form) map
+        J = np.empty((x.size, P))
+        for j in range(P):
+            h = 1e-6 * max(1.0, abs(z[j]))
+            e = np.zeros(P)
+            e[j] = h
+            J[:, j] = (_natural_to_x(model, z + e) - _natural_to_x(model, z - e)) / (2 * h)
+        return J.T @ g
+
+    H = np.zeros((P, P))
+    try:
+        for j in range(P):
+            h = 1e-4 * max(1.0, abs(z0[j]))
+            e = np.zeros(P)
+            e[j] = h
+            H[:, j] = (grad(z0 + e) - grad(z0 - e)) / (2 * h)
+    finally:
+        problem.u_start, problem.beta_start = saved_u, saved_b
+    H = 0.5 * (H + H.T)
+    try:
+        return np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
+    """MATLAB ``covarianceParameters`` stats: one table per term, then the Error table."""
+    ws, res = model._ws, model._result
+    layout = ws.layout
+    inner_beta = res.fit_method == "approximatelaplace"
+    k0 = 0 if inner_beta else len(res.beta)
+    zcrit = st.norm.ppf(1 - alpha / 2) if alpha is not None else np.nan
+    cov = natural_covariance(model) if alpha is not None else None
+    if cov is None and alpha is not None:
+        warnings.warn(
+            "covariance_parameters: confidence intervals unavailable (a parameter is on the boundary "
+            "or the Hessian is singular); Lower/Upper are NaN",
+            UserWarning,
+            stacklevel=3,
+        )
+    z0 = _x_to_natural(model)
+    tables = []
+    for r, (term, sl, psi) in enumerate(zip(ws.design.terms, layout.slices(), layout.covariances(res.theta, res.sigma))):
+        q = term.q_r
+        canon = layout.canonical(psi)
+        rows = []
+        k = 0
+        for j in range(q):
+            for i in range(j, q):
+                idx = k0 + sl.start + k
+                lo = hi = np.nan
+                if cov is not None and cov[idx, idx] >= 0:
+                    half = zcrit * np.sqrt(cov[idx, idx])
+                    zl, zh = z0[idx] - half, z0[idx] + half
+                    if i == j:
+                        lo, hi = np.exp(zl), np.exp(zh)
+                    else:
+                        lo, hi = np.tanh(zl / 2), np.tanh(zh / 2)
+                rows.append(
+                    {
+                        "Group": term.group,
+                        "Name1": term.names[i],
+                        "Name2": term.names[j],
+                        "Type": "std" if i == j else "corr",
+                        "Estimate": canon[k],
+                        "Lower": lo,
+                        "Upper": hi,
+                    }
+                )
+                k += 1
+        tables.append(pd.DataFrame(rows))
+    if ws.dist.has_dispersion and cov is not None:
+        half = zcrit * np.sqrt(cov[-1, -1])
+        lo, hi = res.sigma * np.exp(-half), res.sigma * np.exp(half)
+    elif ws.dist.has_dispersion:
+        lo = hi = np.nan
+    else:
+        lo = hi = 1.0
+    tables.append(
+        pd.DataFrame(
+            [{"Group": "Error", "Name": "sqrt(Dispersion)", "Estimate": res.sigma, "Lower": lo, "Upper": hi}]
+        )
+    )
+    return tables

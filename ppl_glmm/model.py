@@ -1,0 +1,293 @@
+"""``GeneralizedLinearMixedModel``: the fitted model with MATLAB's properties and methods.
+
+A thin object over a :class:`~ppl_glmm.fitting.Workspace` (design, PyMC model, compiled functions;
+shared with refits) and a frozen :class:`~ppl_glmm.results.FitResult`. Every method delegates to
+one function in inference, simulate or fitting; nothing on the object changes after construction.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import inference
+from .display import model_display
+from .fitting import Workspace, fit
+from .results import FitResult
+from .simulate import ForwardSampler, seed_from
+
+__all__ = ["GeneralizedLinearMixedModel"]
+
+
+class GeneralizedLinearMixedModel:
+    """A GLMM fitted by maximum likelihood (Laplace approximation). Create with ``fitglme``."""
+
+    def __init__(self, ws: Workspace, result: FitResult, options: dict):
+        self._ws = ws
+        self._result = result
+        self._options = dict(options)
+
+    # ---- basic properties ------------------------------------------------------------------
+    @property
+    def formula(self) -> str:
+        pf = self._ws.design.formula
+        fixed = pf.fixed
+        parts = [fixed] + [str(t) for t in pf.random]
+        return f"{pf.response} ~ " + " + ".join(parts)
+
+    @property
+    def response_name(self) -> str:
+        return self._ws.design.formula.response
+
+    @property
+    def distribution(self) -> str:
+        return self._ws.dist.name
+
+    @property
+    def link(self) -> str:
+        return self._ws.link.name
+
+    @property
+    def fit_method(self) -> str:
+        return self._result.fit_method
+
+    @property
+    def num_observations(self) -> int:
+        return self._ws.design.n
+
+    @property
+    def num_coefficients(self) -> int:
+        return len(self._result.beta)
+
+    @property
+    def num_estimated_coefficients(self) -> int:
+        return self.num_coefficients
+
+    @property
+    def num_random_effects(self) -> int:
+        return self._ws.design.q
+
+    @property
+    def num_covariance_parameters(self) -> int:
+        return self._ws.layout.n_theta + int(self.dispersion_estimated)
+
+    @property
+    def dfe(self) -> int:
+        return self.num_observations - self.num_coefficients
+
+    @property
+    def num_missing(self) -> int:
+        return int(self._ws.design.missing.sum())
+
+    @property
+    def num_excluded(self) -> int:
+        return int(self._ws.design.excluded.sum())
+
+    @property
+    def observation_info(self) -> pd.DataFrame:
+        """Per input row: Weights, Excluded, Missing, Subset, BinomSize (MATLAB ObservationInfo)."""
+        d = self._ws.design
+        n_total = d.subset.size
+        w = np.ones(n_total)
+        size = np.ones(n_total)
+        w[d.subset] = d.weights
+        size[d.subset] = d.binomial_size
+        return pd.DataFrame(
+            {"Weights": w, "Excluded": d.excluded, "Missing": d.missing, "Subset": d.subset, "BinomSize": size}
+        )
+
+    # ---- estimates -------------------------------------------------------------------------
+    @property
+    def coefficient_names(self) -> list[str]:
+        return list(self._ws.design.fixed.names)
+
+    @property
+    def coefficient_covariance(self) -> np.ndarray:
+        """Cov(beta-hat) by the method chosen at fit time (default 'conditional')."""
+        return self._cov_beta.copy()
+
+    @cached_property
+    def _cov_beta(self) -> np.ndarray:
+        if self._options.get("covariance_method", "conditional") == "jointhessian":
+            return inference_joint_hessian(self)
+        return self._result.cov_beta
+
+    @cached_property
+    def coefficients(self) -> pd.DataFrame:
+        """Name, Estimate, SE, tStat, DF (= N - p), pValue, Lower, Upper (95%)."""
+        return self.fixed_effects(alpha=0.05)
+
+    def fixed_effects(self, alpha: float = 0.05) -> pd.DataFrame:
+        _check_alpha(alpha)
+        return inference.coefficient_table(
+            self.coefficient_names, self._result.beta, self._cov_beta, self.dfe, alpha
+        )
+
+    @property
+    def log_likelihood(self) -> float:
+        return self._result.log_likelihood
+
+    @property
+    def model_criterion(self) -> pd.DataFrame:
+        k = self.num_coefficients + self.num_covariance_parameters
+        return inference.model_criterion(self.log_likelihood, k, self.num_observations)
+
+    @property
+    def dispersion(self) -> float:
+        return self._result.sigma**2
+
+    @property
+    def dispersion_estimated(self) -> bool:
+        return self._ws.dist.has_dispersion
+
+    @property
+    def singular(self) -> bool:
+        """True for a boundary fit (a random-effects variance at zero)."""
+        return self._result.singular
+
+    @property
+    def converged(self) -> bool:
+        return self._result.optimization.converged
+
+    @property
+    def optimization(self):
+        """The optimiser's record: iterations, evaluations, gradient, time."""
+        return self._result.optimization
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self._result.warnings
+
+    def covariance_parameters(self, alpha: float = 0.05):
+        """(psi, dispersion, stats): psi[r] = sigma^2 Lambda_r Lambda_r'; stats with Wald CIs."""
+        _check_alpha(alpha)
+        psis = self._ws.layout.covariances(self._result.theta, self._result.sigma)
+        return psis, self.dispersion, self._covariance_tables(alpha)
+
+    def _covariance_tables(self, alpha):
+        return inference.covariance_tables(self, alpha)
+
+    def random_effects(self) -> pd.DataFrame:
+        """Conditional modes b-hat (Group, Level, Name, Estimate) in MATLAB's b order."""
+        rows = []
+        for term in self._ws.design.terms:
+            for j, level in enumerate(term.levels):
+                for k, name in enumerate(term.names):
+                    rows.append((term.group, level, name, self._result.b[term.offset + j * term.q_r + k]))
+        return pd.DataFrame(rows, columns=["Group", "Level", "Name", "Estimate"])
+
+    def fitted(self, conditional: bool = True) -> np.ndarray:
+        """Fitted means g^-1(eta) for every input row (NaN for unused rows); proportions for binomial."""
+        d = self._ws.design
+        eta = self._result.eta if conditional else d.X @ self._result.beta + d.offset
+        mu = self._ws.dist.clip_mean(self._ws.link.inverse_np(eta))
+        return self._full_length(mu)
+
+    def response(self) -> np.ndarray:
+        """Response for every input row on MATLAB's scale (proportions for binomial), NaN if unused."""
+        return self._full_length(self._result.y)
+
+    def design_matrix(self, kind: str = "fixed"):
+        """'fixed': X (used rows); 'random': sparse Z (used rows), columns in b order."""
+        kind = str(kind).lower()
+        if kind == "fixed":
+            return self._ws.design.X.copy()
+        if kind == "random":
+            return sp.csr_matrix(self._ws.design.Z())
+        raise ValueError("kind: use 'fixed' or 'random'")
+
+    def _full_length(self, v: np.ndarray) -> np.ndarray:
+        d = self._ws.design
+        out = np.full(d.subset.size, np.nan)
+        out[d.subset] = v
+        return out
+
+    def _problem(self):
+        """The engine problem loaded with this model's response (used by inference)."""
+        ws = self._ws
+        d = ws.design
+        ws.graph.set_observed(ws.dist.observed_value(self._result.y, d.weights, d.binomial_size))
+        problem = ws.problem(self.fit_method)
+        ws.load_containers(problem)
+        problem.u_start = self._result.u.copy()
+        problem.beta_start = self._result.beta.copy()
+        return problem
+
+    # ---- simulation and refitting ------------------------------------------------------------
+    def random(self, rng=None, newdata: pd.DataFrame | None = None) -> np.ndarray:
+        """Simulate a response: new b ~ N(0, Psi-hat), then y | b (MATLAB ``random``).
+
+        Without ``newdata`` the result has one entry per input row (NaN for unused rows), on the
+        response scale ``refit`` takes (proportions for binomial). ``rng`` is a seed or a numpy
+        Generator; the same seed gives the same draw. With ``newdata`` every level in it gets a new
+        draw and weights, binomial sizes and offset default to 1, 1 and 0 (MATLAB).
+        """
+        seed = seed_from(rng)
+        values = self._parameter_values()
+        ws = self._ws
+        if newdata is None:
+            if ws.sampler is None:
+                ws.sampler = ForwardSampler.compile(ws.graph)
+            k = ws.sampler.draw(values, seed)
+            d = ws.design
+            return self._full_length(ws.dist.response_from_observed(k, d.weights, d.binomial_size))
+        from .simulate_newdata import simulate_newdata
+
+        return simulate_newdata(self, newdata, values, seed)
+
+    def _parameter_values(self) -> dict[str, np.ndarray]:
+        res, ws = self._result, self._ws
+        values = {"beta": res.beta}
+        for r, sl in enumerate(ws.layout.slices()):
+            values[f"theta_{r}"] = res.theta[sl]
+        if ws.dist.has_dispersion:
+            values["sigma"] = np.asarray(res.sigma)
+        return values
+
+    def refit(self, ynew) -> GeneralizedLinearMixedModel:
+        """Refit to a new response (same length as the data, or as the rows used), re-using every
+        compiled function; returns a new model and leaves this one unchanged."""
+        y = self._check_new_response(ynew)
+        result = fit(self._ws, self.fit_method, y, warm=self._result)
+        return GeneralizedLinearMixedModel(self._ws, result, self._options)
+
+    def _check_new_response(self, ynew) -> np.ndarray:
+        d, dist = self._ws.design, self._ws.dist
+        try:
+            y = np.asarray(ynew, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"ynew: expected a numeric vector, got {type(ynew).__name__}") from err
+        n_total, n = d.subset.size, d.n
+        if y.size == n_total:
+            y = y[d.subset]
+        elif y.size != n:
+            raise ValueError(
+                f"ynew: expected {n_total} values (one per row of the data) or {n} (one per row used), got {y.size}"
+            )
+        dist.check_response(y, d.weights, d.binomial_size, "ynew")
+        return y
+
+    def __str__(self) -> str:
+        return model_display(self)
+
+    def __repr__(self) -> str:
+        return f"<GeneralizedLinearMixedModel {self.distribution}/{self.link} {self.fit_method}: {self.formula}>"
+
+
+def _check_alpha(alpha) -> None:
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"alpha: must be a number in (0, 1), got {alpha!r}")
+
+
+def inference_joint_hessian(model: GeneralizedLinearMixedModel) -> np.ndarray:
+    """MATLAB 'JointHessian': the beta block of the inverse Hessian of the negative Laplace
+    log-likelihood over all parameters (Laplace only; accounts for covariance-parameter uncertainty)."""
+    from .engine.optimize import hessian
+
+    problem = model._problem()
+    H = hessian(problem, model._result.x)
+    p = model.num_coefficients
+    return np.linalg.pinv(H)[:p, :p]

@@ -1,0 +1,157 @@
+"""The PyMC model every formula compiles into: the single source of the likelihood.
+
+::
+
+    beta ~ Flat(p)                                  fixed effects
+    theta_r ~ Flat(q_r (q_r + 1) / 2)               relative Cholesky factor Lambda_r (lower, column-major)
+    sigma ~ HalfFlat()                              only for families with a dispersion (normal)
+    u_r ~ N(0, I) of shape (levels_r, q_r)          spherical random effects
+    b_r = sigma * u_r Lambda_r'                     b ~ N(0, sigma^2 Lambda Lambda')
+    eta = X beta + sum_r rowsum(T_r * b_r[codes_r]) + offset
+    y ~ Distr(g^-1(eta), ...)                       observed, from pm.Data containers
+
+The observed response, prior weights, binomial trials and offset live in ``pm.Data`` containers, so
+``refit`` swaps values without rebuilding or recompiling anything. The estimation engine does not
+evaluate this joint density: it takes the model's own observation log-likelihood graph, replaces eta
+(and sigma) by inputs, and compiles, once per (distribution, link) and process, the per-observation
+derivatives d^k log p(y_i | eta_i) / d eta_i^k, k = 0..3 (and their derivatives in log sigma).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .covariance import ThetaLayout
+from .design import Design
+from .families import Distribution, Link
+
+__all__ = ["GLMMGraph", "ObservationFunction", "build_pymc_model", "observation_function"]
+
+
+@dataclass
+class GLMMGraph:
+    """A built PyMC model with handles to the variables the engine and simulator need."""
+
+    model: Any  # pm.Model
+    eta: Any
+    y: Any  # observed RV
+    beta: Any
+    thetas: list
+    us: list
+    sigma: Any | None
+    containers: dict[str, Any]  # name -> pm.Data shared variable
+    dist: Distribution
+    link: Link
+
+    @property
+    def free_parameters(self) -> list:
+        return [self.beta, *self.thetas] + ([self.sigma] if self.sigma is not None else [])
+
+    def set_observed(self, k: np.ndarray) -> None:
+        """Swap the observed-data container (no recompilation of anything compiled from it)."""
+        self.containers["y"].set_value(np.asarray(k, dtype=self.containers["y"].dtype))
+
+
+def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: ThetaLayout) -> GLMMGraph:
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    coords: dict[str, Any] = {"coef": list(design.fixed.names)}
+    for r, term in enumerate(design.terms):
+        coords[f"level_{r}"] = list(term.levels)
+        coords[f"name_{r}"] = list(term.names)
+    k = dist.observed_value(design.y, design.weights, design.binomial_size)
+    with pm.Model(coords=coords) as model:
+        containers = {
+            "X": pm.Data("X", design.X),
+            "y": pm.Data("y_observed", k),
+            "weights": pm.Data("weights", design.weights),
+            "offset": pm.Data("offset", design.offset),
+        }
+        if dist.name == "binomial":
+            trials = np.rint(design.weights * design.binomial_size).astype(np.int64)
+            containers["trials"] = pm.Data("trials", trials)
+        beta = pm.Flat("beta", dims="coef")
+        sigma = pm.HalfFlat("sigma") if dist.has_dispersion else None
+        scale = sigma if sigma is not None else 1.0
+        eta = pt.dot(containers["X"], beta) + containers["offset"]
+        thetas, us = [], []
+        for r, (term, sl) in enumerate(zip(design.terms, layout.slices())):
+            q = term.q_r
+            T = containers[f"T_{r}"] = pm.Data(f"T_{r}", term.T)
+            codes = containers[f"codes_{r}"] = pm.Data(f"codes_{r}", term.codes)
+            theta = pm.Flat(f"theta_{r}", shape=(sl.stop - sl.start,))
+            rows, cols = np.triu_indices(q)
+            Lam = pt.set_subtensor(pt.zeros((q, q))[cols, rows], theta)
+            u = pm.Normal(f"u_{r}", 0.0, 1.0, dims=(f"level_{r}", f"name_{r}"))
+            b = scale * pt.dot(u, Lam.T)
+            eta = eta + (T * b[codes]).sum(axis=1)
+            thetas.append(theta)
+            us.append(u)
+        y = dist.likelihood("y", eta, link, containers, scale)
+    return GLMMGraph(model, eta, y, beta, thetas, us, sigma, containers, dist, link)
+
+
+@dataclass(frozen=True)
+class ObservationFunction:
+    """Compiled per-observation log-likelihood derivatives of one (distribution, link).
+
+    ``fn(eta, y, weights, trials, phi)`` returns ``[l, l_e, l_ee, l_eee]`` and, for families with a
+    dispersion, ``[l_p, l_ep, l_eep]`` (derivatives in phi = log sigma); all arrays of length n.
+    """
+
+    fn: Callable
+    has_dispersion: bool
+    y_dtype: str
+    trials_dtype: str
+
+
+_CACHE: dict[tuple[str, str], ObservationFunction] = {}
+COMPILE_COUNT = {"observation": 0, "sampler": 0}
+
+
+def observation_function(graph: GLMMGraph, mode: str | None = None) -> ObservationFunction:
+    """Compile (once per process and family/link) the derivatives of the model's likelihood graph."""
+    key = (graph.dist.name, graph.link.name)
+    if key in _CACHE:
+        return _CACHE[key]
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import graph_replace
+
+    c = graph.containers
+    value = graph.model.rvs_to_values[graph.y]
+    logp = pm.logp(graph.y, value)
+    eta_in = pt.vector("eta", dtype="float64")
+    y_in = value.type("y")
+    w_in = pt.vector("weights", dtype="float64")
+    trials_in = c["trials"].type("trials") if "trials" in c else pt.vector("trials", dtype="int64")
+    phi_in = pt.vector("phi", dtype="float64")
+    repl = {graph.eta: eta_in, value: y_in, c["weights"]: w_in}
+    if "trials" in c:
+        repl[c["trials"]] = trials_in
+    if graph.sigma is not None:
+        repl[graph.sigma] = pt.exp(phi_in)
+    lp = graph_replace(logp, repl, strict=False)
+    d1 = pytensor.grad(lp.sum(), eta_in)
+    d2 = pytensor.grad(d1.sum(), eta_in)
+    d3 = pytensor.grad(d2.sum(), eta_in)
+    outputs = [lp, d1, d2, d3]
+    if graph.sigma is not None:
+        outputs += [
+            pytensor.grad(lp.sum(), phi_in),
+            pytensor.grad(d1.sum(), phi_in),
+            pytensor.grad(d2.sum(), phi_in),
+        ]
+    fn = pytensor.function(
+        [eta_in, y_in, w_in, trials_in, phi_in], outputs, mode=mode, on_unused_input="ignore"
+    )
+    fn.trust_input = True
+    COMPILE_COUNT["observation"] += 1
+    out = ObservationFunction(fn, graph.sigma is not None, y_in.dtype, trials_in.dtype)
+    _CACHE[key] = out
+    return out
