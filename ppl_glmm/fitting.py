@@ -24,8 +24,8 @@ from .results import FitResult
 
 __all__ = ["ConvergenceWarning", "SingularFitWarning", "Workspace", "fit"]
 
-# Small problems run fastest single-threaded (BLAS thread wake-ups dominate a q = 20 solve).
-_THREADS_BELOW_Q = 400
+# Small dense blocks run fastest single-threaded (BLAS thread wake-ups dominate a 200 x 200 solve).
+_THREADS_ABOVE_DENSE = 1500
 
 
 class ConvergenceWarning(UserWarning):
@@ -89,11 +89,11 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
     ws.graph.set_observed(ws.dist.observed_value(y, d.weights, d.binomial_size))
     problem = ws.problem(fit_method)
     ws.load_containers(problem)
-    limit = 1 if d.q < _THREADS_BELOW_Q else None
+    limit = None if problem.re.q2 + (problem.p if problem.inner_beta else 0) > _THREADS_ABOVE_DENSE else 1
     with threadpool_limits(limit):
         if warm is not None:
             x0 = warm.x.copy()
-            problem.u_start = warm.u.copy()
+            problem.u_start = problem.re.to_internal(warm.u)
             problem.beta_start = warm.beta.copy()
             hinv = ws.hess_inv_start.get(fit_method)
         else:
@@ -111,7 +111,8 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
         cov_beta = conditional_cov_beta(problem, mode)
     sigma = float(np.exp(phi)) if problem.has_phi else 1.0
     lambdas = ws.layout.lambdas(theta)
-    b = _b_from_u(ws, mode.u, lambdas, sigma)
+    u = problem.re.to_original(mode.u)
+    b = _b_from_u(ws, u, lambdas, sigma)
     diag = ws.layout.is_diagonal()
     singular = bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL))
     msgs = []
@@ -128,7 +129,7 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
         beta=np.asarray(beta, dtype=float).copy(),
         theta=theta.copy(),
         sigma=sigma,
-        u=mode.u.copy(),
+        u=u,
         b=b,
         eta=mode.eta.copy(),
         log_likelihood=-summary.objective,
@@ -162,13 +163,11 @@ def _b_from_u(ws: Workspace, u: np.ndarray, lambdas: list[np.ndarray], sigma: fl
 
 def conditional_cov_beta(problem: LaplaceProblem, mode) -> np.ndarray:
     """MATLAB 'Conditional': (X'CX - X'CA H^-1 A'CX)^-1, inflating the diagonal if not PD."""
-    from .engine.laplace import _solve
-
     X, re = problem.X, problem.re
     c = -mode.derivs[2]
     XtCX = (X.T * c) @ X
     AtCX = re.tmul(mode.avals, c[:, None] * X)
-    S = XtCX - AtCX.T @ _solve(mode.chol, AtCX)
+    S = XtCX - AtCX.T @ mode.hfac.solve(AtCX)
     S = 0.5 * (S + S.T)
     jitter = 0.0
     for _ in range(20):

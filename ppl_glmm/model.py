@@ -212,7 +212,7 @@ class GeneralizedLinearMixedModel:
         ws.graph.set_observed(ws.dist.observed_value(self._result.y, d.weights, d.binomial_size))
         problem = ws.problem(self.fit_method)
         ws.load_containers(problem)
-        problem.u_start = self._result.u.copy()
+        problem.u_start = problem.re.to_internal(self._result.u)
         problem.beta_start = self._result.beta.copy()
         return problem
 

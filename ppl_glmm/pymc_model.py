@@ -42,6 +42,7 @@ class GLMMGraph:
     thetas: list
     us: list
     sigma: Any | None
+    sigma_obs: Any | None  # sigma broadcast to one entry per observation
     containers: dict[str, Any]  # name -> pm.Data shared variable
     dist: Distribution
     link: Link
@@ -77,6 +78,8 @@ def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: The
         beta = pm.Flat("beta", dims="coef")
         sigma = pm.HalfFlat("sigma") if dist.has_dispersion else None
         scale = sigma if sigma is not None else 1.0
+        # per-observation scale: the engine differentiates each log p(y_i) in log sigma through it
+        sigma_obs = sigma * pt.ones_like(containers["weights"]) if sigma is not None else None
         eta = pt.dot(containers["X"], beta) + containers["offset"]
         thetas, us = [], []
         for r, (term, sl) in enumerate(zip(design.terms, layout.slices())):
@@ -91,8 +94,8 @@ def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: The
             eta = eta + (T * b[codes]).sum(axis=1)
             thetas.append(theta)
             us.append(u)
-        y = dist.likelihood("y", eta, link, containers, scale)
-    return GLMMGraph(model, eta, y, beta, thetas, us, sigma, containers, dist, link)
+        y = dist.likelihood("y", eta, link, containers, sigma_obs)
+    return GLMMGraph(model, eta, y, beta, thetas, us, sigma, sigma_obs, containers, dist, link)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
     if "trials" in c:
         repl[c["trials"]] = trials_in
     if graph.sigma is not None:
-        repl[graph.sigma] = pt.exp(phi_in)
+        repl[graph.sigma_obs] = pt.exp(phi_in)
     lp = graph_replace(logp, repl, strict=False)
     d1 = pytensor.grad(lp.sum(), eta_in)
     d2 = pytensor.grad(d1.sum(), eta_in)

@@ -69,7 +69,7 @@ def minimize(
     x = canonical_theta(problem, res.x)
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
-    g = problem.gradient(mode, theta, phi)
+    g = problem.gradient(mode, phi)
     gmax = float(np.max(np.abs(g))) if g.size else 0.0
     converged = np.isfinite(mode.objective) and (bool(res.success) or gmax < GRADIENT_WARN)
     summary = OptimizationSummary(
