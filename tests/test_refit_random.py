@@ -1,0 +1,161 @@
+"""random and refit: PyMC forward sampling, no recompilation, validation, immutability."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from reference_cases import fit_case
+
+import ppl_glmm
+from ppl_glmm import pymc_model
+from ppl_glmm.datasets import load_mfr
+
+MFR_FORMULA = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)"
+
+
+def test_refit_does_not_compile_anything(mfr_model, monkeypatch):
+    import pytensor
+
+    mfr_model.random(rng=1)  # the sampler is compiled once, lazily
+    before = dict(pymc_model.COMPILE_COUNT)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pytensor.function called during refit")
+
+    monkeypatch.setattr(pytensor, "function", boom)
+    monkeypatch.setattr(pytensor.compile.function, "function", boom, raising=False)
+    for seed in range(5):
+        mfr_model.refit(mfr_model.random(rng=seed))
+    assert pymc_model.COMPILE_COUNT == before
+
+
+def test_refit_swaps_the_observed_pm_data_container(mfr_model):
+    y = mfr_model.random(rng=3)
+    new = mfr_model.refit(y)
+    container = new._ws.graph.containers["y"].get_value()
+    np.testing.assert_array_equal(container, y.astype(int))
+
+
+def test_refit_matches_a_fresh_fit_on_the_new_response(mfr_model):
+    y = mfr_model.random(rng=11)
+    data = load_mfr()
+    data["defects"] = y.astype(int)
+    fresh = ppl_glmm.fitglme(
+        data, MFR_FORMULA, distribution="poisson", dummy_var_coding="effects"
+    )
+    refitted = mfr_model.refit(y)
+    np.testing.assert_allclose(refitted.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=1e-6, atol=1e-8)
+    assert refitted.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-7)
+
+
+def test_refit_leaves_the_original_model_unchanged(mfr_model):
+    coef = mfr_model.coefficients.copy()
+    ll = mfr_model.log_likelihood
+    new = mfr_model.refit(mfr_model.random(rng=5))
+    assert new is not mfr_model
+    assert new.log_likelihood != ll
+    pd.testing.assert_frame_equal(mfr_model.coefficients, coef)
+    assert mfr_model.log_likelihood == ll
+    np.testing.assert_array_equal(mfr_model.response()[:5], load_mfr()["defects"].to_numpy()[:5])
+
+
+def test_refit_with_the_original_response_reproduces_the_fit(mfr_model):
+    again = mfr_model.refit(mfr_model.response())
+    np.testing.assert_allclose(again.coefficients["Estimate"], mfr_model.coefficients["Estimate"], rtol=1e-6)
+    assert again.log_likelihood == pytest.approx(mfr_model.log_likelihood, abs=1e-8)
+
+
+def test_random_same_seed_same_draw(mfr_model):
+    a, b = mfr_model.random(rng=42), mfr_model.random(rng=42)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, mfr_model.random(rng=43))
+    g1, g2 = np.random.default_rng(7), np.random.default_rng(7)
+    np.testing.assert_array_equal(mfr_model.random(rng=g1), mfr_model.random(rng=g2))
+
+
+def test_random_draws_new_random_effects_from_the_fitted_prior(mfr_model):
+    """E[y] = exp(X beta + sigma_b^2 / 2) when b ~ N(0, sigma_b^2) is redrawn (not the modes)."""
+    sims = np.array([mfr_model.random(rng=s) for s in range(600)])
+    sd_b = mfr_model.covariance_parameters()[2][0]["Estimate"].iloc[0]
+    expected = np.exp(mfr_model.design_matrix("fixed") @ mfr_model.coefficients["Estimate"].to_numpy() + sd_b**2 / 2)
+    assert sims.mean() == pytest.approx(expected.mean(), rel=0.04)
+    # rows of one factory share one new draw of b: they covary across simulations; rows of
+    # different factories do not
+    same = np.corrcoef(sims[:, 0], sims[:, 1])[0, 1]
+    other = np.corrcoef(sims[:, 0], sims[:, 5])[0, 1]
+    assert same > 0.15 and abs(other) < 0.12
+    assert np.all(sims == np.round(sims)) and np.all(sims >= 0)
+
+
+def test_binomial_random_returns_proportions_and_refit_takes_them(fitted):
+    m = fitted("cbpp_binomial")
+    y = m.random(rng=0)
+    size = m.observation_info["BinomSize"].to_numpy()
+    assert np.all((y >= 0) & (y <= 1))
+    np.testing.assert_allclose(y * size, np.round(y * size), atol=1e-12)
+    assert np.any((y > 0) & (y < 1))
+    new = m.refit(y)
+    assert new.num_observations == m.num_observations
+    assert np.isfinite(new.log_likelihood)
+
+
+def test_normal_random_and_refit(fitted):
+    m = fitted("sleepstudy_lmm")
+    y = m.random(rng=2)
+    assert y.dtype == float and np.all(np.isfinite(y))
+    new = m.refit(y)
+    assert new.dispersion_estimated and new.dispersion > 0
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda y: y[:-1], "expected 100 values"),
+        (lambda y: np.where(np.arange(y.size) == 3, np.nan, y), "NaN"),
+        (lambda y: -y - 1, ">= 0"),
+        (lambda y: y + 0.5, "integer counts"),
+        (lambda y: "abc", "numeric"),
+    ],
+)
+def test_refit_rejects_bad_poisson_responses(mfr_model, make, match):
+    with pytest.raises(ValueError, match=match) as err:
+        mfr_model.refit(make(mfr_model.response()))
+    assert "ynew" in str(err.value)
+
+
+def test_refit_rejects_bad_binomial_proportions(fitted):
+    m = fitted("cbpp_binomial")
+    y = m.response()
+    with pytest.raises(ValueError, match="proportions in \\[0, 1\\]"):
+        m.refit(y * 0 + 1.5)
+    with pytest.raises(ValueError, match="integers"):
+        m.refit(np.full(y.size, 0.5 / m.observation_info["BinomSize"].max() + 1e-3))
+
+
+def test_random_and_refit_with_excluded_rows():
+    data = load_mfr()
+    data.loc[[3, 50], "time_dev"] = np.nan
+    m = ppl_glmm.fitglme(data, MFR_FORMULA, distribution="poisson", exclude=[7])
+    assert m.num_observations == 97 and m.num_missing == 2 and m.num_excluded == 1
+    y = m.random(rng=0)
+    assert y.size == 100 and np.isnan(y[[3, 7, 50]]).all() and np.isfinite(np.delete(y, [3, 7, 50])).all()
+    assert m.refit(y).num_observations == 97
+    assert m.refit(y[m.observation_info["Subset"].to_numpy()]).num_observations == 97
+
+
+def test_rng_argument_is_validated(mfr_model):
+    with pytest.raises(ValueError, match="rng"):
+        mfr_model.random(rng="zero")
+
+
+def test_approximate_laplace_refit(fitted):
+    m = fitted("cbpp_binomial_approx")
+    new = m.refit(m.random(rng=4))
+    assert new.fit_method == "approximatelaplace"
+    assert np.isfinite(new.log_likelihood)
+
+
+def test_fit_case_cache_consistency():
+    """Two fits of the same case in one process give identical numbers (no state leaks)."""
+    a = fit_case("poisson_offset_interaction")
+    b = fit_case("poisson_offset_interaction")
+    assert a.log_likelihood == b.log_likelihood
