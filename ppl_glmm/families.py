@@ -136,6 +136,14 @@ class Distribution:
             return pm.Poisson(name, mu=data["weights"] * link.inverse_pt(eta), observed=k)
         raise NotImplementedError(self.name)  # pragma: no cover
 
+    def mu_start(self, y: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Starting means (MATLAB's PL initialisation): Poisson y + 1/4, binomial (ny + 1/2)/(n + 1)."""
+        if self.name == "poisson":
+            return y + 0.25
+        if self.name == "binomial":
+            return (n * y + 0.5) / (n + 1)
+        return np.asarray(y, dtype=float)
+
     def variance(self, mu: np.ndarray) -> np.ndarray:
         """Variance function v(mu) (Var(y|b) = sigma^2 v(mu) / w)."""
         return {

@@ -73,7 +73,14 @@ class Workspace:
 
 
 def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
-    beta0 = glm_start(problem)
+    """GLM fit (from least squares of g(mu_start) on X) for beta; theta = identity; sigma from residuals."""
+    d = ws.design
+    mu0 = ws.dist.mu_start(y, d.binomial_size)
+    with np.errstate(all="ignore"):
+        z = ws.link.link_np(mu0) - d.offset
+    z = np.where(np.isfinite(z), z, 0.0)
+    beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
+    beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
     parts.append(ws.layout.start())
     if problem.has_phi:

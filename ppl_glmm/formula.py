@@ -128,6 +128,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     """Split ``formula`` into response, fixed right-hand side and random-effects blocks."""
     if not isinstance(formula, str) or "~" not in formula:
         raise ValueError("formula: expected a string 'response ~ terms', e.g. 'y ~ 1 + x + (1|g)'")
+    _split_top(formula, "~")  # raises on unbalanced parentheses
     lhs, rhs = formula.split("~", 1)
     response = lhs.strip()
     if not response:

@@ -19,7 +19,7 @@ from typing import Any
 import formulae
 import numpy as np
 import pandas as pd
-from formulae.categorical import ContrastMatrix, Encoding
+from formulae.categorical import ContrastMatrix, Encoding, Sum
 
 __all__ = ["Encoder", "FixedDesign", "build_fixed", "categorical_columns", "coefficient_name"]
 
@@ -34,7 +34,15 @@ class Full(Encoding):
         return self.code_with_intercept(levels)
 
 
-_ENCODING = {"reference": None, "effects": "Sum", "full": "Full"}
+class Effects(Sum):
+    """Sum-to-zero coding (last level -1); where a term must span the intercept (e.g. ``f:x``
+    without ``f``), one indicator per level, as treatment coding does, rather than a 'mean' column."""
+
+    def code_with_intercept(self, levels: list) -> ContrastMatrix:
+        return Full().code_with_intercept(levels)
+
+
+_ENCODING = {"reference": None, "effects": "Effects", "full": "Full"}
 _CALL = re.compile(r"^C\(\s*([^,()]+?)\s*(?:,[^()]*)?\)\[(.+)\]$")
 _LEVEL = re.compile(r"^(.+?)\[(.+)\]$")
 
@@ -63,7 +71,7 @@ def categorical_columns(df: pd.DataFrame, names: set[str]) -> list[str]:
 class Encoder:
     """Rewrite categorical variables ``v`` as ``C(v, Sum)`` / ``C(v, Full)`` for the chosen coding."""
 
-    namespace = {"Full": Full}
+    namespace = {"Full": Full, "Effects": Effects}
 
     def __init__(self, cat_cols: list[str], coding: str):
         self.cat_cols, self.coding = list(cat_cols), coding

@@ -112,7 +112,10 @@ class LaplaceProblem:
         def evaluate(u, b):
             base = X @ b + self.offset if eta_fixed is None else eta_fixed
             eta = base + re.mul(avals, u)
-            d = self.obs.fn(eta, self.y, self.w, self.trials, phis)
+            try:
+                d = self.obs.fn(eta, self.y, self.w, self.trials, phis)
+            except Exception:  # PyMC's parameter checks (e.g. a negative Poisson mean)
+                return eta, None, -np.inf
             return eta, d, float(d[0].sum() - 0.5 * u @ u)
 
         eta, d, Q = evaluate(u, b)
@@ -121,6 +124,8 @@ class LaplaceProblem:
             if self.inner_beta:
                 b = np.zeros(p)
             eta, d, Q = evaluate(u, b)
+        if not np.isfinite(Q):
+            raise PirlsFailure("the log-likelihood is not finite at the starting values")
         for it in range(1, _MAX_INNER + 1):
             c = -d[2]
             if np.any(c < 0):  # observed information not PSD here: safe (absolute) weights

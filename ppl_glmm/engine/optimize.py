@@ -102,11 +102,11 @@ def hessian(problem: LaplaceProblem, x: np.ndarray, step: float = 1e-5) -> np.nd
     return 0.5 * (H + H.T)
 
 
-def glm_start(problem: LaplaceProblem) -> np.ndarray:
-    """Fixed effects of the GLM without random effects (the inner step with Lambda = 0)."""
+def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
+    """Fixed effects of the GLM without random effects (the inner step with Lambda = 0), from beta0."""
     saved = problem.inner_beta, problem.u_start, problem.beta_start
     problem.inner_beta = True
-    problem.beta_start = np.zeros(problem.p)
+    problem.beta_start = np.asarray(beta0, dtype=float)
     try:
         mode = problem.inner(None, np.zeros(problem.n_theta), 0.0)
         return mode.beta.copy()

@@ -1,0 +1,186 @@
+"""Design: coding and names, level order, sparse Z layout, missing rows, argument checks."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import ppl_glmm
+from ppl_glmm.datasets import load_mfr
+
+MFR = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)"
+
+
+def _fit(data=None, formula=MFR, **kw):
+    kw.setdefault("distribution", "poisson")
+    return ppl_glmm.fitglme(load_mfr() if data is None else data, formula, **kw)
+
+
+def test_effects_coding_names_and_columns():
+    m = _fit(dummy_var_coding="effects")
+    assert m.coefficient_names[-2:] == ["supplier_C", "supplier_B"]
+    X = m.design_matrix("fixed")
+    sup = load_mfr()["supplier"].astype(str).to_numpy()
+    np.testing.assert_array_equal(X[sup == "A", 4:], -1.0)  # last level coded -1
+    assert np.all(X[sup == "C", 4:] == [1.0, 0.0]) and np.all(X[sup == "B", 4:] == [0.0, 1.0])
+
+
+def test_reference_coding_uses_first_level_of_categorical_order():
+    m = _fit()
+    assert m.coefficient_names[-2:] == ["supplier_B", "supplier_A"]  # categories C, B, A: C is baseline
+    data = load_mfr()
+    data["supplier"] = data["supplier"].astype(str)  # plain strings: sorted levels, A baseline
+    assert _fit(data).coefficient_names[-2:] == ["supplier_B", "supplier_C"]
+
+
+def test_full_coding_needs_no_intercept():
+    with pytest.raises(ValueError, match="rank deficient"):
+        _fit(dummy_var_coding="full")
+    m = _fit(formula="defects ~ 0 + newprocess + supplier + (1|factory)", dummy_var_coding="full")
+    assert m.coefficient_names == ["newprocess", "supplier_C", "supplier_B", "supplier_A"]
+
+
+def test_interaction_names():
+    m = _fit(formula="defects ~ newprocess*time_dev + supplier:temp_dev + (1|factory)", dummy_var_coding="effects")
+    assert m.coefficient_names == [
+        "(Intercept)",
+        "newprocess",
+        "time_dev",
+        "newprocess:time_dev",
+        "supplier_C:temp_dev",
+        "supplier_B:temp_dev",
+        "supplier_A:temp_dev",
+    ]
+    m = _fit(formula="defects ~ supplier*temp_dev + (1|factory)")
+    assert m.coefficient_names == [
+        "(Intercept)",
+        "supplier_B",
+        "supplier_A",
+        "temp_dev",
+        "supplier_B:temp_dev",
+        "supplier_A:temp_dev",
+    ]
+
+
+def test_z_is_sparse_and_level_major_for_a_correlated_slope():
+    rng = np.random.default_rng(0)
+    n = 60
+    data = pd.DataFrame({"g": np.repeat(["b", "a", "c"], 20), "x": rng.normal(size=n)})
+    data["y"] = rng.normal(size=n) + data["x"]
+    m = ppl_glmm.fitglme(data, "y ~ x + (1 + x|g)")
+    Z = m.design_matrix("random")
+    assert sp.issparse(Z) and Z.shape == (n, 6)
+    levels = ["a", "b", "c"]
+    expected = np.zeros((n, 6))
+    for i, (g, x) in enumerate(zip(data["g"], data["x"])):
+        j = levels.index(g)
+        expected[i, 2 * j : 2 * j + 2] = [1.0, x]
+    np.testing.assert_allclose(Z.toarray(), expected)
+    assert list(m.random_effects()["Level"][:2]) == ["a", "a"]
+    assert list(m.random_effects()["Name"][:2]) == ["(Intercept)", "x"]
+
+
+def test_grouping_variables_are_categorical_whatever_their_dtype():
+    data = load_mfr()
+    data["factory"] = data["factory"].astype(float) * 10  # numeric codes still group
+    m = _fit(data)
+    assert m.num_random_effects == 20
+    assert m.random_effects()["Level"].iloc[0] == "10"
+
+
+def test_interaction_grouping_drops_unused_combinations():
+    data = load_mfr()
+    data["half"] = np.where(data.index % 2 == 0, "x", "y")
+    m = _fit(data, "defects ~ newprocess + (1|factory:half)")
+    used = data.groupby(["factory", "half"]).ngroups
+    assert m.num_random_effects == used
+
+
+def test_missing_values_are_counted_not_silently_dropped():
+    data = load_mfr()
+    data.loc[[0, 10, 20], "temp_dev"] = np.nan
+    data.loc[30, "supplier"] = np.nan
+    m = _fit(data)
+    assert m.num_observations == 96 and m.num_missing == 4
+    info = m.observation_info
+    assert info["Missing"].sum() == 4 and info["Subset"].sum() == 96
+    assert np.isnan(m.fitted()[[0, 10, 20, 30]]).all()
+
+
+def test_exclude_by_mask_and_positions():
+    mask = np.zeros(100, dtype=bool)
+    mask[:5] = True
+    assert _fit(exclude=mask).num_observations == 95
+    assert _fit(exclude=[0, 1]).num_excluded == 2
+    with pytest.raises(ValueError, match="exclude"):
+        _fit(exclude=[200])
+
+
+def test_caller_dataframe_is_not_modified():
+    data = load_mfr()
+    data.loc[3, "time_dev"] = np.nan
+    before = data.copy(deep=True)
+    _fit(data, dummy_var_coding="effects")
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_vector_arguments_accept_column_names_or_arrays():
+    data = load_mfr()
+    data["logt"] = np.log(data["time"])
+    a = _fit(data, offset="logt")
+    b = _fit(data, offset=data["logt"].to_numpy())
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-10)
+
+
+def test_option_values_are_case_insensitive():
+    a = _fit(distribution="Poisson", link="LOG", fit_method="Laplace", dummy_var_coding="Effects")
+    b = _fit(distribution="poisson", link="log", fit_method="laplace", dummy_var_coding="effects")
+    assert a.log_likelihood == b.log_likelihood
+    assert (a.distribution, a.link, a.fit_method) == ("poisson", "log", "laplace")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"distribution": "weibull"}, "distribution: unknown 'weibull'"),
+        ({"distribution": "gamma"}, "distribution: 'gamma' is not supported yet"),
+        ({"link": "cauchit"}, "link: unknown 'cauchit'"),
+        ({"fit_method": "MPL"}, "fit_method: 'MPL'"),
+        ({"fit_method": "REML"}, "fit_method: unknown"),
+        ({"dummy_var_coding": "helmert"}, "dummy_var_coding: unknown"),
+        ({"optimizer": "fminsearch"}, "unknown option"),
+        ({"weights": np.ones(3)}, "weights: expected 100 values"),
+        ({"weights": -np.ones(100)}, "weights: prior weights must be positive"),
+        ({"weights": np.full(100, 1.5)}, "weights: poisson prior weights must be positive integers"),
+        ({"offset": "nope"}, "offset: column 'nope' not found"),
+        ({"binomial_size": 3}, "binomial_size: only valid"),
+        ({"covariance_method": "sandwich"}, "covariance_method: unknown"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _fit(**kwargs)
+
+
+def test_bad_formula_and_data_errors():
+    with pytest.raises(ValueError, match="data: expected a pandas DataFrame"):
+        ppl_glmm.fitglme(load_mfr().to_numpy(), MFR, distribution="poisson")
+    with pytest.raises(ValueError, match="response 'nope'"):
+        _fit(formula="nope ~ 1 + (1|factory)")
+    with pytest.raises(ValueError, match="grouping variable 'plant'"):
+        _fit(formula="defects ~ 1 + (1|plant)")
+    with pytest.raises(ValueError, match="no random-effects term"):
+        _fit(formula="defects ~ 1 + newprocess")
+    with pytest.raises(ValueError, match="binomial_size"):
+        _fit(distribution="binomial")  # counts without binomial_size
+    with pytest.raises(ValueError, match="must be >= 0"):
+        data = load_mfr()
+        data.loc[0, "defects"] = -1
+        _fit(data)
+    with pytest.raises(ValueError, match="no rows left"):
+        _fit(exclude=np.ones(100, dtype=bool))
+
+
+def test_bad_link_for_distribution_warns():
+    with pytest.warns(UserWarning, match="identity"):
+        _fit(link="identity")
