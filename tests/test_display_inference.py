@@ -1,0 +1,125 @@
+"""MATLAB display layout, criteria, coefficient table arithmetic, covariance parameters, flags."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+import ppl_glmm
+from ppl_glmm import SingularFitWarning
+
+
+def test_display_layout_matches_matlab(mfr_model):
+    text = str(mfr_model)
+    lines = text.splitlines()
+    assert lines[0] == "Generalized linear mixed-effects model fit by ML"
+    assert "    Number of observations             100" in lines
+    assert "    Fixed effects coefficients           6" in lines
+    assert "    Random effects coefficients         20" in lines
+    assert "    Covariance parameters                1" in lines
+    assert "    Distribution                    Poisson" in lines
+    assert "    Link                            Log   " in lines
+    assert "    FitMethod                       Laplace" in lines
+    assert "    defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1 | factory)" in lines
+    assert "    AIC       BIC       LogLikelihood    Deviance" in lines
+    assert "Group: factory (20 Levels)" in lines
+    assert "    Name1                  Name2                  Type           Estimate" in lines
+    assert "    {'sqrt(Dispersion)'}        1       " in lines
+    i = lines.index("Fixed effects coefficients (95% CIs):")
+    header = lines[i + 1].split()
+    assert header == ["Name", "Estimate", "SE", "tStat", "DF", "pValue", "Lower", "Upper"]
+    assert lines[i + 2].startswith("    {'(Intercept)'}")
+    assert lines[i + 3].startswith("    {'newprocess' }")
+    row = lines[i + 2].split()
+    c = mfr_model.coefficients.iloc[0]
+    assert row[1:] == [f"{c[k]:.5g}" for k in ["Estimate", "SE", "tStat", "DF", "pValue", "Lower", "Upper"]]
+    crit = mfr_model.model_criterion.iloc[0]
+    vals = lines[lines.index("    AIC       BIC       LogLikelihood    Deviance") + 1].split()
+    assert vals == [f"{crit[k]:.5g}" for k in ["AIC", "BIC", "LogLikelihood", "Deviance"]]
+
+
+def test_model_criterion_definitions(mfr_model):
+    crit = mfr_model.model_criterion.iloc[0]
+    L, k, n = mfr_model.log_likelihood, 7, 100  # p = 6 plus one covariance parameter
+    assert crit["AIC"] == pytest.approx(-2 * L + 2 * k)
+    assert crit["BIC"] == pytest.approx(-2 * L + k * np.log(n))
+    assert crit["Deviance"] == pytest.approx(-2 * L)
+    assert mfr_model.num_covariance_parameters == 1 and not mfr_model.dispersion_estimated
+
+
+def test_coefficient_table_uses_t_with_n_minus_p_df(mfr_model):
+    t = mfr_model.coefficients
+    assert list(t.columns) == ["Name", "Estimate", "SE", "tStat", "DF", "pValue", "Lower", "Upper"]
+    assert (t["DF"] == 94).all() and mfr_model.dfe == 94
+    np.testing.assert_allclose(t["SE"], np.sqrt(np.diag(mfr_model.coefficient_covariance)))
+    np.testing.assert_allclose(t["tStat"], t["Estimate"] / t["SE"])
+    np.testing.assert_allclose(t["pValue"], 2 * st.t.sf(np.abs(t["tStat"]), 94))
+    q = st.t.ppf(0.975, 94)
+    np.testing.assert_allclose(t["Upper"] - t["Estimate"], q * t["SE"])
+    t90 = mfr_model.fixed_effects(alpha=0.1)
+    np.testing.assert_allclose(t90["Upper"] - t90["Estimate"], st.t.ppf(0.95, 94) * t90["SE"])
+
+
+def test_covariance_parameters_for_a_correlated_block(fitted):
+    m = fitted("sleepstudy_lmm")
+    psi, dispersion, stats = m.covariance_parameters()
+    assert psi[0].shape == (2, 2) and dispersion == pytest.approx(m.dispersion)
+    table = stats[0]
+    assert list(table.columns) == ["Group", "Name1", "Name2", "Type", "Estimate", "Lower", "Upper"]
+    assert list(table["Type"]) == ["std", "corr", "std"]
+    np.testing.assert_allclose(table["Estimate"], [np.sqrt(psi[0][0, 0]), psi[0][1, 0] / np.sqrt(psi[0][0, 0] * psi[0][1, 1]), np.sqrt(psi[0][1, 1])])
+    assert (table["Lower"] < table["Estimate"]).all() and (table["Estimate"] < table["Upper"]).all()
+    assert table["Lower"].iloc[1] > -1 and table["Upper"].iloc[1] < 1
+    err = stats[-1].iloc[0]
+    assert err["Group"] == "Error" and err["Name"] == "sqrt(Dispersion)"
+    assert err["Estimate"] == pytest.approx(np.sqrt(m.dispersion))
+    assert err["Lower"] < err["Estimate"] < err["Upper"]
+    # Wald on log(sd): the interval is symmetric on the log scale
+    lo, est, hi = table.loc[0, ["Lower", "Estimate", "Upper"]]
+    assert np.log(est) - np.log(lo) == pytest.approx(np.log(hi) - np.log(est))
+
+
+def test_covariance_parameter_interval_width_matches_profile_curvature(fitted):
+    """For a scalar SD the Wald SE of log(sd) equals 1/sqrt(curvature) of the profile deviance."""
+    m = fitted("cbpp_binomial")
+    _, _, stats = m.covariance_parameters(alpha=0.05)
+    lo, est, hi = stats[0].loc[0, ["Lower", "Estimate", "Upper"]]
+    se_log = (np.log(hi) - np.log(est)) / st.norm.ppf(0.975)
+    problem = m._problem()
+    from scipy.optimize import minimize
+
+    def prof(log_sd):
+        b = minimize(lambda beta: problem.value(np.r_[beta, np.exp(log_sd)]), m._result.beta, method="BFGS").fun
+        return b
+
+    h = 0.02
+    curv = (prof(np.log(est) + h) - 2 * prof(np.log(est)) + prof(np.log(est) - h)) / h**2
+    assert se_log == pytest.approx(1 / np.sqrt(curv), rel=0.02)
+
+
+def test_poisson_error_row_is_fixed_at_one(mfr_model):
+    err = mfr_model.covariance_parameters()[2][-1].iloc[0]
+    assert (err["Estimate"], err["Lower"], err["Upper"]) == (1.0, 1.0, 1.0)
+
+
+def test_alpha_is_validated(mfr_model):
+    with pytest.raises(ValueError, match="alpha"):
+        mfr_model.covariance_parameters(alpha=1.5)
+
+
+def test_singular_fit_is_flagged_and_warned():
+    # every group has the same responses: the between-group variance is exactly zero
+    data = pd.DataFrame({"g": np.repeat(np.arange(8), 5), "y": np.tile([0, 1, 2, 4, 3], 8)})
+    with pytest.warns(SingularFitWarning, match="singular"):
+        m = ppl_glmm.fitglme(data, "y ~ 1 + (1|g)", distribution="poisson")
+    assert m.singular
+    assert m.covariance_parameters(alpha=0.05)[2][0]["Estimate"].iloc[0] < 1e-4
+    assert "Warning: boundary (singular) fit" in str(m)
+    assert m.log_likelihood == pytest.approx(st.poisson.logpmf(data["y"], data["y"].mean()).sum(), abs=1e-6)
+
+
+def test_repr_and_properties(mfr_model):
+    assert "poisson/log laplace" in repr(mfr_model)
+    assert mfr_model.num_observations == 100 and mfr_model.num_coefficients == 6
+    assert mfr_model.response_name == "defects"
+    assert mfr_model.converged and mfr_model.optimization.n_evaluations > 0

@@ -1,0 +1,65 @@
+"""The PyMC model is the single source of the likelihood: its joint density equals the engine's."""
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from ppl_glmm.engine.optimize import hessian
+
+
+@pytest.mark.parametrize("name", ["mfr_poisson_effects", "cbpp_binomial", "sleepstudy_lmm", "binary_slope"])
+def test_joint_log_density_equals_engine(fitted, name):
+    """log p(y, u | beta, theta, sigma) from pm.Model.compile_logp = sum_i l_i - u'u/2 - q/2 log(2 pi)."""
+    m = fitted(name)
+    ws, res = m._ws, m._result
+    model = ws.graph.model
+    problem = m._problem()  # also puts this model's response in the pm.Data container
+    point = {"beta": res.beta}
+    start = 0
+    rng = np.random.default_rng(0)
+    u = res.u + rng.normal(0, 0.1, res.u.size)  # any point, not only the mode
+    for r, (term, sl) in enumerate(zip(ws.design.terms, ws.layout.slices())):
+        point[f"theta_{r}"] = res.theta[sl]
+        point[f"u_{r}"] = u[start : start + term.size].reshape(term.n_levels, term.q_r)
+        start += term.size
+    if ws.dist.has_dispersion:
+        point["sigma_log__"] = np.log(res.sigma)
+    logp = model.compile_logp(jacobian=False)(point)
+
+    ui = problem.re.to_internal(u)
+    avals = problem.re.a_values(ws.layout.lambdas(res.theta), res.sigma if ws.dist.has_dispersion else 1.0)
+    eta = ws.design.X @ res.beta + problem.re.mul(avals, ui) + ws.design.offset
+    phi = np.full(eta.size, np.log(res.sigma))
+    ll = problem.obs.fn(eta, problem.y, problem.w, problem.trials, phi)[0].sum()
+    expected = ll - 0.5 * u @ u - 0.5 * u.size * np.log(2 * np.pi)
+    assert logp == pytest.approx(expected, rel=1e-12, abs=1e-8)
+
+
+def test_model_has_data_containers_and_spherical_random_effects(mfr_model):
+    model = mfr_model._ws.graph.model
+    assert {"y_observed", "weights", "offset", "X", "T_0", "codes_0"} <= set(model.named_vars)
+    assert {v.name for v in model.free_RVs} == {"beta", "theta_0", "u_0"}
+    assert model.observed_RVs[0].name == "y"
+    assert tuple(model.coords["level_0"])[:3] == ("1", "2", "3")
+
+
+def test_exact_gradient_matches_finite_differences(fitted):
+    for name in ("binary_slope", "sleepstudy_lmm", "cbpp_binomial_approx", "cbpp_probit"):
+        m = fitted(name)
+        problem = m._problem()
+        x = m._result.x + 0.05
+        _, g = problem.value_and_grad(x)
+        num = np.empty_like(x)
+        for k in range(x.size):
+            e = np.zeros_like(x)
+            e[k] = 1e-6
+            num[k] = (problem.value(x + e) - problem.value(x - e)) / 2e-6
+        np.testing.assert_allclose(g, num, rtol=2e-5, atol=2e-5)
+
+
+def test_hessian_at_the_optimum_is_positive_definite(fitted):
+    m = fitted("binary_slope")
+    H = hessian(m._problem(), m._result.x)
+    assert np.all(np.linalg.eigvalsh(H) > 0)
+
+
