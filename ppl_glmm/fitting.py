@@ -46,6 +46,7 @@ class Workspace:
     problems: dict = field(default_factory=dict)  # fit_method -> LaplaceProblem
     hess_inv_start: dict = field(default_factory=dict)  # fit_method -> inverse Hessian for warm starts
     sampler: object | None = None
+    newdata_samplers: dict = field(default_factory=dict)  # design fingerprint -> sampler
 
     @classmethod
     def build(cls, design: Design, dist: Distribution, link: Link) -> Workspace:

@@ -217,26 +217,48 @@ class GeneralizedLinearMixedModel:
         return problem
 
     # ---- simulation and refitting ------------------------------------------------------------
-    def random(self, rng=None, newdata: pd.DataFrame | None = None) -> np.ndarray:
+    def random(
+        self,
+        rng=None,
+        newdata: pd.DataFrame | None = None,
+        *,
+        weights=None,
+        binomial_size=None,
+        offset=None,
+    ) -> np.ndarray:
         """Simulate a response: new b ~ N(0, Psi-hat), then y | b (MATLAB ``random``).
 
         Without ``newdata`` the result has one entry per input row (NaN for unused rows), on the
         response scale ``refit`` takes (proportions for binomial). ``rng`` is a seed or a numpy
         Generator; the same seed gives the same draw. With ``newdata`` every level in it gets a new
-        draw and weights, binomial sizes and offset default to 1, 1 and 0 (MATLAB).
+        draw and ``weights``, ``binomial_size`` and ``offset`` (arrays or column names) default to
+        1, 1 and 0 (MATLAB); a new sampler is compiled for the new rows.
         """
         seed = seed_from(rng)
         values = self._parameter_values()
         ws = self._ws
         if newdata is None:
+            if weights is not None or binomial_size is not None or offset is not None:
+                raise ValueError("weights, binomial_size and offset apply only with newdata")
             if ws.sampler is None:
                 ws.sampler = ForwardSampler.compile(ws.graph)
             k = ws.sampler.draw(values, seed)
             d = ws.design
             return self._full_length(ws.dist.response_from_observed(k, d.weights, d.binomial_size))
-        from .simulate_newdata import simulate_newdata
+        from .design import new_data_design
+        from .pymc_model import build_pymc_model
 
-        return simulate_newdata(self, newdata, values, seed)
+        design = new_data_design(ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset)
+        key = _design_key(design)
+        sampler = ws.newdata_samplers.get(key)
+        if sampler is None:
+            graph = build_pymc_model(design, ws.dist, ws.link, ws.layout)
+            sampler = ForwardSampler.compile(graph)
+            if len(ws.newdata_samplers) >= 4:
+                ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
+            ws.newdata_samplers[key] = sampler
+        k = sampler.draw(values, seed)
+        return ws.dist.response_from_observed(k, design.weights, design.binomial_size)
 
     def _parameter_values(self) -> dict[str, np.ndarray]:
         res, ws = self._result, self._ws
@@ -275,6 +297,19 @@ class GeneralizedLinearMixedModel:
 
     def __repr__(self) -> str:
         return f"<GeneralizedLinearMixedModel {self.distribution}/{self.link} {self.fit_method}: {self.formula}>"
+
+
+def _design_key(design) -> str:
+    """Fingerprint of the arrays a sampler is built from (re-use it for repeated newdata draws)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in [design.X, design.weights, design.binomial_size, design.offset] + [
+        x for t in design.terms for x in (t.T, t.codes)
+    ]:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(str(a.shape).encode())
+    return h.hexdigest()
 
 
 def _check_alpha(alpha) -> None:

@@ -159,3 +159,26 @@ def test_fit_case_cache_consistency():
     a = fit_case("poisson_offset_interaction")
     b = fit_case("poisson_offset_interaction")
     assert a.log_likelihood == b.log_likelihood
+
+
+def test_random_with_newdata(mfr_model):
+    new = load_mfr().iloc[:10].copy()
+    new["factory"] = [101, 101, 102, 102, 103, 103, 104, 104, 105, 105]  # unseen levels: new draws
+    y = mfr_model.random(rng=3, newdata=new)
+    assert y.shape == (10,) and np.all(y >= 0) and np.all(y == np.round(y))
+    np.testing.assert_array_equal(y, mfr_model.random(rng=3, newdata=new))
+    sims = np.array([mfr_model.random(rng=s, newdata=new, offset=np.full(10, 2.0)) for s in range(200)])
+    base = np.array([mfr_model.random(rng=s, newdata=new) for s in range(200)])
+    assert sims.mean() / base.mean() == pytest.approx(np.exp(2.0), rel=0.15)
+
+
+def test_random_newdata_errors(mfr_model):
+    new = load_mfr().iloc[:4].copy()
+    with pytest.raises(ValueError, match="newdata: column 'factory' is missing"):
+        mfr_model.random(newdata=new.drop(columns="factory"))
+    bad = new.copy()
+    bad["supplier"] = ["Z", "A", "B", "C"]
+    with pytest.raises(ValueError, match="levels not seen"):
+        mfr_model.random(newdata=bad)
+    with pytest.raises(ValueError, match="only with newdata"):
+        mfr_model.random(offset=np.zeros(100))

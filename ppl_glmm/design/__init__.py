@@ -18,7 +18,7 @@ from ..formula import ParsedFormula
 from .fixed import Encoder, FixedDesign, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, z_matrix
 
-__all__ = ["Design", "RandomTerm", "build_design"]
+__all__ = ["Design", "RandomTerm", "build_design", "new_data_design"]
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,63 @@ def build_design(
         excluded=excluded & ~missing,
         encoder=encoder,
         categories=categories,
+    )
+
+
+def new_data_design(design: Design, newdata: pd.DataFrame, *, weights=None, binomial_size=None, offset=None) -> Design:
+    """Design for simulating at new rows (MATLAB ``random(glme, tblnew)``).
+
+    X uses the fitted coding; categorical predictors must use levels seen in the fit. Grouping
+    levels are taken from ``newdata`` afresh (every level gets a new random effect). Weights,
+    binomial sizes and offset default to 1, 1 and 0.
+    """
+    if not isinstance(newdata, pd.DataFrame):
+        raise ValueError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+    needed = _var_names(design.formula.fixed, newdata, "formula") | {
+        v for t in design.terms for v in t.spec.group_vars
+    }
+    for t in design.terms:
+        if t.spec.expr:
+            needed |= _var_names(t.spec.expr, newdata, "formula")
+    missing_cols = [c for c in sorted(design.categories) if c not in newdata.columns and c in needed]
+    for v in [v for t in design.terms for v in t.spec.group_vars] + missing_cols:
+        if v not in newdata.columns:
+            raise ValueError(f"newdata: column '{v}' is missing")
+    df = newdata[sorted(needed)].reset_index(drop=True).copy()
+    if df.isna().any().any():
+        raise ValueError("newdata: contains missing values in model variables; remove those rows")
+    for c, cats in design.categories.items():
+        if c in df.columns:
+            vals = df[c].map({True: "true", False: "false"}) if pd.api.types.is_bool_dtype(df[c]) else df[c]
+            unknown = set(vals.unique()) - set(cats)
+            if unknown and c not in {v for t in design.terms for v in t.spec.group_vars}:
+                raise ValueError(f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}")
+            if c not in {v for t in design.terms for v in t.spec.group_vars}:
+                df[c] = pd.Categorical(vals, categories=cats, ordered=True)
+    try:
+        X = np.asarray(design.fixed.matrices.evaluate_new_data(df).design_matrix, dtype=float)
+    except Exception as err:
+        raise ValueError(f"newdata: cannot evaluate the fixed effects: {err}") from err
+    fixed = FixedDesign(X=X, names=design.fixed.names, rhs=design.fixed.rhs, matrices=design.fixed.matrices)
+    n = len(df)
+    terms, start = [], 0
+    for t in design.terms:
+        new = build_random_term(t.spec, df, design.encoder)
+        terms.append(_with_offset(new, start))
+        start += new.size
+    return Design(
+        formula=design.formula,
+        fixed=fixed,
+        terms=tuple(terms),
+        y=np.zeros(n),
+        weights=_vector_arg(weights, newdata, "weights", 1.0),
+        binomial_size=_vector_arg(binomial_size, newdata, "binomial_size", 1.0),
+        offset=_vector_arg(offset, newdata, "offset", 0.0),
+        subset=np.ones(n, dtype=bool),
+        missing=np.zeros(n, dtype=bool),
+        excluded=np.zeros(n, dtype=bool),
+        encoder=design.encoder,
+        categories=design.categories,
     )
 
 
