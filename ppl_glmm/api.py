@@ -71,14 +71,17 @@ def fitglme(
     """
     unknown = set(options) - set(OPTIONS)
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}"
-        )
+        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
     opts = {k: _choice(v, OPTIONS[k], k) for k, v in options.items()}
-    method_key = _choice(fit_method, tuple(FIT_METHODS), "fit_method") if str(fit_method).lower() not in (
-        "mpl",
-        "rempl",
-    ) else None
+    method_key = (
+        _choice(fit_method, tuple(FIT_METHODS), "fit_method")
+        if str(fit_method).lower()
+        not in (
+            "mpl",
+            "rempl",
+        )
+        else None
+    )
     if method_key is None:
         raise ValueError(
             f"fit_method: '{fit_method}' (pseudo-likelihood) is not supported; use 'laplace' or "

@@ -29,7 +29,7 @@ def main() -> None:
     glme_new = glme.refit(ynew)  # no recompilation: swaps the observed pm.Data and re-optimises
     print(glme_new)
 
-    psi, dispersion, stats = glme_new.covariance_parameters()
+    _, _, stats = glme_new.covariance_parameters()
     print("Covariance parameters with 95% Wald CIs:")
     for table in stats:
         print(table.to_string(index=False))

@@ -15,8 +15,8 @@ Each link is given once, in a form that works on PyTensor tensors and on NumPy a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.special as sps
@@ -126,7 +126,9 @@ class Distribution:
         k = data["y"]
         if self.name == "normal":
             pt = _pt()
-            return pm.Normal(name, mu=link.inverse_pt(eta), sigma=sigma / pt.sqrt(data["weights"]), observed=k)
+            return pm.Normal(
+                name, mu=link.inverse_pt(eta), sigma=sigma / pt.sqrt(data["weights"]), observed=k
+            )
         if self.name == "binomial":
             trials = data["trials"]
             if link.name == "logit":
@@ -179,9 +181,7 @@ def get_distribution(value: str) -> Distribution:
             f"distribution: '{value}' is not supported yet; use 'normal', 'binomial' or 'poisson'"
         )
     if key not in DISTRIBUTIONS:
-        raise ValueError(
-            f"distribution: unknown '{value}'; use one of 'normal', 'binomial', 'poisson'"
-        )
+        raise ValueError(f"distribution: unknown '{value}'; use one of 'normal', 'binomial', 'poisson'")
     return DISTRIBUTIONS[key]
 
 

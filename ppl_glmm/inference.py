@@ -139,7 +139,7 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
         )
     z0 = _x_to_natural(model)
     tables = []
-    for r, (term, sl, psi) in enumerate(zip(ws.design.terms, layout.slices(), layout.covariances(res.theta, res.sigma))):
+    for term, sl, psi in zip(ws.design.terms, layout.slices(), layout.covariances(res.theta, res.sigma)):
         q = term.q_r
         canon = layout.canonical(psi)
         rows = []

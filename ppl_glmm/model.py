@@ -96,7 +96,13 @@ class GeneralizedLinearMixedModel:
         w[d.subset] = d.weights
         size[d.subset] = d.binomial_size
         return pd.DataFrame(
-            {"Weights": w, "Excluded": d.excluded, "Missing": d.missing, "Subset": d.subset, "BinomSize": size}
+            {
+                "Weights": w,
+                "Excluded": d.excluded,
+                "Missing": d.missing,
+                "Subset": d.subset,
+                "BinomSize": size,
+            }
         )
 
     # ---- estimates -------------------------------------------------------------------------
@@ -248,7 +254,9 @@ class GeneralizedLinearMixedModel:
         from .design import new_data_design
         from .pymc_model import build_pymc_model
 
-        design = new_data_design(ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset)
+        design = new_data_design(
+            ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset
+        )
         key = _design_key(design)
         sampler = ws.newdata_samplers.get(key)
         if sampler is None:
@@ -287,7 +295,8 @@ class GeneralizedLinearMixedModel:
             y = y[d.subset]
         elif y.size != n:
             raise ValueError(
-                f"ynew: expected {n_total} values (one per row of the data) or {n} (one per row used), got {y.size}"
+                f"ynew: expected {n_total} values (one per row of the data) or {n} "
+                f"(one per row used), got {y.size}"
             )
         dist.check_response(y, d.weights, d.binomial_size, "ynew")
         return y
@@ -296,7 +305,9 @@ class GeneralizedLinearMixedModel:
         return model_display(self)
 
     def __repr__(self) -> str:
-        return f"<GeneralizedLinearMixedModel {self.distribution}/{self.link} {self.fit_method}: {self.formula}>"
+        return (
+            f"<GeneralizedLinearMixedModel {self.distribution}/{self.link} {self.fit_method}: {self.formula}>"
+        )
 
 
 def _design_key(design) -> str:

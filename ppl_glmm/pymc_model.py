@@ -19,8 +19,9 @@ derivatives d^k log p(y_i | eta_i) / d eta_i^k, k = 0..3 (and their derivatives 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -29,7 +29,9 @@ def seed_from(rng) -> int | None:
         if rng < 0:
             raise ValueError("rng: a seed must be a non-negative integer")
         return int(rng)
-    raise ValueError(f"rng: expected None, a non-negative integer seed or a numpy Generator, got {type(rng).__name__}")
+    raise ValueError(
+        f"rng: expected None, a non-negative integer seed or a numpy Generator, got {type(rng).__name__}"
+    )
 
 
 @dataclass

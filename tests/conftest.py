@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reference_cases import CASES, fit_case  # noqa: E402
+from reference_cases import CASES, fit_case
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,9 @@ def test_full_coding_needs_no_intercept():
 
 
 def test_interaction_names():
-    m = _fit(formula="defects ~ newprocess*time_dev + supplier:temp_dev + (1|factory)", dummy_var_coding="effects")
+    m = _fit(
+        formula="defects ~ newprocess*time_dev + supplier:temp_dev + (1|factory)", dummy_var_coding="effects"
+    )
     assert m.coefficient_names == [
         "(Intercept)",
         "newprocess",

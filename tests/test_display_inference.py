@@ -67,7 +67,10 @@ def test_covariance_parameters_for_a_correlated_block(fitted):
     table = stats[0]
     assert list(table.columns) == ["Group", "Name1", "Name2", "Type", "Estimate", "Lower", "Upper"]
     assert list(table["Type"]) == ["std", "corr", "std"]
-    np.testing.assert_allclose(table["Estimate"], [np.sqrt(psi[0][0, 0]), psi[0][1, 0] / np.sqrt(psi[0][0, 0] * psi[0][1, 1]), np.sqrt(psi[0][1, 1])])
+    np.testing.assert_allclose(
+        table["Estimate"],
+        [np.sqrt(psi[0][0, 0]), psi[0][1, 0] / np.sqrt(psi[0][0, 0] * psi[0][1, 1]), np.sqrt(psi[0][1, 1])],
+    )
     assert (table["Lower"] < table["Estimate"]).all() and (table["Estimate"] < table["Upper"]).all()
     assert table["Lower"].iloc[1] > -1 and table["Upper"].iloc[1] < 1
     err = stats[-1].iloc[0]
@@ -83,13 +86,15 @@ def test_covariance_parameter_interval_width_matches_profile_curvature(fitted):
     """For a scalar SD the Wald SE of log(sd) equals 1/sqrt(curvature) of the profile deviance."""
     m = fitted("cbpp_binomial")
     _, _, stats = m.covariance_parameters(alpha=0.05)
-    lo, est, hi = stats[0].loc[0, ["Lower", "Estimate", "Upper"]]
+    est, hi = stats[0].loc[0, ["Estimate", "Upper"]]
     se_log = (np.log(hi) - np.log(est)) / st.norm.ppf(0.975)
     problem = m._problem()
     from scipy.optimize import minimize
 
     def prof(log_sd):
-        b = minimize(lambda beta: problem.value(np.r_[beta, np.exp(log_sd)]), m._result.beta, method="BFGS").fun
+        b = minimize(
+            lambda beta: problem.value(np.r_[beta, np.exp(log_sd)]), m._result.beta, method="BFGS"
+        ).fun
         return b
 
     h = 0.02

@@ -1,7 +1,6 @@
 """The PyMC model is the single source of the likelihood: its joint density equals the engine's."""
 
 import numpy as np
-import pymc as pm
 import pytest
 
 from ppl_glmm.engine.optimize import hessian
@@ -61,5 +60,3 @@ def test_hessian_at_the_optimum_is_positive_definite(fitted):
     m = fitted("binary_slope")
     H = hessian(m._problem(), m._result.x)
     assert np.all(np.linalg.eigvalsh(H) > 0)
-
-

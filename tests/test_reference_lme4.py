@@ -83,8 +83,9 @@ def test_conditional_standard_errors_to_3_digits(fitted, name):
 )
 def test_joint_hessian_standard_errors(name, source, key):
     """covariance_method='jointhessian' (MATLAB JointHessian) = the Hessian-based SEs of lme4/glmmTMB."""
-    import ppl_glmm
     from reference_cases import CASES as C
+
+    import ppl_glmm
 
     loader, formula, kwargs, _ = C[name]
     m = ppl_glmm.fitglme(loader(), formula, covariance_method="JointHessian", **kwargs)

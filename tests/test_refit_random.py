@@ -39,11 +39,11 @@ def test_refit_matches_a_fresh_fit_on_the_new_response(mfr_model):
     y = mfr_model.random(rng=11)
     data = load_mfr()
     data["defects"] = y.astype(int)
-    fresh = ppl_glmm.fitglme(
-        data, MFR_FORMULA, distribution="poisson", dummy_var_coding="effects"
-    )
+    fresh = ppl_glmm.fitglme(data, MFR_FORMULA, distribution="poisson", dummy_var_coding="effects")
     refitted = mfr_model.refit(y)
-    np.testing.assert_allclose(refitted.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        refitted.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=1e-6, atol=1e-8
+    )
     assert refitted.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-7)
 
 
@@ -76,7 +76,9 @@ def test_random_draws_new_random_effects_from_the_fitted_prior(mfr_model):
     """E[y] = exp(X beta + sigma_b^2 / 2) when b ~ N(0, sigma_b^2) is redrawn (not the modes)."""
     sims = np.array([mfr_model.random(rng=s) for s in range(600)])
     sd_b = mfr_model.covariance_parameters()[2][0]["Estimate"].iloc[0]
-    expected = np.exp(mfr_model.design_matrix("fixed") @ mfr_model.coefficients["Estimate"].to_numpy() + sd_b**2 / 2)
+    expected = np.exp(
+        mfr_model.design_matrix("fixed") @ mfr_model.coefficients["Estimate"].to_numpy() + sd_b**2 / 2
+    )
     assert sims.mean() == pytest.approx(expected.mean(), rel=0.04)
     # rows of one factory share one new draw of b: they covary across simulations; rows of
     # different factories do not

@@ -178,7 +178,8 @@ def build_design(
             )
         if np.any((y < 0) | (y > size)):
             raise ValueError(
-                f"formula: binomial response '{formula.response}' must hold success counts in 0..binomial_size"
+                f"formula: binomial response '{formula.response}' must hold success counts "
+                "in 0..binomial_size"
             )
         y = y / size
     dist.check_response(y, w, size, f"response '{formula.response}'")
@@ -214,7 +215,9 @@ def build_design(
     )
 
 
-def new_data_design(design: Design, newdata: pd.DataFrame, *, weights=None, binomial_size=None, offset=None) -> Design:
+def new_data_design(
+    design: Design, newdata: pd.DataFrame, *, weights=None, binomial_size=None, offset=None
+) -> Design:
     """Design for simulating at new rows (MATLAB ``random(glme, tblnew)``).
 
     X uses the fitted coding; categorical predictors must use levels seen in the fit. Grouping
@@ -241,7 +244,9 @@ def new_data_design(design: Design, newdata: pd.DataFrame, *, weights=None, bino
             vals = df[c].map({True: "true", False: "false"}) if pd.api.types.is_bool_dtype(df[c]) else df[c]
             unknown = set(vals.unique()) - set(cats)
             if unknown and c not in {v for t in design.terms for v in t.spec.group_vars}:
-                raise ValueError(f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}")
+                raise ValueError(
+                    f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}"
+                )
             if c not in {v for t in design.terms for v in t.spec.group_vars}:
                 df[c] = pd.Categorical(vals, categories=cats, ordered=True)
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import formulae
 import numpy as np
@@ -63,15 +63,14 @@ def categorical_columns(df: pd.DataFrame, names: set[str]) -> list[str]:
     return [
         c
         for c in names
-        if c in df.columns
-        and (not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+        if c in df.columns and (not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
     ]
 
 
 class Encoder:
     """Rewrite categorical variables ``v`` as ``C(v, Sum)`` / ``C(v, Full)`` for the chosen coding."""
 
-    namespace = {"Full": Full, "Effects": Effects}
+    namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects}
 
     def __init__(self, cat_cols: list[str], coding: str):
         self.cat_cols, self.coding = list(cat_cols), coding

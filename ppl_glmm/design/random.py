@@ -93,13 +93,13 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomT
     rhs = ("1" if spec.intercept else "0") + (f" + {spec.expr}" if spec.expr else "")
     if spec.expr:
         try:
-            dm = formulae.design_matrices(encode(rhs), df, na_action="error", extra_namespace=encode.namespace)
+            dm = formulae.design_matrices(
+                encode(rhs), df, na_action="error", extra_namespace=encode.namespace
+            )
         except Exception as err:
             raise ValueError(f"formula: cannot build the columns of random term {spec}: {err}") from err
         T = np.asarray(dm.common.design_matrix, dtype=float)
-        names = tuple(
-            coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels
-        )
+        names = tuple(coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels)
     else:
         T = np.ones((len(df), 1))
         names = ("(Intercept)",)

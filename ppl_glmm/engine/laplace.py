@@ -126,7 +126,7 @@ class LaplaceProblem:
             eta, d, Q = evaluate(u, b)
         if not np.isfinite(Q):
             raise PirlsFailure("the log-likelihood is not finite at the starting values")
-        for it in range(1, _MAX_INNER + 1):
+        for it in range(1, _MAX_INNER + 1):  # noqa: B007 - `it` is reported after the loop
             c = -d[2]
             if np.any(c < 0):  # observed information not PSD here: safe (absolute) weights
                 c = np.abs(c)

@@ -48,7 +48,7 @@ def canonical_theta(problem: LaplaceProblem, x: np.ndarray) -> np.ndarray:
     entries = problem.re.layout.entries
     for k, (r, i, j) in enumerate(entries):
         if i == j and x[k0 + k] < 0:
-            for kk, (rr, ii, jj) in enumerate(entries):
+            for kk, (rr, _, jj) in enumerate(entries):
                 if rr == r and jj == j:
                     x[k0 + kk] = -x[k0 + kk]
     return x

@@ -119,7 +119,9 @@ class REStructure:
         L, k, n1, q2 = self.n1 // self.k, self.k, self.n1, self.q2
         fa, fb = _pairs(self.first_slots, self.first_slots)
         level = self.cols[:, self.first_slots[0]] // k
-        idx = (level[:, None] * k * k + self.slot_index[fa][None, :] * k + self.slot_index[fb][None, :]).ravel()
+        idx = (
+            level[:, None] * k * k + self.slot_index[fa][None, :] * k + self.slot_index[fb][None, :]
+        ).ravel()
         w = (c[:, None] * vals[:, fa] * vals[:, fb]).ravel()
         D = np.bincount(idx, weights=w, minlength=L * k * k).reshape(L, k, k)
         D[:, np.arange(k), np.arange(k)] += 1.0

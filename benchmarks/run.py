@@ -1,0 +1,154 @@
+"""Benchmarks against lme4 on the same machine, in the same run (``nox -s bench``).
+
+Python, on the mfr data (100 rows, 20 factories, Poisson, effects coding):
+
+* ``refit``: median time of ``model.refit(ynew)`` over fresh simulated responses (simulated before
+  timing), against ``lme4::refit``;
+* ``fit_warm``: a fresh ``fitglme`` in a warm process (compiled functions of the family cached in
+  the process, as after any earlier fit of a Poisson model), against ``glmer`` after a warm-up fit;
+* ``fit_first_in_process``: the first ``fitglme`` in a new process after ``import ppl_glmm`` (the
+  on-disk compile cache warm, nothing compiled in the process yet), reported for information;
+* ``random``: one ``model.random()`` draw, against ``simulate()``.
+
+Writes ``benchmarks/results/latest.json`` and prints a table with the ratios and the issue's targets
+(refit <= lme4 refit / 10; warm fit <= glmer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MFR_CSV = ROOT / "tests" / "reference" / "data" / "mfr.csv"
+FORMULA = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)"
+
+
+def _stats(ts) -> dict:
+    ts = np.asarray(ts)
+    return {"median": float(np.median(ts)), "min": float(ts.min()), "reps": int(ts.size)}
+
+
+def _fit(ppl_glmm, data):
+    return ppl_glmm.fitglme(data, FORMULA, distribution="Poisson", link="log", dummy_var_coding="effects")
+
+
+def python_timings(reps: int) -> dict:
+    import ppl_glmm
+    from ppl_glmm import pymc_model
+    from ppl_glmm.datasets import load_mfr
+
+    data = load_mfr()
+    model = _fit(ppl_glmm, data)  # warm-up: compiles (or loads from the disk cache)
+    model.random(rng=0)
+    fit_t = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        _fit(ppl_glmm, data)
+        fit_t.append(time.perf_counter() - t)
+    ys = [model.random(rng=s) for s in range(1, reps + 1)]
+    compiles = dict(pymc_model.COMPILE_COUNT)
+    refit_t = []
+    for y in ys:
+        t = time.perf_counter()
+        model.refit(y)
+        refit_t.append(time.perf_counter() - t)
+    assert pymc_model.COMPILE_COUNT == compiles, "refit compiled something"
+    rand_t = []
+    for s in range(reps):
+        t = time.perf_counter()
+        model.random(rng=s)
+        rand_t.append(time.perf_counter() - t)
+    return {"fit_warm": _stats(fit_t), "refit": _stats(refit_t), "random": _stats(rand_t)}
+
+
+def first_fit_in_new_process() -> dict:
+    code = (
+        "import time, ppl_glmm; from ppl_glmm.datasets import load_mfr; d = load_mfr(); "
+        "t = time.perf_counter(); "
+        f"ppl_glmm.fitglme(d, {FORMULA!r}, distribution='Poisson', dummy_var_coding='effects'); "
+        "print(time.perf_counter() - t)"
+    )
+    ts = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        ts.append(float(out.stdout.strip().splitlines()[-1]))
+    return _stats(ts)
+
+
+def lme4_timings(reps: int) -> dict | None:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        print(
+            "Rscript not found: install R and lme4 to compare "
+            "(apt-get install -y r-base-core r-cran-lme4 r-cran-jsonlite)",
+            file=sys.stderr,
+        )
+        return None
+    out = subprocess.run(
+        [rscript, str(ROOT / "benchmarks" / "lme4_bench.R"), str(MFR_CSV), str(reps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> int:
+    warnings.simplefilter("ignore")  # simulated responses can give singular fits; timing only
+    reps = int(os.environ.get("BENCH_REPS", "20"))
+    py = python_timings(reps)
+    py["fit_first_in_process"] = first_fit_in_new_process()
+    r = lme4_timings(reps)
+    result = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "reps": reps,
+        "ppl_glmm": py,
+        "lme4": r,
+    }
+    ok = True
+    print(f"{'quantity':28s} {'ppl_glmm (s)':>14s} {'lme4 (s)':>10s} {'ratio':>8s}")
+    pairs = [
+        ("refit", "refit"),
+        ("fit_warm", "glmer_fit"),
+        ("fit_first_in_process", "glmer_fit"),
+        ("random", "simulate"),
+    ]
+    ratios = {}
+    for ours, theirs in pairs:
+        a = py[ours]["median"]
+        b = r[theirs]["median"] if r else float("nan")
+        ratios[ours] = a / b if r else None
+        print(f"{ours:28s} {a:14.4f} {b:10.4f} {a / b if r else float('nan'):8.3f}")
+    result["ratios"] = ratios
+    if r:
+        checks = {
+            "refit <= lme4 refit / 10": ratios["refit"] <= 0.1,
+            "warm first fit <= glmer": ratios["fit_warm"] <= 1.0,
+        }
+        result["targets"] = checks
+        for k, v in checks.items():
+            print(f"target {k}: {'met' if v else 'NOT met'}")
+            ok &= v
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out / 'latest.json'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
