@@ -85,8 +85,10 @@ def _x_to_natural(model) -> np.ndarray:
 def natural_covariance(model) -> np.ndarray | None:
     """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
 
-    Returns None when a parameter is on the boundary (an SD at 0 has log SD = -inf).
+    Returns None for a boundary (singular) fit: an SD at 0 has log SD = -inf.
     """
+    if model.singular:
+        return None
     z0 = _x_to_natural(model)
     if not np.all(np.isfinite(z0)):
         return None

@@ -128,3 +128,12 @@ def test_repr_and_properties(mfr_model):
     assert mfr_model.num_observations == 100 and mfr_model.num_coefficients == 6
     assert mfr_model.response_name == "defects"
     assert mfr_model.converged and mfr_model.optimization.n_evaluations > 0
+
+
+def test_singular_fit_has_no_wald_intervals():
+    data = pd.DataFrame({"g": np.repeat(np.arange(8), 5), "y": np.tile([0, 1, 2, 4, 3], 8)})
+    with pytest.warns(SingularFitWarning):
+        m = ppl_glmm.fitglme(data, "y ~ 1 + (1|g)", distribution="poisson")
+    with pytest.warns(UserWarning, match="confidence intervals unavailable"):
+        stats = m.covariance_parameters()[2]
+    assert stats[0][["Lower", "Upper"]].isna().all().all()

@@ -123,3 +123,22 @@ def test_probit_and_cloglog_are_exact_laplace_not_lme4_fisher_weights(fitted):
         m = fitted(name)
         assert abs(m.log_likelihood - ref["glmmTMB"]["logLik"]) < 1e-6
         assert abs(m.log_likelihood - ref["lme4"]["logLik"]) > 1e-2
+
+
+def test_loglog_is_cloglog_of_the_complementary_response():
+    """P(y) = exp(-exp(-eta)) for successes equals 1 - cloglog^-1(-eta) for failures: same fit, beta -> -beta."""
+    import ppl_glmm
+    from reference_cases import _cbpp
+
+    data = _cbpp()
+    data["failures"] = data["size"] - data["incidence"]
+    a = ppl_glmm.fitglme(
+        data, "incidence ~ period + (1|herd)", distribution="binomial", binomial_size="size", link="loglog"
+    )
+    b = ppl_glmm.fitglme(
+        data, "failures ~ period + (1|herd)", distribution="binomial", binomial_size="size", link="comploglog"
+    )
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-7)
+    np.testing.assert_allclose(a.coefficients["Estimate"], -b.coefficients["Estimate"], rtol=1e-5)
+    sd = [m.covariance_parameters()[2][0]["Estimate"].iloc[0] for m in (a, b)]
+    assert sd[0] == pytest.approx(sd[1], rel=1e-5)
