@@ -7,8 +7,6 @@ MATLAB::
     rng(0,'twister'); ynew = random(glme); glme = refit(glme,ynew)
 """
 
-import numpy as np
-
 import ppl_glmm
 from ppl_glmm.datasets import load_mfr
 
@@ -25,7 +23,7 @@ def main() -> None:
     )
     print(glme)
 
-    ynew = glme.random(rng=np.random.default_rng(0))  # same seed, same draw
+    ynew = glme.random(rng=0)  # a seed or a numpy Generator; same seed, same draw
     glme_new = glme.refit(ynew)  # no recompilation: swaps the observed pm.Data and re-optimises
     print(glme_new)
 

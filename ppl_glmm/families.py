@@ -195,6 +195,8 @@ def get_link(value: str | None, dist: Distribution) -> Link:
         )
     key = value.strip().lower()
     key = _LINK_ALIASES.get(key, key)
+    if key in ("reciprocal", "power"):
+        raise ValueError(f"link: '{value}' is not supported yet; use one of {', '.join(LINKS)}")
     if key not in LINKS:
         raise ValueError(f"link: unknown '{value}'; use one of {', '.join(LINKS)}")
     return LINKS[key]

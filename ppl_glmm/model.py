@@ -240,6 +240,8 @@ class GeneralizedLinearMixedModel:
         draw and ``weights``, ``binomial_size`` and ``offset`` (arrays or column names) default to
         1, 1 and 0 (MATLAB); a new sampler is compiled for the new rows.
         """
+        if isinstance(rng, pd.DataFrame) and newdata is None:  # MATLAB's random(glme, tblnew)
+            rng, newdata = None, rng
         seed = seed_from(rng)
         values = self._parameter_values()
         ws = self._ws
@@ -294,10 +296,10 @@ class GeneralizedLinearMixedModel:
         if y.size == n_total:
             y = y[d.subset]
         elif y.size != n:
-            raise ValueError(
-                f"ynew: expected {n_total} values (one per row of the data) or {n} "
-                f"(one per row used), got {y.size}"
+            rows = f"{n_total} values" + (
+                f" (one per row of the data) or {n} (one per row used)" if n != n_total else ""
             )
+            raise ValueError(f"ynew: expected {rows}, got {y.size}")
         dist.check_response(y, d.weights, d.binomial_size, "ynew")
         return y
 

@@ -126,9 +126,10 @@ def test_probit_and_cloglog_are_exact_laplace_not_lme4_fisher_weights(fitted):
 
 
 def test_loglog_is_cloglog_of_the_complementary_response():
-    """P(y) = exp(-exp(-eta)) for successes equals 1 - cloglog^-1(-eta) for failures: same fit, beta -> -beta."""
-    import ppl_glmm
+    """loglog P(y) = exp(-exp(-eta)) equals 1 - cloglog^-1(-eta): same fit, with beta -> -beta."""
     from reference_cases import _cbpp
+
+    import ppl_glmm
 
     data = _cbpp()
     data["failures"] = data["size"] - data["incidence"]

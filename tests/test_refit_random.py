@@ -184,3 +184,9 @@ def test_random_newdata_errors(mfr_model):
         mfr_model.random(newdata=bad)
     with pytest.raises(ValueError, match="only with newdata"):
         mfr_model.random(offset=np.zeros(100))
+
+
+def test_random_accepts_newdata_positionally_like_matlab(mfr_model):
+    new = load_mfr().iloc[:6]
+    y = mfr_model.random(new)  # glme.random(tblnew)
+    assert y.shape == (6,) and np.all(y >= 0)
