@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .covariance import ThetaLayout
 from .design import Design
@@ -26,6 +26,17 @@ __all__ = ["ConvergenceWarning", "SingularFitWarning", "Workspace", "fit"]
 
 # Small dense blocks run fastest single-threaded (BLAS thread wake-ups dominate a 200 x 200 solve).
 _THREADS_ABOVE_DENSE = 1500
+
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _blas_limit(limit: int | None):
+    """Context limiting BLAS threads; the controller (which scans loaded libraries) is made once."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=limit, user_api="blas")
 
 
 class ConvergenceWarning(UserWarning):
@@ -98,7 +109,7 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
     problem = ws.problem(fit_method)
     ws.load_containers(problem)
     limit = None if problem.re.q2 + (problem.p if problem.inner_beta else 0) > _THREADS_ABOVE_DENSE else 1
-    with threadpool_limits(limit):
+    with _blas_limit(limit):
         if warm is not None:
             x0 = warm.x.copy()
             problem.u_start = problem.re.to_internal(warm.u)

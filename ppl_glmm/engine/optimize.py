@@ -21,7 +21,7 @@ from .laplace import InnerMode, LaplaceProblem
 
 __all__ = ["OptimizationSummary", "canonical_theta", "glm_start", "hessian", "minimize"]
 
-GTOL = 1e-6
+GTOL = 1e-5
 SINGULAR_TOL = 1e-4  # lme4's boundary tolerance on diagonal theta
 GRADIENT_WARN = 1e-3  # |gradient| above this at the end is reported as a convergence problem
 

@@ -14,6 +14,7 @@ this order and MATLAB's b order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -114,29 +115,40 @@ class REStructure:
         return np.bincount(idx, weights=prod, minlength=self.q * k).reshape(self.q, k)
 
     # ---- H = A'CA + I in blocks -----------------------------------------------------------
+    @cached_property
+    def _block_index(self) -> dict:
+        """Scatter indices of the (D, B, C) blocks, computed once per structure."""
+        k, n1, q2 = self.k, self.n1, self.q2
+        out = {}
+        fa, fb = _pairs(self.first_slots, self.first_slots)
+        level = self.cols[:, self.first_slots[0]] // k
+        out["D"] = (fa, fb, (level[:, None] * k * k + self.slot_index[fa] * k + self.slot_index[fb]).ravel())
+        if q2:
+            ba, bb = _pairs(self.first_slots, self.other_slots)
+            out["B"] = (ba, bb, (self.cols[:, ba] * q2 + (self.cols[:, bb] - n1)).ravel())
+            ca, cb = _pairs(self.other_slots, self.other_slots)
+            out["C"] = (ca, cb, ((self.cols[:, ca] - n1) * q2 + (self.cols[:, cb] - n1)).ravel())
+        a, b = _pairs(np.arange(self.m), np.arange(self.m))
+        out["pairs"] = (a, b)
+        return out
+
     def hessian_blocks(self, vals: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(D, B, C) with A'CA + I = [[blockdiag(D), B], [B', C]] in the internal order."""
         L, k, n1, q2 = self.n1 // self.k, self.k, self.n1, self.q2
-        fa, fb = _pairs(self.first_slots, self.first_slots)
-        level = self.cols[:, self.first_slots[0]] // k
-        idx = (
-            level[:, None] * k * k + self.slot_index[fa][None, :] * k + self.slot_index[fb][None, :]
-        ).ravel()
-        w = (c[:, None] * vals[:, fa] * vals[:, fb]).ravel()
-        D = np.bincount(idx, weights=w, minlength=L * k * k).reshape(L, k, k)
+        idx = self._block_index
+        fa, fb, ix = idx["D"]
+        D = np.bincount(ix, weights=(c[:, None] * vals[:, fa] * vals[:, fb]).ravel(), minlength=L * k * k)
+        D = D.reshape(L, k, k)
         D[:, np.arange(k), np.arange(k)] += 1.0
         if q2 == 0:
             return D, np.zeros((n1, 0)), np.zeros((0, 0))
-        ba, bb = _pairs(self.first_slots, self.other_slots)
-        idx = (self.cols[:, ba] * q2 + (self.cols[:, bb] - n1)).ravel()
-        w = (c[:, None] * vals[:, ba] * vals[:, bb]).ravel()
-        B = np.bincount(idx, weights=w, minlength=n1 * q2).reshape(n1, q2)
-        ca, cb = _pairs(self.other_slots, self.other_slots)
-        idx = ((self.cols[:, ca] - n1) * q2 + (self.cols[:, cb] - n1)).ravel()
-        w = (c[:, None] * vals[:, ca] * vals[:, cb]).ravel()
-        C = np.bincount(idx, weights=w, minlength=q2 * q2).reshape(q2, q2)
+        ba, bb, ix = idx["B"]
+        B = np.bincount(ix, weights=(c[:, None] * vals[:, ba] * vals[:, bb]).ravel(), minlength=n1 * q2)
+        ca, cb, ix = idx["C"]
+        C = np.bincount(ix, weights=(c[:, None] * vals[:, ca] * vals[:, cb]).ravel(), minlength=q2 * q2)
+        C = C.reshape(q2, q2)
         C[np.arange(q2), np.arange(q2)] += 1.0
-        return D, B, C
+        return D, B.reshape(n1, q2), C
 
     def factor_h(self, vals: np.ndarray, c: np.ndarray) -> BlockedSPD:
         return BlockedSPD(*self.hessian_blocks(vals, c))
@@ -170,8 +182,7 @@ class REStructure:
 
     def leverages(self, vals: np.ndarray, sel: tuple) -> np.ndarray:
         """h_i = a_i' H^-1 a_i."""
-        m = self.m
-        a, b = _pairs(np.arange(m), np.arange(m))
+        a, b = self._block_index["pairs"]
         G = self.hinv_entries(sel, self.cols[:, a], self.cols[:, b])
         return (vals[:, a] * vals[:, b] * G).sum(axis=1)
 
