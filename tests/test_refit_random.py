@@ -42,9 +42,9 @@ def test_refit_matches_a_fresh_fit_on_the_new_response(mfr_model):
     fresh = ppl_glmm.fitglme(data, MFR_FORMULA, distribution="poisson", dummy_var_coding="effects")
     refitted = mfr_model.refit(y)
     np.testing.assert_allclose(
-        refitted.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=1e-6, atol=1e-8
+        refitted.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=2e-5, atol=1e-7
     )
-    assert refitted.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-7)
+    assert refitted.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-8)
 
 
 def test_refit_leaves_the_original_model_unchanged(mfr_model):
@@ -60,7 +60,7 @@ def test_refit_leaves_the_original_model_unchanged(mfr_model):
 
 def test_refit_with_the_original_response_reproduces_the_fit(mfr_model):
     again = mfr_model.refit(mfr_model.response())
-    np.testing.assert_allclose(again.coefficients["Estimate"], mfr_model.coefficients["Estimate"], rtol=1e-6)
+    np.testing.assert_allclose(again.coefficients["Estimate"], mfr_model.coefficients["Estimate"], rtol=2e-5)
     assert again.log_likelihood == pytest.approx(mfr_model.log_likelihood, abs=1e-8)
 
 
