@@ -202,12 +202,12 @@ class LaplaceProblem:
             rhs_cols.append(np.zeros((re.q, self.p)))
             lpsi += [0.0] * self.p
             trace += [0.0] * self.p
-        for tcol, jcol in self.theta_entries:
+        for tcol, jcol, slot in self.theta_entries:
             vals = scale * tcol  # dA/dtheta_k: one entry per row, at column jcol
             E_cols.append((vals * u[jcol])[:, None])
             rhs_cols.append(np.bincount(jcol, weights=vals * d1, minlength=re.q)[:, None])
             lpsi.append(0.0)
-            trace.append(float(np.sum(c * vals * re.a_hinv_at(av, sel, jcol))))
+            trace.append(float(np.sum(c * vals * re.a_hinv_at(av, sel, slot))))
         if self.has_phi:
             E_cols.append(re.mul(av, u)[:, None])
             rhs_cols.append(re.tmul(av, d1)[:, None])

@@ -128,8 +128,6 @@ class REStructure:
             out["B"] = (ba, bb, (self.cols[:, ba] * q2 + (self.cols[:, bb] - n1)).ravel())
             ca, cb = _pairs(self.other_slots, self.other_slots)
             out["C"] = (ca, cb, ((self.cols[:, ca] - n1) * q2 + (self.cols[:, cb] - n1)).ravel())
-        a, b = _pairs(np.arange(self.m), np.arange(self.m))
-        out["pairs"] = (a, b)
         return out
 
     def hessian_blocks(self, vals: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,32 +162,44 @@ class REStructure:
         return BlockedSPD(D, B2, np.vstack([top, bottom]))
 
     # ---- selected inverse lookups -------------------------------------------------------------
-    def hinv_entries(self, sel: tuple, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """(H^-1)[r, c] for index arrays on the pattern of A'A (same row of A)."""
-        blocks, Binv, Cinv = sel
-        k, n1 = self.k, self.n1
-        rf, cf = r < n1, c < n1
-        out = np.empty(r.shape)
-        m = rf & cf
-        out[m] = blocks[r[m] // k, r[m] % k, c[m] % k]
-        m = rf & ~cf
-        out[m] = Binv[r[m], c[m] - n1]
-        m = ~rf & cf
-        out[m] = Binv[c[m], r[m] - n1]
-        m = ~rf & ~cf
-        out[m] = Cinv[r[m] - n1, c[m] - n1]
-        return out
+    def _gather(self, a: int, b: int) -> tuple[int, np.ndarray]:
+        """Which block of the selected inverse holds (H^-1)[col_a, col_b] for every row, and the flat
+        index into it. The block depends only on the two slots' terms, so this is computed once."""
+        key = ("gather", a, b)
+        cache = self.__dict__.setdefault("_gathers", {})
+        if key not in cache:
+            k, n1, q2 = self.k, self.n1, self.q2
+            r, c = self.cols[:, a], self.cols[:, b]
+            fa, fb = bool(np.all(r < n1)), bool(np.all(c < n1))
+            if fa and fb:
+                cache[key] = (0, (r // k) * k * k + (r % k) * k + (c % k))
+            elif fa:
+                cache[key] = (1, r * q2 + (c - n1))
+            elif fb:
+                cache[key] = (1, c * q2 + (r - n1))
+            else:
+                cache[key] = (2, (r - n1) * q2 + (c - n1))
+        return cache[key]
+
+    def _hinv_pair(self, sel: tuple, a: int, b: int) -> np.ndarray:
+        block, idx = self._gather(a, b)
+        return np.take(sel[block], idx)
 
     def leverages(self, vals: np.ndarray, sel: tuple) -> np.ndarray:
         """h_i = a_i' H^-1 a_i."""
-        a, b = self._block_index["pairs"]
-        G = self.hinv_entries(sel, self.cols[:, a], self.cols[:, b])
-        return (vals[:, a] * vals[:, b] * G).sum(axis=1)
+        h = np.zeros(self.n)
+        for a in range(self.m):
+            for b in range(a, self.m):
+                term = vals[:, a] * vals[:, b] * self._hinv_pair(sel, a, b)
+                h += term if a == b else 2.0 * term
+        return h
 
-    def a_hinv_at(self, vals: np.ndarray, sel: tuple, col: np.ndarray) -> np.ndarray:
-        """(A H^-1)[i, col_i] for one column index per row (on the pattern)."""
-        G = self.hinv_entries(sel, self.cols, np.broadcast_to(col[:, None], self.cols.shape))
-        return (vals * G).sum(axis=1)
+    def a_hinv_at(self, vals: np.ndarray, sel: tuple, slot: int) -> np.ndarray:
+        """(A H^-1)[i, col_i] with col_i the column of ``slot`` in row i."""
+        out = np.zeros(self.n)
+        for a in range(self.m):
+            out += vals[:, a] * self._hinv_pair(sel, a, slot)
+        return out
 
     @staticmethod
     def trace_inverse(sel: tuple) -> float:
@@ -197,13 +207,13 @@ class REStructure:
         return float(np.trace(blocks, axis1=1, axis2=2).sum() + np.trace(Cinv))
 
     # ---- derivatives in theta -----------------------------------------------------------------
-    def theta_entries(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each theta_k = Lambda_r[i, j]: (T_r[:, i], internal column of slot j of the row's level).
+    def theta_entries(self) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """For each theta_k = Lambda_r[i, j]: (T_r[:, i], column of slot j in each row, slot j).
 
         d A / d theta_k has one entry per observation: value s * T_r[obs, i] at that column.
         """
         out = []
         for r, i, j in self.layout.entries:
-            slot_j = np.flatnonzero((self.slot_term == r) & (self.slot_index == j))[0]
-            out.append((self.T[r][:, i], self.cols[:, slot_j]))
+            slot_j = int(np.flatnonzero((self.slot_term == r) & (self.slot_index == j))[0])
+            out.append((self.T[r][:, i], self.cols[:, slot_j], slot_j))
         return out
