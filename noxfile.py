@@ -24,3 +24,10 @@ def bench(session: nox.Session) -> None:
     """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_large(session: nox.Session) -> None:
+    """100k rows x 2,100 levels vs lme4 (a few minutes, most of it lme4)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/large.py", *session.posargs)

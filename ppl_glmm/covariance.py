@@ -45,9 +45,6 @@ class ThetaLayout:
             start += k
         return out
 
-    def lower_bounds(self) -> np.ndarray:
-        return np.array([0.0 if i == j else -np.inf for _, i, j in self.entries])
-
     def start(self) -> np.ndarray:
         return np.array([1.0 if i == j else 0.0 for _, i, j in self.entries])
 

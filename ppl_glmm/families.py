@@ -146,14 +146,6 @@ class Distribution:
             return (n * y + 0.5) / (n + 1)
         return np.asarray(y, dtype=float)
 
-    def variance(self, mu: np.ndarray) -> np.ndarray:
-        """Variance function v(mu) (Var(y|b) = sigma^2 v(mu) / w)."""
-        return {
-            "normal": np.ones_like(mu),
-            "binomial": mu * (1 - mu),
-            "poisson": mu,
-        }[self.name]
-
     def clip_mean(self, mu: np.ndarray) -> np.ndarray:
         eps = np.finfo(float).eps
         if self.name == "binomial":

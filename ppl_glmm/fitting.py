@@ -74,9 +74,6 @@ class Workspace:
             )
         return self.problems[fit_method]
 
-    def observed_counts(self) -> np.ndarray:
-        return self.graph.containers["y"].get_value()
-
     def load_containers(self, problem: LaplaceProblem) -> None:
         """Engine data <- the PyMC model's pm.Data containers."""
         c = self.graph.containers

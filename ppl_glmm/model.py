@@ -121,9 +121,9 @@ class GeneralizedLinearMixedModel:
             return inference_joint_hessian(self)
         return self._result.cov_beta
 
-    @cached_property
+    @property
     def coefficients(self) -> pd.DataFrame:
-        """Name, Estimate, SE, tStat, DF (= N - p), pValue, Lower, Upper (95%)."""
+        """Name, Estimate, SE, tStat, DF (= N - p), pValue, Lower, Upper (95%); a new table per call."""
         return self.fixed_effects(alpha=0.05)
 
     def fixed_effects(self, alpha: float = 0.05) -> pd.DataFrame:

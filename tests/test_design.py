@@ -186,3 +186,22 @@ def test_bad_formula_and_data_errors():
 def test_bad_link_for_distribution_warns():
     with pytest.warns(UserWarning, match="identity"):
         _fit(link="identity")
+
+
+@pytest.mark.parametrize("dist", ["poisson", "binomial"])
+def test_integer_prior_weights_equal_duplicated_rows(dist):
+    """MATLAB weights: Poisson(w mu) for w y, Bin(w n, mu) for w n y; a row with weight 2 and a
+    duplicated row give the same likelihood in mu up to a constant, hence the same estimates."""
+    from reference_cases import _cbpp
+
+    data = _cbpp() if dist == "binomial" else load_mfr()
+    formula = "incidence ~ period + (1|herd)" if dist == "binomial" else MFR
+    kw = {"binomial_size": "size"} if dist == "binomial" else {}
+    doubled = pd.concat([data, data.iloc[::4]], ignore_index=True)
+    w = np.ones(len(data))
+    w[::4] = 2
+    a = ppl_glmm.fitglme(doubled, formula, distribution=dist, **kw)
+    b = ppl_glmm.fitglme(data, formula, distribution=dist, weights=w, **kw)
+    np.testing.assert_allclose(a.coefficients["Estimate"], b.coefficients["Estimate"], rtol=1e-4, atol=1e-6)
+    sd = [m.covariance_parameters()[2][0]["Estimate"].iloc[0] for m in (a, b)]
+    assert sd[0] == pytest.approx(sd[1], rel=1e-4)

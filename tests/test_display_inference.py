@@ -137,3 +137,11 @@ def test_singular_fit_has_no_wald_intervals():
     with pytest.warns(UserWarning, match="confidence intervals unavailable"):
         stats = m.covariance_parameters()[2]
     assert stats[0][["Lower", "Upper"]].isna().all().all()
+
+
+def test_returned_tables_are_copies(mfr_model):
+    t = mfr_model.coefficients
+    t.loc[0, "Estimate"] = 999.0
+    mfr_model.coefficient_covariance[0, 0] = -1.0
+    assert mfr_model.coefficients.loc[0, "Estimate"] != 999.0
+    assert mfr_model.coefficient_covariance[0, 0] > 0
