@@ -145,3 +145,24 @@ def test_returned_tables_are_copies(mfr_model):
     mfr_model.coefficient_covariance[0, 0] = -1.0
     assert mfr_model.coefficients.loc[0, "Estimate"] != 999.0
     assert mfr_model.coefficient_covariance[0, 0] > 0
+
+
+def test_convergence_failure_is_flagged_and_warned(monkeypatch):
+    """An optimiser stopped early (1 iteration) leaves a large gradient: warned, flagged, displayed."""
+    import ppl_glmm.engine.optimize as opt
+    from ppl_glmm import ConvergenceWarning
+    from ppl_glmm.datasets import load_mfr
+
+    real = opt.so.minimize
+
+    def one_step(*args, **kwargs):
+        kwargs["options"] = {**kwargs.get("options", {}), "maxiter": 1}
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(opt.so, "minimize", one_step)
+    with pytest.warns(ConvergenceWarning, match="failed to converge"):
+        m = ppl_glmm.fitglme(
+            load_mfr(), "defects ~ 1 + newprocess + time_dev + (1|factory)", distribution="poisson"
+        )
+    assert not m.converged and m.optimization.max_gradient > 1e-3
+    assert "Warning: Model failed to converge" in str(m)
