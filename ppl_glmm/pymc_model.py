@@ -114,33 +114,100 @@ class ObservationFunction:
 
 
 _CACHE: dict[tuple[str, str], ObservationFunction] = {}
-COMPILE_COUNT = {"observation": 0, "sampler": 0}
+COMPILE_COUNT = {"observation": 0, "sampler": 0, "observation_loaded": 0}
+
+
+def _disk_path(key: tuple[str, str]):
+    """Pickled compiled function in PyTensor's compile directory, keyed by every version involved."""
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    import pymc
+    import pytensor
+
+    from . import __version__
+
+    tag = "|".join(
+        [*key, pymc.__version__, pytensor.__version__, np.__version__, sys.version, __version__]
+    )
+    name = hashlib.sha1(tag.encode()).hexdigest()[:20]
+    return Path(pytensor.config.compiledir) / "ppl_glmm" / f"observation-{key[0]}-{key[1]}-{name}.pkl"
+
+
+def _load(key: tuple[str, str]) -> ObservationFunction | None:
+    import pickle
+
+    path = _disk_path(key)
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as fh:
+            out = pickle.load(fh)
+        out.fn.trust_input = True
+    except Exception:  # a stale or partial file: recompile
+        return None
+    return out if isinstance(out, ObservationFunction) else None
+
+
+def _store(key: tuple[str, str], out: ObservationFunction) -> None:
+    import os
+    import pickle
+    import tempfile
+
+    if out.fn.get_shared():  # only self-contained functions (no data captured) may be cached
+        return
+    path = _disk_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(out, fh)
+        os.replace(tmp, path)
+    except Exception:  # caching is an optimisation only
+        pass
 
 
 def observation_function(graph: GLMMGraph, mode: str | None = None) -> ObservationFunction:
-    """Compile (once per process and family/link) the derivatives of the model's likelihood graph."""
+    """Compile (once per process and family/link) the derivatives of the model's likelihood graph.
+
+    The compiled function takes only inputs (no data is captured), so it is also kept, pickled with
+    its already-optimised graph, in PyTensor's compile directory: a new process loads it instead of
+    rebuilding and rewriting the derivative graph.
+    """
     key = (graph.dist.name, graph.link.name)
     if key in _CACHE:
         return _CACHE[key]
+    if mode is None:
+        loaded = _load(key)
+        if loaded is not None:
+            COMPILE_COUNT["observation_loaded"] += 1
+            _CACHE[key] = loaded
+            return loaded
     import pymc as pm
     import pytensor
     import pytensor.tensor as pt
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.basic import ancestors
     from pytensor.graph.replace import graph_replace
 
     c = graph.containers
     value = graph.model.rvs_to_values[graph.y]
     logp = pm.logp(graph.y, value)
     eta_in = pt.vector("eta", dtype="float64")
-    y_in = value.type("y")
+    y_in = c["y"].type("y")
     w_in = pt.vector("weights", dtype="float64")
     trials_in = c["trials"].type("trials") if "trials" in c else pt.vector("trials", dtype="int64")
     phi_in = pt.vector("phi", dtype="float64")
-    repl = {graph.eta: eta_in, value: y_in, c["weights"]: w_in}
+    repl = {graph.eta: eta_in, c["y"]: y_in, c["weights"]: w_in}
     if "trials" in c:
         repl[c["trials"]] = trials_in
     if graph.sigma is not None:
         repl[graph.sigma_obs] = pt.exp(phi_in)
     lp = graph_replace(logp, repl, strict=False)
+    captured = [a for a in ancestors([lp]) if isinstance(a, SharedVariable)]
+    if captured:  # pragma: no cover - would mean the engine reads data behind the containers' back
+        raise RuntimeError(f"observation log-likelihood still depends on model data: {captured}")
     d1 = pytensor.grad(lp.sum(), eta_in)
     d2 = pytensor.grad(d1.sum(), eta_in)
     d3 = pytensor.grad(d2.sum(), eta_in)
@@ -158,4 +225,6 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
     COMPILE_COUNT["observation"] += 1
     out = ObservationFunction(fn, graph.sigma is not None, y_in.dtype, trials_in.dtype)
     _CACHE[key] = out
+    if mode is None:
+        _store(key, out)
     return out

@@ -60,3 +60,29 @@ def test_hessian_at_the_optimum_is_positive_definite(fitted):
     m = fitted("binary_slope")
     H = hessian(m._problem(), m._result.x)
     assert np.all(np.linalg.eigvalsh(H) > 0)
+
+
+def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypatch):
+    """A new process loads the pickled function instead of compiling; it captures no model data."""
+    from ppl_glmm import pymc_model
+
+    graph = mfr_model._ws.graph
+    key = (graph.dist.name, graph.link.name)
+    fn = pymc_model._CACHE[key].fn
+    assert fn.get_shared() == []  # inputs only: nothing read behind the pm.Data containers' back
+    assert pymc_model._disk_path(key).exists()
+    monkeypatch.setattr(pymc_model, "_CACHE", {})
+    before = dict(pymc_model.COMPILE_COUNT)
+    loaded = pymc_model.observation_function(graph)
+    assert pymc_model.COMPILE_COUNT["observation"] == before["observation"]
+    assert pymc_model.COMPILE_COUNT["observation_loaded"] == before["observation_loaded"] + 1
+    eta = np.linspace(-1, 2, 5)
+    args = (
+        eta,
+        np.arange(5, dtype=loaded.y_dtype),
+        np.ones(5),
+        np.ones(5, dtype=loaded.trials_dtype),
+        np.zeros(5),
+    )
+    for a, b in zip(loaded.fn(*args), fn(*args)):
+        np.testing.assert_array_equal(a, b)
