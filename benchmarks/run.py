@@ -6,8 +6,9 @@ Python, on the mfr data (100 rows, 20 factories, Poisson, effects coding):
   timing), against ``lme4::refit``;
 * ``fit_warm``: a fresh ``fitglme`` in a warm process (compiled functions of the family cached in
   the process, as after any earlier fit of a Poisson model), against ``glmer`` after a warm-up fit;
-* ``fit_first_in_process``: the first ``fitglme`` in a new process after ``import ppl_glmm`` (the
-  on-disk compile cache warm, nothing compiled in the process yet), reported for information;
+* ``fit_first_in_process``: the first ``fitglme`` in a new process after ``import ppl_glmm, pymc``
+  (on-disk caches warm, nothing loaded in the process yet: Numba's start-up is paid here), reported
+  for information;
 * ``random``: one ``model.random()`` draw, against ``simulate()``.
 
 Writes ``benchmarks/results/latest.json`` and prints a table with the ratios and the issue's targets
@@ -73,7 +74,7 @@ def python_timings(reps: int) -> dict:
 
 def first_fit_in_new_process() -> dict:
     code = (
-        "import time, ppl_glmm; from ppl_glmm.datasets import load_mfr; d = load_mfr(); "
+        "import time, ppl_glmm, pymc; from ppl_glmm.datasets import load_mfr; d = load_mfr(); "
         "t = time.perf_counter(); "
         f"ppl_glmm.fitglme(d, {FORMULA!r}, distribution='Poisson', dummy_var_coding='effects'); "
         "print(time.perf_counter() - t)"
