@@ -205,3 +205,12 @@ def test_integer_prior_weights_equal_duplicated_rows(dist):
     np.testing.assert_allclose(a.coefficients["Estimate"], b.coefficients["Estimate"], rtol=1e-4, atol=1e-6)
     sd = [m.covariance_parameters()[2][0]["Estimate"].iloc[0] for m in (a, b)]
     assert sd[0] == pytest.approx(sd[1], rel=1e-4)
+
+
+def test_numeric_column_made_categorical_with_C_follows_the_coding():
+    m = _fit(formula="defects ~ C(newprocess) + (1|factory)", dummy_var_coding="effects")
+    assert m.coefficient_names == ["(Intercept)", "newprocess_0"]
+    X = m.design_matrix("fixed")
+    np.testing.assert_array_equal(np.unique(X[:, 1]), [-1.0, 1.0])
+    m = _fit(formula="defects ~ C(newprocess) + (1|factory)")
+    assert m.coefficient_names == ["(Intercept)", "newprocess_1"]

@@ -68,7 +68,8 @@ def categorical_columns(df: pd.DataFrame, names: set[str]) -> list[str]:
 
 
 class Encoder:
-    """Rewrite categorical variables ``v`` as ``C(v, Sum)`` / ``C(v, Full)`` for the chosen coding."""
+    """Rewrite categorical variables ``v`` (and ``C(v)`` without a contrast) as ``C(v, Effects)`` /
+    ``C(v, Full)`` for the chosen coding."""
 
     namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects}
 
@@ -79,6 +80,7 @@ class Encoder:
         enc = _ENCODING[self.coding]
         if enc is None:
             return rhs
+        rhs = re.sub(r"(?<![\w.])C\(\s*([A-Za-z_.][\w.]*)\s*\)", rf"C(\1, {enc})", rhs)
         for col in self.cat_cols:
             pattern = rf"(?<![\w.])(?<!C\()(?<!C\( ){re.escape(col)}(?![\w.(])"
             rhs = re.sub(pattern, f"C({col}, {enc})", rhs)
