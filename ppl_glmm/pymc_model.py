@@ -128,9 +128,7 @@ def _disk_path(key: tuple[str, str]):
 
     from . import __version__
 
-    tag = "|".join(
-        [*key, pymc.__version__, pytensor.__version__, np.__version__, sys.version, __version__]
-    )
+    tag = "|".join([*key, pymc.__version__, pytensor.__version__, np.__version__, sys.version, __version__])
     name = hashlib.sha1(tag.encode()).hexdigest()[:20]
     return Path(pytensor.config.compiledir) / "ppl_glmm" / f"observation-{key[0]}-{key[1]}-{name}.pkl"
 
