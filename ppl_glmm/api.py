@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 
 from .design import build_design
@@ -12,7 +14,7 @@ from .model import GeneralizedLinearMixedModel
 
 __all__ = ["fitglme"]
 
-FIT_METHODS = {"laplace": "laplace", "approximatelaplace": "approximatelaplace"}
+FIT_METHODS = ("laplace", "approximatelaplace")
 CODINGS = ("reference", "effects", "full")
 OPTIONS = {
     "covariance_method": ("conditional", "jointhessian"),
@@ -73,28 +75,18 @@ def fitglme(
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
     opts = {k: _choice(v, OPTIONS[k], k) for k, v in options.items()}
-    method_key = (
-        _choice(fit_method, tuple(FIT_METHODS), "fit_method")
-        if str(fit_method).lower()
-        not in (
-            "mpl",
-            "rempl",
-        )
-        else None
-    )
-    if method_key is None:
+    if isinstance(fit_method, str) and fit_method.strip().lower() in ("mpl", "rempl"):
         raise ValueError(
             f"fit_method: '{fit_method}' (pseudo-likelihood) is not supported; use 'laplace' or "
             "'approximatelaplace'"
         )
+    method_key = _choice(fit_method, FIT_METHODS, "fit_method")
     if opts.get("covariance_method") == "jointhessian" and method_key != "laplace":
         raise ValueError("covariance_method: 'jointhessian' needs fit_method='laplace'")
     coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
     dist = get_distribution(distribution)
     lnk = get_link(link, dist)
     if lnk.name in dist.bad_links:
-        import warnings
-
         warnings.warn(
             f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
             UserWarning,
