@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-__all__ = ["coefficient_table", "covariance_tables", "model_criterion", "natural_covariance"]
+__all__ = [
+    "coefficient_table",
+    "covariance_tables",
+    "joint_hessian_cov_beta",
+    "model_criterion",
+    "natural_covariance",
+]
 
 
 def coefficient_table(
@@ -183,3 +189,15 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
         )
     )
     return tables
+
+
+def joint_hessian_cov_beta(model) -> np.ndarray:
+    """MATLAB 'JointHessian': the beta block of the (pseudo-)inverse Hessian of the negative Laplace
+    log-likelihood over all parameters (Laplace only). It accounts for covariance-parameter
+    uncertainty; the beta block is the same whatever parameterisation of theta is used."""
+    from .engine.optimize import hessian
+
+    problem = model._problem()
+    H = hessian(problem, model._result.x)
+    p = len(model._result.beta)
+    return np.linalg.pinv(H)[:p, :p]

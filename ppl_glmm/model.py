@@ -17,7 +17,7 @@ from . import inference
 from .display import model_display
 from .fitting import Workspace, fit
 from .results import FitResult
-from .simulate import ForwardSampler, seed_from
+from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
 
 __all__ = ["GeneralizedLinearMixedModel"]
 
@@ -118,7 +118,7 @@ class GeneralizedLinearMixedModel:
     @cached_property
     def _cov_beta(self) -> np.ndarray:
         if self._options.get("covariance_method", "conditional") == "jointhessian":
-            return inference_joint_hessian(self)
+            return inference.joint_hessian_cov_beta(self)
         return self._result.cov_beta
 
     @property
@@ -244,31 +244,13 @@ class GeneralizedLinearMixedModel:
             rng, newdata = None, rng
         seed = seed_from(rng)
         values = self._parameter_values()
-        ws = self._ws
         if newdata is None:
             if weights is not None or binomial_size is not None or offset is not None:
                 raise ValueError("weights, binomial_size and offset apply only with newdata")
-            if ws.sampler is None:
-                ws.sampler = ForwardSampler.compile(ws.graph)
-            k = ws.sampler.draw(values, seed)
-            d = ws.design
-            return self._full_length(ws.dist.response_from_observed(k, d.weights, d.binomial_size))
-        from .design import new_data_design
-        from .pymc_model import build_pymc_model
-
-        design = new_data_design(
-            ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset
+            return self._full_length(simulate_fitted_rows(self._ws, values, seed))
+        return simulate_new_rows(
+            self._ws, newdata, values, seed, weights=weights, binomial_size=binomial_size, offset=offset
         )
-        key = _design_key(design)
-        sampler = ws.newdata_samplers.get(key)
-        if sampler is None:
-            graph = build_pymc_model(design, ws.dist, ws.link, ws.layout)
-            sampler = ForwardSampler.compile(graph)
-            if len(ws.newdata_samplers) >= 4:
-                ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
-            ws.newdata_samplers[key] = sampler
-        k = sampler.draw(values, seed)
-        return ws.dist.response_from_observed(k, design.weights, design.binomial_size)
 
     def _parameter_values(self) -> dict[str, np.ndarray]:
         res, ws = self._result, self._ws
@@ -312,30 +294,6 @@ class GeneralizedLinearMixedModel:
         )
 
 
-def _design_key(design) -> str:
-    """Fingerprint of the arrays a sampler is built from (re-use it for repeated newdata draws)."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for a in [design.X, design.weights, design.binomial_size, design.offset] + [
-        x for t in design.terms for x in (t.T, t.codes)
-    ]:
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(str(a.shape).encode())
-    return h.hexdigest()
-
-
 def _check_alpha(alpha) -> None:
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise ValueError(f"alpha: must be a number in (0, 1), got {alpha!r}")
-
-
-def inference_joint_hessian(model: GeneralizedLinearMixedModel) -> np.ndarray:
-    """MATLAB 'JointHessian': the beta block of the inverse Hessian of the negative Laplace
-    log-likelihood over all parameters (Laplace only; accounts for covariance-parameter uncertainty)."""
-    from .engine.optimize import hessian
-
-    problem = model._problem()
-    H = hessian(problem, model._result.x)
-    p = model.num_coefficients
-    return np.linalg.pinv(H)[:p, :p]

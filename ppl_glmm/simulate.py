@@ -16,7 +16,7 @@ import numpy as np
 
 from .pymc_model import COMPILE_COUNT, GLMMGraph
 
-__all__ = ["ForwardSampler", "seed_from"]
+__all__ = ["ForwardSampler", "seed_from", "simulate_fitted_rows", "simulate_new_rows"]
 
 
 def seed_from(rng) -> int | None:
@@ -66,3 +66,44 @@ class ForwardSampler:
         reseed_rngs(self.rngs, seed)
         out = self.fn(**{k: values[k] for k in self.inputs})
         return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+
+
+def simulate_fitted_rows(ws, values: dict[str, np.ndarray], seed: int) -> np.ndarray:
+    """A response for the rows used in the fit, on MATLAB's scale (compiles the sampler once)."""
+    if ws.sampler is None:
+        ws.sampler = ForwardSampler.compile(ws.graph)
+    k = ws.sampler.draw(values, seed)
+    d = ws.design
+    return ws.dist.response_from_observed(k, d.weights, d.binomial_size)
+
+
+def simulate_new_rows(
+    ws, newdata, values, seed, *, weights=None, binomial_size=None, offset=None
+) -> np.ndarray:
+    """A response at new rows; samplers are cached per distinct new design (at most 4)."""
+    from .design import new_data_design
+    from .pymc_model import build_pymc_model
+
+    design = new_data_design(ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset)
+    key = _design_key(design)
+    sampler = ws.newdata_samplers.get(key)
+    if sampler is None:
+        sampler = ForwardSampler.compile(build_pymc_model(design, ws.dist, ws.link, ws.layout))
+        if len(ws.newdata_samplers) >= 4:
+            ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
+        ws.newdata_samplers[key] = sampler
+    k = sampler.draw(values, seed)
+    return ws.dist.response_from_observed(k, design.weights, design.binomial_size)
+
+
+def _design_key(design) -> str:
+    """Fingerprint of the arrays a sampler is built from (re-use it for repeated newdata draws)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in [design.X, design.weights, design.binomial_size, design.offset] + [
+        x for t in design.terms for x in (t.T, t.codes)
+    ]:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(str(a.shape).encode())
+    return h.hexdigest()
