@@ -15,8 +15,8 @@ from threadpoolctl import ThreadpoolController
 
 from .covariance import ThetaLayout
 from .design import Design
-from .engine.laplace import LaplaceProblem, PirlsFailure
-from .engine.optimize import SINGULAR_TOL, glm_start, hessian, minimize
+from .engine.laplace import LaplaceProblem, PirlsFailure, beta_precision
+from .engine.optimize import SINGULAR_TOL, glm_start, hessian, initial_inverse_hessian, minimize
 from .engine.structure import REStructure
 from .families import Distribution, Link
 from .pymc_model import GLMMGraph, build_pymc_model, observation_function
@@ -114,7 +114,7 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
             hinv = ws.hess_inv_start.get(fit_method)
         else:
             x0 = _start(ws, problem, y)
-            hinv = None
+            hinv = initial_inverse_hessian(problem, x0)
         try:
             summary, mode = minimize(problem, x0, hess_inv0=hinv)
         except PirlsFailure:
@@ -179,12 +179,7 @@ def _b_from_u(ws: Workspace, u: np.ndarray, lambdas: list[np.ndarray], sigma: fl
 
 def conditional_cov_beta(problem: LaplaceProblem, mode) -> np.ndarray:
     """MATLAB 'Conditional': (X'CX - X'CA H^-1 A'CX)^-1, inflating the diagonal if not PD."""
-    X, re = problem.X, problem.re
-    c = -mode.derivs[2]
-    XtCX = (X.T * c) @ X
-    AtCX = re.tmul(mode.avals, c[:, None] * X)
-    S = XtCX - AtCX.T @ mode.hfac.solve(AtCX)
-    S = 0.5 * (S + S.T)
+    S = beta_precision(problem, mode)
     jitter = 0.0
     for _ in range(20):
         try:

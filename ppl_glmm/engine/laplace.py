@@ -35,7 +35,7 @@ from ..pymc_model import ObservationFunction
 from .linalg import BlockedSPD, NotPositiveDefinite
 from .structure import REStructure
 
-__all__ = ["InnerMode", "LaplaceProblem", "PirlsFailure"]
+__all__ = ["InnerMode", "LaplaceProblem", "PirlsFailure", "beta_precision"]
 
 _TOL_DEC = 1e-20  # Newton decrement (twice the predicted objective decrease) at convergence
 _MAX_INNER = 60
@@ -233,3 +233,12 @@ class LaplaceProblem:
             dc[:, -1] -= l2psi
         assert dc.shape[1] == P
         return -(d1 @ E) - np.array(lpsi) + 0.5 * (h @ dc) + np.array(trace)
+
+
+def beta_precision(problem: LaplaceProblem, mode: InnerMode) -> np.ndarray:
+    """X'CX - X'CA H^-1 A'CX: the precision of beta given theta (MATLAB 'Conditional', inverted)."""
+    X, re = problem.X, problem.re
+    c = -mode.derivs[2]
+    AtCX = re.tmul(mode.avals, c[:, None] * X)
+    S = (X.T * c) @ X - AtCX.T @ mode.hfac.solve(AtCX)
+    return 0.5 * (S + S.T)
