@@ -182,6 +182,8 @@ def test_random_newdata_errors(mfr_model):
     bad["supplier"] = ["Z", "A", "B", "C"]
     with pytest.raises(ValueError, match="levels not seen"):
         mfr_model.random(newdata=bad)
+    with pytest.raises(ValueError, match="newdata: column 'time_dev' is missing"):
+        mfr_model.random(newdata=new.drop(columns="time_dev"))
     with pytest.raises(ValueError, match="only with newdata"):
         mfr_model.random(offset=np.zeros(100))
 

@@ -37,6 +37,7 @@ class Design:
     excluded: np.ndarray  # (n_total,) bool: rows named in `exclude`
     encoder: Encoder
     categories: dict = field(default_factory=dict)  # column -> level order used
+    predictors: tuple[str, ...] = ()  # data columns the right-hand side uses
 
     @property
     def X(self) -> np.ndarray:
@@ -212,6 +213,7 @@ def build_design(
         excluded=excluded & ~missing,
         encoder=encoder,
         categories=categories,
+        predictors=tuple(sorted(fixed_vars | random_vars)),
     )
 
 
@@ -226,29 +228,23 @@ def new_data_design(
     """
     if not isinstance(newdata, pd.DataFrame):
         raise ValueError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
-    needed = _var_names(design.formula.fixed, newdata, "formula") | {
-        v for t in design.terms for v in t.spec.group_vars
-    }
-    for t in design.terms:
-        if t.spec.expr:
-            needed |= _var_names(t.spec.expr, newdata, "formula")
-    missing_cols = [c for c in sorted(design.categories) if c not in newdata.columns and c in needed]
-    for v in [v for t in design.terms for v in t.spec.group_vars] + missing_cols:
+    for v in design.predictors:
         if v not in newdata.columns:
             raise ValueError(f"newdata: column '{v}' is missing")
-    df = newdata[sorted(needed)].reset_index(drop=True).copy()
+    df = newdata[list(design.predictors)].reset_index(drop=True).copy()
     if df.isna().any().any():
         raise ValueError("newdata: contains missing values in model variables; remove those rows")
+    grouping = {v for t in design.terms for v in t.spec.group_vars}
     for c, cats in design.categories.items():
-        if c in df.columns:
-            vals = df[c].map({True: "true", False: "false"}) if pd.api.types.is_bool_dtype(df[c]) else df[c]
-            unknown = set(vals.unique()) - set(cats)
-            if unknown and c not in {v for t in design.terms for v in t.spec.group_vars}:
-                raise ValueError(
-                    f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}"
-                )
-            if c not in {v for t in design.terms for v in t.spec.group_vars}:
-                df[c] = pd.Categorical(vals, categories=cats, ordered=True)
+        if c in grouping:  # grouping levels are taken afresh from newdata
+            continue
+        vals = df[c].map({True: "true", False: "false"}) if pd.api.types.is_bool_dtype(df[c]) else df[c]
+        unknown = set(vals.unique()) - set(cats)
+        if unknown:
+            raise ValueError(
+                f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}"
+            )
+        df[c] = pd.Categorical(vals, categories=cats, ordered=True)
     try:
         X = np.asarray(design.fixed.matrices.evaluate_new_data(df).design_matrix, dtype=float)
     except Exception as err:
@@ -273,6 +269,7 @@ def new_data_design(
         excluded=np.zeros(n, dtype=bool),
         encoder=design.encoder,
         categories=design.categories,
+        predictors=design.predictors,
     )
 
 
