@@ -112,11 +112,13 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
             problem.u_start = problem.re.to_internal(warm.u)
             problem.beta_start = warm.beta.copy()
             hinv = ws.hess_inv_start.get(fit_method)
+            f_scale = -warm.log_likelihood
         else:
             x0 = _start(ws, problem, y)
             hinv = initial_inverse_hessian(problem, x0)
+            f_scale = None
         try:
-            summary, mode = minimize(problem, x0, hess_inv0=hinv)
+            summary, mode = minimize(problem, x0, hess_inv0=hinv, f_scale=f_scale)
         except PirlsFailure:
             x0 = _start(ws, problem, y)
             summary, mode = minimize(problem, x0)

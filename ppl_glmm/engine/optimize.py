@@ -59,11 +59,14 @@ def minimize(
     x0: np.ndarray,
     hess_inv0: np.ndarray | None = None,
     maxiter: int = 1000,
+    f_scale: float | None = None,
 ) -> tuple[OptimizationSummary, InnerMode]:
+    """BFGS from x0; ``f_scale`` (the objective's size, e.g. from the fit being refitted) sets gtol
+    without an extra evaluation."""
     t0 = time.perf_counter()
     evals0 = problem.n_evals
     # the gradient is exact up to the inner solve, whose tolerance is relative to the objective's size
-    f0 = problem.value(x0)
+    f0 = problem.value(x0) if f_scale is None else f_scale
     options: dict = {"gtol": GTOL * max(1.0, 1e-4 * abs(f0)) if np.isfinite(f0) else GTOL, "maxiter": maxiter}
     if hess_inv0 is not None:
         options["hess_inv0"] = hess_inv0
