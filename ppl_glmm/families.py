@@ -119,23 +119,23 @@ class Distribution:
                 raise ValueError(f"{arg}: Poisson responses (times weights) must be integer counts")
 
     # --- the PyMC likelihood --------------------------------------------------------------
-    def likelihood(self, name: str, eta, link: Link, data: dict, sigma):
-        """PyMC observed variable for linear predictor ``eta``."""
+    def likelihood(self, name: str, eta, link: Link, data: dict, sigma, dims=None):
+        """PyMC observed variable for linear predictor ``eta`` (``sigma`` per observation)."""
         import pymc as pm
 
         k = data["y"]
         if self.name == "normal":
             pt = _pt()
             return pm.Normal(
-                name, mu=link.inverse_pt(eta), sigma=sigma / pt.sqrt(data["weights"]), observed=k
+                name, mu=link.inverse_pt(eta), sigma=sigma / pt.sqrt(data["weights"]), observed=k, dims=dims
             )
         if self.name == "binomial":
             trials = data["trials"]
             if link.name == "logit":
-                return pm.Binomial(name, n=trials, logit_p=eta, observed=k)
-            return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k)
+                return pm.Binomial(name, n=trials, logit_p=eta, observed=k, dims=dims)
+            return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k, dims=dims)
         if self.name == "poisson":
-            return pm.Poisson(name, mu=data["weights"] * link.inverse_pt(eta), observed=k)
+            return pm.Poisson(name, mu=data["weights"] * link.inverse_pt(eta), observed=k, dims=dims)
         raise NotImplementedError(self.name)  # pragma: no cover
 
     def mu_start(self, y: np.ndarray, n: np.ndarray) -> np.ndarray:

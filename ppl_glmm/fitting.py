@@ -15,6 +15,7 @@ from threadpoolctl import ThreadpoolController
 
 from .covariance import ThetaLayout
 from .design import Design
+from .errors import ConvergenceWarning, SingularFitWarning
 from .engine.laplace import LaplaceProblem, PirlsFailure, beta_precision
 from .engine.optimize import SINGULAR_TOL, glm_start, hessian, initial_inverse_hessian, minimize
 from .engine.structure import REStructure
@@ -22,7 +23,7 @@ from .families import Distribution, Link
 from .pymc_model import GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
-__all__ = ["ConvergenceWarning", "SingularFitWarning", "Workspace", "fit"]
+__all__ = ["Workspace", "fit"]
 
 # Small dense blocks run fastest single-threaded (BLAS thread wake-ups dominate a 200 x 200 solve).
 _THREADS_ABOVE_DENSE = 1500
@@ -37,14 +38,6 @@ def _blas_limit(limit: int | None):
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=limit, user_api="blas")
-
-
-class ConvergenceWarning(UserWarning):
-    """The optimiser stopped without meeting its convergence tests."""
-
-
-class SingularFitWarning(UserWarning):
-    """A random-effects covariance is on the boundary (a variance at zero)."""
 
 
 @dataclass

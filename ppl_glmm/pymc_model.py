@@ -28,8 +28,17 @@ import numpy as np
 from .covariance import ThetaLayout
 from .design import Design
 from .families import Distribution, Link
+from .names import DISPERSION, OBS_DIM, ModelNames
 
-__all__ = ["GLMMGraph", "ObservationFunction", "build_pymc_model", "observation_function"]
+__all__ = [
+    "GLMMGraph",
+    "ObservationFunction",
+    "build_pymc_model",
+    "linear_predictor",
+    "model_data",
+    "observation",
+    "observation_function",
+]
 
 
 @dataclass
@@ -57,45 +66,69 @@ class GLMMGraph:
         self.containers["y"].set_value(np.asarray(k, dtype=self.containers["y"].dtype))
 
 
+def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[str, Any]:
+    """The ``pm.Data`` containers of a model (call inside its context): X, the observed response,
+    prior weights, offset, binomial trials, and each random term's columns T and level codes."""
+    import pymc as pm
+
+    k = dist.observed_value(design.y, design.weights, design.binomial_size)
+    containers = {
+        "X": pm.Data("X", design.X, dims=(OBS_DIM, "coef")),
+        "y": pm.Data("y_observed", k, dims=OBS_DIM),
+        "weights": pm.Data("weights", design.weights, dims=OBS_DIM),
+        "offset": pm.Data("offset", design.offset, dims=OBS_DIM),
+    }
+    if dist.name == "binomial":
+        trials = np.rint(design.weights * design.binomial_size).astype(np.int64)
+        containers["trials"] = pm.Data("trials", trials, dims=OBS_DIM)
+    for r, (term, tn) in enumerate(zip(design.terms, names.terms)):
+        containers[f"T_{r}"] = pm.Data(f"T_{tn.label}", term.T, dims=(OBS_DIM, tn.coef_dim))
+        containers[f"codes_{r}"] = pm.Data(f"codes_{tn.label}", term.codes, dims=OBS_DIM)
+    return containers
+
+
+def linear_predictor(containers: dict[str, Any], beta, bs: list) -> Any:
+    """eta = X beta + offset + sum_r rowsum(T_r * b_r[codes_r]), b_r of shape (levels_r, q_r)."""
+    import pytensor.tensor as pt
+
+    eta = pt.dot(containers["X"], beta) + containers["offset"]
+    for r, b in enumerate(bs):
+        eta = eta + (containers[f"T_{r}"] * b[containers[f"codes_{r}"]]).sum(axis=1)
+    return eta
+
+
+def observation(names: ModelNames, dist: Distribution, link: Link, containers: dict[str, Any], eta, sigma):
+    """The observed variable y | eta (and sigma), named after the response: the likelihood of every model."""
+    import pytensor.tensor as pt
+
+    sigma_obs = sigma * pt.ones_like(containers["weights"]) if sigma is not None else None
+    y = dist.likelihood(names.response, eta, link, containers, sigma_obs, dims=OBS_DIM)
+    return y, sigma_obs
+
+
 def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: ThetaLayout) -> GLMMGraph:
+    """The ML parametrisation: flat beta and theta, u ~ N(0, I), b_r = sigma u_r Lambda_r'."""
     import pymc as pm
     import pytensor.tensor as pt
 
-    coords: dict[str, Any] = {"coef": list(design.fixed.names)}
-    for r, term in enumerate(design.terms):
-        coords[f"level_{r}"] = list(term.levels)
-        coords[f"name_{r}"] = list(term.names)
-    k = dist.observed_value(design.y, design.weights, design.binomial_size)
-    with pm.Model(coords=coords) as model:
-        containers = {
-            "X": pm.Data("X", design.X),
-            "y": pm.Data("y_observed", k),
-            "weights": pm.Data("weights", design.weights),
-            "offset": pm.Data("offset", design.offset),
-        }
-        if dist.name == "binomial":
-            trials = np.rint(design.weights * design.binomial_size).astype(np.int64)
-            containers["trials"] = pm.Data("trials", trials)
+    names = ModelNames.from_design(design, dist.has_dispersion)
+    with pm.Model(coords=names.coords()) as model:
+        containers = model_data(design, dist, names)
         beta = pm.Flat("beta", dims="coef")
-        sigma = pm.HalfFlat("sigma") if dist.has_dispersion else None
+        sigma = pm.HalfFlat(DISPERSION) if dist.has_dispersion else None
         scale = sigma if sigma is not None else 1.0
-        # per-observation scale: the engine differentiates each log p(y_i) in log sigma through it
-        sigma_obs = sigma * pt.ones_like(containers["weights"]) if sigma is not None else None
-        eta = pt.dot(containers["X"], beta) + containers["offset"]
-        thetas, us = [], []
-        for r, (term, sl) in enumerate(zip(design.terms, layout.slices())):
-            q = term.q_r
-            T = containers[f"T_{r}"] = pm.Data(f"T_{r}", term.T)
-            codes = containers[f"codes_{r}"] = pm.Data(f"codes_{r}", term.codes)
+        thetas, us, bs = [], [], []
+        for r, (tn, sl) in enumerate(zip(names.terms, layout.slices())):
+            q = tn.q
             theta = pm.Flat(f"theta_{r}", shape=(sl.stop - sl.start,))
             rows, cols = np.triu_indices(q)
             Lam = pt.set_subtensor(pt.zeros((q, q))[cols, rows], theta)
-            u = pm.Normal(f"u_{r}", 0.0, 1.0, dims=(f"level_{r}", f"name_{r}"))
-            b = scale * pt.dot(u, Lam.T)
-            eta = eta + (T * b[codes]).sum(axis=1)
+            u = pm.Normal(f"u_{r}", 0.0, 1.0, dims=(tn.level_dim, tn.coef_dim))
+            bs.append(scale * pt.dot(u, Lam.T))
             thetas.append(theta)
             us.append(u)
-        y = dist.likelihood("y", eta, link, containers, sigma_obs)
+        eta = linear_predictor(containers, beta, bs)
+        y, sigma_obs = observation(names, dist, link, containers, eta, sigma)
     return GLMMGraph(model, eta, y, beta, thetas, us, sigma, sigma_obs, containers, dist, link)
 
 

@@ -36,10 +36,11 @@ def test_joint_log_density_equals_engine(fitted, name):
 
 def test_model_has_data_containers_and_spherical_random_effects(mfr_model):
     model = mfr_model._ws.graph.model
-    assert {"y_observed", "weights", "offset", "X", "T_0", "codes_0"} <= set(model.named_vars)
+    assert {"y_observed", "weights", "offset", "X", "T_factory", "codes_factory"} <= set(model.named_vars)
     assert {v.name for v in model.free_RVs} == {"beta", "theta_0", "u_0"}
-    assert model.observed_RVs[0].name == "y"
-    assert tuple(model.coords["level_0"])[:3] == ("1", "2", "3")
+    assert model.observed_RVs[0].name == "defects"  # the observed variable is named after the response
+    assert tuple(model.coords["factory_level"])[:3] == ("1", "2", "3")
+    assert tuple(model.coords["coef"]) == tuple(mfr_model.coefficient_names)
 
 
 def test_exact_gradient_matches_finite_differences(fitted):

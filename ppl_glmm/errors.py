@@ -1,0 +1,54 @@
+"""The library's exceptions and warnings: one base class each, so callers can catch all of ppl_glmm's.
+
+* :class:`GLMMError` is the base of every exception raised on purpose; :class:`InputError` (also a
+  ``ValueError``) and :class:`InputTypeError` (also a ``TypeError``) reject bad arguments before any
+  work is done, and name the argument and the fix; :class:`FitError` reports a fit that cannot proceed.
+* :class:`GLMMWarning` is the base of every warning: :class:`ConvergenceWarning` (the optimiser
+  stopped early), :class:`SingularFitWarning` (a variance estimated at zero) and
+  :class:`SamplingWarning` (an MCMC diagnostic failed: divergences, R-hat, ESS, E-BFMI).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergenceWarning",
+    "FitError",
+    "GLMMError",
+    "GLMMWarning",
+    "InputError",
+    "InputTypeError",
+    "SamplingWarning",
+    "SingularFitWarning",
+]
+
+
+class GLMMError(Exception):
+    """Base class of the exceptions ppl_glmm raises."""
+
+
+class InputError(GLMMError, ValueError):
+    """An argument has a bad value; the message names the argument and the fix."""
+
+
+class InputTypeError(GLMMError, TypeError):
+    """An argument has the wrong type; the message names the argument and the type expected."""
+
+
+class FitError(GLMMError, RuntimeError):
+    """A fit or a sampler run cannot proceed."""
+
+
+class GLMMWarning(UserWarning):
+    """Base class of the warnings ppl_glmm issues."""
+
+
+class ConvergenceWarning(GLMMWarning):
+    """The optimiser stopped without meeting its convergence tests."""
+
+
+class SingularFitWarning(GLMMWarning):
+    """A random-effects covariance is on the boundary (a variance at zero)."""
+
+
+class SamplingWarning(GLMMWarning):
+    """An MCMC convergence diagnostic failed (divergences, R-hat, ESS or E-BFMI)."""

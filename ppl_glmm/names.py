@@ -1,0 +1,148 @@
+"""Names of parameters, dimensions and coordinates, shared by the PyMC models and every ArviZ output.
+
+One naming serves the ML model, the Bayesian model, ``to_inference_data`` and ``compare_fits``, so
+that ArviZ treats an ML fit and a posterior alike. For the random-effects term with label ``L`` (its
+grouping variable, e.g. ``factory`` or ``LOCATION:BROOD``; ``Subject_2`` for the second term on a
+grouping variable that labels two terms):
+
+==================  ==========================  =================================================
+variable            dims                        meaning
+==================  ==========================  =================================================
+``beta``            ``coef``                    fixed effects, MATLAB coefficient names
+``sd_L``            ``L_coef``                  random-effect SDs (covariance_parameters "std")
+``corr_L``          ``L_pair``                  correlations, pairs "Name1, Name2" with Name1
+                                                below Name2 in column-major order ("corr")
+``b_L``             ``L_level, L_coef``         random effects (MATLAB's b, per level)
+``u_L``             ``L_level, L_coef``         spherical / non-centred random effects
+``sigma``           ()                          sqrt(Dispersion), families with a dispersion
+response name       ``obs``                     the observed variable (counts for binomial)
+==================  ==========================  =================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DISPERSION", "ModelNames", "TermNames"]
+
+DISPERSION = "sigma"
+OBS_DIM = "obs"
+
+
+@dataclass(frozen=True)
+class TermNames:
+    """Names for one random-effects term."""
+
+    label: str
+    group: str
+    names: tuple[str, ...]  # coefficient names within the block
+    levels: tuple[str, ...]
+
+    @property
+    def q(self) -> int:
+        return len(self.names)
+
+    @property
+    def sd(self) -> str:
+        return f"sd_{self.label}"
+
+    @property
+    def corr(self) -> str:
+        return f"corr_{self.label}"
+
+    @property
+    def b(self) -> str:
+        return f"b_{self.label}"
+
+    @property
+    def u(self) -> str:
+        return f"u_{self.label}"
+
+    @property
+    def level_dim(self) -> str:
+        return f"{self.label}_level"
+
+    @property
+    def coef_dim(self) -> str:
+        return f"{self.label}_coef"
+
+    @property
+    def pair_dim(self) -> str:
+        return f"{self.label}_pair"
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """(i, j), i > j: the correlations of the block in column-major lower-triangle order."""
+        return [(i, j) for j in range(self.q) for i in range(j + 1, self.q)]
+
+    @property
+    def pair_labels(self) -> list[str]:
+        return [f"{self.names[i]}, {self.names[j]}" for i, j in self.pairs]
+
+    def pair_index(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.array([i for i, _ in self.pairs], dtype=int)
+        cols = np.array([j for _, j in self.pairs], dtype=int)
+        return rows, cols
+
+
+@dataclass(frozen=True)
+class ModelNames:
+    """All names of one model: fixed-effect coefficients, random terms, the observed variable."""
+
+    coef: tuple[str, ...]
+    terms: tuple[TermNames, ...]
+    response: str  # name of the observed variable
+    has_dispersion: bool
+    n_obs: int
+    obs_index: tuple[int, ...]  # input-row position of each used row
+
+    @classmethod
+    def from_design(cls, design, has_dispersion: bool) -> ModelNames:
+        groups = Counter(t.group for t in design.terms)
+        seen: Counter = Counter()
+        terms = []
+        for t in design.terms:
+            seen[t.group] += 1
+            label = t.group if groups[t.group] == 1 or seen[t.group] == 1 else f"{t.group}_{seen[t.group]}"
+            terms.append(TermNames(label, t.group, tuple(t.names), tuple(t.levels)))
+        reserved = {"beta", DISPERSION, "X", "weights", "offset", "trials", "y_observed", "coef", OBS_DIM}
+        for tn in terms:
+            reserved |= {tn.sd, tn.corr, tn.b, tn.u, f"T_{tn.label}", f"codes_{tn.label}", f"chol_{tn.label}"}
+            reserved |= {tn.level_dim, tn.coef_dim, tn.pair_dim}
+        resp = design.formula.response
+        response = resp if resp.isidentifier() and resp not in reserved else "y"
+        return cls(
+            coef=tuple(design.fixed.names),
+            terms=tuple(terms),
+            response=response,
+            has_dispersion=has_dispersion,
+            n_obs=design.n,
+            obs_index=tuple(int(i) for i in np.flatnonzero(design.subset)),
+        )
+
+    def coords(self) -> dict[str, list]:
+        out: dict[str, list] = {"coef": list(self.coef), OBS_DIM: list(self.obs_index)}
+        for t in self.terms:
+            out[t.level_dim] = list(t.levels)
+            out[t.coef_dim] = list(t.names)
+            if t.q > 1:
+                out[t.pair_dim] = t.pair_labels
+        return out
+
+    def covariance_vars(self) -> list[str]:
+        """The covariance-parameter variables: sd (and corr) per term, then sigma."""
+        out = []
+        for t in self.terms:
+            out.append(t.sd)
+            if t.q > 1:
+                out.append(t.corr)
+        if self.has_dispersion:
+            out.append(DISPERSION)
+        return out
+
+    def parameter_vars(self) -> list[str]:
+        """beta and the covariance parameters: what an ML fit and a posterior both report."""
+        return ["beta", *self.covariance_vars()]
