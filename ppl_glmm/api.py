@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -12,7 +13,7 @@ from .fitting import Workspace, fit
 from .formula import parse_formula
 from .model import GeneralizedLinearMixedModel
 
-__all__ = ["fitglme"]
+__all__ = ["fitglme", "fitglme_bayes"]
 
 FIT_METHODS = ("laplace", "approximatelaplace")
 CODINGS = ("reference", "effects", "full")
@@ -71,6 +72,38 @@ def fitglme(
     -------
     GeneralizedLinearMixedModel
     """
+    ws, method_key, opts = _prepare(
+        data,
+        formula,
+        distribution=distribution,
+        link=link,
+        fit_method=fit_method,
+        dummy_var_coding=dummy_var_coding,
+        binomial_size=binomial_size,
+        weights=weights,
+        offset=offset,
+        exclude=exclude,
+        options=options,
+    )
+    result = fit(ws, method_key, ws.design.y)
+    return GeneralizedLinearMixedModel(ws, result, opts)
+
+
+def _prepare(
+    data,
+    formula,
+    *,
+    distribution,
+    link,
+    fit_method,
+    dummy_var_coding,
+    binomial_size,
+    weights,
+    offset,
+    exclude,
+    options,
+) -> tuple[Workspace, str, dict]:
+    """Validate every argument, build the design and the PyMC model (no fitting)."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
@@ -90,7 +123,7 @@ def fitglme(
         warnings.warn(
             f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     parsed = parse_formula(formula)
     if not parsed.random:
@@ -105,6 +138,68 @@ def fitglme(
         offset=offset,
         exclude=exclude,
     )
-    ws = Workspace.build(design, dist, lnk)
-    result = fit(ws, method_key, design.y)
-    return GeneralizedLinearMixedModel(ws, result, opts)
+    return Workspace.build(design, dist, lnk), method_key, opts
+
+
+def fitglme_bayes(
+    data: pd.DataFrame,
+    formula: str,
+    *,
+    distribution: str = "normal",
+    link: str | None = None,
+    fit_method: str = "laplace",
+    dummy_var_coding: str = "reference",
+    binomial_size=None,
+    weights=None,
+    offset=None,
+    exclude=None,
+    priors: Mapping | None = None,
+    draws: int = 1000,
+    tune: int | None = None,
+    chains: int = 4,
+    cores: int | None = None,
+    sampler: str = "pymc",
+    init: str = "ml",
+    target_accept: float = 0.9,
+    rng=None,
+    progress: bool = True,
+    **options,
+):
+    """Fit the same model as :func:`fitglme` by NUTS: the Bayesian version of its PyMC model.
+
+    Takes every :func:`fitglme` argument, plus the sampler's (see
+    :meth:`GeneralizedLinearMixedModel.fit_bayes`). With ``init='ml'`` (default) the ML fit is made
+    first (by ``fit_method``) and warms NUTS; with ``init='auto'`` no ML fit is made and PyMC's own
+    initialisation is used. Returns a :class:`~ppl_glmm.bayes.BayesianGLMM`.
+    """
+    from .bayes.fit import check_settings, fit_bayes
+
+    sampler_args = dict(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        sampler=sampler,
+        init=init,
+        target_accept=target_accept,
+        rng=rng,
+        progress=progress,
+    )
+    check_settings(**sampler_args)  # refuse bad sampler settings before any work
+    ws, method_key, opts = _prepare(
+        data,
+        formula,
+        distribution=distribution,
+        link=link,
+        fit_method=fit_method,
+        dummy_var_coding=dummy_var_coding,
+        binomial_size=binomial_size,
+        weights=weights,
+        offset=offset,
+        exclude=exclude,
+        options=options,
+    )
+    if str(init).strip().lower() == "ml":
+        glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y), opts)
+        return glme.fit_bayes(priors=priors, **sampler_args)
+    return fit_bayes(ws, None, GeneralizedLinearMixedModel.formula_of(ws), priors=priors, **sampler_args)

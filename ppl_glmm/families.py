@@ -37,6 +37,14 @@ class Link:
     def display(self) -> str:
         return self.name[0].upper() + self.name[1:]
 
+    def __reduce__(self):
+        """Pickled by name (the callables are module-level lambdas)."""
+        return (_link_named, (self.name,))
+
+
+def _link_named(name: str) -> Link:
+    return LINKS[name]
+
 
 def _pt():
     import pytensor.tensor as pt

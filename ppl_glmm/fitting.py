@@ -15,10 +15,10 @@ from threadpoolctl import ThreadpoolController
 
 from .covariance import ThetaLayout
 from .design import Design
-from .errors import ConvergenceWarning, SingularFitWarning
 from .engine.laplace import LaplaceProblem, PirlsFailure, beta_precision
 from .engine.optimize import SINGULAR_TOL, glm_start, hessian, initial_inverse_hessian, minimize
 from .engine.structure import REStructure
+from .errors import ConvergenceWarning, SingularFitWarning
 from .families import Distribution, Link
 from .pymc_model import GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult

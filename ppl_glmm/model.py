@@ -33,9 +33,13 @@ class GeneralizedLinearMixedModel:
     # ---- basic properties ------------------------------------------------------------------
     @property
     def formula(self) -> str:
-        pf = self._ws.design.formula
-        fixed = pf.fixed
-        parts = [fixed] + [str(t) for t in pf.random]
+        return self.formula_of(self._ws)
+
+    @staticmethod
+    def formula_of(ws: Workspace) -> str:
+        """The model's formula with every random-effects block written out."""
+        pf = ws.design.formula
+        parts = [pf.fixed] + [str(t) for t in pf.random]
         return f"{pf.response} ~ " + " + ".join(parts)
 
     @property
@@ -284,6 +288,79 @@ class GeneralizedLinearMixedModel:
             raise ValueError(f"ynew: expected {rows}, got {y.size}")
         dist.check_response(y, d.weights, d.binomial_size, "ynew")
         return y
+
+    # ---- Bayesian fit of the same model and ArviZ output ------------------------------------
+    def fit_bayes(
+        self,
+        priors=None,
+        *,
+        draws: int = 1000,
+        tune: int | None = None,
+        chains: int = 4,
+        cores: int | None = None,
+        sampler: str = "pymc",
+        init: str = "ml",
+        target_accept: float = 0.9,
+        rng=None,
+        progress: bool = True,
+    ):
+        """Sample the Bayesian version of this model's PyMC model by NUTS (same design and likelihood).
+
+        Parameters
+        ----------
+        priors : dict, optional
+            Overrides of the default priors: ``{'beta' | coefficient name | 'sd_<group>' |
+            'corr_<group>' | 'sigma': pm.<Distribution>.dist(...)}`` (docs/bayes.md).
+        draws, chains : int
+            Draws kept per chain, number of chains.
+        tune : int, optional
+            Tuning steps per chain; default 300 after an ML warm start, 1000 with ``init='auto'``.
+        cores : int, optional
+            Chains run in parallel; default: every CPU this process may use.
+        sampler : {'pymc', 'nutpie'}
+            PyMC's NUTS, or nutpie's (the ``nutpie`` extra).
+        init : {'ml', 'auto'}
+            'ml': start at draws from the Laplace approximation around this ML fit, with its
+            covariance as the initial mass matrix; 'auto': PyMC's / nutpie's default.
+        target_accept : float
+            NUTS target acceptance rate.
+        rng : int or numpy Generator, optional
+            Seed: the same seed gives the same draws.
+        progress : bool
+            Show progress bars.
+
+        Returns
+        -------
+        ppl_glmm.bayes.BayesianGLMM
+        """
+        from .bayes.fit import fit_bayes
+
+        return fit_bayes(
+            self._ws,
+            self._result,
+            self.formula,
+            priors=priors,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            sampler=sampler,
+            init=init,
+            target_accept=target_accept,
+            rng=rng,
+            progress=progress,
+        )
+
+    def to_inference_data(self, draws: int = 2000, rng=None, *, chains: int = 1, predictive: bool = True):
+        """This ML fit as an ArviZ DataTree: posterior draws from the asymptotic normal of (beta,
+        covariance parameters) under the Laplace Hessian, responses from ``random()`` as
+        posterior_predictive (unless ``predictive=False``), and observed_data. Names and coords are
+        those of :meth:`fit_bayes`'s posterior, so ArviZ treats both fits alike; give ``chains`` and
+        ``draws`` of the posterior to plot both in one ArviZ call (the draws are independent either
+        way)."""
+        from .bayes.ml_idata import ml_inference_data
+
+        return ml_inference_data(self, draws=draws, rng=rng, predictive=predictive, chains=chains)
 
     def __str__(self) -> str:
         return model_display(self)

@@ -21,15 +21,22 @@ response name       ``obs``                     the observed variable (counts fo
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DISPERSION", "ModelNames", "TermNames"]
+__all__ = ["DISPERSION", "ModelNames", "TermNames", "safe_name"]
 
 DISPERSION = "sigma"
 OBS_DIM = "obs"
+
+
+def safe_name(text: str) -> str:
+    """A variable name from a column or coefficient name: characters netCDF or ArviZ labels would
+    trip over ('/', spaces, brackets, ...) become '_'."""
+    return re.sub(r"[^0-9A-Za-z_:.\-]", "_", text)
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ class ModelNames:
         terms = []
         for t in design.terms:
             seen[t.group] += 1
-            label = t.group if groups[t.group] == 1 or seen[t.group] == 1 else f"{t.group}_{seen[t.group]}"
+            group = safe_name(t.group)
+            label = group if groups[t.group] == 1 or seen[t.group] == 1 else f"{group}_{seen[t.group]}"
             terms.append(TermNames(label, t.group, tuple(t.names), tuple(t.levels)))
         reserved = {"beta", DISPERSION, "X", "weights", "offset", "trials", "y_observed", "coef", OBS_DIM}
         for tn in terms:

@@ -37,3 +37,15 @@ def mfr_model():
 
 
 __all__ = ["CASES"]
+
+
+@pytest.fixture(scope="session")
+def mfr_bayes(mfr_model):
+    """NUTS on the mfr model with every default (4 chains x 1000 draws, ML warm start), seeded."""
+    return mfr_model.fit_bayes(rng=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def sleep_bayes(fitted):
+    """A correlated (Days|Subject) normal model: sd, corr and sigma in the posterior (short run)."""
+    return fitted("sleepstudy_lmm").fit_bayes(draws=300, chains=2, rng=2, progress=False)

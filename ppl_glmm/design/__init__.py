@@ -54,6 +54,13 @@ class Design:
     def Z(self) -> sp.csr_matrix:
         return z_matrix(self.terms, self.n)
 
+    def detached(self) -> Design:
+        """A copy without formulae's design object (it references modules, so it cannot be pickled):
+        everything a PyMC model is built from, but no ``new_data_design``."""
+        from dataclasses import replace
+
+        return replace(self, fixed=replace(self.fixed, matrices=None))
+
 
 def _var_names(rhs: str, df: pd.DataFrame, arg: str) -> set[str]:
     try:

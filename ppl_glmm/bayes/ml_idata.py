@@ -1,0 +1,121 @@
+"""The ML fit as an ArviZ DataTree, so ArviZ treats it like a posterior.
+
+posterior: ``draws`` draws (one chain) from the asymptotic normal distribution of the ML estimates
+under the Hessian of the negative Laplace log-likelihood, taken on the natural scale of the Wald
+intervals (beta, log SDs, ``log((1 + rho)/(1 - rho))``, log sigma) and mapped back, so SDs stay
+positive and correlations inside (-1, 1)::
+
+    (beta, z) ~ N((beta_hat, z_hat), H^-1),   sd = exp(z_sd),  rho = tanh(z_rho / 2),  sigma = exp(z_s)
+
+For ApproximateLaplace beta is not an outer parameter: beta ~ N(beta_hat, coefficient_covariance),
+independent of z. At a boundary (singular) fit the Hessian in log SD does not exist: the covariance
+parameters are held at their estimates and only beta varies (with a warning).
+
+posterior_predictive: one response per draw from ``random()`` (new random effects, then y | b, at
+the ML estimates) on the observed variable's scale (counts for binomial); observed_data: the response.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import SingularFitWarning
+from ..inference import _x_to_natural, natural_covariance
+from ..names import DISPERSION, ModelNames
+from ..simulate import seed_from
+
+__all__ = ["ml_draws", "ml_inference_data"]
+
+
+def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Draws (draws, ...) of beta and the covariance parameters from the ML asymptotic normal."""
+    ws, res = model._ws, model._result
+    layout = ws.layout
+    names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
+    p = len(res.beta)
+    inner_beta = res.fit_method == "approximatelaplace"
+    z0 = _x_to_natural(model)
+    cov = natural_covariance(model)
+    beta_cov = model.coefficient_covariance
+    if cov is None:
+        warnings.warn(
+            "to_inference_data: the fit is on the boundary (a variance at zero), so the covariance "
+            "parameters have no asymptotic normal distribution; they are held at their estimates",
+            SingularFitWarning,
+            stacklevel=3,
+        )
+        beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")
+        z = np.tile(z0[0 if inner_beta else p :], (draws, 1))
+    elif inner_beta:
+        beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")
+        z = rng.multivariate_normal(z0, cov, size=draws, method="eigh")
+    else:
+        zz = rng.multivariate_normal(z0, cov, size=draws, method="eigh")
+        beta, z = zz[:, :p], zz[:, p:]
+    out = {"beta": beta}
+    for tn, sl in zip(names.terms, layout.slices()):
+        canon = np.array([layout.from_natural(row[sl], tn.q) for row in z])
+        diag, pairs = [], []
+        k = 0
+        for j in range(tn.q):
+            for i in range(j, tn.q):
+                (diag if i == j else pairs).append(k)
+                k += 1
+        out[tn.sd] = canon[:, diag]
+        if tn.q > 1:
+            out[tn.corr] = canon[:, pairs]
+    if names.has_dispersion:
+        out[DISPERSION] = np.exp(z[:, -1]) if cov is not None else np.full(draws, res.sigma)
+    return out
+
+
+def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = True, chains: int = 1):
+    """DataTree of an ML fit: posterior (asymptotic normal), posterior_predictive, observed_data.
+    ``chains`` x ``draws`` independent draws (several 'chains' only to match a posterior's layout)."""
+    import arviz as az
+
+    from .fit import _int
+
+    draws = _int(draws, "draws", 1)
+    chains = _int(chains, "chains", 1)
+    if not isinstance(predictive, bool):
+        from ..errors import InputTypeError
+
+        raise InputTypeError(f"predictive: expected True or False, got {predictive!r}")
+    gen = np.random.default_rng(seed_from(rng))
+    ws = model._ws
+    d = ws.design
+    names = ModelNames.from_design(d, ws.dist.has_dispersion)
+    total = chains * draws
+    post = {k: v.reshape(chains, draws, *v.shape[1:]) for k, v in ml_draws(model, total, gen).items()}
+    dims = {"beta": ["coef"], names.response: ["obs"]}
+    for tn in names.terms:
+        dims[tn.sd] = [tn.coef_dim]
+        if tn.q > 1:
+            dims[tn.corr] = [tn.pair_dim]
+    coords = names.coords()
+    groups = {
+        "posterior": post,
+        "observed_data": {names.response: ws.dist.observed_value(d.y, d.weights, d.binomial_size)},
+    }
+    if predictive:
+        used = d.subset
+        sims = np.empty((total, d.n))
+        for k in range(total):
+            y = model.random(rng=gen)[used]
+            sims[k] = ws.dist.observed_value(y, d.weights, d.binomial_size)
+        if ws.dist.name in ("binomial", "poisson"):
+            sims = sims.astype(np.int64)
+        groups["posterior_predictive"] = {names.response: sims.reshape(chains, draws, d.n)}
+    dt = az.from_dict(groups, dims=dims, coords=coords)
+    dt.attrs.update(
+        {
+            "ppl_glmm_fit": f"ML ({model.fit_method})",
+            "formula": model.formula,
+            "distribution": ws.dist.name,
+            "link": ws.link.name,
+        }
+    )
+    return dt

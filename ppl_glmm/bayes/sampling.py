@@ -1,0 +1,159 @@
+"""Running NUTS on the Bayesian model (PyMC's sampler or nutpie), warmed by the ML fit.
+
+``init='ml'`` (PyMC sampler): the chains start at independent draws from the Laplace approximation
+``N(x_ML, Sigma)`` in the sampler's unconstrained coordinates, where ``x_ML`` is the ML estimate
+with the conditional modes (mapped by :func:`~ppl_glmm.bayes.model.point_from_ml`) and
+``Sigma = (-nabla^2 log p(x | y))^-1`` at ``x_ML``: the Laplace covariance of the posterior, by
+central differences of the model's exact gradient. Sigma is also the initial mass matrix (dense up
+to ``DENSE_MAX`` coordinates, its diagonal beyond), adapted further during tuning. nutpie takes the
+ML point as its start and adapts its own mass matrix.
+
+Every run returns an ArviZ DataTree with posterior, sample_stats, log_likelihood (pointwise, for
+``az.loo``), observed_data and constant_data.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FitError
+from .model import BayesGraph, transformed_point
+
+__all__ = ["SamplerSettings", "laplace_covariance", "sample_nuts"]
+
+DENSE_MAX = 200  # dense initial mass matrix up to this many coordinates
+HESSIAN_MAX = 2000  # no finite-difference Hessian beyond this many coordinates (start points only)
+INITIAL_WEIGHT = 50  # pseudo-draws of trust in the Laplace mass matrix during adaptation
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    draws: int
+    tune: int
+    chains: int
+    cores: int | None
+    sampler: str  # 'pymc' or 'nutpie'
+    init: str  # 'ml' or 'auto'
+    target_accept: float
+    seed: int
+    progress: bool
+
+
+def _fd_hessian(fn, x: np.ndarray) -> np.ndarray:
+    """Hessian of log p by central differences of its exact gradient (2 d gradient evaluations)."""
+    d = x.size
+    H = np.empty((d, d))
+    for j in range(d):
+        h = 1e-5 * max(1.0, abs(x[j]))
+        e = np.zeros(d)
+        e[j] = h
+        H[:, j] = (np.asarray(fn(x + e)[1]) - np.asarray(fn(x - e)[1])) / (2 * h)
+    return 0.5 * (H + H.T)
+
+
+def laplace_covariance(fn, x: np.ndarray) -> np.ndarray:
+    """(-H)^-1 at x; eigenvalues of -H are taken in absolute value and floored, so the result is a
+    valid covariance even away from the posterior mode."""
+    lam, V = np.linalg.eigh(-_fd_hessian(fn, x))
+    lam = np.abs(lam)
+    lam = np.maximum(lam, 1e-8 * max(float(lam.max()), 1e-300))
+    S = (V / lam) @ V.T
+    return 0.5 * (S + S.T)
+
+
+def _backward_function(model):
+    """Unconstrained value variables -> constrained free variables (PyMC's transforms, one compile)."""
+    import pytensor
+
+    outs = model.replace_rvs_by_values(model.free_RVs)
+    fn = pytensor.function(model.value_vars, outs, mode="FAST_COMPILE", on_unused_input="ignore")
+    return lambda point: dict(
+        zip([rv.name for rv in model.free_RVs], fn(*[point[v.name] for v in model.value_vars]))
+    )
+
+
+def _ml_warm_step(graph: BayesGraph, ml_point: dict, settings: SamplerSettings):
+    """(NUTS step with the Laplace mass matrix, per-chain initial values) for init='ml'."""
+    import pymc as pm
+    from pymc.blocking import DictToArrayBijection
+    from pymc.step_methods.hmc import integration
+    from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt, QuadPotentialFullAdapt
+
+    model = graph.model
+    start_t = transformed_point(model, ml_point)
+    with model:
+        step = pm.NUTS(target_accept=settings.target_accept, initial_point=start_t)
+    fn = step._logp_dlogp_func
+    fn.set_extra_values({})
+    fn._pytensor_function.trust_input = True  # the sampler passes float64 vectors of the right size
+    q0 = DictToArrayBijection.map({v.name: start_t[v.name] for v in step.vars})
+    x0 = np.asarray(q0.data, dtype=float)
+    d = x0.size
+    if not np.isfinite(fn(x0)[0]):
+        raise FitError("init='ml': the log posterior is not finite at the ML estimates; use init='auto'")
+    rng = np.random.default_rng(settings.seed)
+    if d > HESSIAN_MAX:
+        return step, [ml_point] * settings.chains
+    S = laplace_covariance(fn, x0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "QuadPotentialFullAdapt is an experimental feature"
+        if d <= DENSE_MAX:
+            pot = QuadPotentialFullAdapt(d, x0, S, INITIAL_WEIGHT)
+        else:
+            pot = QuadPotentialDiagAdapt(d, x0, np.diag(S).copy(), INITIAL_WEIGHT)
+    step.potential = pot
+    step.integrator = integration.CpuLeapfrogIntegrator(pot, fn)
+    # independent starting points from the Laplace approximation, kept where log p is finite
+    backward = _backward_function(model)
+    Lc = np.linalg.cholesky(S + 1e-12 * np.eye(d))
+    starts = []
+    for _ in range(settings.chains):
+        for _attempt in range(20):
+            x = x0 + Lc @ rng.standard_normal(d)
+            if np.isfinite(fn(x)[0]):
+                break
+        else:
+            x = x0
+        point = DictToArrayBijection.rmap(type(q0)(x, q0.point_map_info))
+        starts.append(backward(point))
+    return step, starts
+
+
+def sample_nuts(graph: BayesGraph, settings: SamplerSettings, ml_point: dict | None):
+    """Sample the posterior; return (DataTree, seconds of sampling)."""
+    import pymc as pm
+
+    model = graph.model
+    kwargs = dict(
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=settings.cores,
+        random_seed=settings.seed,
+        progressbar=settings.progress,
+        quiet=not settings.progress,
+        compute_convergence_checks=False,
+        model=model,
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*experimental feature.*")
+        if settings.sampler == "nutpie":
+            idata = pm.sample(
+                nuts_sampler="nutpie",
+                initvals=ml_point if settings.init == "ml" else None,
+                nuts_sampler_kwargs={"target_accept": settings.target_accept},
+                **kwargs,
+            )
+        elif settings.init == "ml":
+            step, starts = _ml_warm_step(graph, ml_point, settings)
+            idata = pm.sample(nuts_sampler="pymc", step=step, initvals=starts, **kwargs)
+        else:
+            idata = pm.sample(nuts_sampler="pymc", target_accept=settings.target_accept, **kwargs)
+    seconds = time.perf_counter() - t0
+    idata = pm.compute_log_likelihood(idata, model=model, extend_inferencedata=True, progressbar=False)
+    return idata, seconds

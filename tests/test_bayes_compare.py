@@ -1,0 +1,127 @@
+"""The ML fit in ArviZ, and ML beside Bayes: compare_fits and plot_compare."""
+
+import arviz as az
+import matplotlib
+import numpy as np
+import pytest
+
+import ppl_glmm
+from ppl_glmm import InputError
+from ppl_glmm.inference import _x_to_natural, natural_covariance
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def mfr_ml_idata(mfr_model):
+    return mfr_model.to_inference_data(draws=2000, rng=0)
+
+
+def test_ml_datatree_has_the_bayesian_names(mfr_ml_idata, mfr_bayes):
+    dt = mfr_ml_idata
+    assert {"posterior", "posterior_predictive", "observed_data"} <= set(dt.children)
+    assert set(dt["posterior"].data_vars) == {"beta", "sd_factory"}
+    for v in dt["posterior"].data_vars:
+        assert dt["posterior"][v].dims == mfr_bayes.idata["posterior"][v].dims
+        for dim in dt["posterior"][v].dims[2:]:
+            assert list(dt["posterior"][v].coords[dim].values) == list(
+                mfr_bayes.idata["posterior"][dim].values
+            )
+    assert dt["posterior"]["beta"].shape == (1, 2000, 6)
+    np.testing.assert_array_equal(dt["observed_data"]["defects"], mfr_bayes.idata["observed_data"]["defects"])
+    assert dt["posterior_predictive"]["defects"].shape == (1, 2000, 100)
+
+
+def test_ml_draws_follow_the_asymptotic_normal_on_the_natural_scale(mfr_model, mfr_ml_idata):
+    """(beta, log sd) ~ N(estimates, H^-1): means within 4 SE/sqrt(2000), SDs within 8% (the sampling
+    error of an SD from 2,000 draws is 1.6%)."""
+    post = mfr_ml_idata["posterior"]
+    z = np.column_stack([post["beta"].values[0], np.log(post["sd_factory"].values[0, :, 0])])
+    z0, cov = _x_to_natural(mfr_model), natural_covariance(mfr_model)
+    se = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(z.mean(axis=0) - z0) < 4 * se / np.sqrt(2000))
+    np.testing.assert_allclose(z.std(axis=0), se, rtol=0.08)
+    assert np.all(post["sd_factory"].values > 0)
+
+
+def test_ml_posterior_predictive_is_random(mfr_model, mfr_ml_idata):
+    """Responses from random(): counts with the fitted marginal mean (sum over rows within 4 sd)."""
+    pp = mfr_ml_idata["posterior_predictive"]["defects"].values[0]
+    assert pp.dtype.kind == "i" and np.all(pp >= 0)
+    first = mfr_model.to_inference_data(draws=3, rng=0)["posterior_predictive"]["defects"].values[0]
+    again = mfr_model.to_inference_data(draws=3, rng=0)["posterior_predictive"]["defects"].values[0]
+    np.testing.assert_array_equal(first, again)
+    totals = pp.sum(axis=1)
+    assert abs(totals.mean() - mfr_model.response().sum()) < 4 * totals.std()
+
+
+def test_arviz_treats_both_fits_alike(mfr_model, mfr_ml_idata, mfr_bayes):
+    s_ml = az.summary(mfr_ml_idata, var_names=["beta", "sd_factory"])
+    s_b = az.summary(mfr_bayes.idata, var_names=["beta", "sd_factory"])
+    assert list(s_ml.index) == list(s_b.index)
+    ml = mfr_model.to_inference_data(draws=1000, chains=4, rng=1, predictive=False)  # the posterior's layout
+    assert ml["posterior"]["beta"].shape == (4, 1000, 6)
+    pc = az.plot_forest({"ML": ml, "NUTS": mfr_bayes.idata}, var_names=["beta"], backend="matplotlib")
+    assert not np.isnan(pc.data["beta"].values).any()  # both fits' draws, aligned
+    assert list(pc.data["model"].values) == ["ML", "NUTS"]
+    pc2 = az.plot_ppc_dist(mfr_ml_idata, num_samples=20, backend="matplotlib")
+    assert pc2.viz["predictive_dist"]["defects"].sizes["sample"] == 20  # 20 simulated responses drawn
+    assert "observed_dist" in pc2.viz.children
+
+
+def test_ml_datatree_of_a_correlated_normal_model(fitted):
+    m = fitted("sleepstudy_lmm")
+    post = m.to_inference_data(draws=500, rng=1, predictive=False)["posterior"]
+    assert set(post.data_vars) == {"beta", "sd_Subject", "corr_Subject", "sigma"}
+    assert np.all(np.abs(post["corr_Subject"].values) < 1)
+    assert abs(np.median(post["sigma"].values) - m._result.sigma) < 0.05 * m._result.sigma
+
+
+def test_compare_fits_table(mfr_model, mfr_bayes):
+    tab = ppl_glmm.compare_fits(mfr_model, mfr_bayes)
+    assert list(tab["Parameter"]) == [f"beta[{c}]" for c in mfr_model.coefficient_names] + [
+        "sd_factory[(Intercept)]"
+    ]
+    assert list(tab["Type"]) == ["fixed"] * 6 + ["std"]
+    fe = mfr_model.fixed_effects()
+    np.testing.assert_allclose(tab["ML_Estimate"][:6], fe["Estimate"])
+    np.testing.assert_allclose(tab["ML_SE"][:6], fe["SE"])
+    np.testing.assert_allclose(tab["ML_Lower"][:6], fe["Lower"])
+    stats = mfr_model.covariance_parameters()[2][0].iloc[0]
+    assert tab["ML_Estimate"].iloc[6] == pytest.approx(stats["Estimate"])
+    assert (tab["ML_Lower"].iloc[6], tab["ML_Upper"].iloc[6]) == pytest.approx(
+        (stats["Lower"], stats["Upper"])
+    )
+    se_log = np.sqrt(natural_covariance(mfr_model)[6, 6])
+    assert tab["ML_SE"].iloc[6] == pytest.approx(stats["Estimate"] * se_log)  # delta method
+    post = mfr_bayes.coefficients
+    np.testing.assert_allclose(tab["Post_Mean"][:6], post["Mean"])
+    np.testing.assert_allclose(tab["Diff_in_SE"], (tab["Post_Mean"] - tab["ML_Estimate"]) / tab["ML_SE"])
+    assert (tab["Diff_in_SE"][:6].abs() < 0.5).all()  # the same model: ML and posterior agree
+    for col in ("Post_Median", "Post_SD", "Post_Lower", "Post_Upper", "Rhat", "ESS_bulk"):
+        assert tab[col].notna().all()
+
+
+def test_compare_fits_with_correlation_and_dispersion(fitted, sleep_bayes):
+    tab = ppl_glmm.compare_fits(fitted("sleepstudy_lmm"), sleep_bayes, ci_prob=0.9)
+    assert list(tab["Type"]) == ["fixed", "fixed", "std", "corr", "std", "dispersion"]
+    assert list(tab["Name"][2:]) == ["(Intercept)", "Days, (Intercept)", "Days", "sqrt(Dispersion)"]
+    assert tab.loc[5, "Group"] == "Error"
+    assert tab["ML_SE"].notna().all() and (tab["ML_SE"] > 0).all()
+    rho = tab.loc[3, "ML_Estimate"]
+    assert -1 < rho < 1 and tab.loc[3, "ML_Lower"] < rho < tab.loc[3, "ML_Upper"]
+
+
+def test_compare_fits_refuses_different_models(mfr_model, sleep_bayes):
+    with pytest.raises(InputError, match="not of the same model and data"):
+        ppl_glmm.compare_fits(mfr_model, sleep_bayes)
+    with pytest.raises(InputError, match="ci_prob"):
+        ppl_glmm.compare_fits(mfr_model, sleep_bayes, ci_prob=95)
+
+
+def test_plot_compare_returns_a_figure(mfr_model, mfr_bayes, tmp_path):
+    fig = ppl_glmm.plot_compare(mfr_model, mfr_bayes)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert len(fig.axes) >= 2
+    fig.savefig(tmp_path / "forest.png")
+    assert (tmp_path / "forest.png").stat().st_size > 10_000
