@@ -1,5 +1,7 @@
 """nox sessions: tests, lint, bench (Python 3.12; the reference values need no R, the benchmark does)."""
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -31,3 +33,16 @@ def bench_large(session: nox.Session) -> None:
     """100k rows x 2,100 levels vs lme4 (a few minutes, most of it lme4)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/large.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_bayes(session: nox.Session) -> None:
+    """fit_bayes vs bambi 0.21 on the mfr model (bambi pins formulae < 0.7: it gets its own venv)."""
+    session.install("-e", ".[nutpie]")
+    bambi_env = Path(session.create_tmp()) / "bambi-0.21"
+    if not (bambi_env / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(bambi_env))
+        session.run(str(bambi_env / "bin" / "pip"), "install", "-q", "bambi==0.21.0", external=True)
+    session.run(
+        "python", "benchmarks/bayes.py", "--bambi-python", str(bambi_env / "bin" / "python"), *session.posargs
+    )

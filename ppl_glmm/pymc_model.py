@@ -219,7 +219,11 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
     import pytensor
     import pytensor.tensor as pt
     from pytensor.compile.sharedvalue import SharedVariable
-    from pytensor.graph.basic import ancestors
+
+    try:
+        from pytensor.graph.traversal import ancestors
+    except ImportError:  # pragma: no cover - pytensor < 3.3
+        from pytensor.graph.basic import ancestors
     from pytensor.graph.replace import graph_replace
 
     c = graph.containers
@@ -235,6 +239,9 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
         repl[c["trials"]] = trials_in
     if graph.sigma is not None:
         repl[graph.sigma_obs] = pt.exp(phi_in)
+    obs_length = graph.model.dim_lengths.get(OBS_DIM)
+    if isinstance(obs_length, SharedVariable):  # PyMC >= 6.4 keeps dim lengths as shared variables
+        repl[obs_length] = eta_in.shape[0]
     lp = graph_replace(logp, repl, strict=False)
     captured = [a for a in ancestors([lp]) if isinstance(a, SharedVariable)]
     if captured:  # pragma: no cover - would mean the engine reads data behind the containers' back
