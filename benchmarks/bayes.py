@@ -47,8 +47,10 @@ def worker(config: str, chains: int, draws: int, seed: int, cores: int) -> dict:
     warnings.filterwarnings("ignore")
     import arviz as az
     import pandas as pd
+    import pymc  # noqa: F401  (bambi's worker imports bambi, hence pymc, before its clock starts too)
 
     import ppl_glmm
+    import ppl_glmm.bayes  # noqa: F401
 
     df = pd.read_csv(MFR_CSV)
     df["supplier"] = pd.Categorical(df["supplier"], categories=["C", "B", "A"])

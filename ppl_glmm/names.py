@@ -154,3 +154,7 @@ class ModelNames:
     def parameter_vars(self) -> list[str]:
         """beta and the covariance parameters: what an ML fit and a posterior both report."""
         return ["beta", *self.covariance_vars()]
+
+    def summary_vars(self) -> list[str]:
+        """What a posterior summary and its diagnostics cover: the parameters and the random effects."""
+        return [*self.parameter_vars(), *(t.b for t in self.terms)]

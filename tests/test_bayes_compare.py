@@ -125,3 +125,24 @@ def test_plot_compare_returns_a_figure(mfr_model, mfr_bayes, tmp_path):
     assert len(fig.axes) >= 2
     fig.savefig(tmp_path / "forest.png")
     assert (tmp_path / "forest.png").stat().st_size > 10_000
+
+
+def test_ml_datatree_of_an_approximate_laplace_fit(fitted):
+    """ApproximateLaplace: beta is not an outer parameter; it is drawn from coefficient_covariance."""
+    m = fitted("cbpp_binomial_approx")
+    post = m.to_inference_data(draws=4000, rng=2, predictive=False)["posterior"]
+    beta = post["beta"].values[0]
+    np.testing.assert_allclose(beta.std(axis=0), np.sqrt(np.diag(m.coefficient_covariance)), rtol=0.06)
+    assert post["sd_herd"].shape == (1, 4000, 1)
+
+
+def test_ml_datatree_of_a_singular_fit_holds_the_sds(recwarn):
+    import pandas as pd
+
+    data = pd.DataFrame({"g": np.repeat(np.arange(8), 5), "y": np.tile([0, 1, 2, 4, 3], 8)})
+    with pytest.warns(ppl_glmm.SingularFitWarning):
+        m = ppl_glmm.fitglme(data, "y ~ 1 + (1|g)", distribution="poisson")
+    with pytest.warns(ppl_glmm.SingularFitWarning, match="held at their estimates"):
+        post = m.to_inference_data(draws=50, rng=0, predictive=False)["posterior"]
+    assert np.unique(post["sd_g"].values).size == 1
+    assert post["beta"].values.std() > 0

@@ -154,6 +154,7 @@ def test_diagnostics_fail_loudly_on_a_short_run(mfr_model):
     assert b.warnings and all(isinstance(w, str) for w in b.warnings)
 
 
+@pytest.mark.filterwarnings("ignore::ppl_glmm.SamplingWarning")
 def test_same_seed_same_draws(mfr_model):
     a = mfr_model.fit_bayes(draws=50, tune=50, chains=2, cores=1, rng=11, progress=False)
     b = mfr_model.fit_bayes(draws=50, tune=50, chains=2, cores=1, rng=11, progress=False)
@@ -225,3 +226,21 @@ def test_posterior_agrees_with_ml_on_simulated_data(simulated):
     assert abs(sd_post - sd_ml) <= 0.10 * sd_ml
     # both recover the truth (beta = (-0.4, 0.9), sd = 0.8) within their 95% intervals
     assert np.all((post["Lower"] < [-0.4, 0.9]) & (post["Upper"] > [-0.4, 0.9]))
+
+
+def test_fitglme_bayes_equals_fit_bayes_on_the_ml_fit(mfr_model):
+    from ppl_glmm.datasets import load_mfr
+
+    kw = {"draws": 60, "tune": 60, "chains": 2, "cores": 1, "rng": 21, "progress": False}
+    with pytest.warns(SamplingWarning):
+        a = ppl_glmm.fitglme_bayes(
+            load_mfr(),
+            "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)",
+            distribution="Poisson",
+            dummy_var_coding="effects",
+            **kw,
+        )
+    with pytest.warns(SamplingWarning):
+        b = mfr_model.fit_bayes(**kw)
+    np.testing.assert_allclose(a.idata["posterior"]["beta"].values, b.idata["posterior"]["beta"].values)
+    assert a.formula == b.formula == mfr_model.formula

@@ -13,9 +13,9 @@ from ..errors import InputError, InputTypeError
 from ..names import ModelNames
 from .model import build_bayes_model, point_from_ml
 from .priors import resolve_priors
-from .results import BayesianGLMM, _Spec
+from .results import BayesianGLMM, ModelSpec
 from .sampling import SamplerSettings, sample_nuts
-from .summary import diagnostics_table, warn_diagnostics
+from .summary import diagnostics_table, summarize, warn_diagnostics
 
 __all__ = ["TUNE_AFTER_ML", "TUNE_DEFAULT", "check_settings", "fit_bayes"]
 
@@ -85,7 +85,7 @@ def fit_bayes(ws, ml_result, formula: str, *, priors: Mapping | None, **settings
         raise InputError("init: 'ml' needs an ML fit; use init='auto'")
     names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
     prior_set = resolve_priors(ws.design, ws.dist, ws.link, names, priors)
-    spec = _Spec(ws.design.detached(), ws.dist, ws.link, names, prior_set, formula)
+    spec = ModelSpec(ws.design.detached(), ws.dist, ws.link, names, prior_set, formula)
     graph = build_bayes_model(ws.design, ws.dist, ws.link, names, prior_set)
     ml_point = None
     if st.init == "ml":
@@ -102,6 +102,7 @@ def fit_bayes(ws, ml_result, formula: str, *, priors: Mapping | None, **settings
             "init": st.init,
         }
     )
-    table = diagnostics_table(idata, names.parameter_vars() + [t.b for t in names.terms])
+    summary = summarize(idata, names.summary_vars())
+    table = diagnostics_table(idata, summary)
     msgs = warn_diagnostics(table, stacklevel=4)
-    return BayesianGLMM(spec, idata, st, seconds, msgs, graph)
+    return BayesianGLMM(spec, idata, st, seconds, msgs, graph, summary=summary, diagnostics=table)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..display import format_table
@@ -21,13 +20,13 @@ from .priors import PriorSet
 from .sampling import SamplerSettings
 from .summary import diagnostics_table, summarize
 
-__all__ = ["BayesianGLMM"]
+__all__ = ["BayesianGLMM", "ModelSpec"]
 
 _INDENT = "    "
 
 
 @dataclass(frozen=True)
-class _Spec:
+class ModelSpec:
     """What the Bayesian model is built from (picklable)."""
 
     design: Any
@@ -43,12 +42,14 @@ class BayesianGLMM:
 
     def __init__(
         self,
-        spec: _Spec,
+        spec: ModelSpec,
         idata,
         settings: SamplerSettings,
         seconds: float,
         warnings: tuple[str, ...] = (),
         graph: BayesGraph | None = None,
+        summary: pd.DataFrame | None = None,
+        diagnostics: pd.DataFrame | None = None,
     ):
         self._spec = spec
         self._idata = idata
@@ -56,13 +57,15 @@ class BayesianGLMM:
         self._seconds = float(seconds)
         self._warnings = tuple(warnings)
         self._graph = graph
+        if summary is not None:  # computed by the fit already: prime the caches
+            self.__dict__["_summary"] = summary
+        if diagnostics is not None:
+            self.__dict__["_diagnostics"] = diagnostics
 
     # ---- pickling: the PyMC model is rebuilt on demand -------------------------------------
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_graph"] = None
-        for k in ("_summary", "_diagnostics"):
-            state.pop(k, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -131,12 +134,9 @@ class BayesianGLMM:
         return self._spec.priors.table(self._spec.names)
 
     # ---- summaries -------------------------------------------------------------------------
-    def _var_names(self) -> list[str]:
-        return self._spec.names.parameter_vars()
-
     @cached_property
     def _summary(self) -> pd.DataFrame:
-        return summarize(self._idata, self._var_names() + [t.b for t in self._spec.names.terms])
+        return summarize(self._idata, self._spec.names.summary_vars())
 
     def _table(self, var_names: list[str], ci_prob: float) -> pd.DataFrame:
         if ci_prob == 0.95:
@@ -201,7 +201,7 @@ class BayesianGLMM:
 
     @cached_property
     def _diagnostics(self) -> pd.DataFrame:
-        return diagnostics_table(self._idata, self._var_names() + [t.b for t in self._spec.names.terms])
+        return diagnostics_table(self._idata, self._summary)
 
     def diagnostics(self) -> pd.DataFrame:
         """Check, Value, Threshold, OK, Message: divergences, R-hat, ESS, E-BFMI, tree depth."""
@@ -223,7 +223,16 @@ class BayesianGLMM:
             idata, model=self.model, var_names=[self._spec.names.response], random_seed=seed, progressbar=show
         )
         idata["posterior_predictive"] = pp["posterior_predictive"]
-        return BayesianGLMM(self._spec, idata, self._settings, self._seconds, self._warnings, self._graph)
+        return BayesianGLMM(
+            self._spec,
+            idata,
+            self._settings,
+            self._seconds,
+            self._warnings,
+            self._graph,
+            summary=self._summary,
+            diagnostics=self._diagnostics,
+        )
 
     # ---- display ---------------------------------------------------------------------------
     def __str__(self) -> str:
@@ -284,9 +293,3 @@ def _check_prob(p) -> None:
 
     if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p < 1):
         raise InputError(f"ci_prob: must be a number in (0, 1), got {p!r}")
-
-
-def posterior_array(idata, var: str) -> np.ndarray:
-    """Draws of a variable as (chain * draw, ...)."""
-    x = np.asarray(idata["posterior"][var].transpose("chain", "draw", ...).values)
-    return x.reshape(-1, *x.shape[2:])

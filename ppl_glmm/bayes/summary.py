@@ -82,12 +82,12 @@ def _stat(stats, *names):
     return None
 
 
-def diagnostics_table(idata, var_names: list[str]) -> pd.DataFrame:
-    """Check, Value, Threshold, OK, Message: the sampler's health at a glance."""
+def diagnostics_table(idata, summ: pd.DataFrame) -> pd.DataFrame:
+    """Check, Value, Threshold, OK, Message: the sampler's health at a glance (R-hat and ESS from
+    ``summ``, a :func:`summarize` table)."""
     import arviz as az
 
     stats = idata["sample_stats"]
-    summ = summarize(idata, var_names)
     rows = []
     div = _stat(stats, "diverging")
     n_div = int(np.sum(div)) if div is not None else 0
@@ -120,9 +120,7 @@ def diagnostics_table(idata, var_names: list[str]) -> pd.DataFrame:
     if energy is not None and energy.shape[-1] > 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            b = np.asarray(
-                az.bfmi(idata)["energy"].values if hasattr(az.bfmi(idata), "__getitem__") else az.bfmi(idata)
-            )
+            b = np.asarray(az.bfmi(idata)["energy"].values)  # one value per chain
         bmin = float(np.min(b))
         rows.append(
             (
