@@ -50,7 +50,7 @@ def worker(config: str, chains: int, draws: int, seed: int, cores: int) -> dict:
     import pymc  # noqa: F401  (bambi's worker imports bambi, hence pymc, before its clock starts too)
 
     import ppl_glmm
-    import ppl_glmm.bayes  # noqa: F401
+    import ppl_glmm.bayes
 
     df = pd.read_csv(MFR_CSV)
     df["supplier"] = pd.Categorical(df["supplier"], categories=["C", "B", "A"])

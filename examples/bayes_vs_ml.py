@@ -15,10 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-import ppl_glmm  # noqa: E402
-from ppl_glmm.datasets import load_mfr  # noqa: E402
+import ppl_glmm
+from ppl_glmm.datasets import load_mfr
 
 
 def main(out_dir: str = ".") -> None:
