@@ -10,6 +10,7 @@ minimum bulk ESS over every posterior parameter (random effects included), and E
 * ``ppl_glmm``: the defaults (PyMC's NUTS, ML warm start, 300 tuning steps);
 * ``ppl_glmm_tune1000``: ML warm start with bambi's 1000 tuning steps;
 * ``ppl_glmm_auto``: no ML warm start (PyMC's jitter+adapt_diag), 1000 tuning steps;
+* ``ppl_glmm_ta08``: the defaults but bambi's (PyMC's) target_accept of 0.8 instead of 0.9;
 * ``ppl_glmm_nutpie``: nutpie (when installed), ML start, 300 tuning steps;
 * ``bambi``: bambi 0.21 defaults, 1000 tuning steps (needs ``--bambi-python``).
 
@@ -36,6 +37,7 @@ CONFIGS = {
     "ppl_glmm": {},
     "ppl_glmm_tune1000": {"tune": 1000},
     "ppl_glmm_auto": {"init": "auto", "tune": 1000},
+    "ppl_glmm_ta08": {"target_accept": 0.8},
     "ppl_glmm_nutpie": {"sampler": "nutpie"},
 }
 

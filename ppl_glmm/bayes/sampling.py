@@ -99,12 +99,10 @@ def _ml_warm_step(graph: BayesGraph, ml_point: dict, settings: SamplerSettings):
     if d > HESSIAN_MAX:
         return step, [ml_point] * settings.chains
     S = laplace_covariance(fn, x0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "QuadPotentialFullAdapt is an experimental feature"
-        if d <= DENSE_MAX:
-            pot = QuadPotentialFullAdapt(d, x0, S, INITIAL_WEIGHT)
-        else:
-            pot = QuadPotentialDiagAdapt(d, x0, np.diag(S).copy(), INITIAL_WEIGHT)
+    if d <= DENSE_MAX:  # PyMC calls the dense adaptation experimental; sample_nuts silences that warning
+        pot = QuadPotentialFullAdapt(d, x0, S, INITIAL_WEIGHT)
+    else:
+        pot = QuadPotentialDiagAdapt(d, x0, np.diag(S).copy(), INITIAL_WEIGHT)
     step.potential = pot
     step.integrator = integration.CpuLeapfrogIntegrator(pot, fn)
     # independent starting points from the Laplace approximation, kept where log p is finite
@@ -141,7 +139,7 @@ def sample_nuts(graph: BayesGraph, settings: SamplerSettings, ml_point: dict | N
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*experimental feature.*")
+        warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental feature")
         if settings.sampler == "nutpie":
             idata = pm.sample(
                 nuts_sampler="nutpie",
