@@ -357,7 +357,8 @@ class GeneralizedLinearMixedModel:
         posterior_predictive (unless ``predictive=False``), and observed_data. Names and coords are
         those of :meth:`fit_bayes`'s posterior, so ArviZ treats both fits alike; give ``chains`` and
         ``draws`` of the posterior to plot both in one ArviZ call (the draws are independent either
-        way)."""
+        way). The predictive group holds chains x draws x N values: more than 50 million is refused
+        (pass ``predictive=False``)."""
         from .bayes.ml_idata import ml_inference_data
 
         return ml_inference_data(self, draws=draws, rng=rng, predictive=predictive, chains=chains)

@@ -87,13 +87,27 @@ def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[st
     return containers
 
 
-def linear_predictor(containers: dict[str, Any], beta, bs: list) -> Any:
-    """eta = X beta + offset + sum_r rowsum(T_r * b_r[codes_r]), b_r of shape (levels_r, q_r)."""
+def linear_predictor(design: Design, containers: dict[str, Any], beta, bs: list) -> Any:
+    """eta = X beta + offset + sum_r rowsum(T_r * b_r[codes_r]), b_r of shape (levels_r, q_r).
+
+    Factors known to be 0 or 1 when the model is built are left out of the graph (a model's offset
+    never changes after it is built; ``refit`` swaps only the response): a zero offset, and the
+    column of ones of an intercept-only term, whose contribution is just ``b_r[codes_r, 0]``. This
+    makes each log-density gradient for NUTS about twice as cheap on small models.
+    """
     import pytensor.tensor as pt
 
-    eta = pt.dot(containers["X"], beta) + containers["offset"]
-    for r, b in enumerate(bs):
-        eta = eta + (containers[f"T_{r}"] * b[containers[f"codes_{r}"]]).sum(axis=1)
+    eta = pt.dot(containers["X"], beta)
+    if np.any(design.offset != 0):
+        eta = eta + containers["offset"]
+    for r, (term, b) in enumerate(zip(design.terms, bs)):
+        codes = containers[f"codes_{r}"]
+        if term.q_r == 1 and term.spec.intercept and not term.spec.expr:
+            eta = eta + b[codes, 0]
+        elif term.q_r == 1:
+            eta = eta + containers[f"T_{r}"][:, 0] * b[codes, 0]
+        else:
+            eta = eta + (containers[f"T_{r}"] * b[codes]).sum(axis=1)
     return eta
 
 
@@ -127,7 +141,7 @@ def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: The
             bs.append(scale * pt.dot(u, Lam.T))
             thetas.append(theta)
             us.append(u)
-        eta = linear_predictor(containers, beta, bs)
+        eta = linear_predictor(design, containers, beta, bs)
         y, sigma_obs = observation(names, dist, link, containers, eta, sigma)
     return GLMMGraph(model, eta, y, beta, thetas, us, sigma, sigma_obs, containers, dist, link)
 

@@ -117,3 +117,14 @@ def test_ci_prob_and_to_inference_data_arguments_are_checked(mfr_model):
     data = np.zeros(3)
     with pytest.raises(InputTypeError, match="ml: expected a GeneralizedLinearMixedModel"):
         ppl_glmm.compare_fits(data, mfr_model)
+
+
+def test_a_huge_ml_posterior_predictive_is_refused(mfr_model, monkeypatch):
+    from ppl_glmm.bayes import ml_idata
+
+    monkeypatch.setattr(ml_idata, "MAX_PREDICTIVE_VALUES", 1000)
+    with pytest.raises(
+        InputError, match=r"predictive: the posterior_predictive group would hold 2,000 values"
+    ):
+        mfr_model.to_inference_data(draws=20)
+    assert mfr_model.to_inference_data(draws=20, predictive=False)["posterior"]["beta"].shape == (1, 20, 6)

@@ -26,7 +26,9 @@ from ..inference import _x_to_natural, natural_covariance
 from ..names import DISPERSION, ModelNames
 from ..simulate import seed_from
 
-__all__ = ["ml_draws", "ml_inference_data"]
+__all__ = ["MAX_PREDICTIVE_VALUES", "ml_draws", "ml_inference_data"]
+
+MAX_PREDICTIVE_VALUES = 50_000_000  # 400 MB of simulated responses
 
 
 def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -87,6 +89,14 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
     gen = np.random.default_rng(seed_from(rng))
     ws = model._ws
     d = ws.design
+    if predictive and chains * draws * d.n > MAX_PREDICTIVE_VALUES:
+        from ..errors import InputError
+
+        size = chains * draws * d.n
+        raise InputError(
+            f"predictive: the posterior_predictive group would hold {size:,} values "
+            f"({size * 8 / 1e9:.1f} GB); pass predictive=False, or fewer draws"
+        )
     names = ModelNames.from_design(d, ws.dist.has_dispersion)
     total = chains * draws
     post = {k: v.reshape(chains, draws, *v.shape[1:]) for k, v in ml_draws(model, total, gen).items()}

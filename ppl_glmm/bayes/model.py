@@ -103,7 +103,7 @@ def build_bayes_model(design, dist, link, names: ModelNames, priors: PriorSet) -
                 b = pt.dot(u, chol.T)
             bs.append(pm.Deterministic(tn.b, b, dims=(tn.level_dim, tn.coef_dim)))
         sigma = model.register_rv(priors.sigma.dist(()), DISPERSION) if dist.has_dispersion else None
-        eta = linear_predictor(containers, beta, bs)
+        eta = linear_predictor(design, containers, beta, bs)
         y, _ = observation(names, dist, link, containers, eta, sigma)
     return BayesGraph(model, names, priors, y, beta_vars)
 
