@@ -93,8 +93,37 @@ def _summary(runs: list[dict]) -> dict:
     }
 
 
+LABELS = {
+    "ppl_glmm": "ppl_glmm defaults (ML warm start, tune 300)",
+    "ppl_glmm_tune1000": "ppl_glmm, ML warm start, tune 1000",
+    "ppl_glmm_auto": "ppl_glmm, init='auto', tune 1000",
+    "ppl_glmm_ta08": "ppl_glmm defaults, target_accept 0.8",
+    "ppl_glmm_nutpie": "ppl_glmm, sampler='nutpie'",
+    "bambi": "bambi 0.21 (tune 1000, target_accept 0.8)",
+}
+
+
+def markdown_table(results: dict) -> str:
+    """The docs' table: one row per configuration and number of chains."""
+    lines = [
+        "| configuration | chains | wall time (s) | min bulk ESS | ESS/s | vs bambi |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, block in results["configs"].items():
+        chains = key.split("_")[1]
+        for name, v in block.items():
+            ratio = v.get("ess_per_second_vs_bambi")
+            lines.append(
+                f"| {LABELS.get(name, name)} | {chains} | {v['seconds_median']:.2f} | "
+                f"{v['min_ess_bulk_median']:.0f} | {v['ess_per_second_median']:.1f} | "
+                f"{'1' if name == 'bambi' else (f'{ratio:.2f}x' if ratio else '')} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --out and stop")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--chains", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--draws", type=int, default=1000)
@@ -104,6 +133,9 @@ def main() -> None:
     ap.add_argument("--bambi-python", help="Python of a virtual environment with bambi 0.21")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bayes.json"))
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     if args.worker:
         res = worker(args.worker, args.chains[0], args.draws, args.seed, args.cores)
         print(json.dumps(res))
@@ -153,6 +185,7 @@ def main() -> None:
                 block[name]["ess_per_second_vs_bambi"] = block[name]["ess_per_second_median"] / ref
         results["configs"][f"chains_{chains}"] = block
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown_table(results))
     print(f"wrote {args.out}")
 
 
