@@ -163,6 +163,7 @@ def fitglme_bayes(
     target_accept: float = 0.9,
     rng=None,
     progress: bool = True,
+    noncentered: bool = True,
     **options,
 ):
     """Fit the same model as :func:`fitglme` by NUTS: the Bayesian version of its PyMC model.
@@ -172,7 +173,7 @@ def fitglme_bayes(
     first (by ``fit_method``) and warms NUTS; with ``init='auto'`` no ML fit is made and PyMC's own
     initialisation is used. Returns a :class:`~ppl_glmm.bayes.BayesianGLMM`.
     """
-    from .bayes.fit import check_settings, fit_bayes
+    from .bayes.fit import check_noncentered, check_settings, fit_bayes
 
     sampler_args = dict(
         draws=draws,
@@ -186,6 +187,7 @@ def fitglme_bayes(
         progress=progress,
     )
     check_settings(**sampler_args)  # refuse bad sampler settings before any work
+    check_noncentered(noncentered)
     ws, method_key, opts = _prepare(
         data,
         formula,
@@ -201,5 +203,6 @@ def fitglme_bayes(
     )
     if str(init).strip().lower() == "ml":
         glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y), opts)
-        return glme.fit_bayes(priors=priors, **sampler_args)
-    return fit_bayes(ws, None, GeneralizedLinearMixedModel.formula_of(ws), priors=priors, **sampler_args)
+        return glme.fit_bayes(priors=priors, noncentered=noncentered, **sampler_args)
+    formula_text = GeneralizedLinearMixedModel.formula_of(ws)
+    return fit_bayes(ws, None, formula_text, priors=priors, noncentered=noncentered, **sampler_args)

@@ -303,6 +303,7 @@ class GeneralizedLinearMixedModel:
         target_accept: float = 0.9,
         rng=None,
         progress: bool = True,
+        noncentered: bool = True,
     ):
         """Sample the Bayesian version of this model's PyMC model by NUTS (same design and likelihood).
 
@@ -328,6 +329,9 @@ class GeneralizedLinearMixedModel:
             Seed: the same seed gives the same draws.
         progress : bool
             Show progress bars.
+        noncentered : bool
+            Sample the random effects as u ~ N(0, I) scaled by the Cholesky factor (default, as
+            bambi), or directly as b ~ N(0, Psi) (False: the centred form).
 
         Returns
         -------
@@ -337,9 +341,10 @@ class GeneralizedLinearMixedModel:
 
         return fit_bayes(
             self._ws,
-            self._result,
+            self,
             self.formula,
             priors=priors,
+            noncentered=noncentered,
             draws=draws,
             tune=tune,
             chains=chains,

@@ -9,27 +9,30 @@ from ppl_glmm.bayes.priors import resolve_priors
 from ppl_glmm.names import ModelNames
 
 
-def _bayes_graph(m, priors=None):
+def _bayes_graph(m, priors=None, centered=False):
     ws = m._ws
     names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
     prior_set = resolve_priors(ws.design, ws.dist, ws.link, names, priors)
-    return build_bayes_model(ws.design, ws.dist, ws.link, names, prior_set)
+    return build_bayes_model(ws.design, ws.dist, ws.link, names, prior_set, (centered,) * len(names.terms))
 
 
 def _pointwise_loglik(model, point):
     """log p(y_i | parameters) for every observation, at a constrained point of ``model``."""
     y = model.observed_RVs[0]
-    fn = model.compile_fn(model.logp(vars=[y], jacobian=False, sum=False)[0], on_unused_input="ignore")
+    logp = model.logp(vars=[y], jacobian=False, sum=False)[0]
+    fn = model.compile_fn(logp, inputs=model.value_vars, on_unused_input="ignore")
     return np.asarray(fn(transformed_point(model, point)))
 
 
+@pytest.mark.parametrize("centered", [False, True], ids=["noncentered", "centered"])
 @pytest.mark.parametrize(
     "name",
     ["mfr_poisson_effects", "binary_slope", "sleepstudy_lmm", "cbpp_probit", "grouseticks_nested_crossed"],
 )
-def test_both_models_give_the_same_log_likelihood_at_corresponding_points(fitted, name):
+def test_both_models_give_the_same_log_likelihood_at_corresponding_points(fitted, name, centered):
     """At any ML point (theta with negative diagonal entries included) and its image under
-    point_from_ml, the per-observation log-likelihoods of the two PyMC models agree to rounding."""
+    point_from_ml, the per-observation log-likelihoods of the two PyMC models agree to rounding,
+    with the random effects non-centred (u) or centred (b)."""
     m = fitted(name)
     m._problem()  # this model's response in the ML model's pm.Data container
     ws, res = m._ws, m._result
@@ -51,8 +54,9 @@ def test_both_models_give_the_same_log_likelihood_at_corresponding_points(fitted
         ml_point["sigma"] = np.asarray(sigma)
     ll_ml = _pointwise_loglik(ws.graph.model, ml_point)
 
-    graph = _bayes_graph(m)
+    graph = _bayes_graph(m, centered=centered)
     point = point_from_ml(graph, ws.layout, beta, theta, sigma, u)
+    assert all((t.b in point) == centered and (t.u in point) != centered for t in graph.names.terms)
     ll_bayes = _pointwise_loglik(graph.model, point)
     assert ll_ml.shape == (ws.design.n,)
     np.testing.assert_allclose(ll_bayes, ll_ml, rtol=1e-12, atol=1e-10)
@@ -74,6 +78,13 @@ def test_sds_are_positive_and_the_cholesky_diagonal_is_positive(fitted):
     Lam = m._ws.layout.lambdas(theta)[0]
     np.testing.assert_allclose(L @ L.T, Lam @ Lam.T, rtol=1e-12)  # the same covariance
     assert str(model.rvs_to_transforms[model["chol_subject"]].__class__.__name__) == "CholeskyCovPacked"
+
+
+def test_centred_terms_sample_b_directly(fitted):
+    model = _bayes_graph(fitted("sleepstudy_lmm"), centered=True).model
+    assert {v.name for v in model.free_RVs} == {"beta", "chol_Subject", "b_Subject", "sigma"}
+    assert type(model["b_Subject"].owner.op).__name__ == "MvNormalRV"
+    assert model.named_vars_to_dims["b_Subject"] == ("Subject_level", "Subject_coef")
 
 
 def test_names_and_coords_match_the_ml_fit(fitted):

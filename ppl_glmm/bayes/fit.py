@@ -17,7 +17,7 @@ from .results import BayesianGLMM, ModelSpec
 from .sampling import SamplerSettings, sample_nuts
 from .summary import diagnostics_table, summarize, warn_diagnostics
 
-__all__ = ["TUNE_AFTER_ML", "TUNE_DEFAULT", "check_settings", "fit_bayes"]
+__all__ = ["TUNE_AFTER_ML", "TUNE_DEFAULT", "check_noncentered", "check_settings", "fit_bayes"]
 
 TUNE_DEFAULT = 1000
 TUNE_AFTER_ML = 300  # tuning steps after an ML warm start (measurements: docs/bayes.md)
@@ -78,18 +78,28 @@ def check_settings(
     return SamplerSettings(draws, tune, chains, cores, sampler, init, float(target_accept), seed, progress)
 
 
-def fit_bayes(ws, ml_result, formula: str, *, priors: Mapping | None, **settings) -> BayesianGLMM:
-    """Sample the Bayesian model of workspace ``ws``; ``ml_result`` (a FitResult) warms NUTS."""
+def check_noncentered(value) -> bool:
+    if not isinstance(value, bool):
+        raise InputTypeError(f"noncentered: expected True or False, got {value!r}")
+    return value
+
+
+def fit_bayes(
+    ws, ml_model, formula: str, *, priors: Mapping | None, noncentered: bool = True, **settings
+) -> BayesianGLMM:
+    """Sample the Bayesian model of workspace ``ws``; ``ml_model`` (the ML fit, or None) warms NUTS."""
     st = check_settings(**settings)
-    if st.init == "ml" and ml_result is None:  # pragma: no cover - the public entry points fit ML first
+    check_noncentered(noncentered)
+    if st.init == "ml" and ml_model is None:  # pragma: no cover - the public entry points fit ML first
         raise InputError("init: 'ml' needs an ML fit; use init='auto'")
     names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
     prior_set = resolve_priors(ws.design, ws.dist, ws.link, names, priors)
-    spec = ModelSpec(ws.design.detached(), ws.dist, ws.link, names, prior_set, formula)
-    graph = build_bayes_model(ws.design, ws.dist, ws.link, names, prior_set)
+    centered = (not noncentered,) * len(names.terms)
+    spec = ModelSpec(ws.design.detached(), ws.dist, ws.link, names, prior_set, formula, centered)
+    graph = build_bayes_model(ws.design, ws.dist, ws.link, names, prior_set, centered)
     ml_point = None
     if st.init == "ml":
-        r = ml_result
+        r = ml_model._result
         ml_point = point_from_ml(graph, ws.layout, r.beta, r.theta, r.sigma, r.u)
     idata, seconds = sample_nuts(graph, st, ml_point)
     idata.attrs.update(
@@ -100,6 +110,7 @@ def fit_bayes(ws, ml_result, formula: str, *, priors: Mapping | None, **settings
             "link": ws.link.name,
             "sampler": st.sampler,
             "init": st.init,
+            "centered_terms": ", ".join(t.label for t, c in zip(names.terms, centered) if c),
         }
     )
     summary = summarize(idata, names.summary_vars())

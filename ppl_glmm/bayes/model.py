@@ -7,13 +7,14 @@ parametrisation of the same random effects.
     sd_L ~ positive prior, dims L_coef                    random-effect SDs (q = 1)
     chol_L ~ LKJCholeskyCov(eta, sd_dist)                 Cholesky factor of Psi_L (q >= 2); sd_L and
                                                           corr_L are its SDs and correlations
-    u_L ~ N(0, I), dims (L_level, L_coef)                 non-centred random effects
-    b_L = u_L chol_L'   (= u_L * sd_L for q = 1)          b_L ~ N(0, Psi_L)
+    non-centred term:  u_L ~ N(0, I), dims (L_level, L_coef);  b_L = u_L chol_L' (u_L * sd_L, q = 1)
+    centred term:      b_L ~ MvNormal(0, chol = chol_L)       (Normal(0, sd_L), q = 1)
     sigma ~ positive prior                                normal family only
     eta, y | eta: pymc_model.model_data / linear_predictor / observation, as in the ML model
 
 With ``chol_L = sigma Lambda_L D`` (D flips the signs of Lambda's columns so its diagonal is positive)
-and ``u_L = u_ML D`` both models give the same eta, so the same log-likelihood. SDs are positive and
+and ``u_L = u_ML D`` (``b_L = u_ML D chol_L'`` for a centred term) both models give the same eta,
+so the same log-likelihood. SDs are positive and
 the Cholesky diagonal is positive, so the sign symmetry of the ML theta does not reach the posterior.
 """
 
@@ -40,6 +41,7 @@ class BayesGraph:
     priors: PriorSet
     y: Any
     beta_vars: dict[str, tuple[int, ...]]  # free variable -> coefficient indices it holds
+    centered: tuple[bool, ...]  # per term: b_L sampled directly (True) or as u_L (False)
 
 
 def _beta_var_names(names: ModelNames, priors: PriorSet) -> dict[str, tuple[int, ...]]:
@@ -58,9 +60,14 @@ def _beta_var_names(names: ModelNames, priors: PriorSet) -> dict[str, tuple[int,
     return out
 
 
-def build_bayes_model(design, dist, link, names: ModelNames, priors: PriorSet) -> BayesGraph:
+def build_bayes_model(
+    design, dist, link, names: ModelNames, priors: PriorSet, centered: tuple[bool, ...] | None = None
+) -> BayesGraph:
+    """The Bayesian PyMC model; ``centered[r]`` samples term r's random effects directly."""
     import pymc as pm
     import pytensor.tensor as pt
+
+    centered = tuple(centered) if centered is not None else (False,) * len(names.terms)
 
     beta_vars = _beta_var_names(names, priors)
     p = len(names.coef)
@@ -82,30 +89,32 @@ def build_bayes_model(design, dist, link, names: ModelNames, priors: PriorSet) -
                     beta = pt.set_subtensor(beta[idx[0]], v)
             beta = pm.Deterministic("beta", beta, dims="coef")
         bs = []
-        for tn, sd_prior, eta in zip(names.terms, priors.sd, priors.lkj_eta):
+        for tn, sd_prior, eta, cen in zip(names.terms, priors.sd, priors.lkj_eta, centered):
             sd_dist = sd_prior.dist((tn.q,))
-            u = pm.Normal(tn.u, 0.0, 1.0, dims=(tn.level_dim, tn.coef_dim))
+            dims = (tn.level_dim, tn.coef_dim)
             if tn.q == 1:
                 sd = model.register_rv(sd_dist, tn.sd, dims=(tn.coef_dim,))
-                b = u * sd
+                if cen:
+                    bs.append(pm.Normal(tn.b, 0.0, sd, dims=dims))
+                else:
+                    u = pm.Normal(tn.u, 0.0, 1.0, dims=dims)
+                    bs.append(pm.Deterministic(tn.b, u * sd, dims=dims))
+                continue
+            chol, corr, sds = pm.LKJCholeskyCov(
+                f"chol_{tn.label}", eta=eta, n=tn.q, sd_dist=sd_dist, compute_corr=True, store_in_trace=False
+            )
+            pm.Deterministic(tn.sd, sds, dims=tn.coef_dim)
+            rows, cols = tn.pair_index()
+            pm.Deterministic(tn.corr, corr[rows, cols], dims=tn.pair_dim)
+            if cen:
+                bs.append(pm.MvNormal(tn.b, mu=np.zeros(tn.q), chol=chol, dims=dims))
             else:
-                chol, corr, sds = pm.LKJCholeskyCov(
-                    f"chol_{tn.label}",
-                    eta=eta,
-                    n=tn.q,
-                    sd_dist=sd_dist,
-                    compute_corr=True,
-                    store_in_trace=False,
-                )
-                pm.Deterministic(tn.sd, sds, dims=tn.coef_dim)
-                rows, cols = tn.pair_index()
-                pm.Deterministic(tn.corr, corr[rows, cols], dims=tn.pair_dim)
-                b = pt.dot(u, chol.T)
-            bs.append(pm.Deterministic(tn.b, b, dims=(tn.level_dim, tn.coef_dim)))
+                u = pm.Normal(tn.u, 0.0, 1.0, dims=dims)
+                bs.append(pm.Deterministic(tn.b, pt.dot(u, chol.T), dims=dims))
         sigma = model.register_rv(priors.sigma.dist(()), DISPERSION) if dist.has_dispersion else None
         eta = linear_predictor(design, containers, beta, bs)
         y, _ = observation(names, dist, link, containers, eta, sigma)
-    return BayesGraph(model, names, priors, y, beta_vars)
+    return BayesGraph(model, names, priors, y, beta_vars, centered)
 
 
 def point_from_ml(
@@ -124,7 +133,7 @@ def point_from_ml(
         point[name] = vals if name in ("beta", "beta_rest") else np.asarray(vals[0])
     scale = float(sigma) if names.has_dispersion else 1.0
     start = 0
-    for tn, Lam, sd_prior in zip(names.terms, layout.lambdas(theta), priors.sd):
+    for tn, Lam, sd_prior, cen in zip(names.terms, layout.lambdas(theta), priors.sd, graph.centered):
         q, n_lev = tn.q, len(tn.levels)
         ur = np.asarray(u[start : start + n_lev * q], dtype=float).reshape(n_lev, q)
         start += n_lev * q
@@ -134,7 +143,10 @@ def point_from_ml(
         diag = np.diag(L).copy()
         small = diag < floor
         L[np.diag_indices(q)] = np.where(small, floor, diag)
-        point[tn.u] = ur * D[None, :]
+        if cen:
+            point[tn.b] = (ur * D[None, :]) @ L.T
+        else:
+            point[tn.u] = ur * D[None, :]
         if q == 1:
             point[tn.sd] = np.array([L[0, 0]])
         else:

@@ -35,6 +35,7 @@ class ModelSpec:
     names: ModelNames
     priors: PriorSet
     formula: str
+    centered: tuple[bool, ...]  # per term: b sampled directly (centred) or through u (non-centred)
 
 
 class BayesianGLMM:
@@ -76,7 +77,7 @@ class BayesianGLMM:
         """The Bayesian PyMC model (built lazily; identical to the one sampled)."""
         if self._graph is None:
             s = self._spec
-            self._graph = build_bayes_model(s.design, s.dist, s.link, s.names, s.priors)
+            self._graph = build_bayes_model(s.design, s.dist, s.link, s.names, s.priors, s.centered)
         return self._graph
 
     @property
@@ -254,6 +255,7 @@ class BayesianGLMM:
             f"{_INDENT}{st.chains} chains x {st.draws} draws after {st.tune} tuning steps, init '{st.init}', "
             f"target_accept {st.target_accept:g}; {self._seconds:.3g} s"
         )
+        out.append(f"{_INDENT}random effects: {'centred' if any(s.centered) else 'non-centred'}")
         diag = self._diagnostics.set_index("Check")
         out.append(
             f"{_INDENT}divergences {int(diag.loc['divergences', 'Value'])}, max R-hat "
