@@ -186,8 +186,9 @@ def fitglme_bayes(
         rng=rng,
         progress=progress,
     )
-    check_settings(**sampler_args)  # refuse bad sampler settings before any work
+    st = check_settings(**sampler_args)  # refuse bad sampler settings before any work
     check_noncentered(noncentered)
+    sampler_args["rng"] = st.seed  # draw the seed once: a Generator passed as rng advances once
     ws, method_key, opts = _prepare(
         data,
         formula,
@@ -201,7 +202,7 @@ def fitglme_bayes(
         exclude=exclude,
         options=options,
     )
-    if str(init).strip().lower() == "ml":
+    if st.init == "ml":
         glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y), opts)
         return glme.fit_bayes(priors=priors, noncentered=noncentered, **sampler_args)
     formula_text = GeneralizedLinearMixedModel.formula_of(ws)

@@ -255,3 +255,24 @@ def test_fitglme_bayes_equals_fit_bayes_on_the_ml_fit(mfr_model):
         b = mfr_model.fit_bayes(**kw)
     np.testing.assert_allclose(a.idata["posterior"]["beta"].values, b.idata["posterior"]["beta"].values)
     assert a.formula == b.formula == mfr_model.formula
+
+
+@pytest.mark.filterwarnings("ignore::ppl_glmm.SamplingWarning")
+def test_a_generator_rng_advances_once_whichever_entry_point(mfr_model):
+    """fitglme_bayes draws its seed from a numpy Generator once, as fit_bayes does: the same
+    Generator state gives the same draws through either entry point."""
+    from ppl_glmm.datasets import load_mfr
+
+    kw = {"draws": 40, "tune": 40, "chains": 2, "cores": 1, "progress": False}
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    a = ppl_glmm.fitglme_bayes(
+        load_mfr(),
+        "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)",
+        distribution="Poisson",
+        dummy_var_coding="effects",
+        rng=g1,
+        **kw,
+    )
+    b = mfr_model.fit_bayes(rng=g2, **kw)
+    np.testing.assert_allclose(a.idata["posterior"]["beta"].values, b.idata["posterior"]["beta"].values)
+    assert g1.integers(1 << 30) == g2.integers(1 << 30)
