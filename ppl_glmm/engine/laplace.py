@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import FitError
 from ..pymc_model import ObservationFunction
 from .linalg import BlockedSPD, NotPositiveDefinite
 from .structure import REStructure
@@ -38,11 +39,20 @@ from .structure import REStructure
 __all__ = ["InnerMode", "LaplaceProblem", "PirlsFailure", "beta_precision"]
 
 _TOL_DEC = 1e-20  # Newton decrement (twice the predicted objective decrease) at convergence
+_FULL_STEP_DEC = 1e-6  # below this decrement full Newton steps are taken without a value test
 _MAX_INNER = 60
 
 
-class PirlsFailure(RuntimeError):
-    pass
+class PirlsFailure(FitError):
+    """The inner (penalized Newton) step cannot find the conditional mode at these parameters."""
+
+
+def _invalid_parameter_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a likelihood evaluation raises for parameters outside its support (numerical
+    failures, not programming errors): PyMC's parameter checks, e.g. a negative Poisson mean."""
+    from pymc.logprob.utils import ParameterValueError
+
+    return (ParameterValueError, FloatingPointError)
 
 
 @dataclass
@@ -109,14 +119,20 @@ class LaplaceProblem:
         phis = np.full(re.n, phi)
         eta_fixed = None if self.inner_beta else X @ b + self.offset
 
+        invalid = _invalid_parameter_errors()
+
         def evaluate(u, b):
             base = X @ b + self.offset if eta_fixed is None else eta_fixed
             eta = base + re.mul(avals, u)
             try:
                 d = self.obs.fn(eta, self.y, self.w, self.trials, phis)
-            except Exception:  # PyMC's parameter checks (e.g. a negative Poisson mean)
+            except invalid:
                 return eta, None, -np.inf
-            return eta, d, float(d[0].sum() - 0.5 * u @ u)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overshooting step: Q = -inf
+                Q = float(d[0].sum() - 0.5 * u @ u)
+                if not np.isfinite(d[1].sum() + d[2].sum()):  # derivatives unusable here
+                    Q = -np.inf
+            return eta, d, Q
 
         eta, d, Q = evaluate(u, b)
         if not np.isfinite(Q):
@@ -126,6 +142,7 @@ class LaplaceProblem:
             eta, d, Q = evaluate(u, b)
         if not np.isfinite(Q):
             raise PirlsFailure("the log-likelihood is not finite at the starting values")
+        dec_prev = np.inf
         for it in range(1, _MAX_INNER + 1):  # noqa: B007 - `it` is reported after the loop
             c = -d[2]
             if np.any(c < 0):  # observed information not PSD here: safe (absolute) weights
@@ -141,15 +158,23 @@ class LaplaceProblem:
             except NotPositiveDefinite as err:
                 raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err
             step = fac.solve(g)
+            # The decrement g'H^-1 g (twice the predicted increase of Q) is computed from
+            # derivatives, so it is free of the rounding noise that large constants put into Q
+            # (e.g. y log mu - log y! for counts of 1e9). Converged when it is negligible, or when
+            # it has reached its own noise floor and stops shrinking.
             dec = float(g @ step)
-            if dec < max(_TOL_DEC, 1e-15 * abs(Q)) or dec < 0:
+            if dec < _TOL_DEC or dec < 0 or (dec < 1e-12 and dec > 0.25 * dec_prev):
                 break
+            dec_prev = dec
             t = 1.0
             while True:
                 u_new = u + t * step[: re.q]
                 b_new = b + t * step[re.q :] if self.inner_beta else b
                 eta_new, d_new, Q_new = evaluate(u_new, b_new)
-                if np.isfinite(Q_new) and Q_new >= Q - 1e-13 * abs(Q):
+                # Far from the mode a step must increase Q; close to it (quadratic region) Newton's
+                # full step is right and Q's rounding noise must not veto it.
+                near = t == 1.0 and dec < _FULL_STEP_DEC
+                if np.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near):
                     break
                 t *= 0.5
                 if t < 1e-10:
