@@ -105,13 +105,11 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
             problem.u_start = problem.re.to_internal(warm.u)
             problem.beta_start = warm.beta.copy()
             hinv = ws.hess_inv_start.get(fit_method)
-            f_scale = -warm.log_likelihood
         else:
             x0 = _start(ws, problem, y)
             hinv = initial_inverse_hessian(problem, x0)
-            f_scale = None
         try:
-            summary, mode = minimize(problem, x0, hess_inv0=hinv, f_scale=f_scale)
+            summary, mode = minimize(problem, x0, hess_inv0=hinv)
         except PirlsFailure:
             x0 = _start(ws, problem, y)
             summary, mode = minimize(problem, x0)
@@ -129,7 +127,8 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
     msgs = []
     if not summary.converged:
         msgs.append(
-            f"Model failed to converge: max|gradient| = {summary.max_gradient:.3g} ({summary.message})"
+            f"Model failed to converge: Newton decrement sqrt(g'H^-1 g) = {summary.newton_decrement:.3g} "
+            f"(max|gradient| = {summary.max_gradient:.3g}; {summary.message})"
         )
         warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=3)
     if singular:
