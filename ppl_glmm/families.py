@@ -32,6 +32,7 @@ class Link:
     inverse_pt: Callable
     inverse_np: Callable
     link_np: Callable
+    logit_pt: Callable | None = None  # log p - log(1 - p) from eta, stable where p rounds to 0 or 1
 
     @property
     def display(self) -> str:
@@ -52,27 +53,72 @@ def _pt():
     return pt
 
 
+# Binomial likelihoods take logit(p) = log p - log(1 - p), computed so that log p and log(1 - p)
+# stay exact where p rounds to 0 or 1 (PyMC's Binomial then evaluates k log p + (n - k) log(1 - p)
+# through softplus). Each piecewise form evaluates every branch on an input clipped to that branch's
+# range, so no branch produces inf or NaN that could leak into the derivatives the engine takes.
+
+
+def _log_ndtr(z):
+    """log Phi(z): erfcx form below -1 (the lower tail), log1p form above."""
+    pt = _pt()
+    low = pt.lt(z, -1.0)
+    lo = pt.switch(low, z, -1.0)  # clipped with switch: its gradient needs no boolean product
+    hi = pt.switch(low, -1.0, z)
+    tail = pt.log(pt.erfcx(-lo / math.sqrt(2.0)) / 2.0) - 0.5 * lo * lo
+    body = pt.log1p(-0.5 * pt.erfc(hi / math.sqrt(2.0)))
+    return pt.switch(low, tail, body)
+
+
+def _probit_logit(e):
+    """logit(Phi(e)) = log Phi(e) - log Phi(-e)."""
+    return _log_ndtr(e) - _log_ndtr(-e)
+
+
+def _log_expm1_exp(e):
+    """log(exp(exp(e)) - 1) = logit of p = 1 - exp(-exp(e)): log(expm1(m)) for m = exp(e) <= e^2,
+    m + log1p(-exp(-m)) above (where expm1 would overflow)."""
+    pt = _pt()
+    low = pt.lt(e, 2.0)
+    m_lo = pt.exp(pt.switch(low, e, 2.0))
+    m_hi = pt.exp(pt.switch(low, 2.0, e))
+    return pt.switch(low, pt.log(pt.expm1(m_lo)), m_hi + pt.log1p(-pt.exp(-m_hi)))
+
+
+def _cloglog_logit(e):
+    """p = 1 - exp(-exp(e)): p / (1 - p) = exp(exp(e)) - 1."""
+    return _log_expm1_exp(e)
+
+
+def _loglog_logit(e):
+    """p = exp(-exp(-e)) = 1 - q with q the complementary log-log probability at -e."""
+    return -_log_expm1_exp(-e)
+
+
 LINKS: dict[str, Link] = {
     "identity": Link("identity", lambda e: e, lambda e: e, lambda m: m),
     "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log),
-    "logit": Link("logit", lambda e: _pt().sigmoid(e), sps.expit, sps.logit),
+    "logit": Link("logit", lambda e: _pt().sigmoid(e), sps.expit, sps.logit, lambda e: e),
     "probit": Link(
         "probit",
         lambda e: 0.5 * _pt().erfc(-e / math.sqrt(2.0)),
         sps.ndtr,
         sps.ndtri,
+        _probit_logit,
     ),
     "comploglog": Link(
         "comploglog",
         lambda e: -_pt().expm1(-_pt().exp(e)),
         lambda e: -np.expm1(-np.exp(e)),
         lambda m: np.log(-np.log1p(-m)),
+        _cloglog_logit,
     ),
     "loglog": Link(
         "loglog",
         lambda e: _pt().exp(-_pt().exp(-e)),
         lambda e: np.exp(-np.exp(-e)),
         lambda m: -np.log(-np.log(m)),
+        _loglog_logit,
     ),
 }
 _LINK_ALIASES = {"cloglog": "comploglog"}
@@ -139,8 +185,8 @@ class Distribution:
             )
         if self.name == "binomial":
             trials = data["trials"]
-            if link.name == "logit":
-                return pm.Binomial(name, n=trials, logit_p=eta, observed=k, dims=dims)
+            if link.logit_pt is not None:  # log p and log(1 - p) stay exact where p rounds to 0 or 1
+                return pm.Binomial(name, n=trials, logit_p=link.logit_pt(eta), observed=k, dims=dims)
             return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k, dims=dims)
         if self.name == "poisson":
             return pm.Poisson(name, mu=data["weights"] * link.inverse_pt(eta), observed=k, dims=dims)

@@ -19,6 +19,7 @@ derivatives d^k log p(y_i | eta_i) / d eta_i^k, k = 0..3 (and their derivatives 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,19 +73,30 @@ def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[st
     import pymc as pm
 
     k = dist.observed_value(design.y, design.weights, design.binomial_size)
-    containers = {
-        "X": pm.Data("X", design.X, dims=(OBS_DIM, "coef")),
-        "y": pm.Data("y_observed", k, dims=OBS_DIM),
-        "weights": pm.Data("weights", design.weights, dims=OBS_DIM),
-        "offset": pm.Data("offset", design.offset, dims=OBS_DIM),
-    }
+    containers = {"X": pm.Data("X", design.X, dims=(OBS_DIM, "coef"))}
+    containers["y"] = (
+        _data_int64("y_observed", k) if k.dtype.kind in "iu" else pm.Data("y_observed", k, dims=OBS_DIM)
+    )
+    containers["weights"] = pm.Data("weights", design.weights, dims=OBS_DIM)
+    containers["offset"] = pm.Data("offset", design.offset, dims=OBS_DIM)
     if dist.name == "binomial":
         trials = np.rint(design.weights * design.binomial_size).astype(np.int64)
-        containers["trials"] = pm.Data("trials", trials, dims=OBS_DIM)
+        containers["trials"] = _data_int64("trials", trials)
     for r, (term, tn) in enumerate(zip(design.terms, names.terms)):
         containers[f"T_{r}"] = pm.Data(f"T_{tn.label}", term.T, dims=(OBS_DIM, tn.coef_dim))
         containers[f"codes_{r}"] = pm.Data(f"codes_{tn.label}", term.codes, dims=OBS_DIM)
     return containers
+
+
+def _data_int64(name: str, value: np.ndarray):
+    """A ``pm.Data``-like container that keeps int64 (``pm.Data`` casts integers to int32, so a
+    count above 2^31 would wrap). Registered with the model exactly as ``pm.Data`` registers."""
+    import pymc as pm
+    import pytensor
+
+    x = pytensor.shared(np.asarray(value, dtype=np.int64), name)
+    pm.modelcontext(None).register_data_var(x, dims=(OBS_DIM,))
+    return x
 
 
 def linear_predictor(design: Design, containers: dict[str, Any], beta, bs: list) -> Any:
@@ -158,29 +170,48 @@ class ObservationFunction:
     has_dispersion: bool
     y_dtype: str
     trials_dtype: str
+    key: str = ""  # graph_key of the likelihood graph it was compiled from
 
 
-_CACHE: dict[tuple[str, str], ObservationFunction] = {}
+_CACHE: dict[str, ObservationFunction] = {}  # graph key -> compiled function (this process)
+_CACHE_LOCK = threading.Lock()
 COMPILE_COUNT = {"observation": 0, "sampler": 0, "observation_loaded": 0}
 
 
-def _disk_path(key: tuple[str, str]):
-    """Pickled compiled function in PyTensor's compile directory, keyed by every version involved."""
+def graph_key(graph: GLMMGraph, lp, inputs: list) -> str:
+    """Identity of an observation log-likelihood graph: a hash of its printed structure (every op,
+    type and constant), its inputs' types, and every version involved. Two models share a compiled
+    function exactly when their likelihood graphs are the same; any change to a family, a link or
+    PyMC's logp gives a new key, so a stale function is never reused."""
     import hashlib
     import sys
-    from pathlib import Path
 
     import pymc
     import pytensor
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.printing import debugprint
 
     from . import __version__
 
-    tag = "|".join([*key, pymc.__version__, pytensor.__version__, np.__version__, sys.version, __version__])
-    name = hashlib.sha1(tag.encode()).hexdigest()[:20]
-    return Path(pytensor.config.compiledir) / "ppl_glmm" / f"observation-{key[0]}-{key[1]}-{name}.pkl"
+    fg = FunctionGraph(inputs, [lp], clone=True)
+    for v in fg.variables:  # names (e.g. the response's) do not change the computation
+        v.name = None
+    text = debugprint(fg, file="str", print_type=True)
+    tag = "|".join([text, pymc.__version__, pytensor.__version__, np.__version__, sys.version, __version__])
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:24]
+    return f"{graph.dist.name}-{graph.link.name}-{digest}"
 
 
-def _load(key: tuple[str, str]) -> ObservationFunction | None:
+def _disk_path(key: str):
+    """Pickled compiled function in PyTensor's compile directory."""
+    from pathlib import Path
+
+    import pytensor
+
+    return Path(pytensor.config.compiledir) / "ppl_glmm" / f"observation-{key}.pkl"
+
+
+def _load(key: str) -> ObservationFunction | None:
     import pickle
 
     path = _disk_path(key)
@@ -190,12 +221,12 @@ def _load(key: tuple[str, str]) -> ObservationFunction | None:
         with path.open("rb") as fh:
             out = pickle.load(fh)
         out.fn.trust_input = True
-    except Exception:  # a stale or partial file: recompile
-        return None
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
+        return None  # a partial file or one written by other library versions: recompile
     return out if isinstance(out, ObservationFunction) else None
 
 
-def _store(key: tuple[str, str], out: ObservationFunction) -> None:
+def _store(key: str, out: ObservationFunction) -> None:
     import os
     import pickle
     import tempfile
@@ -208,29 +239,14 @@ def _store(key: tuple[str, str], out: ObservationFunction) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             pickle.dump(out, fh)
-        os.replace(tmp, path)
-    except Exception:  # caching is an optimisation only
+        os.replace(tmp, path)  # atomic: concurrent processes never read a partial file
+    except (OSError, pickle.PicklingError):  # caching is an optimisation only (read-only disk...)
         pass
 
 
-def observation_function(graph: GLMMGraph, mode: str | None = None) -> ObservationFunction:
-    """Compile (once per process and family/link) the derivatives of the model's likelihood graph.
-
-    The compiled function takes only inputs (no data is captured), so it is also kept, pickled with
-    its already-optimised graph, in PyTensor's compile directory: a new process loads it instead of
-    rebuilding and rewriting the derivative graph.
-    """
-    key = (graph.dist.name, graph.link.name)
-    if key in _CACHE:
-        return _CACHE[key]
-    if mode is None:
-        loaded = _load(key)
-        if loaded is not None:
-            COMPILE_COUNT["observation_loaded"] += 1
-            _CACHE[key] = loaded
-            return loaded
+def _observation_graph(graph: GLMMGraph):
+    """The model's observation log-density with eta, y, weights, trials (and sigma) as inputs."""
     import pymc as pm
-    import pytensor
     import pytensor.tensor as pt
     from pytensor.compile.sharedvalue import SharedVariable
 
@@ -257,26 +273,60 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
     if isinstance(obs_length, SharedVariable):  # PyMC >= 6.4 keeps dim lengths as shared variables
         repl[obs_length] = eta_in.shape[0]
     lp = graph_replace(logp, repl, strict=False)
+    # Stabilise before differentiating: e.g. log(1 - sigmoid(x)) -> -softplus(x). Rewrites applied
+    # only after pytensor.grad would leave derivative terms such as s(1 - s) / (1 - s) = 0/0 where
+    # p rounds to 1. The log1mexp rewrites are left out here: log1mexp's own derivative,
+    # -1 / expm1(-x), differentiates to inf / inf where exp(-x) overflows.
+    from pytensor.graph.rewriting.utils import rewrite_graph
+
+    lp = rewrite_graph(
+        lp,
+        include=("canonicalize", "stabilize"),
+        exclude=("local_log1p_plusminus_exp", "logmexpm1_to_log1mexp"),
+    )
     captured = [a for a in ancestors([lp]) if isinstance(a, SharedVariable)]
     if captured:  # pragma: no cover - would mean the engine reads data behind the containers' back
         raise RuntimeError(f"observation log-likelihood still depends on model data: {captured}")
-    d1 = pytensor.grad(lp.sum(), eta_in)
-    d2 = pytensor.grad(d1.sum(), eta_in)
-    d3 = pytensor.grad(d2.sum(), eta_in)
-    outputs = [lp, d1, d2, d3]
-    if graph.sigma is not None:
-        outputs += [
-            pytensor.grad(lp.sum(), phi_in),
-            pytensor.grad(d1.sum(), phi_in),
-            pytensor.grad(d2.sum(), phi_in),
-        ]
-    fn = pytensor.function(
-        [eta_in, y_in, w_in, trials_in, phi_in], outputs, mode=mode, on_unused_input="ignore"
-    )
-    fn.trust_input = True
-    COMPILE_COUNT["observation"] += 1
-    out = ObservationFunction(fn, graph.sigma is not None, y_in.dtype, trials_in.dtype)
-    _CACHE[key] = out
-    if mode is None:
-        _store(key, out)
-    return out
+    return lp, [eta_in, y_in, w_in, trials_in, phi_in]
+
+
+def observation_function(graph: GLMMGraph, mode: str | None = None) -> ObservationFunction:
+    """Compile the derivatives of the model's observation log-likelihood graph (once per graph).
+
+    The compiled function takes only inputs (no data is captured), so it is also kept, pickled with
+    its already-optimised graph, in PyTensor's compile directory under :func:`graph_key`: a new
+    process loads it instead of rewriting and compiling the derivative graph. The in-process cache
+    is guarded by a lock; two threads never compile the same graph twice.
+    """
+    import pytensor
+
+    lp, inputs = _observation_graph(graph)
+    key = graph_key(graph, lp, inputs) + ("" if mode is None else f"-{mode}")
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        if mode is None:
+            loaded = _load(key)
+            if loaded is not None:
+                COMPILE_COUNT["observation_loaded"] += 1
+                _CACHE[key] = loaded
+                return loaded
+        eta_in, _, _, _, phi_in = inputs
+        d1 = pytensor.grad(lp.sum(), eta_in)
+        d2 = pytensor.grad(d1.sum(), eta_in)
+        d3 = pytensor.grad(d2.sum(), eta_in)
+        outputs = [lp, d1, d2, d3]
+        if graph.sigma is not None:
+            outputs += [
+                pytensor.grad(lp.sum(), phi_in),
+                pytensor.grad(d1.sum(), phi_in),
+                pytensor.grad(d2.sum(), phi_in),
+            ]
+        fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+        fn.trust_input = True
+        COMPILE_COUNT["observation"] += 1
+        out = ObservationFunction(fn, graph.sigma is not None, inputs[1].dtype, inputs[3].dtype, key)
+        _CACHE[key] = out
+        if mode is None:
+            _store(key, out)
+        return out

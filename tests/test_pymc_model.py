@@ -68,7 +68,7 @@ def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypa
     from ppl_glmm import pymc_model
 
     graph = mfr_model._ws.graph
-    key = (graph.dist.name, graph.link.name)
+    key = mfr_model._problem().obs.key
     fn = pymc_model._CACHE[key].fn
     assert fn.get_shared() == []  # inputs only: nothing read behind the pm.Data containers' back
     assert pymc_model._disk_path(key).exists()
