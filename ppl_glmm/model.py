@@ -219,9 +219,8 @@ class GeneralizedLinearMixedModel:
         """The engine problem loaded with this model's response (used by inference)."""
         ws = self._ws
         d = ws.design
-        ws.graph.set_observed(ws.dist.observed_value(self._result.y, d.weights, d.binomial_size))
-        problem = ws.problem(self.fit_method)
-        ws.load_containers(problem)
+        k = ws.dist.observed_value(self._result.y, d.weights, d.binomial_size)
+        problem = ws.new_problem(self.fit_method, k, swap=False)
         problem.u_start = problem.re.to_internal(self._result.u)
         problem.beta_start = self._result.beta.copy()
         return problem

@@ -158,12 +158,19 @@ def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: The
     return GLMMGraph(model, eta, y, beta, thetas, us, sigma, sigma_obs, containers, dist, link)
 
 
+_THREAD_LOCAL = threading.local()
+
+
 @dataclass(frozen=True)
 class ObservationFunction:
-    """Compiled per-observation log-likelihood derivatives of one (distribution, link).
+    """Compiled per-observation log-likelihood derivatives of one likelihood graph.
 
-    ``fn(eta, y, weights, trials, phi)`` returns ``[l, l_e, l_ee, l_eee]`` and, for families with a
-    dispersion, ``[l_p, l_ep, l_eep]`` (derivatives in phi = log sigma); all arrays of length n.
+    Calling it with ``(eta, y, weights, trials, phi)`` returns ``[l, l_e, l_ee, l_eee]`` and, for
+    families with a dispersion, ``[l_p, l_ep, l_eep]`` (derivatives in phi = log sigma); all arrays
+    of length n. A compiled PyTensor function keeps its inputs and outputs in storage of its own, so
+    one object must not run in two threads at once: the main thread calls ``fn``, and every other
+    thread a copy of its own (``Function.copy``: new storage, same compiled code; ~40 ms, once per
+    thread and function).
     """
 
     fn: Callable
@@ -171,6 +178,20 @@ class ObservationFunction:
     y_dtype: str
     trials_dtype: str
     key: str = ""  # graph_key of the likelihood graph it was compiled from
+
+    def __call__(self, eta, y, weights, trials, phi):
+        if threading.current_thread() is threading.main_thread():
+            return self.fn(eta, y, weights, trials, phi)
+        return self.thread_copy()(eta, y, weights, trials, phi)
+
+    def thread_copy(self) -> Callable:
+        copies = _THREAD_LOCAL.__dict__.setdefault("functions", {})
+        fn = copies.get(id(self.fn))
+        if fn is None:
+            fn = self.fn.copy()
+            fn.trust_input = True
+            copies[id(self.fn)] = fn  # functions in _CACHE live as long as the process
+        return fn
 
 
 _CACHE: dict[str, ObservationFunction] = {}  # graph key -> compiled function (this process)

@@ -9,7 +9,8 @@ are inputs) and reseeded per call, so the same seed gives the same draw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,13 @@ def seed_from(rng) -> int | None:
 
 @dataclass
 class ForwardSampler:
+    """A compiled forward-sampling function and its random generators. Reseeding and drawing run
+    under a lock: the generators are state shared by every call."""
+
     fn: Any
     rngs: list
     inputs: list[str]
+    lock: Any = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def compile(cls, graph: GLMMGraph) -> ForwardSampler:
@@ -63,15 +68,18 @@ class ForwardSampler:
     def draw(self, values: dict[str, np.ndarray], seed: int) -> np.ndarray:
         from pymc.pytensorf import reseed_rngs
 
-        reseed_rngs(self.rngs, seed)
-        out = self.fn(**{k: values[k] for k in self.inputs})
+        with self.lock:
+            reseed_rngs(self.rngs, seed)
+            out = self.fn(**{k: values[k] for k in self.inputs})
         return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
 
 
 def simulate_fitted_rows(ws, values: dict[str, np.ndarray], seed: int) -> np.ndarray:
     """A response for the rows used in the fit, on MATLAB's scale (compiles the sampler once)."""
     if ws.sampler is None:
-        ws.sampler = ForwardSampler.compile(ws.graph)
+        with ws.lock:
+            if ws.sampler is None:
+                ws.sampler = ForwardSampler.compile(ws.graph)
     k = ws.sampler.draw(values, seed)
     d = ws.design
     return ws.dist.response_from_observed(k, d.weights, d.binomial_size)
@@ -86,12 +94,13 @@ def simulate_new_rows(
 
     design = new_data_design(ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset)
     key = _design_key(design)
-    sampler = ws.newdata_samplers.get(key)
-    if sampler is None:
-        sampler = ForwardSampler.compile(build_pymc_model(design, ws.dist, ws.link, ws.layout))
-        if len(ws.newdata_samplers) >= 4:
-            ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
-        ws.newdata_samplers[key] = sampler
+    with ws.lock:
+        sampler = ws.newdata_samplers.get(key)
+        if sampler is None:
+            sampler = ForwardSampler.compile(build_pymc_model(design, ws.dist, ws.link, ws.layout))
+            if len(ws.newdata_samplers) >= 4:
+                ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
+            ws.newdata_samplers[key] = sampler
     k = sampler.draw(values, seed)
     return ws.dist.response_from_observed(k, design.weights, design.binomial_size)
 

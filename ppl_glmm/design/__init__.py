@@ -59,7 +59,7 @@ class Design:
         everything a PyMC model is built from, but no ``new_data_design``."""
         from dataclasses import replace
 
-        return replace(self, fixed=replace(self.fixed, matrices=None))
+        return replace(self, fixed=replace(self.fixed, matrices=None, frame=None))
 
 
 def _var_names(rhs: str, df: pd.DataFrame, arg: str) -> set[str]:
@@ -253,7 +253,7 @@ def new_data_design(
             )
         df[c] = pd.Categorical(vals, categories=cats, ordered=True)
     try:
-        X = np.asarray(design.fixed.matrices.evaluate_new_data(df).design_matrix, dtype=float)
+        X = np.asarray(design.fixed.model_matrices().evaluate_new_data(df).design_matrix, dtype=float)
     except Exception as err:
         raise ValueError(f"newdata: cannot evaluate the fixed effects: {err}") from err
     fixed = FixedDesign(X=X, names=design.fixed.names, rhs=design.fixed.rhs, matrices=design.fixed.matrices)

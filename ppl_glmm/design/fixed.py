@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from formulae.categorical import ContrastMatrix, Encoding, Sum
 
+from ..errors import FitError
+
 __all__ = ["Encoder", "FixedDesign", "build_fixed", "categorical_columns", "coefficient_name"]
 
 
@@ -89,10 +91,29 @@ class Encoder:
 
 @dataclass(frozen=True)
 class FixedDesign:
+    """X with its coefficient names. ``matrices`` (formulae's design object, which evaluates the
+    same terms on new data) cannot be pickled: pickles and deep copies keep ``frame``, the rows it
+    was built from, and :meth:`model_matrices` rebuilds it on first use."""
+
     X: np.ndarray
     names: tuple[str, ...]
     rhs: str  # formulae right-hand side actually used (after coding)
     matrices: Any  # formulae CommonEffectsMatrix, for evaluate_new_data
+    frame: pd.DataFrame | None = None  # the used rows X was built from
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "matrices": None}
+
+    def model_matrices(self) -> Any:
+        """formulae's design object, rebuilt from ``frame`` after unpickling."""
+        if self.matrices is None:
+            if self.frame is None:
+                raise FitError("this design has no data to evaluate new rows with")
+            dm = formulae.design_matrices(
+                self.rhs, self.frame, na_action="error", extra_namespace=Encoder.namespace
+            )
+            object.__setattr__(self, "matrices", dm.common)
+        return self.matrices
 
 
 def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
@@ -105,4 +126,4 @@ def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
     X = np.asarray(dm.common.design_matrix, dtype=float)
     labels = [lab for term in dm.common.terms.values() for lab in term.labels]
     names = tuple(coefficient_name(lab) for lab in labels)
-    return FixedDesign(X=X, names=names, rhs=encoded, matrices=dm.common)
+    return FixedDesign(X=X, names=names, rhs=encoded, matrices=dm.common, frame=df)

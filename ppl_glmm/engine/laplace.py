@@ -27,6 +27,7 @@ A_psi = dA/d psi, and inner variables v with design B = [X A] or A:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,16 @@ class LaplaceProblem:
         self.beta_start = np.zeros(self.p)
         self.n_evals = 0
 
+    def clone(self) -> LaplaceProblem:
+        """A problem of its own for one fit: shares the immutable design (X, the random-effects
+        structure, the compiled function) and has its own data and warm-start state, so fits in
+        several threads never see each other's state."""
+        new = copy.copy(self)
+        new.u_start = self.u_start.copy()
+        new.beta_start = self.beta_start.copy()
+        new.n_evals = 0
+        return new
+
     # ---- data -----------------------------------------------------------------------------
     def set_data(self, y: np.ndarray, weights: np.ndarray, trials: np.ndarray, offset: np.ndarray) -> None:
         self.y = np.ascontiguousarray(y, dtype=self.obs.y_dtype)
@@ -125,7 +136,7 @@ class LaplaceProblem:
             base = X @ b + self.offset if eta_fixed is None else eta_fixed
             eta = base + re.mul(avals, u)
             try:
-                d = self.obs.fn(eta, self.y, self.w, self.trials, phis)
+                d = self.obs(eta, self.y, self.w, self.trials, phis)
             except invalid:
                 return eta, None, -np.inf
             with np.errstate(over="ignore", invalid="ignore"):  # an overshooting step: Q = -inf
