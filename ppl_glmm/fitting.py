@@ -47,8 +47,8 @@ class Workspace:
     (:meth:`new_problem`). The few shared steps -- building the PyMC model, the problem template
     and the samplers on first use, and swapping the observed ``pm.Data`` container and reading it
     back -- run under one lock per workspace; the optimisation itself runs outside it. The lock is
-    held for about 25 us per refit (measured on the mfr model; cloning the problem costs 6 us), so refits in several threads run
-    concurrently and give the same results as serial calls.
+    held for about 25 us per refit (measured on the mfr model; cloning the problem costs 6 us), so
+    refits in several threads run concurrently and give the same results as serial calls.
 
     Pickling keeps the design, distribution, link and warm-start matrices; the PyMC model and the
     compiled functions are rebuilt (or loaded from PyTensor's disk cache) on first use.
