@@ -14,7 +14,9 @@ Conventions (also stated for writers in docs/index.md, "Writing these pages"):
   numbers; text tokens must be equal (whitespace and alignment are ignored) and each shown number
   must equal the printed one rounded to the decimals shown (``1.9527e-12``: 4 decimals of the
   mantissa; ``-0`` equals ``0``; a ``%`` must be on both). A drifted last digit therefore fails.
-* ```python signature marks a signature listing (not valid Python): it is skipped.
+* ```python signature marks a signature listing (not valid Python): it is not run, but every
+  ``name(params)`` in it (and every ``name(params)`` of the API reference's method table) must have
+  the parameter names, kinds and defaults of the code's signature.
 * ```python slow marks a block that takes too long for CI (NUTS fits). It runs only with
   ``PPL_GLMM_DOCS_SLOW=1`` (``nox -s docs_slow``); every other block, and so every block of
   README.md, runs in CI. A quick block must not use names that only a slow block defines.
@@ -247,6 +249,84 @@ def test_every_page_has_runnable_blocks():
     """The collector finds the blocks (a broken fence would silently drop a page's checks)."""
     counts = {p.name: sum(b.runnable for b in python_blocks(p)) for p in PAGES}
     assert counts["README.md"] >= 2 and counts["getting-started.md"] >= 10, counts
+
+
+# ---------------------------------------------------------------- signature listings
+
+
+def _documented_calls(text: str) -> list[tuple[str, str]]:
+    """(dotted name, parameter list) of every ``name(params)`` that starts a line of a listing."""
+    out = []
+    for m in re.finditer(r"^([A-Za-z_][\w.]*)\(", text, flags=re.M):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        out.append((m[1], text[m.end() : i - 1]))
+    return out
+
+
+def _resolve(name: str):
+    import ppl_glmm
+    import ppl_glmm.datasets
+    from ppl_glmm.model import GeneralizedLinearMixedModel
+
+    head, _, rest = name.partition(".")
+    obj = {"ppl_glmm": ppl_glmm, "glme": GeneralizedLinearMixedModel}[head]
+    for part in rest.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def signature_mismatch(obj, params: str) -> str | None:
+    """None if the documented parameter list has the names, kinds and defaults of ``obj``'s."""
+    import ast
+    import inspect
+
+    tree = ast.parse(f"def _f({params}): ...")
+    args = tree.body[0].args
+    documented = []
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    documented += [(a.arg, "POSITIONAL_OR_KEYWORD", d) for a, d in zip(positional, defaults)]
+    if args.vararg:
+        documented.append((args.vararg.arg, "VAR_POSITIONAL", None))
+    documented += [(a.arg, "KEYWORD_ONLY", d) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    if args.kwarg:
+        documented.append((args.kwarg.arg, "VAR_KEYWORD", None))
+    actual = [p for p in inspect.signature(obj).parameters.values() if p.name != "self"]
+    names = [d[0] for d in documented]
+    if names != [p.name for p in actual]:
+        return f"parameters {names}, code has {[p.name for p in actual]}"
+    for (name, kind, default), p in zip(documented, actual):
+        if kind != p.kind.name:
+            return f"{name}: documented {kind}, code {p.kind.name}"
+        has_default = p.default is not inspect.Parameter.empty
+        if (default is not None) != has_default:
+            return f"{name}: documented {'with' if default is not None else 'without'} a default"
+        if default is not None and ast.literal_eval(default) != p.default:
+            return f"{name}: documented default {ast.unparse(default)}, code {p.default!r}"
+    return None
+
+
+def _signature_listings():
+    for page in PAGES:
+        for block in python_blocks(page):
+            if "signature" in block.flags:
+                for name, params in _documented_calls(block.source):
+                    yield pytest.param(name, params, id=f"{block.id}:{name}")
+    # the method table of the API reference: | `name(params)` | ...
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    methods = api.split("### Methods", 1)[1].split("\n## ", 1)[0]
+    for m in re.finditer(r"^\| `(\w+)\((.*?)\)` \|", methods, flags=re.M):
+        if m[1] not in ("str", "repr"):
+            yield pytest.param(f"glme.{m[1]}", m[2], id=f"docs/api.md:Methods:{m[1]}")
+
+
+@pytest.mark.parametrize(("name", "params"), list(_signature_listings()))
+def test_signature_listing_matches_the_code(name, params):
+    problem = signature_mismatch(_resolve(name), params)
+    assert problem is None, f"{name}: {problem}"
 
 
 # ---------------------------------------------------------------- quoted benchmark figures
