@@ -380,6 +380,28 @@ def test_readme_mfr_speed_table_is_latest_json():
         )
 
 
+def test_first_fit_timings_in_prose_are_latest_json():
+    r = json.loads((RESULTS / "latest.json").read_text())["ppl_glmm"]
+    first, warm = r["fit_first_in_process"], r["fit_warm"]
+    gs = " ".join((ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8").split())
+    m = re.search(
+        r"took ([\d.]+) s as the first fit in a new process \(median of (\d+) processes\) and "
+        r"([\d.]+) s in a process that had already fitted a Poisson model \(median of (\d+)\)",
+        gs,
+    )
+    assert m, "docs/getting-started.md: the first-fit sentence changed; keep it checked"
+    _check([m[1], m[3]], [first["median"], warm["median"]], "getting-started.md first/warm fit")
+    assert (int(m[2]), int(m[4])) == (first["reps"], warm["reps"])
+    alg = " ".join((ROOT / "docs" / "algorithms.md").read_text(encoding="utf-8").split())
+    m = re.search(
+        r"new process \(([\d.]+) s, the median of (\d+) new processes in `benchmarks/results/latest.json`\)",
+        alg,
+    )
+    assert m, "docs/algorithms.md: the first-fit figure changed; keep it checked"
+    _check([m[1]], [first["median"]], "algorithms.md first fit")
+    assert int(m[2]) == first["reps"]
+
+
 def test_readme_large_data_figures_are_large_json():
     r = json.loads((RESULTS / "large.json").read_text())
     text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
