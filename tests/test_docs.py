@@ -242,7 +242,10 @@ def test_block(block: Block, page_run):
         pytest.fail(f"{block.id}: {exc} (an import missing, or a name that only a skipped block defines)")
     if block.expected is not None:
         problem = mismatch(block.expected, printed)
-        assert problem is None, f"{block.id}: {problem}\n--- shown\n{block.expected}--- printed\n{printed}"
+        assert problem is None, (
+            f"{block.id}: {problem}\n--- shown\n{block.expected}--- printed\n{printed}"
+            f"(if the new output is right: python tests/test_docs.py --write {block.page.relative_to(ROOT)})"
+        )
 
 
 def test_every_page_has_runnable_blocks():
