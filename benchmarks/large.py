@@ -61,10 +61,25 @@ def _row(seconds: list[float], loglik: float) -> dict:
     }
 
 
+def readme_sentence(result: dict) -> str:
+    """README.md's large-data figures (seconds to 3 significant digits) from a results file."""
+    ours, theirs = result["ppl_glmm"], result["lme4"]
+    parts = [
+        f"`{f.split(' + ', 1)[1]}` {ours[f]['seconds']:.2g} s vs {theirs[f]['seconds']:.3g} s"
+        for f in FORMULAS
+    ]
+    reps = sorted({row["reps"] for side in ("ppl_glmm", "lme4") for row in result[side].values()})
+    return f"repetitions per fit: {reps}\n" + ", ".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="repetitions of every fit, on both sides")
+    ap.add_argument("--table", action="store_true", help="print README.md's figures from large.json and stop")
     args = ap.parse_args()
+    if args.table:
+        print(readme_sentence(json.loads((ROOT / "benchmarks" / "results" / "large.json").read_text())))
+        return
     info = meta(f"python benchmarks/large.py --reps {args.reps}", with_r=shutil.which("Rscript") is not None)
     import ppl_glmm
 
@@ -108,6 +123,8 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     result = {"meta": info, "reps": args.reps, "ppl_glmm": ours, "lme4": theirs}
     (out_dir / "large.json").write_text(json.dumps(result, indent=2) + "\n")
+    if theirs:
+        print(readme_sentence(result))
 
 
 if __name__ == "__main__":

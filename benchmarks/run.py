@@ -118,11 +118,38 @@ def lme4_timings(reps: int) -> dict | None:
     return json.loads(out.stdout)
 
 
+README_ROWS = [
+    ("`refit(ynew)` vs `lme4::refit`", "refit", "refit"),
+    ("fit in a warm process (compiled functions loaded) vs `glmer`", "fit_warm", "glmer_fit"),
+    (
+        "first fit in a new process (after `import ppl_glmm, pymc`; disk caches warm) vs `glmer`",
+        "fit_first_in_process",
+        "glmer_fit",
+    ),
+    ("`random()` vs `simulate()`", "random", "simulate"),
+]
+
+
+def markdown_table(result: dict) -> str:
+    """README.md's speed table (2 significant digits) and the repetitions to state above it."""
+    py, r = result["ppl_glmm"], result["lme4"]
+    reps = sorted({py[k]["reps"] for _, k, _ in README_ROWS} | {r[k]["reps"] for _, _, k in README_ROWS})
+    lines = [f"repetitions per row: {reps}", "", "| | ppl_glmm | lme4 | ratio |", "|---|---|---|---|"]
+    for label, ours, theirs in README_ROWS:
+        a, b = py[ours]["median"], r[theirs]["median"]
+        lines.append(f"| {label} | {a:.2g} s | {b:.2g} s | {a / b:.2g} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "20")))
     ap.add_argument("--first-fit-reps", type=int, default=None, help="new processes (default: --reps)")
+    ap.add_argument("--table", action="store_true", help="print README.md's table from latest.json and stop")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text())))
+        return 0
     reps = args.reps
     first_reps = args.first_fit_reps or reps
     warnings.simplefilter("ignore")  # simulated responses can give singular fits; timing only
@@ -167,6 +194,8 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out / 'latest.json'}")
+    if r:
+        print(markdown_table(result))
     return 0 if ok else 1
 
 
