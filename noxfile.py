@@ -15,6 +15,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def docs_slow(session: nox.Session) -> None:
+    """Every block of README.md and docs/, the NUTS fits marked ```python slow included (a few minutes)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "tests/test_docs.py", *session.posargs, env={"PPL_GLMM_DOCS_SLOW": "1"})
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "ppl_glmm", "tests", "benchmarks", "examples", "noxfile.py")
@@ -23,14 +30,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite)."""
+    """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite); -- --reps N (default 20)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def bench_large(session: nox.Session) -> None:
-    """100k rows x 2,100 levels vs lme4 (a few minutes, most of it lme4)."""
+    """100k rows x 2,100 levels vs lme4, -- --reps N (default 5: about 10 minutes, most of it lme4)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/large.py", *session.posargs)
 

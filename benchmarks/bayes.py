@@ -14,21 +14,22 @@ minimum bulk ESS over every posterior parameter (random effects included), and E
 * ``ppl_glmm_nutpie``: nutpie (when installed), ML start, 300 tuning steps;
 * ``bambi``: bambi 0.21 defaults, 1000 tuning steps (needs ``--bambi-python``).
 
-Writes ``benchmarks/results/bayes.json``.
+Writes ``benchmarks/results/bayes.json``, with ``meta`` (date, machine, versions; see ``_meta.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta import meta
 
 ROOT = Path(__file__).resolve().parents[1]
 MFR_CSV = ROOT / "tests" / "reference" / "data" / "mfr.csv"
@@ -148,11 +149,9 @@ def main() -> None:
     except ImportError:
         configs = [c for c in CONFIGS if c != "ppl_glmm_nutpie"]
     results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-        },
+        "meta": meta(" ".join(["python", "benchmarks/bayes.py", *sys.argv[1:]]), extra_packages=("nutpie",)),
+        "reps": args.reps,
+        "statistic": "median over reps runs, each in a fresh process (one untimed warm-up run first)",
         "draws": args.draws,
         "cores": args.cores,
         "configs": {},

@@ -6,7 +6,7 @@
 ##   {"glmer_fit": {"median": s, "min": s, "reps": n},
 ##    "refit":     {"median": s, "min": s, "reps": n},
 ##    "simulate":  {"median": s, "min": s, "reps": n},
-##    "lme4_version": "..."}
+##    "lme4_version": "...", "r_version": "..."}   (statistic: "median" in each timing)
 ## Everything else (messages, warnings) goes to stderr.
 
 suppressPackageStartupMessages({
@@ -38,7 +38,7 @@ elapsed <- function(expr) {
   force(expr)
   proc.time()[["elapsed"]] - t0
 }
-stats <- function(x) list(median = median(x), min = min(x), reps = length(x))
+stats <- function(x) list(median = median(x), min = min(x), reps = length(x), statistic = "median")
 
 ## warm-up (loads/compiles everything once); also the model used below
 fit <- glmer(form, data = d, family = poisson)
@@ -62,5 +62,6 @@ cat(toJSON(list(
   glmer_fit = stats(t_fit),
   refit = stats(t_refit),
   simulate = stats(t_sim),
-  lme4_version = as.character(packageVersion("lme4"))
+  lme4_version = as.character(packageVersion("lme4")),
+  r_version = paste(R.version$major, R.version$minor, sep = ".")
 ), auto_unbox = TRUE, digits = NA), "\n", sep = "")

@@ -11,15 +11,21 @@ Python, on the mfr data (100 rows, 20 factories, Poisson, effects coding):
   for information;
 * ``random``: one ``model.random()`` draw, against ``simulate()``.
 
+Every row is the median (and min) over ``--reps`` repetitions (default 20, or ``BENCH_REPS``); the
+first fit in a new process over ``--first-fit-reps`` new processes (default: ``--reps``). Each row
+of the results file records its ``reps`` and ``statistic``, and ``meta`` records the date, the
+machine (CPU model, cores, RAM, load at the start) and the versions of Python, the Python packages,
+R and lme4. Run it on an otherwise idle machine: the load average at the start is recorded.
+
 Writes ``benchmarks/results/latest.json`` and prints a table with the ratios and the issue's targets
 (refit <= lme4 refit / 10; warm fit <= glmer).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta import meta
+
 ROOT = Path(__file__).resolve().parents[1]
 MFR_CSV = ROOT / "tests" / "reference" / "data" / "mfr.csv"
 FORMULA = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)"
@@ -36,7 +45,12 @@ FORMULA = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factor
 
 def _stats(ts) -> dict:
     ts = np.asarray(ts)
-    return {"median": float(np.median(ts)), "min": float(ts.min()), "reps": int(ts.size)}
+    return {
+        "median": float(np.median(ts)),
+        "min": float(ts.min()),
+        "reps": int(ts.size),
+        "statistic": "median",
+    }
 
 
 def _fit(ppl_glmm, data):
@@ -72,7 +86,7 @@ def python_timings(reps: int) -> dict:
     return {"fit_warm": _stats(fit_t), "refit": _stats(refit_t), "random": _stats(rand_t)}
 
 
-def first_fit_in_new_process() -> dict:
+def first_fit_in_new_process(reps: int) -> dict:
     code = (
         "import time, ppl_glmm, pymc; from ppl_glmm.datasets import load_mfr; d = load_mfr(); "
         "t = time.perf_counter(); "
@@ -80,7 +94,7 @@ def first_fit_in_new_process() -> dict:
         "print(time.perf_counter() - t)"
     )
     ts = []
-    for _ in range(3):
+    for _ in range(reps):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         ts.append(float(out.stdout.strip().splitlines()[-1]))
     return _stats(ts)
@@ -104,18 +118,50 @@ def lme4_timings(reps: int) -> dict | None:
     return json.loads(out.stdout)
 
 
+README_ROWS = [
+    ("`refit(ynew)` vs `lme4::refit`", "refit", "refit"),
+    ("fit in a warm process (compiled functions loaded) vs `glmer`", "fit_warm", "glmer_fit"),
+    (
+        "first fit in a new process (after `import ppl_glmm, pymc`; disk caches warm) vs `glmer`",
+        "fit_first_in_process",
+        "glmer_fit",
+    ),
+    ("`random()` vs `simulate()`", "random", "simulate"),
+]
+
+
+def markdown_table(result: dict) -> str:
+    """README.md's speed table (2 significant digits) and the repetitions to state above it."""
+    py, r = result["ppl_glmm"], result["lme4"]
+    reps = sorted({py[k]["reps"] for _, k, _ in README_ROWS} | {r[k]["reps"] for _, _, k in README_ROWS})
+    lines = [f"repetitions per row: {reps}", "", "| | ppl_glmm | lme4 | ratio |", "|---|---|---|---|"]
+    for label, ours, theirs in README_ROWS:
+        a, b = py[ours]["median"], r[theirs]["median"]
+        lines.append(f"| {label} | {a:.2g} s | {b:.2g} s | {a / b:.2g} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "20")))
+    ap.add_argument("--first-fit-reps", type=int, default=None, help="new processes (default: --reps)")
+    ap.add_argument("--table", action="store_true", help="print README.md's table from latest.json and stop")
+    args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text())))
+        return 0
+    reps = args.reps
+    first_reps = args.first_fit_reps or reps
     warnings.simplefilter("ignore")  # simulated responses can give singular fits; timing only
-    reps = int(os.environ.get("BENCH_REPS", "20"))
+    info = meta(
+        f"python benchmarks/run.py --reps {reps} --first-fit-reps {first_reps}",
+        with_r=shutil.which("Rscript") is not None,
+    )
     py = python_timings(reps)
-    py["fit_first_in_process"] = first_fit_in_new_process()
+    py["fit_first_in_process"] = first_fit_in_new_process(first_reps)
     r = lme4_timings(reps)
     result = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
+        "meta": info,
         "reps": reps,
         "ppl_glmm": py,
         "lme4": r,
@@ -148,6 +194,8 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out / 'latest.json'}")
+    if r:
+        print(markdown_table(result))
     return 0 if ok else 1
 
 
