@@ -74,9 +74,9 @@ def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[st
 
     k = dist.observed_value(design.y, design.weights, design.binomial_size)
     containers = {"X": pm.Data("X", design.X, dims=(OBS_DIM, "coef"))}
-    containers["y"] = (
-        _data_int64("y_observed", k) if k.dtype.kind in "iu" else pm.Data("y_observed", k, dims=OBS_DIM)
-    )
+    # Counts are held as float64 (exact below 2^53): PyMC casts integer observed data to int32
+    # (``intX``), where a count above 2^31 wraps; float data is cast straight to the count's int64.
+    containers["y"] = pm.Data("y_observed", np.asarray(k, dtype=np.float64), dims=OBS_DIM)
     containers["weights"] = pm.Data("weights", design.weights, dims=OBS_DIM)
     containers["offset"] = pm.Data("offset", design.offset, dims=OBS_DIM)
     if dist.name == "binomial":
@@ -90,7 +90,7 @@ def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[st
 
 def _data_int64(name: str, value: np.ndarray):
     """A ``pm.Data``-like container that keeps int64 (``pm.Data`` casts integers to int32, so a
-    count above 2^31 would wrap). Registered with the model exactly as ``pm.Data`` registers."""
+    number of trials above 2^31 would wrap). Registered with the model as ``pm.Data`` registers."""
     import pymc as pm
     import pytensor
 

@@ -1,0 +1,146 @@
+"""Numerical robustness of the likelihood and the engine (issue 6).
+
+* Binomial probit / cloglog / loglog: the compiled log-likelihood and its first two derivatives
+  against closed forms computed without forming p, for eta from -40 to 40 (p from ~1e-350 to 1);
+  the third derivative is finite.
+* The compiled function's cache key is a hash of the likelihood graph: a changed graph never reuses
+  a stale function.
+* Counts and trials are int64 in the PyMC model: a count above 2^31 survives.
+* The inner step catches only PyMC's parameter errors: a programming error surfaces.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.special as sps
+
+import ppl_glmm
+from ppl_glmm.api import _prepare
+
+ETAS = np.array([-40.0, -20.0, -8.0, -3.0, 0.0, 3.0, 8.0, 20.0, 40.0])
+
+
+def _problem(link: str, n_trials: int = 5):
+    """A binomial model's engine problem whose rows hold k = 0, n and in-between successes."""
+    rng = np.random.default_rng(0)
+    n = 3 * ETAS.size
+    k = np.tile([0, n_trials, 2], ETAS.size)
+    df = pd.DataFrame(
+        {"k": k, "size": n_trials, "g": rng.integers(0, 4, n).astype(str), "x": rng.normal(size=n)}
+    )
+    ws, key, _ = _prepare(
+        df,
+        "k ~ 1 + x + (1|g)",
+        distribution="binomial",
+        link=link,
+        fit_method="laplace",
+        dummy_var_coding="reference",
+        binomial_size="size",
+        weights=None,
+        offset=None,
+        exclude=None,
+        options={},
+    )
+    d = ws.design
+    return ws.new_problem(key, ws.dist.observed_value(d.y, d.weights, d.binomial_size), swap=False)
+
+
+def _mills(x):
+    """phi(x) / Phi(x), through logs (exact in both tails)."""
+    return np.exp(-0.5 * x * x - 0.5 * np.log(2 * np.pi) - sps.log_ndtr(x))
+
+
+def _ratio_terms(m):
+    """r = m / expm1(m) and r (1 - m / (1 - e^-m)), finite for every m >= 0 (0 where they underflow)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.where(m > 700, 0.0, m / np.expm1(m))
+        r2 = np.where(m > 700, 0.0, r * (1 - m / (-np.expm1(-m))))
+    return r, r2
+
+
+def closed_form(link: str, e: np.ndarray):
+    """(log p, log(1 - p)) and their first and second derivatives in eta."""
+    if link == "probit":
+        a, b = _mills(e), _mills(-e)
+        return sps.log_ndtr(e), sps.log_ndtr(-e), a, -b, -a * (e + a), -b * (-e + b)
+    if link == "comploglog":  # log(1 - p) = -e^eta, log p = log(1 - exp(-e^eta))
+        m = np.exp(e)
+        r, r2 = _ratio_terms(m)
+        return np.log(-np.expm1(-m)), -m, r, -m, r2, -m
+    m = np.exp(-e)  # loglog: log p = -e^-eta
+    r, r2 = _ratio_terms(m)
+    return -m, np.log(-np.expm1(-m)), m, -r, -m, r2
+
+
+@pytest.mark.parametrize("link", ["probit", "comploglog", "loglog"])
+def test_binomial_links_are_exact_where_p_rounds_to_0_or_1(link):
+    problem = _problem(link)
+    e = np.repeat(ETAS, 3)
+    k, n = problem.y.astype(float), problem.trials.astype(float)
+    d = problem.obs(e, problem.y, problem.w, problem.trials, np.zeros(e.size))
+    lp, lq, lp1, lq1, lp2, lq2 = closed_form(link, e)
+    binom = sps.gammaln(n + 1) - sps.gammaln(k + 1) - sps.gammaln(n - k + 1)
+    expected = [binom + k * lp + (n - k) * lq, k * lp1 + (n - k) * lq1, k * lp2 + (n - k) * lq2]
+    for order, (got, want) in enumerate(zip(d[:3], expected)):
+        # relative 1e-9 (the closed forms' own rounding in the tails), absolute 1e-12 near zero
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=f"derivative {order}, {link}")
+    assert np.all(np.isfinite(d[3]))
+
+
+def test_cache_key_is_the_likelihood_graph():
+    """Same family and link (other data, other response name): one key; another link: another key."""
+    from ppl_glmm import pymc_model
+
+    probit, cloglog = _problem("probit"), _problem("comploglog")
+    again = _problem("probit", n_trials=7)
+    assert probit.obs.key == again.obs.key
+    assert probit.obs.key != cloglog.obs.key
+    assert pymc_model._CACHE[probit.obs.key] is probit.obs
+
+
+def test_a_changed_likelihood_graph_is_compiled_afresh(monkeypatch):
+    """A family whose likelihood changes (here: probit computed through p, as before issue 6) gets a
+    new key and a new function, never the cached one."""
+    from ppl_glmm import families, pymc_model
+
+    before = _problem("probit").obs
+    stale = families.LINKS["probit"]
+    monkeypatch.setitem(
+        families.LINKS, "probit", families.Link("probit", stale.inverse_pt, stale.inverse_np, stale.link_np)
+    )
+    count = pymc_model.COMPILE_COUNT["observation"] + pymc_model.COMPILE_COUNT["observation_loaded"]
+    after = _problem("probit").obs
+    assert after.key != before.key
+    assert (
+        pymc_model.COMPILE_COUNT["observation"] + pymc_model.COMPILE_COUNT["observation_loaded"] == count + 1
+    )
+
+
+def test_counts_above_2_to_the_31_survive_in_the_observed_container():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(6), 5)
+    mu = np.exp(np.log(3e9) + rng.normal(0, 0.2, 6)[g])
+    df = pd.DataFrame({"y": rng.poisson(mu), "g": g.astype(str)})
+    assert df["y"].max() > 2**31
+    m = ppl_glmm.fitglme(df, "y ~ 1 + (1|g)", distribution="poisson")
+    container = m._ws.graph.containers["y"]
+    assert container.dtype == "float64"  # exact below 2^53; PyMC would cast int64 data to int32
+    np.testing.assert_array_equal(container.get_value(), df["y"].to_numpy())
+    assert m.converged
+    assert m.coefficients["Estimate"].iloc[0] == pytest.approx(np.log(df["y"]).mean(), abs=0.05)
+
+
+def test_a_programming_error_in_the_likelihood_is_not_swallowed(mfr_model, monkeypatch):
+    """Only PyMC's parameter-check error counts as 'outside the support'; anything else surfaces."""
+    problem = mfr_model._problem()
+
+    class Broken:
+        key = problem.obs.key
+
+        def __call__(self, *args):
+            raise KeyError("a bug")
+
+    problem.obs = Broken()
+    beta, theta, phi = problem.unpack(mfr_model._result.x)
+    with pytest.raises(KeyError, match="a bug"):
+        problem.inner(beta, theta, phi)

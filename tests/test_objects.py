@@ -1,0 +1,97 @@
+"""Fitted models as objects (issue 6): pickle, deep copy, threads, and no mutation of shared state."""
+
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import ppl_glmm
+from ppl_glmm.datasets import load_mfr
+
+MFR_FORMULA = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)"
+
+
+def _same_draws_and_refits(a, b, seeds=(3, 4)):
+    for s in seeds:
+        ya, yb = a.random(rng=s), b.random(rng=s)
+        np.testing.assert_array_equal(ya, yb)
+        ra, rb = a.refit(ya), b.refit(yb)
+        assert ra.log_likelihood == rb.log_likelihood
+        np.testing.assert_array_equal(ra.coefficients["Estimate"], rb.coefficients["Estimate"])
+
+
+@pytest.mark.parametrize(
+    "clone", [lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy], ids=["pickle", "deepcopy"]
+)
+def test_a_copied_model_gives_the_same_random_and_refit(mfr_model, clone):
+    m2 = clone(mfr_model)
+    assert m2 is not mfr_model and m2._ws is not mfr_model._ws
+    assert str(m2) == str(mfr_model)
+    _same_draws_and_refits(mfr_model, m2)
+    new = load_mfr().iloc[:6]
+    np.testing.assert_array_equal(mfr_model.random(newdata=new, rng=1), m2.random(newdata=new, rng=1))
+
+
+def test_a_pickled_refit_keeps_its_own_estimates(mfr_model):
+    r = mfr_model.refit(mfr_model.random(rng=8))
+    r2 = pickle.loads(pickle.dumps(r))
+    assert r2.log_likelihood == r.log_likelihood
+    np.testing.assert_array_equal(r2.coefficients["Estimate"], r.coefficients["Estimate"])
+
+
+def test_pickle_does_not_carry_compiled_functions(mfr_model):
+    """The pickle holds the design and estimates (tens of kB), not PyMC graphs or compiled code."""
+    assert len(pickle.dumps(mfr_model)) < 200_000
+
+
+def test_threaded_refits_and_draws_equal_serial_calls(mfr_model):
+    ys = [mfr_model.random(rng=s) for s in range(12)]
+    serial = [mfr_model.refit(y) for y in ys]
+    threaded: list = [None] * len(ys)
+    draws: list = [None] * len(ys)
+    errors: list = []
+
+    def work(i):
+        try:
+            for j in range(i, len(ys), 4):
+                threaded[j] = mfr_model.refit(ys[j])
+                draws[j] = mfr_model.random(rng=j)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for a, b in zip(serial, threaded):
+        assert a.log_likelihood == b.log_likelihood
+        np.testing.assert_array_equal(a.coefficients["Estimate"], b.coefficients["Estimate"])
+    for j, d in enumerate(draws):
+        np.testing.assert_array_equal(d, ys[j])
+
+
+def test_read_only_methods_do_not_touch_the_model_or_its_container(mfr_model):
+    y_container = mfr_model._ws.graph.containers["y"]
+    other = mfr_model.refit(mfr_model.random(rng=21))  # leaves the container at its response
+    before = y_container.get_value().copy()
+    mfr_model.covariance_parameters()
+    mfr_model.coefficients  # noqa: B018
+    mfr_model.to_inference_data(draws=50, rng=1, predictive=False)
+    np.testing.assert_array_equal(y_container.get_value(), before)
+    assert other.log_likelihood != mfr_model.log_likelihood
+
+
+def test_fitting_and_refitting_leave_the_callers_data_unchanged():
+    data = load_mfr()
+    snapshot = data.copy(deep=True)
+    m = ppl_glmm.fitglme(data, MFR_FORMULA, distribution="poisson", dummy_var_coding="effects")
+    y = m.random(rng=2)
+    y_copy = y.copy()
+    m.refit(y)
+    m.random(newdata=data.iloc[:5], rng=1)
+    np.testing.assert_array_equal(y, y_copy)
+    assert data.equals(snapshot) and (data.dtypes == snapshot.dtypes).all()
