@@ -18,7 +18,7 @@ from .design import Design
 from .engine.laplace import LaplaceProblem, PirlsFailure, beta_precision
 from .engine.optimize import SINGULAR_TOL, glm_start, hessian, initial_inverse_hessian, minimize
 from .engine.structure import REStructure
-from .errors import ConvergenceWarning, SingularFitWarning
+from .errors import ConvergenceWarning, FitError, SingularFitWarning
 from .families import Distribution, Link
 from .pymc_model import GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
@@ -158,8 +158,16 @@ def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = 
         try:
             summary, mode = minimize(problem, x0, hess_inv0=hinv)
         except PirlsFailure:
-            x0 = _start(ws, problem, y)
-            summary, mode = minimize(problem, x0)
+            try:
+                x0 = _start(ws, problem, y)
+                summary, mode = minimize(problem, x0)
+            except PirlsFailure as err:
+                raise FitError(
+                    f"fit_method='{fit_method}': the conditional modes of the random effects cannot be "
+                    f"found ({err}). The model is probably not identifiable from these data: check for "
+                    "a predictor that separates the outcomes, a random-effects term with about one "
+                    "observation per level, or a link that puts the means outside their range"
+                ) from err
         if fit_method not in ws.hess_inv_start:  # the first fit's inverse Hessian warms every refit
             hinv_fit = _inverse_or_none(hessian(problem, summary.x))
             with ws.lock:
