@@ -217,3 +217,20 @@ def sig_close(actual, expected, digits: int = 4) -> bool:
     actual, expected = np.atleast_1d(np.asarray(actual, float)), np.atleast_1d(np.asarray(expected, float))
     scale = 10.0 ** (np.floor(np.log10(np.maximum(np.abs(expected), 1e-300))) - (digits - 1))
     return bool(np.all(np.abs(actual - expected) <= 0.5 * scale))
+
+
+def ranef_blocks(model, R: dict):
+    """Per random term and coefficient: (group key, coefficient name, the model's {level: estimate},
+    lme4's {level: value}); the JSON names a repeated group's second term ``group.1``."""
+    re = model.random_effects()
+    seen: set = set()
+    start = 0
+    for term in model._ws.design.terms:  # one block per term, in formula order
+        key = term.group if term.group not in seen else f"{term.group}.1"
+        seen.add(term.group)
+        block = re.iloc[start : start + term.size]
+        start += term.size
+        ref = R["ranef"][key]
+        for name1, sub in block.groupby("Name", sort=False):
+            expected = dict(zip(ref["levels"], ref["values"][ref["names"].index(name1)]))
+            yield key, name1, dict(zip(sub["Level"], sub["Estimate"])), expected

@@ -24,7 +24,7 @@ Reference values: tests/reference/lme4_reference.json, made by tests/reference/m
 
 import numpy as np
 import pytest
-from reference_cases import CASES, reference
+from reference_cases import CASES, ranef_blocks, reference
 
 CASE_NAMES = list(CASES)
 
@@ -125,23 +125,11 @@ def test_joint_hessian_standard_errors(name, source, key):
 def test_conditional_modes_match_ranef(fitted, name):
     _, R = _ref(name)
     m = fitted(name)
-    re = m.random_effects()
-    seen: set = set()
-    start = 0
-    for term in m._ws.design.terms:  # one block per term, in formula order
-        key = term.group if term.group not in seen else f"{term.group}.1"
-        seen.add(term.group)
-        block = re.iloc[start : start + term.size]
-        start += term.size
-        ref = R["ranef"][key]
-        for name1, sub in block.groupby("Name", sort=False):
-            k = ref["names"].index(name1)
-            expected = dict(zip(ref["levels"], ref["values"][k]))
-            got = dict(zip(sub["Level"], sub["Estimate"]))
-            assert set(got) == set(expected)
-            e = np.array([expected[lv] for lv in got])
-            g = np.array(list(got.values()))
-            assert np.max(np.abs(g - e)) < RANEF_REL * np.max(np.abs(e)), (key, name1)
+    for key, name1, got, expected in ranef_blocks(m, R):
+        assert set(got) == set(expected)
+        e = np.array([expected[lv] for lv in got])
+        g = np.array(list(got.values()))
+        assert np.max(np.abs(g - e)) < RANEF_REL * np.max(np.abs(e)), (key, name1)
 
 
 def test_probit_and_cloglog_are_exact_laplace_not_lme4_fisher_weights(fitted):
