@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import InputError
 from ..formula import RandomTermSpec
 from .fixed import coefficient_name
 
@@ -97,7 +98,7 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomT
                 encode(rhs), df, na_action="error", extra_namespace=encode.namespace
             )
         except Exception as err:
-            raise ValueError(f"formula: cannot build the columns of random term {spec}: {err}") from err
+            raise InputError(f"formula: cannot build the columns of random term {spec}: {err}") from err
         T = np.asarray(dm.common.design_matrix, dtype=float)
         names = tuple(coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels)
     else:
