@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from .design import build_design
+from .errors import GLMMWarning, InputError, InputTypeError
 from .families import get_distribution, get_link
 from .fitting import Workspace, fit
 from .formula import parse_formula
@@ -24,12 +25,12 @@ OPTIONS = {
 
 def _choice(value, allowed, arg: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{arg}: expected one of {', '.join(allowed)}, got {value!r}")
+        raise InputTypeError(f"{arg}: expected one of {', '.join(allowed)}, got {value!r}")
     key = value.strip().lower().replace("_", "").replace(" ", "")
     for a in allowed:
         if key == a.replace("_", ""):
             return a
-    raise ValueError(f"{arg}: unknown value '{value}'; use one of {', '.join(allowed)}")
+    raise InputError(f"{arg}: unknown value '{value}'; use one of {', '.join(allowed)}")
 
 
 def fitglme(
@@ -106,28 +107,28 @@ def _prepare(
     """Validate every argument, build the design and the PyMC model (no fitting)."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
     opts = {k: _choice(v, OPTIONS[k], k) for k, v in options.items()}
     if isinstance(fit_method, str) and fit_method.strip().lower() in ("mpl", "rempl"):
-        raise ValueError(
+        raise InputError(
             f"fit_method: '{fit_method}' (pseudo-likelihood) is not supported; use 'laplace' or "
             "'approximatelaplace'"
         )
     method_key = _choice(fit_method, FIT_METHODS, "fit_method")
     if opts.get("covariance_method") == "jointhessian" and method_key != "laplace":
-        raise ValueError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+        raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace'")
     coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
     dist = get_distribution(distribution)
     lnk = get_link(link, dist)
     if lnk.name in dist.bad_links:
         warnings.warn(
             f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
-            UserWarning,
+            GLMMWarning,
             stacklevel=3,
         )
     parsed = parse_formula(formula)
     if not parsed.random:
-        raise ValueError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
+        raise InputError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
     design = build_design(
         data,
         parsed,
@@ -137,6 +138,7 @@ def _prepare(
         weights=weights,
         offset=offset,
         exclude=exclude,
+        link=lnk,
     )
     return Workspace.build(design, dist, lnk), method_key, opts
 
