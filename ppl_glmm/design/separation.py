@@ -145,4 +145,22 @@ def find_separation(
     rows = free & (margin > 1e-9)
     if not rows.any():
         return None
-    return Separation(direction=d, rows=rows, complete=bool(rows.sum() == X.shape[0]))
+    return Separation(direction=d, rows=rows, complete=_complete(St, a_eq) if free.all() else False)
+
+
+def _complete(St: np.ndarray, a_eq) -> bool:
+    """Complete separation: some direction makes every constrained row strictly positive
+    (maximise t subject to S X d >= t, t <= 1)."""
+    from scipy.optimize import linprog
+
+    if a_eq is not None:
+        return False
+    p = St.shape[1]
+    res = linprog(
+        np.r_[np.zeros(p), -1.0],
+        A_ub=np.column_stack([-St, np.ones(St.shape[0])]),
+        b_ub=np.zeros(St.shape[0]),
+        bounds=[(-1.0, 1.0)] * p + [(None, 1.0)],
+        method="highs",
+    )
+    return bool(res.status == 0 and -res.fun > 1e-9)
