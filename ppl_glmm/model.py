@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import inference
+from .design import check_new_response
 from .display import model_display
 from .errors import InputError, InputTypeError
 from .fitting import Workspace, fit
@@ -293,6 +294,7 @@ class GeneralizedLinearMixedModel:
             )
             raise InputError(f"ynew: expected {rows}, got {y.size}")
         dist.check_response(y, d.weights, d.binomial_size, "ynew")
+        check_new_response(d, dist, self._ws.link, y, "ynew")
         return y
 
     # ---- Bayesian fit of the same model and ArviZ output ------------------------------------

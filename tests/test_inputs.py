@@ -366,6 +366,17 @@ def test_formula_offset_with_unknown_name():
     )
 
 
+def test_refit_refuses_a_constant_or_separated_response():
+    d = _frame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "s ~ x + (1|g)", distribution="binomial")
+    with pytest.raises(InputError, match="ynew: every trial is a failure"):
+        m.refit(np.zeros(len(d)))
+    with pytest.raises(InputError, match="ynew: complete separation"):
+        m.refit((d.x > 0).astype(float))
+
+
 # ---- model methods -------------------------------------------------------------------------------
 def test_random_takes_newdata_and_rng_positionally():
     m = _poisson("k ~ x + (1|g)")

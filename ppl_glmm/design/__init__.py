@@ -34,7 +34,7 @@ from .checks import (
 from .fixed import Encoder, FixedDesign, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, z_matrix
 
-__all__ = ["Design", "RandomTerm", "build_design", "new_data_design"]
+__all__ = ["Design", "RandomTerm", "build_design", "check_new_response", "new_data_design"]
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def build_design(
             )
         y = y / size
     dist.check_response(y, w, size, f"response '{formula.response}'")
-    _check_constant_response(y, dist, formula.response)
+    _check_constant_response(y, dist, f"response '{formula.response}'")
 
     fixed = build_fixed(formula.fixed, df, encoder)
     if fixed.X.shape[1] == 0:
@@ -296,11 +296,17 @@ def build_design(
     )
 
 
+def check_new_response(design: Design, dist: Distribution, link, y: np.ndarray, arg: str) -> None:
+    """The checks on a response that ``build_design`` makes, for a new response (``refit``)."""
+    _check_constant_response(y, dist, arg)
+    index = pd.RangeIndex(design.subset.size)[design.subset]
+    _check_separation(design.fixed, y, design.weights, design.binomial_size, dist, link, index, arg)
+
+
 def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> None:
     """lme4's 'Response is constant' (normal); all failures, all successes or all zero counts."""
     if y.size == 0 or np.ptp(y) > 0:
-        if not (y.size and dist.name == "poisson" and np.all(y == 0)):
-            return
+        return
     v = float(y[0])
     if dist.name == "normal":
         what = f"every value is {v:g}; a normal model needs variation in the response"
@@ -311,7 +317,8 @@ def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> No
     else:
         return
     raise InputError(
-        f"formula: Response is constant: response '{name}': {what}; check that the right column "
+        f"{'formula: ' if name.startswith('response') else ''}Response is constant: {name}: {what}; "
+        "check that the right column "
         "(and rows, see exclude) are used"
     )
 
@@ -352,7 +359,9 @@ _SEPARATION_LINKS = {
 }
 
 
-def _check_separation(fixed: FixedDesign, y, w, size, dist: Distribution, link, index) -> None:
+def _check_separation(
+    fixed: FixedDesign, y, w, size, dist: Distribution, link, index, arg: str = "data"
+) -> None:
     """Refuse fixed effects whose ML estimate is infinite (separation in the fixed-effects design)."""
     from .separation import find_separation
 
@@ -374,7 +383,7 @@ def _check_separation(fixed: FixedDesign, y, w, size, dist: Distribution, link, 
         kind = "zero counts separated"
         what = f"the counts are all 0 in {rows_text(rows)}"
     raise InputError(
-        f"data: {kind} in the fixed effects: {what} ({len(rows)} rows), exactly where a combination of "
+        f"{arg}: {kind} in the fixed effects: {what} ({len(rows)} rows), exactly where a combination of "
         f"the columns {', '.join(cols)} is nonzero; the maximum-likelihood estimates of "
         f"{'that coefficient' if len(cols) == 1 else 'those coefficients'} are infinite (lme4 stops "
         "with 'pwrssUpdate did not converge' or gives huge estimates). Remove or merge those "
