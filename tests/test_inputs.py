@@ -206,6 +206,27 @@ def test_separation_absorbed_by_random_effects_is_allowed():
     assert np.all(np.isfinite(m.coefficients.Estimate))
 
 
+def test_complete_separation_by_fixed_and_random_effects():
+    """Found by the property tests: 6 rows, 3 groups of 2; each group is all 0, all 1, or split by x.
+    The Laplace likelihood then has no maximum (the random-effect variance runs to infinity)."""
+    d = pd.DataFrame(
+        {
+            "y": [0, 0, 1, 1, 0, 1],
+            "x": [0.13, -0.42, 0.34, -0.24, -0.46, -1.5],
+            "f": list("cabcba"),
+            "g": [1, 1, 3, 3, 2, 2],
+        }
+    )
+    msg = _refuse(d, "y ~ x + f + (1|g)", "fixed and random effects together", distribution="binomial")
+    assert "(1 | g)" in msg and "variance" in msg
+
+
+def test_single_level_factor_in_the_fixed_part():
+    d = _frame().assign(f="a")
+    msg = _refuse(d, "y ~ f*x + (1|g)", "factor 'f' has a single level")
+    assert "'a'" in msg and "drop it" in msg
+
+
 def test_reference_data_is_not_flagged(fitted):
     for case in ("cbpp_binomial", "binary_slope", "grouseticks_nested_crossed", "mfr_poisson_effects"):
         assert np.isfinite(fitted(case).log_likelihood)

@@ -217,6 +217,19 @@ def build_design(
             text_levels.add(c)
         df[c] = _ordered_categories(df[c])
         categories[c] = list(df[c].cat.categories)
+    grouping_only = (
+        {v for spec in formula.random for v in spec.group_vars}
+        - fixed_vars
+        - {v for spec in formula.random if spec.expr for v in _var_names(spec.expr, data, "formula")}
+    )
+    for c in cat_cols:
+        if c not in grouping_only and len(categories[c]) < 2:
+            level = categories[c][0] if categories[c] else None
+            raise InputError(
+                f"formula: factor '{c}' has a single level ({level!r}) in the {len(df)} rows used, "
+                "so it has no effect to estimate; drop it from the formula (or check exclude and "
+                "missing values)"
+            )
     encoder = Encoder(cat_cols, coding)
 
     raw = df[formula.response]
@@ -277,7 +290,7 @@ def build_design(
         offset_b += term.size
     _check_grouping(terms, len(df), dist)
     if link is not None:
-        _check_separation(fixed, y, w, size, dist, link, index)
+        _check_separation(fixed, y, w, size, dist, link, index, terms=tuple(terms))
     return Design(
         formula=formula,
         fixed=fixed,
@@ -300,7 +313,9 @@ def check_new_response(design: Design, dist: Distribution, link, y: np.ndarray, 
     """The checks on a response that ``build_design`` makes, for a new response (``refit``)."""
     _check_constant_response(y, dist, arg)
     index = pd.RangeIndex(design.subset.size)[design.subset]
-    _check_separation(design.fixed, y, design.weights, design.binomial_size, dist, link, index, arg)
+    _check_separation(
+        design.fixed, y, design.weights, design.binomial_size, dist, link, index, arg, design.terms
+    )
 
 
 def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> None:
@@ -359,8 +374,33 @@ _SEPARATION_LINKS = {
 }
 
 
+def _check_complete_with_groups(fixed: FixedDesign, terms, y, m, arg: str) -> None:
+    from .separation import find_complete_separation_with_groups
+
+    dz = find_complete_separation_with_groups(fixed.X, z_matrix(tuple(terms), len(y)), np.rint(y * m), m)
+    if dz is None:
+        return
+    groups = [str(t.spec) for t in terms if np.any(dz[t.offset : t.offset + t.size] != 0)]
+    raise InputError(
+        f"{arg}: complete separation by the fixed and random effects together: every response is "
+        "predicted exactly by the fixed effects and the levels of "
+        f"{', '.join(groups) or 'the random terms'}, "
+        "so the likelihood keeps increasing as the random-effects variance grows (its estimate is "
+        "infinite and the fit cannot converge); use more data, fewer or coarser "
+        "random-effects terms, or a model with fewer fixed effects"
+    )
+
+
 def _check_separation(
-    fixed: FixedDesign, y, w, size, dist: Distribution, link, index, arg: str = "data"
+    fixed: FixedDesign,
+    y,
+    w,
+    size,
+    dist: Distribution,
+    link,
+    index,
+    arg: str = "data",
+    terms: tuple = (),
 ) -> None:
     """Refuse fixed effects whose ML estimate is infinite (separation in the fixed-effects design)."""
     from .separation import find_separation
@@ -373,6 +413,8 @@ def _check_separation(
     else:
         sep = find_separation(fixed.X, np.rint(y * w), None, "poisson")
     if sep is None:
+        if dist.name == "binomial" and terms:
+            _check_complete_with_groups(fixed, terms, y, w * size, arg)
         return
     cols = [fixed.names[j] for j in np.flatnonzero(sep.direction)]
     rows = index[np.flatnonzero(sep.rows)]

@@ -1,0 +1,133 @@
+"""Property-based tests (issue 6): generated data frames, formulas and options must either fit to
+finite numbers with ``converged`` true, or raise an ``InputError`` or ``FitError``. Any other
+exception, a non-finite estimate, or a fit that did not converge is a bug.
+
+Profiles (select with the environment variable ``HYPOTHESIS_PROFILE``): ``ci`` (default, a bounded
+number of examples so the suite stays fast) and ``many`` (``nox -s props``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import ppl_glmm  # noqa: E402
+from ppl_glmm import FitError, InputError  # noqa: E402
+from ppl_glmm.errors import ConvergenceWarning, GLMMWarning  # noqa: E402
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=25, derandomize=True, **_COMMON)
+settings.register_profile("many", max_examples=400, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# response ~ fixed part + random part; {y} is the response column
+TEMPLATES = [
+    "{y} ~ 1 + (1|g)",
+    "{y} ~ x + (1|g)",
+    "{y} ~ x + f + (1|g)",
+    "{y} ~ x + (x|g)",
+    "{y} ~ x + (1 + x||g)",
+    "{y} ~ x + (1|g) + (1|h)",
+    "{y} ~ x + (1|g/h)",
+    "{y} ~ f*x + (1|g:h)",
+    "{y} ~ np.log(z) + (1|g)",
+    "{y} ~ x + offset(np.log(z)) + (1|g)",
+]
+LINKS = {
+    "normal": ["identity"],
+    "binomial": ["logit", "probit", "comploglog", "loglog"],
+    "poisson": ["log"],
+}
+
+
+@st.composite
+def problems(draw):
+    n = draw(st.integers(6, 60))
+    # degenerate choices (one level, constant responses) are drawn now and then, not half the time
+    n_g = draw(st.sampled_from([2, 3, 4, 5, 6, 8, 1]))
+    n_h = draw(st.sampled_from([2, 3, 4, 1]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    dist = draw(st.sampled_from(sorted(LINKS)))
+    link = draw(st.sampled_from(LINKS[dist]))
+    template = draw(st.sampled_from(TEMPLATES))
+    response = draw(st.sampled_from(["model"] * 5 + ["constant", "zeros", "one_nonzero"]))
+    g_kind = draw(st.sampled_from(["int", "str", "mixed", "category"]))
+    x_scale = draw(st.sampled_from([1.0, 1e-3, 1e3]))
+    f_levels = draw(st.sampled_from([2, 3, 1]))
+    use_size = dist == "binomial" and draw(st.booleans())
+    use_weights = draw(st.booleans()) and dist != "binomial"
+    fit_method = draw(st.sampled_from(["laplace", "approximatelaplace"]))
+    coding = draw(st.sampled_from(["reference", "effects"]))
+    n_missing = draw(st.integers(0, 2))
+
+    g = rng.integers(0, n_g, n)
+    h = rng.integers(0, n_h, n)
+    x = rng.normal(size=n) * x_scale
+    z = rng.uniform(0.1, 5.0, n)
+    f = rng.choice(np.array(list("abc"))[:f_levels], n)
+    sd_g = draw(st.sampled_from([0.0, 0.5, 2.0]))
+    eta = 0.3 + 0.5 * x / x_scale + rng.normal(0, sd_g, n_g)[g] + (f == "b") * 0.4
+    size = rng.integers(1, 6, n) if use_size else np.ones(n, dtype=int)
+    if dist == "normal":
+        y = eta + rng.normal(0, 0.5, n)
+    elif dist == "binomial":
+        y = rng.binomial(size, 1 / (1 + np.exp(-eta)))
+    else:
+        y = rng.poisson(np.exp(np.clip(eta, -5, 5)))
+    if response == "constant":
+        y = np.full(n, y[0])
+    elif response == "zeros":
+        y = np.zeros(n, dtype=y.dtype)
+    elif response == "one_nonzero":
+        y = np.zeros(n, dtype=y.dtype)
+        y[0] = 1
+    gcol = {
+        "int": pd.Series(g),
+        "str": pd.Series([f"g{v}" for v in g]),
+        "mixed": pd.Series([v if v % 2 else f"g{v}" for v in g], dtype=object),
+        "category": pd.Series(pd.Categorical([f"g{v}" for v in g])),
+    }[g_kind]
+    data = pd.DataFrame({"y": y, "x": x, "z": z, "f": f, "g": gcol, "h": h, "n": size})
+    if n_missing:
+        data.loc[rng.choice(n, n_missing, replace=False), "x"] = np.nan
+    kwargs = dict(distribution=dist, link=link, fit_method=fit_method, dummy_var_coding=coding)
+    if use_size:
+        kwargs["binomial_size"] = "n"
+    if use_weights:
+        kwargs["weights"] = rng.integers(1, 3, n).astype(float)
+    return data, template.format(y="y"), kwargs
+
+
+def _check(data, formula, kwargs):
+    before = data.copy(deep=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GLMMWarning)
+        try:
+            m = ppl_glmm.fitglme(data, formula, **kwargs)
+        except (InputError, FitError) as err:
+            pd.testing.assert_frame_equal(data, before)
+            event(f"refused: {type(err).__name__}: {str(err).split(';')[0][:60]}")
+            return None
+    event("fitted")
+    pd.testing.assert_frame_equal(data, before)
+    assert np.all(np.isfinite(m.coefficients.Estimate)), m.coefficients
+    assert np.isfinite(m.log_likelihood)
+    assert np.all(np.isfinite(m.random_effects().Estimate))
+    conv = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert m.converged, f"not converged: {conv}"
+    return m
+
+
+@given(problems())
+def test_fit_or_refuse(problem):
+    data, formula, kwargs = problem
+    _check(data, formula, kwargs)
