@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, bench (Python 3.12; the reference values need no R, the benchmark does)."""
+"""nox sessions: tests, props, lint, bench (Python 3.12; the reference values need no R, the bench does)."""
 
 from pathlib import Path
 
@@ -12,6 +12,20 @@ PYTHON = "3.12"
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def props(session: nox.Session) -> None:
+    """Property-based tests with many more examples than CI runs (hypothesis profile 'many')."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "-q",
+        "tests/test_properties.py",
+        "--hypothesis-show-statistics",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "many"},
+    )
 
 
 @nox.session(python=PYTHON)
