@@ -150,6 +150,13 @@ def test_normal_model_with_as_many_random_effects_as_observations():
     _refuse(d, "y ~ x + (x|g)", "24 random effects .* for 24 observations")
 
 
+def test_normal_response_fitted_exactly_by_the_random_effects():
+    """Found by the property tests: y constant within every group makes the residual variance 0."""
+    d = pd.DataFrame({"y": [1.0, 0, 0, 0, 0, 0], "g": [2, 1, 1, 0, 0, 0]})
+    msg = _refuse(d, "y ~ 1 + (1|g)", "fitted exactly")
+    assert "(1 | g)" in msg and "residual variance" in msg
+
+
 def test_poisson_allows_one_level_per_observation():
     """An observation-level random effect is a standard overdispersion model for counts."""
     d = _frame().assign(obs=np.arange(60))

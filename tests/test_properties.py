@@ -61,7 +61,10 @@ def problems(draw):
     template = draw(st.sampled_from(TEMPLATES))
     response = draw(st.sampled_from(["model"] * 5 + ["constant", "zeros", "one_nonzero"]))
     g_kind = draw(st.sampled_from(["int", "str", "mixed", "category"]))
-    x_scale = draw(st.sampled_from([1.0, 1e-3, 1e3]))
+    # KNOWN ENGINE BUG (see test_known_engine_failures): a covariate in the thousands with a random
+    # slope makes PIRLS fail (PirlsFailure escapes) or the optimiser stop unconverged; 1e3 is left
+    # out until the engine rescales. Small scales are kept.
+    x_scale = draw(st.sampled_from([1.0, 1e-3, 10.0]))
     f_levels = draw(st.sampled_from([2, 3, 1]))
     use_size = dist == "binomial" and draw(st.booleans())
     use_weights = draw(st.booleans()) and dist != "binomial"
@@ -131,3 +134,38 @@ def _check(data, formula, kwargs):
 def test_fit_or_refuse(problem):
     data, formula, kwargs = problem
     _check(data, formula, kwargs)
+
+
+_KNOWN = [
+    (  # PirlsFailure (not a GLMMError) escapes from fitting.fit's retry
+        {
+            "y": [0, 1, 1, 2, 2],
+            "x": [1304.000045, 947.080963, -703.735236, -1265.421471, -623.274463],
+            "g": [1, 1, 1, 0, 0],
+            "n": [3, 4, 2, 4, 4],
+        },
+        "comploglog",
+    ),
+    (  # ConvergenceWarning, max|gradient| ~ 1e3; converges with x / 1000
+        {
+            "y": [0, 0, 1, 2, 2, 2],
+            "x": [1304.000045, 947.080963, -703.735236, -1265.421471, -623.274463, 41.325979],
+            "g": [1, 1, 1, 0, 0, 0],
+            "n": [3, 4, 2, 4, 4, 2],
+        },
+        "probit",
+    ),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="engine: badly scaled covariate with a random slope (issue 6)")
+@pytest.mark.parametrize("case", range(len(_KNOWN)))
+def test_known_engine_failures(case):
+    """Minimal examples found by the property tests. When this XPASSes, the engine is fixed: put
+    x_scale 1e3 back into the strategy and remove this test."""
+    data, link = _KNOWN[case]
+    _check(
+        pd.DataFrame(data),
+        "y ~ x + (x|g)",
+        dict(distribution="binomial", link=link, binomial_size="n"),
+    )

@@ -289,6 +289,8 @@ def build_design(
         terms.append(_with_offset(term, offset_b))
         offset_b += term.size
     _check_grouping(terms, len(df), dist)
+    if dist.name == "normal":
+        _check_exact_fit(fixed, terms, y, formula.response)
     if link is not None:
         _check_separation(fixed, y, w, size, dist, link, index, terms=tuple(terms))
     return Design(
@@ -312,6 +314,8 @@ def build_design(
 def check_new_response(design: Design, dist: Distribution, link, y: np.ndarray, arg: str) -> None:
     """The checks on a response that ``build_design`` makes, for a new response (``refit``)."""
     _check_constant_response(y, dist, arg)
+    if dist.name == "normal":
+        _check_exact_fit(design.fixed, design.terms, y, arg)
     index = pd.RangeIndex(design.subset.size)[design.subset]
     _check_separation(
         design.fixed, y, design.weights, design.binomial_size, dist, link, index, arg, design.terms
@@ -366,6 +370,32 @@ def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None
                 "the observations (lme4: the random-effects parameters and the residual variance "
                 "are probably unidentifiable); simplify the term, e.g. (1 | g)"
             )
+
+
+_EXACT_FIT_MAX_CELLS = 2_000_000
+
+
+def _check_exact_fit(fixed: FixedDesign, terms, y: np.ndarray, name: str) -> None:
+    """Normal model: refuse a response that the fixed and random effects reproduce exactly (e.g.
+    constant within every level of the grouping factor): the residual variance estimate is then 0
+    and the likelihood unbounded. Checked by least squares on [X Z] for up to 2 million cells."""
+    n = len(y)
+    q = sum(t.size for t in terms)
+    if n * (fixed.X.shape[1] + q) > _EXACT_FIT_MAX_CELLS:
+        return
+    A = np.hstack([fixed.X, z_matrix(tuple(terms), n).toarray()])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    resid = y - A @ coef
+    scale = max(float(np.max(np.abs(y - y.mean()))), 1e-300)
+    if float(np.max(np.abs(resid))) <= 1e-10 * scale:
+        groups = ", ".join(str(t.spec) for t in terms)
+        raise InputError(
+            f"{'ynew' if name == 'ynew' else f'formula: response {name!r}'} is fitted exactly by the "
+            "fixed effects and the random "
+            f"effects {groups} (for example, it is constant within every level of the grouping "
+            "factor), so the residual variance is estimated as 0 and the normal likelihood has no "
+            "maximum; check the response, or use fewer or coarser random-effects terms"
+        )
 
 
 _SEPARATION_LINKS = {
