@@ -54,7 +54,11 @@ def fitglme(
     data : pandas.DataFrame
         One row per observation; never modified.
     formula : str
-        ``'y ~ fixed + (expr | group) + ...'`` in Wilkinson/lme4 notation.
+        ``'y ~ fixed + (expr | group) + ...'`` in Wilkinson/lme4 notation. Functions are numpy's
+        (``np.log(x)``); names with spaces go in backticks, also as grouping variables
+        (``(1 | `g id`)``). ``offset(expr)`` adds ``expr`` to the linear predictor with
+        coefficient 1, as in lme4 (inside ``offset()`` bare ``log``/``exp``/``sqrt`` are accepted
+        too), and adds to the ``offset`` argument.
     distribution : {'normal', 'binomial', 'poisson'}
         Conditional distribution of y given the random effects (case-insensitive).
     link : str, optional
@@ -72,6 +76,18 @@ def fitglme(
     Returns
     -------
     GeneralizedLinearMixedModel
+
+    Raises
+    ------
+    InputError
+        (a ``ValueError``) before any fitting work, for a bad argument or data the model cannot be
+        estimated from, naming the column, the rows (by ``data.index``) and the fix: non-finite
+        values (also made by a transform such as ``np.log(0)``), a constant response, a grouping
+        factor with one level, a normal model with as many random effects as observations in a
+        term or fitting the response exactly, separation (a fixed effect whose ML estimate is
+        infinite), duplicate column names, R syntax (``^``, ``log(x)``, ``cbind``).
+    InputTypeError
+        (a ``TypeError``) for an argument of the wrong type.
     """
     ws, method_key, opts = _prepare(
         data,
