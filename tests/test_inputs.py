@@ -315,6 +315,12 @@ def test_r_spellings_are_refused_with_the_python_spelling(formula, match, fix):
     assert fix in _refuse(_frame(), formula, match)
 
 
+@pytest.mark.parametrize("formula", ["y ~ foo(x) + (1|g)", "y ~ nope + (1|g)", "y ~ x + (nope|g)"])
+def test_unknown_name_in_formula(formula):
+    name = re.search(r"(foo|nope)", formula).group(1)
+    assert "not a column of data nor a function" in _refuse(_frame(), formula, f"unknown name '{name}'")
+
+
 def test_formula_type_error():
     with pytest.raises(TypeError, match="formula: expected a string"):
         ppl_glmm.fitglme(_frame(), 3)

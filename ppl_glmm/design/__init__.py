@@ -27,6 +27,7 @@ from .checks import (
     check_columns,
     check_finite,
     evaluate_offsets,
+    formulae_reason,
     normalize_levels,
     offset_variables,
     rows_text,
@@ -499,7 +500,7 @@ def new_data_design(
     try:
         X = np.asarray(design.fixed.matrices.evaluate_new_data(df).design_matrix, dtype=float)
     except Exception as err:
-        raise InputError(f"newdata: cannot evaluate the fixed effects: {err}") from err
+        raise InputError(f"newdata: cannot evaluate the fixed effects: {formulae_reason(err)}") from err
     fixed = FixedDesign(X=X, names=design.fixed.names, rhs=design.fixed.rhs, matrices=design.fixed.matrices)
     check_finite(
         X, fixed.names, "newdata: fixed-effects column", newdata.index, "remove or correct those rows"

@@ -30,6 +30,7 @@ __all__ = [
     "check_columns",
     "check_finite",
     "evaluate_offsets",
+    "formulae_reason",
     "normalize_levels",
     "offset_variables",
     "rows_text",
@@ -53,6 +54,17 @@ def rows_text(labels, limit: int = 5) -> str:
     shown = ", ".join(str(v) for v in labels[:limit])
     more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
     return f"row{'s' if len(labels) > 1 else ''} {shown}{more}"
+
+
+def formulae_reason(err: Exception) -> str:
+    """formulae's error as a sentence: a KeyError/NameError is an unknown name in the formula."""
+    if isinstance(err, (KeyError, NameError)):
+        name = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        return (
+            f"unknown name {name!r}: not a column of data nor a function (use np.<function>, "
+            "e.g. np.log; names with spaces go in backticks)"
+        )
+    return str(err)
 
 
 def check_columns(data: pd.DataFrame) -> None:

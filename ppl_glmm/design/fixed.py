@@ -22,6 +22,7 @@ import pandas as pd
 from formulae.categorical import ContrastMatrix, Encoding, Sum
 
 from ..errors import InputError
+from .checks import formulae_reason
 
 __all__ = ["Encoder", "FixedDesign", "build_fixed", "categorical_columns", "coefficient_name"]
 
@@ -105,7 +106,9 @@ def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
     try:
         dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
     except Exception as err:  # formulae raises many types; name the argument for the user
-        raise InputError(f"formula: cannot build the fixed-effects design from '{rhs}': {err}") from err
+        raise InputError(
+            f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"
+        ) from err
     X = np.asarray(dm.common.design_matrix, dtype=float)
     labels = [lab for term in dm.common.terms.values() for lab in term.labels]
     names = tuple(coefficient_name(lab) for lab in labels)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from ..formula import RandomTermSpec
+from .checks import formulae_reason
 from .fixed import coefficient_name
 
 __all__ = ["RandomTerm", "build_random_term", "group_codes", "z_matrix"]
@@ -98,7 +99,9 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomT
                 encode(rhs), df, na_action="error", extra_namespace=encode.namespace
             )
         except Exception as err:
-            raise InputError(f"formula: cannot build the columns of random term {spec}: {err}") from err
+            raise InputError(
+                f"formula: cannot build the columns of random term {spec}: {formulae_reason(err)}"
+            ) from err
         T = np.asarray(dm.common.design_matrix, dtype=float)
         names = tuple(coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels)
     else:
