@@ -67,6 +67,8 @@ def test_no_plain_builtin_raise_on_a_user_path():
             m = re.search(r"raise (ValueError|TypeError|RuntimeError|KeyError|IndexError)\(", line)
             if m and (path.name, m.group(1)) not in allowed:
                 bad.append(f"{path.relative_to(root)}:{lineno}: {line.strip()}")
+            if path.name != "errors.py" and re.search(r"\b(UserWarning|RuntimeWarning)\b", line):
+                bad.append(f"{path.relative_to(root)}:{lineno}: warning outside GLMMWarning: {line.strip()}")
     assert not bad, "\n".join(bad)
 
 

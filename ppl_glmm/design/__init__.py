@@ -482,7 +482,7 @@ def new_data_design(
     for v in design.predictors:
         if v not in newdata.columns:
             raise InputError(f"newdata: column '{v}' is missing")
-    check_columns(newdata)
+    check_columns(newdata, "newdata")
     df = newdata[list(design.predictors)].reset_index(drop=True).copy()
     if df.isna().any().any():
         raise InputError("newdata: contains missing values in model variables; remove those rows")

@@ -67,13 +67,13 @@ def formulae_reason(err: Exception) -> str:
     return str(err)
 
 
-def check_columns(data: pd.DataFrame) -> None:
+def check_columns(data: pd.DataFrame, arg: str = "data") -> None:
     """Refuse duplicated column names: ``data[name]`` would be a table, not a column."""
     dup = data.columns[data.columns.duplicated()]
     if len(dup):
         names = ", ".join(repr(c) for c in dict.fromkeys(dup))
         raise InputError(
-            f"data: duplicate column names {names}; rename them so each column has its own name "
+            f"{arg}: duplicate column names {names}; rename them so each column has its own name "
             "(e.g. data.columns = [...] or data.loc[:, ~data.columns.duplicated()])"
         )
 
