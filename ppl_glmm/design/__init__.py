@@ -502,7 +502,8 @@ def new_data_design(
             )
         df[c] = pd.Categorical(vals, categories=cats, ordered=True)
     try:
-        X = np.asarray(design.fixed.matrices.evaluate_new_data(df).design_matrix, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused below
+            X = np.asarray(design.fixed.matrices.evaluate_new_data(df).design_matrix, dtype=float)
     except Exception as err:
         raise InputError(f"newdata: cannot evaluate the fixed effects: {formulae_reason(err)}") from err
     fixed = FixedDesign(X=X, names=design.fixed.names, rhs=design.fixed.rhs, matrices=design.fixed.matrices)

@@ -104,7 +104,8 @@ def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
     """Evaluate the fixed-effects right-hand side on the (already filtered, ordered) data."""
     encoded = encode(rhs)
     try:
-        dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # build_design refuses them
+            dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
     except Exception as err:  # formulae raises many types; name the argument for the user
         raise InputError(
             f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"

@@ -95,9 +95,10 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomT
     rhs = ("1" if spec.intercept else "0") + (f" + {spec.expr}" if spec.expr else "")
     if spec.expr:
         try:
-            dm = formulae.design_matrices(
-                encode(rhs), df, na_action="error", extra_namespace=encode.namespace
-            )
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by build_design
+                dm = formulae.design_matrices(
+                    encode(rhs), df, na_action="error", extra_namespace=encode.namespace
+                )
         except Exception as err:
             raise InputError(
                 f"formula: cannot build the columns of random term {spec}: {formulae_reason(err)}"
