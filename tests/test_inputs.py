@@ -200,7 +200,7 @@ def test_separation_with_binomial_counts_and_probit():
 def test_poisson_zero_counts_in_a_level_are_refused():
     d = _frame()
     d.loc[d.f == "a", "k"] = 0
-    msg = _refuse(d, "k ~ f + (1|g)", "zero counts separated", distribution="poisson")
+    msg = _refuse(d, "k ~ f + (1|g)", "separation of zero counts", distribution="poisson")
     assert "f_b" in msg or "f_c" in msg or "(Intercept)" in msg
 
 

@@ -455,16 +455,23 @@ def _check_separation(
     rows = index[np.flatnonzero(sep.rows)]
     if dist.name == "binomial":
         kind = "complete separation" if sep.complete else "quasi-complete separation"
-        what = f"the response is all successes or all failures in {rows_text(rows)}"
+        what = (
+            f"a combination of the columns {', '.join(cols)} separates the outcomes: it is > 0 only "
+            "where every trial succeeded and < 0 only where every trial failed"
+        )
     else:
-        kind = "zero counts separated"
-        what = f"the counts are all 0 in {rows_text(rows)}"
+        kind = "separation of zero counts"
+        what = (
+            f"a combination of the columns {', '.join(cols)} is < 0 only where the count is 0 and 0 elsewhere"
+        )
+    one = len(cols) == 1
     raise InputError(
-        f"{arg}: {kind} in the fixed effects: {what} ({len(rows)} rows), exactly where a combination of "
-        f"the columns {', '.join(cols)} is nonzero; the maximum-likelihood estimates of "
-        f"{'that coefficient' if len(cols) == 1 else 'those coefficients'} are infinite (lme4 stops "
-        "with 'pwrssUpdate did not converge' or gives huge estimates). Remove or merge those "
-        "columns or factor levels, or drop those rows; random effects do not make them finite"
+        f"{arg}: {kind} in the fixed effects: {what} ({rows_text(rows)}; {len(rows)} rows "
+        f"predicted exactly), so the maximum-likelihood estimate{'' if one else 's'} of "
+        f"{'that coefficient is' if one else 'those coefficients are'} infinite (lme4 stops with "
+        "'pwrssUpdate did not converge' or gives huge estimates); random effects do not make "
+        f"{'it' if one else 'them'} finite. Remove or merge those columns or factor levels, or drop "
+        "those rows"
     )
 
 
