@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, bench (Python 3.12; the reference values need no R, the benchmark does)."""
+"""nox sessions: tests, props, lint, bench (Python 3.12; the reference values need no R, the bench does)."""
 
 from pathlib import Path
 
@@ -19,6 +19,20 @@ def docs_slow(session: nox.Session) -> None:
     """Every block of README.md and docs/, the NUTS fits marked ```python slow included (a few minutes)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-q", "tests/test_docs.py", *session.posargs, env={"PPL_GLMM_DOCS_SLOW": "1"})
+
+
+@nox.session(python=PYTHON)
+def props(session: nox.Session) -> None:
+    """Property-based tests with many more examples than CI runs (hypothesis profile 'many')."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "-q",
+        "tests/test_properties.py",
+        "--hypothesis-show-statistics",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "many"},
+    )
 
 
 @nox.session(python=PYTHON)

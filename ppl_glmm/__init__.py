@@ -30,6 +30,7 @@ __all__ = [
     "SamplingWarning",
     "SingularFitWarning",
     "compare_fits",
+    "datasets",
     "fitglme",
     "fitglme_bayes",
     "plot_compare",
@@ -40,7 +41,12 @@ _LAZY = {"BayesianGLMM", "compare_fits", "plot_compare"}
 
 
 def __getattr__(name: str):
-    """The Bayesian part (ArviZ, plotting) is imported on first use, not with ``import ppl_glmm``."""
+    """The Bayesian part (ArviZ, plotting) and ``datasets`` are imported on first use, not with
+    ``import ppl_glmm``."""
+    if name == "datasets":
+        import importlib
+
+        return importlib.import_module(".datasets", __name__)
     if name in _LAZY:
         from . import bayes
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from .design import build_design
+from .errors import GLMMWarning, InputError, InputTypeError
 from .families import get_distribution, get_link
 from .fitting import Workspace, fit
 from .formula import parse_formula
@@ -24,12 +25,12 @@ OPTIONS = {
 
 def _choice(value, allowed, arg: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{arg}: expected one of {', '.join(allowed)}, got {value!r}")
+        raise InputTypeError(f"{arg}: expected one of {', '.join(allowed)}, got {value!r}")
     key = value.strip().lower().replace("_", "").replace(" ", "")
     for a in allowed:
         if key == a.replace("_", ""):
             return a
-    raise ValueError(f"{arg}: unknown value '{value}'; use one of {', '.join(allowed)}")
+    raise InputError(f"{arg}: unknown value '{value}'; use one of {', '.join(allowed)}")
 
 
 def fitglme(
@@ -53,7 +54,11 @@ def fitglme(
     data : pandas.DataFrame
         One row per observation; never modified.
     formula : str
-        ``'y ~ fixed + (expr | group) + ...'`` in Wilkinson/lme4 notation.
+        ``'y ~ fixed + (expr | group) + ...'`` in Wilkinson/lme4 notation. Functions are numpy's
+        (``np.log(x)``); names with spaces go in backticks, also as grouping variables
+        (``(1 | `g id`)``). ``offset(expr)`` adds ``expr`` to the linear predictor with
+        coefficient 1, as in lme4 (inside ``offset()`` bare ``log``/``exp``/``sqrt`` are accepted
+        too), and adds to the ``offset`` argument.
     distribution : {'normal', 'binomial', 'poisson'}
         Conditional distribution of y given the random effects (case-insensitive).
     link : str, optional
@@ -71,6 +76,18 @@ def fitglme(
     Returns
     -------
     GeneralizedLinearMixedModel
+
+    Raises
+    ------
+    InputError
+        (a ``ValueError``) before any fitting work, for a bad argument or data the model cannot be
+        estimated from, naming the column, the rows (by ``data.index``) and the fix: non-finite
+        values (also made by a transform such as ``np.log(0)``), a constant response, a grouping
+        factor with one level, a normal model with as many random effects as observations in a
+        term or fitting the response exactly, separation (a fixed effect whose ML estimate is
+        infinite), duplicate column names, R syntax (``^``, ``log(x)``, ``cbind``).
+    InputTypeError
+        (a ``TypeError``) for an argument of the wrong type.
     """
     ws, method_key, opts = _prepare(
         data,
@@ -106,28 +123,28 @@ def _prepare(
     """Validate every argument, build the design and the PyMC model (no fitting)."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
     opts = {k: _choice(v, OPTIONS[k], k) for k, v in options.items()}
     if isinstance(fit_method, str) and fit_method.strip().lower() in ("mpl", "rempl"):
-        raise ValueError(
+        raise InputError(
             f"fit_method: '{fit_method}' (pseudo-likelihood) is not supported; use 'laplace' or "
             "'approximatelaplace'"
         )
     method_key = _choice(fit_method, FIT_METHODS, "fit_method")
     if opts.get("covariance_method") == "jointhessian" and method_key != "laplace":
-        raise ValueError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+        raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace'")
     coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
     dist = get_distribution(distribution)
     lnk = get_link(link, dist)
     if lnk.name in dist.bad_links:
         warnings.warn(
             f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
-            UserWarning,
+            GLMMWarning,
             stacklevel=3,
         )
     parsed = parse_formula(formula)
     if not parsed.random:
-        raise ValueError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
+        raise InputError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
     design = build_design(
         data,
         parsed,
@@ -137,6 +154,7 @@ def _prepare(
         weights=weights,
         offset=offset,
         exclude=exclude,
+        link=lnk,
     )
     return Workspace.build(design, dist, lnk), method_key, opts
 

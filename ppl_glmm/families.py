@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.special as sps
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["DISTRIBUTIONS", "LINKS", "Distribution", "Link", "get_distribution", "get_link"]
 
 
@@ -152,25 +154,25 @@ class Distribution:
         """Raise ValueError unless y holds permitted values (MATLAB refit table)."""
         y = np.asarray(y, dtype=float)
         if not np.all(np.isfinite(y)):
-            raise ValueError(f"{arg}: contains NaN or infinite values; remove or impute them")
+            raise InputError(f"{arg}: contains NaN or infinite values; remove or impute them")
         tol = math.sqrt(np.finfo(float).eps)
         if self.name == "binomial":
             if np.any((y < 0) | (y > 1)):
-                raise ValueError(
+                raise InputError(
                     f"{arg}: binomial responses must be proportions in [0, 1] "
                     "(success counts divided by binomial_size)"
                 )
             k = y * w * n
             if np.any(np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))):
-                raise ValueError(
+                raise InputError(
                     f"{arg}: binomial proportions times weights x binomial_size must be integers"
                 )
         elif self.name == "poisson":
             if np.any(y < 0):
-                raise ValueError(f"{arg}: Poisson responses must be >= 0")
+                raise InputError(f"{arg}: Poisson responses must be >= 0")
             k = y * w
             if np.any(np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))):
-                raise ValueError(f"{arg}: Poisson responses (times weights) must be integer counts")
+                raise InputError(f"{arg}: Poisson responses (times weights) must be integer counts")
 
     # --- the PyMC likelihood --------------------------------------------------------------
     def likelihood(self, name: str, eta, link: Link, data: dict, sigma, dims=None):
@@ -220,14 +222,14 @@ _LATER = {"gamma", "inversegaussian", "inverse gaussian"}
 
 def get_distribution(value: str) -> Distribution:
     if not isinstance(value, str):
-        raise ValueError(f"distribution: expected a string such as 'poisson', got {value!r}")
+        raise InputTypeError(f"distribution: expected a string such as 'poisson', got {value!r}")
     key = _DIST_ALIASES.get(value.strip().lower(), value.strip().lower())
     if key in _LATER:
-        raise ValueError(
+        raise InputError(
             f"distribution: '{value}' is not supported yet; use 'normal', 'binomial' or 'poisson'"
         )
     if key not in DISTRIBUTIONS:
-        raise ValueError(f"distribution: unknown '{value}'; use one of 'normal', 'binomial', 'poisson'")
+        raise InputError(f"distribution: unknown '{value}'; use one of 'normal', 'binomial', 'poisson'")
     return DISTRIBUTIONS[key]
 
 
@@ -235,14 +237,14 @@ def get_link(value: str | None, dist: Distribution) -> Link:
     if value is None:
         return LINKS[dist.canonical_link]
     if not isinstance(value, str):
-        raise ValueError(
+        raise InputTypeError(
             f"link: expected a link name such as 'logit', got {value!r} "
             "(power and custom links are not supported yet)"
         )
     key = value.strip().lower()
     key = _LINK_ALIASES.get(key, key)
     if key in ("reciprocal", "power"):
-        raise ValueError(f"link: '{value}' is not supported yet; use one of {', '.join(LINKS)}")
+        raise InputError(f"link: '{value}' is not supported yet; use one of {', '.join(LINKS)}")
     if key not in LINKS:
-        raise ValueError(f"link: unknown '{value}'; use one of {', '.join(LINKS)}")
+        raise InputError(f"link: unknown '{value}'; use one of {', '.join(LINKS)}")
     return LINKS[key]

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
+from .errors import GLMMWarning
+
 __all__ = [
     "coefficient_table",
     "covariance_tables",
@@ -142,7 +144,7 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
         warnings.warn(
             "covariance_parameters: confidence intervals unavailable (a parameter is on the boundary "
             "or the Hessian is singular); Lower/Upper are NaN",
-            UserWarning,
+            GLMMWarning,
             stacklevel=3,
         )
     z0 = _x_to_natural(model)

@@ -14,7 +14,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import inference
+from .design import check_new_response
 from .display import model_display
+from .errors import InputError, InputTypeError
 from .fitting import Workspace, fit
 from .results import FitResult
 from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
@@ -39,7 +41,7 @@ class GeneralizedLinearMixedModel:
     def formula_of(ws: Workspace) -> str:
         """The model's formula with every random-effects block written out."""
         pf = ws.design.formula
-        parts = [pf.fixed] + [str(t) for t in pf.random]
+        parts = [pf.fixed] + [f"offset({o})" for o in pf.offsets] + [str(t) for t in pf.random]
         return f"{pf.response} ~ " + " + ".join(parts)
 
     @property
@@ -207,7 +209,7 @@ class GeneralizedLinearMixedModel:
             return self._ws.design.X.copy()
         if kind == "random":
             return sp.csr_matrix(self._ws.design.Z())
-        raise ValueError("kind: use 'fixed' or 'random'")
+        raise InputError("kind: use 'fixed' or 'random'")
 
     def _full_length(self, v: np.ndarray) -> np.ndarray:
         d = self._ws.design
@@ -228,28 +230,33 @@ class GeneralizedLinearMixedModel:
     # ---- simulation and refitting ------------------------------------------------------------
     def random(
         self,
-        rng=None,
+        *args,
         newdata: pd.DataFrame | None = None,
-        *,
+        rng=None,
         weights=None,
         binomial_size=None,
         offset=None,
     ) -> np.ndarray:
         """Simulate a response: new b ~ N(0, Psi-hat), then y | b (MATLAB ``random``).
 
+        Call as ``random(rng=0)``, ``random(newdata)``, ``random(newdata, rng=0)`` or
+        ``random(rng, newdata=tblnew)``: up to two positional arguments, a DataFrame being
+        ``newdata`` and anything else ``rng`` (so ``random(tblnew, 0)`` and ``random(0, tblnew)``
+        work too).
+
         Without ``newdata`` the result has one entry per input row (NaN for unused rows), on the
         response scale ``refit`` takes (proportions for binomial). ``rng`` is a seed or a numpy
         Generator; the same seed gives the same draw. With ``newdata`` every level in it gets a new
         draw and ``weights``, ``binomial_size`` and ``offset`` (arrays or column names) default to
-        1, 1 and 0 (MATLAB); a new sampler is compiled for the new rows.
+        1, 1 and 0 (MATLAB), plus the formula's ``offset(...)`` terms evaluated on ``newdata``; a
+        new sampler is compiled for the new rows.
         """
-        if isinstance(rng, pd.DataFrame) and newdata is None:  # MATLAB's random(glme, tblnew)
-            rng, newdata = None, rng
+        newdata, rng = _random_args(args, newdata, rng)
         seed = seed_from(rng)
         values = self._parameter_values()
         if newdata is None:
             if weights is not None or binomial_size is not None or offset is not None:
-                raise ValueError("weights, binomial_size and offset apply only with newdata")
+                raise InputError("weights, binomial_size and offset apply only with newdata")
             return self._full_length(simulate_fitted_rows(self._ws, values, seed))
         return simulate_new_rows(
             self._ws, newdata, values, seed, weights=weights, binomial_size=binomial_size, offset=offset
@@ -276,7 +283,7 @@ class GeneralizedLinearMixedModel:
         try:
             y = np.asarray(ynew, dtype=float).reshape(-1)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"ynew: expected a numeric vector, got {type(ynew).__name__}") from err
+            raise InputTypeError(f"ynew: expected a numeric vector, got {type(ynew).__name__}") from err
         n_total, n = d.subset.size, d.n
         if y.size == n_total:
             y = y[d.subset]
@@ -284,8 +291,9 @@ class GeneralizedLinearMixedModel:
             rows = f"{n_total} values" + (
                 f" (one per row of the data) or {n} (one per row used)" if n != n_total else ""
             )
-            raise ValueError(f"ynew: expected {rows}, got {y.size}")
+            raise InputError(f"ynew: expected {rows}, got {y.size}")
         dist.check_response(y, d.weights, d.binomial_size, "ynew")
+        check_new_response(d, dist, self._ws.link, y, "ynew")
         return y
 
     # ---- Bayesian fit of the same model and ArviZ output ------------------------------------
@@ -376,6 +384,26 @@ class GeneralizedLinearMixedModel:
         )
 
 
+def _random_args(args: tuple, newdata, rng):
+    """(newdata, rng) from ``random``'s positional arguments: a DataFrame is newdata, else rng."""
+    if len(args) > 2:
+        raise InputTypeError(f"random: takes at most 2 positional arguments (newdata, rng), got {len(args)}")
+    for a in args:
+        if isinstance(a, pd.DataFrame):
+            if newdata is not None:
+                raise InputTypeError("random: newdata given twice (positionally and by name)")
+            newdata = a
+        else:
+            if rng is not None:
+                raise InputTypeError("random: rng given twice (positionally and by name)")
+            rng = a
+    if newdata is not None and not isinstance(newdata, pd.DataFrame):
+        raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+    return newdata, rng
+
+
 def _check_alpha(alpha) -> None:
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise ValueError(f"alpha: must be a number in (0, 1), got {alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"alpha: expected a number in (0, 1), got {alpha!r}")
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha: must be a number in (0, 1), got {alpha!r}")

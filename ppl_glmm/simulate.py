@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
 from .pymc_model import COMPILE_COUNT, GLMMGraph
 
 __all__ = ["ForwardSampler", "seed_from", "simulate_fitted_rows", "simulate_new_rows"]
@@ -28,9 +29,9 @@ def seed_from(rng) -> int | None:
         return int(rng.integers(0, 2**63 - 1))
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         if rng < 0:
-            raise ValueError("rng: a seed must be a non-negative integer")
+            raise InputError("rng: a seed must be a non-negative integer")
         return int(rng)
-    raise ValueError(
+    raise InputTypeError(
         f"rng: expected None, a non-negative integer seed or a numpy Generator, got {type(rng).__name__}"
     )
 

@@ -165,7 +165,7 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
 
 
 def test_bad_formula_and_data_errors():
-    with pytest.raises(ValueError, match="data: expected a pandas DataFrame"):
+    with pytest.raises(TypeError, match="data: expected a pandas DataFrame"):
         ppl_glmm.fitglme(load_mfr().to_numpy(), MFR, distribution="poisson")
     with pytest.raises(ValueError, match="response 'nope'"):
         _fit(formula="nope ~ 1 + (1|factory)")

@@ -2,6 +2,13 @@
 
 ``build_design`` validates every data argument before any work, excludes rows with missing values
 (counted, never silently) and rows named in ``exclude``, and never modifies the caller's DataFrame.
+It refuses, naming the column and the rows: non-finite values in X, in a random term's columns, in
+the response, weights, binomial sizes or offsets (NaN in the data is "missing", as in MATLAB;
+infinite values, or NaN made by a transform such as ``np.log(0)``, are refused); a constant response;
+a grouping factor with one level; a normal model with as many random effects as observations in a
+term (lme4's identifiability checks); separation, i.e. a fixed effect whose ML estimate is infinite
+(see :mod:`.separation`); duplicate column names; and mixed-type categorical columns that would
+merge levels (see :mod:`.checks`).
 """
 
 from __future__ import annotations
@@ -13,12 +20,22 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import InputError, InputTypeError
 from ..families import Distribution
-from ..formula import ParsedFormula
+from ..formula import ParsedFormula, quote_name
+from .checks import (
+    check_columns,
+    check_finite,
+    evaluate_offsets,
+    formulae_reason,
+    normalize_levels,
+    offset_variables,
+    rows_text,
+)
 from .fixed import Encoder, FixedDesign, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, z_matrix
 
-__all__ = ["Design", "RandomTerm", "build_design", "new_data_design"]
+__all__ = ["Design", "RandomTerm", "build_design", "check_new_response", "new_data_design"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,8 @@ class Design:
     excluded: np.ndarray  # (n_total,) bool: rows named in `exclude`
     encoder: Encoder
     categories: dict = field(default_factory=dict)  # column -> level order used
-    predictors: tuple[str, ...] = ()  # data columns the right-hand side uses
+    predictors: tuple[str, ...] = ()  # data columns the right-hand side uses (offset terms included)
+    text_levels: frozenset = frozenset()  # mixed-type columns whose levels are the values' text
 
     @property
     def X(self) -> np.ndarray:
@@ -66,7 +84,7 @@ def _var_names(rhs: str, df: pd.DataFrame, arg: str) -> set[str]:
     try:
         names = set(formulae.model_description(rhs).var_names)
     except Exception as err:
-        raise ValueError(f"{arg}: cannot parse '{rhs}': {err}") from err
+        raise InputError(f"{arg}: cannot parse '{rhs}': {err}") from err
     return {v for v in names if v in df.columns}
 
 
@@ -76,13 +94,19 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
         return np.full(n, default, dtype=float)
     if isinstance(value, str):
         if value not in data.columns:
-            raise ValueError(f"{arg}: column '{value}' not found in data")
+            raise InputError(f"{arg}: column '{value}' not found in data")
         value = data[value]
-    arr = np.asarray(value, dtype=float).reshape(-1)
+    try:
+        arr = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputTypeError(
+            f"{arg}: expected numbers (an array with one value per row, or a column name), "
+            f"got {type(value).__name__} with non-numeric values"
+        ) from None
     if arr.size == 1 and n != 1:
         arr = np.full(n, float(arr[0]))
     if arr.size != n:
-        raise ValueError(f"{arg}: expected {n} values (one per row of data) or a column name, got {arr.size}")
+        raise InputError(f"{arg}: expected {n} values (one per row of data) or a column name, got {arr.size}")
     return arr
 
 
@@ -93,14 +117,23 @@ def _exclude_mask(exclude, n: int) -> np.ndarray:
     arr = np.asarray(exclude).reshape(-1)
     if arr.dtype == bool:
         if arr.size != n:
-            raise ValueError(f"exclude: a boolean mask needs {n} values, got {arr.size}")
+            raise InputError(f"exclude: a boolean mask needs {n} values, got {arr.size}")
         return arr.copy()
     if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError("exclude: give a boolean mask or integer row positions (0-based)")
+        raise InputError("exclude: give a boolean mask or integer row positions (0-based)")
     if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValueError(f"exclude: row positions must be in 0..{n - 1}")
+        raise InputError(f"exclude: row positions must be in 0..{n - 1}")
     mask[arr] = True
     return mask
+
+
+def _infinite_arg(arr: np.ndarray, arg: str, index: pd.Index) -> None:
+    bad = np.isinf(arr)
+    if bad.any():
+        raise InputError(
+            f"{arg}: infinite values in {rows_text(index[np.flatnonzero(bad)])}; give finite values "
+            "(NaN marks a row as missing)"
+        )
 
 
 def _ordered_categories(s: pd.Series) -> pd.Categorical:
@@ -125,79 +158,121 @@ def build_design(
     weights=None,
     offset=None,
     exclude=None,
+    link=None,
 ) -> Design:
+    """The design on the rows used; ``link`` (a Link) enables the separation check."""
     if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"data: expected a pandas DataFrame, got {type(data).__name__}")
+        raise InputTypeError(f"data: expected a pandas DataFrame, got {type(data).__name__}")
+    check_columns(data)
     if formula.response not in data.columns:
-        raise ValueError(f"formula: response '{formula.response}' is not a column of data")
+        raise InputError(f"formula: response '{formula.response}' is not a column of data")
     n_total = len(data)
     fixed_vars = _var_names(formula.fixed, data, "formula")
+    offset_vars = offset_variables(formula.offsets, data.columns)
     random_vars: set[str] = set()
     for spec in formula.random:
         for g in spec.group_vars:
             if g not in data.columns:
-                raise ValueError(f"formula: grouping variable '{g}' in {spec} is not a column of data")
+                raise InputError(f"formula: grouping variable '{g}' in {spec} is not a column of data")
         random_vars |= set(spec.group_vars)
         if spec.expr:
             random_vars |= _var_names(spec.expr, data, "formula")
     if binomial_size is not None and dist.name != "binomial":
-        raise ValueError("binomial_size: only valid with distribution='binomial'")
+        raise InputError("binomial_size: only valid with distribution='binomial'")
     size = _vector_arg(binomial_size, data, "binomial_size", 1.0)
     w = _vector_arg(weights, data, "weights", 1.0)
     off = _vector_arg(offset, data, "offset", 0.0)
+    for arr, arg in ((size, "binomial_size"), (w, "weights"), (off, "offset")):
+        _infinite_arg(arr, arg, data.index)
     excluded = _exclude_mask(exclude, n_total)
 
-    used_cols = sorted({formula.response} | fixed_vars | random_vars)
+    used_cols = sorted({formula.response} | fixed_vars | random_vars | offset_vars)
     missing = data[used_cols].isna().any(axis=1).to_numpy().copy()
     missing |= ~np.isfinite(size) | ~np.isfinite(w) | ~np.isfinite(off)
     subset = ~missing & ~excluded
     if not subset.any():
-        raise ValueError(
+        raise InputError(
             f"data: no rows left to fit ({int(missing.sum())} with missing values, "
             f"{int(excluded.sum())} excluded)"
         )
+    index = data.index[subset]
     df = data.loc[subset, used_cols].reset_index(drop=True).copy()
     size, w, off = size[subset], w[subset], off[subset]
     if np.any(w <= 0):
-        raise ValueError("weights: prior weights must be positive")
+        raise InputError(
+            f"weights: prior weights must be positive; {rows_text(index[np.flatnonzero(w <= 0)])} "
+            "are not (exclude those rows instead)"
+        )
     if dist.name in ("binomial", "poisson") and np.any(np.abs(w - np.rint(w)) > 0):
-        raise ValueError(f"weights: {dist.name} prior weights must be positive integers")
+        raise InputError(f"weights: {dist.name} prior weights must be positive integers")
     if np.any(size <= 0) or np.any(np.abs(size - np.rint(size)) > 0):
-        raise ValueError("binomial_size: must be positive integers")
+        raise InputError("binomial_size: must be positive integers")
+    if formula.offsets:
+        off = off + evaluate_offsets(formula.offsets, df, index)
 
     cat_cols = categorical_columns(df, fixed_vars | random_vars)
-    categories = {}
+    categories, text_levels = {}, set()
     for c in cat_cols:
+        df[c], converted = normalize_levels(df[c], c)
+        if converted:
+            text_levels.add(c)
         df[c] = _ordered_categories(df[c])
         categories[c] = list(df[c].cat.categories)
+    grouping_only = (
+        {v for spec in formula.random for v in spec.group_vars}
+        - fixed_vars
+        - {v for spec in formula.random if spec.expr for v in _var_names(spec.expr, data, "formula")}
+    )
+    for c in cat_cols:
+        if c not in grouping_only and len(categories[c]) < 2:
+            level = categories[c][0] if categories[c] else None
+            raise InputError(
+                f"formula: factor '{c}' has a single level ({level!r}) in the {len(df)} rows used, "
+                "so it has no effect to estimate; drop it from the formula (or check exclude and "
+                "missing values)"
+            )
     encoder = Encoder(cat_cols, coding)
 
     raw = df[formula.response]
     if pd.api.types.is_bool_dtype(raw):
         raw = raw.astype(float)
     if not pd.api.types.is_numeric_dtype(raw):
-        raise ValueError(f"formula: response '{formula.response}' must be numeric (or logical)")
+        raise InputError(
+            f"formula: response '{formula.response}' must be numeric (or logical), got values such as "
+            f"{raw.iloc[0]!r}"
+        )
     y = raw.to_numpy(dtype=float)
+    check_finite(
+        y[:, None], [formula.response], "formula: response", index, "remove those rows or correct them"
+    )
     if dist.name == "binomial":
         if binomial_size is None and np.any((y != 0) & (y != 1)):
-            raise ValueError(
+            raise InputError(
                 "binomial_size: the binomial response holds values other than 0/1; give the number "
                 "of trials per row (binomial_size=array or column name) with success counts as response"
             )
         if np.any((y < 0) | (y > size)):
-            raise ValueError(
+            raise InputError(
                 f"formula: binomial response '{formula.response}' must hold success counts "
                 "in 0..binomial_size"
             )
         y = y / size
     dist.check_response(y, w, size, f"response '{formula.response}'")
+    _check_constant_response(y, dist, f"response '{formula.response}'")
 
     fixed = build_fixed(formula.fixed, df, encoder)
     if fixed.X.shape[1] == 0:
-        raise ValueError("formula: the model has no fixed effects; add '1 +' for an intercept")
+        raise InputError("formula: the model has no fixed effects; add '1 +' for an intercept")
+    check_finite(
+        fixed.X,
+        fixed.names,
+        "formula: fixed-effects column",
+        index,
+        "remove or correct those rows, or change the transform (e.g. np.log(x + 1) for x >= 0)",
+    )
     rank = np.linalg.matrix_rank(fixed.X)
     if rank < fixed.X.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"formula: the fixed-effects design is rank deficient (rank {rank} < {fixed.X.shape[1]} "
             f"columns: {', '.join(fixed.names)}); remove redundant terms (with dummy_var_coding='full' "
             "drop the intercept with '0 +')"
@@ -205,8 +280,20 @@ def build_design(
     terms, offset_b = [], 0
     for spec in formula.random:
         term = build_random_term(spec, df, encoder)
+        check_finite(
+            term.T,
+            term.names,
+            f"formula: column of random term {spec}:",
+            index,
+            "remove or correct those rows, or change the transform",
+        )
         terms.append(_with_offset(term, offset_b))
         offset_b += term.size
+    _check_grouping(terms, len(df), dist)
+    if dist.name == "normal":
+        _check_exact_fit(fixed, terms, y, formula.response)
+    if link is not None:
+        _check_separation(fixed, y, w, size, dist, link, index, terms=tuple(terms))
     return Design(
         formula=formula,
         fixed=fixed,
@@ -220,7 +307,171 @@ def build_design(
         excluded=excluded & ~missing,
         encoder=encoder,
         categories=categories,
-        predictors=tuple(sorted(fixed_vars | random_vars)),
+        predictors=tuple(sorted(fixed_vars | random_vars | offset_vars)),
+        text_levels=frozenset(text_levels),
+    )
+
+
+def check_new_response(design: Design, dist: Distribution, link, y: np.ndarray, arg: str) -> None:
+    """The checks on a response that ``build_design`` makes, for a new response (``refit``)."""
+    _check_constant_response(y, dist, arg)
+    if dist.name == "normal":
+        _check_exact_fit(design.fixed, design.terms, y, arg)
+    index = pd.RangeIndex(design.subset.size)[design.subset]
+    _check_separation(
+        design.fixed, y, design.weights, design.binomial_size, dist, link, index, arg, design.terms
+    )
+
+
+def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> None:
+    """lme4's 'Response is constant' (normal); all failures, all successes or all zero counts."""
+    if y.size == 0 or np.ptp(y) > 0:
+        return
+    v = float(y[0])
+    if dist.name == "normal":
+        what = f"every value is {v:g}; a normal model needs variation in the response"
+    elif dist.name == "binomial" and v in (0.0, 1.0):
+        what = f"every trial is a {'success' if v else 'failure'}, so the linear predictor is infinite"
+    elif dist.name == "poisson" and v == 0.0:
+        what = "every count is 0, so the linear predictor is -infinity"
+    else:
+        return
+    raise InputError(
+        f"{'formula: ' if name.startswith('response') else ''}Response is constant: {name}: {what}; "
+        "check that the right column "
+        "(and rows, see exclude) are used"
+    )
+
+
+def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None:
+    """lme4's checks: every grouping factor has > 1 level; for a normal model, fewer levels and
+    fewer random effects than observations (otherwise the residual variance is unidentifiable)."""
+    for t in terms:
+        group = ":".join(quote_name(v) for v in t.spec.group_vars)
+        if t.n_levels < 2:
+            raise InputError(
+                f"formula: grouping factor '{group}' in {t.spec} has a single level "
+                f"({t.levels[0]!r}) in the {n} rows used; a random effect needs at least 2 levels "
+                f"(lme4: grouping factors must have > 1 sampled level); drop the term, or use a "
+                "grouping variable with several levels"
+            )
+        if dist.name != "normal":
+            continue
+        if t.n_levels >= n:
+            raise InputError(
+                f"formula: grouping factor '{group}' in {t.spec} has {t.n_levels} levels for {n} "
+                "observations; in a normal model the number of levels of each grouping factor must "
+                "be < number of observations (lme4), or the residual and random-effect variances "
+                "cannot be told apart; drop the term or use a coarser grouping"
+            )
+        if t.size >= n:
+            raise InputError(
+                f"formula: random term {t.spec} has {t.size} random effects ({t.n_levels} levels x "
+                f"{t.q_r} columns) for {n} observations; in a normal model they must be fewer than "
+                "the observations (lme4: the random-effects parameters and the residual variance "
+                "are probably unidentifiable); simplify the term, e.g. (1 | g)"
+            )
+
+
+_EXACT_FIT_MAX_COLUMNS = 500
+
+
+def _check_exact_fit(fixed: FixedDesign, terms, y: np.ndarray, name: str) -> None:
+    """Normal model: refuse a response that the fixed and random effects reproduce exactly (e.g.
+    constant within every level of the grouping factor): the residual variance estimate is then 0
+    and the likelihood unbounded. Least squares on [X Z] by its normal equations (sparse Z), for up
+    to 500 columns (a few ms; with more levels an exact fit is implausible)."""
+    n = len(y)
+    q = sum(t.size for t in terms)
+    if fixed.X.shape[1] + q > _EXACT_FIT_MAX_COLUMNS:
+        return
+    X, Z = fixed.X, z_matrix(tuple(terms), n).tocsc()
+    ZtX = np.asarray(Z.T @ X)
+    G = np.block([[X.T @ X, ZtX.T], [ZtX, (Z.T @ Z).toarray()]])
+    coef = np.linalg.lstsq(G, np.r_[X.T @ y, Z.T @ y], rcond=1e-12)[0]
+    p = X.shape[1]
+    resid = y - X @ coef[:p] - Z @ coef[p:]
+    scale = max(float(np.max(np.abs(y - y.mean()))), 1e-300)
+    if float(np.max(np.abs(resid))) <= 1e-8 * scale:
+        groups = ", ".join(str(t.spec) for t in terms)
+        raise InputError(
+            f"{'ynew' if name == 'ynew' else f'formula: response {name!r}'} is fitted exactly by the "
+            "fixed effects and the random "
+            f"effects {groups} (for example, it is constant within every level of the grouping "
+            "factor), so the residual variance is estimated as 0 and the normal likelihood has no "
+            "maximum; check the response, or use fewer or coarser random-effects terms"
+        )
+
+
+_SEPARATION_LINKS = {
+    "binomial": ("logit", "probit", "comploglog", "loglog"),
+    "poisson": ("log",),
+}
+
+
+def _check_complete_with_groups(fixed: FixedDesign, terms, y, m, arg: str) -> None:
+    from .separation import find_complete_separation_with_groups
+
+    dz = find_complete_separation_with_groups(fixed.X, z_matrix(tuple(terms), len(y)), np.rint(y * m), m)
+    if dz is None:
+        return
+    groups = [str(t.spec) for t in terms if np.any(dz[t.offset : t.offset + t.size] != 0)]
+    raise InputError(
+        f"{arg}: complete separation by the fixed and random effects together: every response is "
+        "predicted exactly by the fixed effects and the levels of "
+        f"{', '.join(groups) or 'the random terms'}, "
+        "so the likelihood keeps increasing as the random-effects variance grows (its estimate is "
+        "infinite and the fit cannot converge); use more data, fewer or coarser "
+        "random-effects terms, or a model with fewer fixed effects"
+    )
+
+
+def _check_separation(
+    fixed: FixedDesign,
+    y,
+    w,
+    size,
+    dist: Distribution,
+    link,
+    index,
+    arg: str = "data",
+    terms: tuple = (),
+) -> None:
+    """Refuse fixed effects whose ML estimate is infinite (separation in the fixed-effects design)."""
+    from .separation import find_separation
+
+    if link.name not in _SEPARATION_LINKS.get(dist.name, ()):
+        return
+    if dist.name == "binomial":
+        m = w * size
+        sep = find_separation(fixed.X, np.rint(y * m), m, "binomial")
+    else:
+        sep = find_separation(fixed.X, np.rint(y * w), None, "poisson")
+    if sep is None:
+        if dist.name == "binomial" and terms:
+            _check_complete_with_groups(fixed, terms, y, w * size, arg)
+        return
+    cols = [fixed.names[j] for j in np.flatnonzero(sep.direction)]
+    rows = index[np.flatnonzero(sep.rows)]
+    if dist.name == "binomial":
+        kind = "complete separation" if sep.complete else "quasi-complete separation"
+        what = (
+            f"a combination of the columns {', '.join(cols)} separates the outcomes: it is > 0 only "
+            "where every trial succeeded and < 0 only where every trial failed"
+        )
+    else:
+        kind = "separation of zero counts"
+        what = (
+            f"a combination of the columns {', '.join(cols)} is < 0 only where the count is 0 and 0 elsewhere"
+        )
+    one = len(cols) == 1
+    raise InputError(
+        f"{arg}: {kind} in the fixed effects: {what} ({rows_text(rows)}; {len(rows)} rows "
+        f"predicted exactly), so the maximum-likelihood estimate{'' if one else 's'} of "
+        f"{'that coefficient is' if one else 'those coefficients are'} infinite (lme4 stops with "
+        "'pwrssUpdate did not converge' or gives huge estimates); random effects do not make "
+        f"{'it' if one else 'them'} finite. Remove or merge those columns or factor levels, or drop "
+        "those rows"
     )
 
 
@@ -234,30 +485,45 @@ def new_data_design(
     binomial sizes and offset default to 1, 1 and 0.
     """
     if not isinstance(newdata, pd.DataFrame):
-        raise ValueError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+        raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
     for v in design.predictors:
         if v not in newdata.columns:
-            raise ValueError(f"newdata: column '{v}' is missing")
+            raise InputError(f"newdata: column '{v}' is missing")
+    check_columns(newdata, "newdata")
     df = newdata[list(design.predictors)].reset_index(drop=True).copy()
     if df.isna().any().any():
-        raise ValueError("newdata: contains missing values in model variables; remove those rows")
+        raise InputError("newdata: contains missing values in model variables; remove those rows")
     grouping = {v for t in design.terms for v in t.spec.group_vars}
+    for c in grouping:
+        df[c], _ = normalize_levels(df[c], c)
+    for c in design.text_levels - grouping:
+        df[c] = df[c].map(str)
     for c, cats in design.categories.items():
         if c in grouping:  # grouping levels are taken afresh from newdata
             continue
         vals = df[c].map({True: "true", False: "false"}) if pd.api.types.is_bool_dtype(df[c]) else df[c]
         unknown = set(vals.unique()) - set(cats)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}"
             )
         df[c] = pd.Categorical(vals, categories=cats, ordered=True)
     try:
-        X = np.asarray(design.fixed.model_matrices().evaluate_new_data(df).design_matrix, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused below
+            X = np.asarray(design.fixed.model_matrices().evaluate_new_data(df).design_matrix, dtype=float)
     except Exception as err:
-        raise ValueError(f"newdata: cannot evaluate the fixed effects: {err}") from err
+        raise InputError(f"newdata: cannot evaluate the fixed effects: {formulae_reason(err)}") from err
     fixed = FixedDesign(X=X, names=design.fixed.names, rhs=design.fixed.rhs, matrices=design.fixed.matrices)
+    check_finite(
+        X, fixed.names, "newdata: fixed-effects column", newdata.index, "remove or correct those rows"
+    )
     n = len(df)
+    off = _vector_arg(offset, newdata, "offset", 0.0)
+    _infinite_arg(off, "offset", newdata.index)
+    if np.isnan(off).any():
+        raise InputError("offset: contains NaN; give a value for every row of newdata")
+    if design.formula.offsets:
+        off = off + evaluate_offsets(design.formula.offsets, df, newdata.index, "newdata")
     terms, start = [], 0
     for t in design.terms:
         new = build_random_term(t.spec, df, design.encoder)
@@ -270,13 +536,14 @@ def new_data_design(
         y=np.zeros(n),
         weights=_vector_arg(weights, newdata, "weights", 1.0),
         binomial_size=_vector_arg(binomial_size, newdata, "binomial_size", 1.0),
-        offset=_vector_arg(offset, newdata, "offset", 0.0),
+        offset=off,
         subset=np.ones(n, dtype=bool),
         missing=np.zeros(n, dtype=bool),
         excluded=np.zeros(n, dtype=bool),
         encoder=design.encoder,
         categories=design.categories,
         predictors=design.predictors,
+        text_levels=design.text_levels,
     )
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from formulae.categorical import ContrastMatrix, Encoding, Sum
 
-from ..errors import FitError
+from ..errors import FitError, InputError
+from .checks import formulae_reason
 
 __all__ = ["Encoder", "FixedDesign", "build_fixed", "categorical_columns", "coefficient_name"]
 
@@ -73,7 +74,9 @@ class Encoder:
     """Rewrite categorical variables ``v`` (and ``C(v)`` without a contrast) as ``C(v, Effects)`` /
     ``C(v, Full)`` for the chosen coding."""
 
-    namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects}
+    # formulae evaluates calls in the namespace of the function calling it plus this one: numpy is
+    # given explicitly as ``np`` (and ``numpy``) so that ``np.log(x)`` works wherever it is called.
+    namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects, "np": np, "numpy": np}
 
     def __init__(self, cat_cols: list[str], coding: str):
         self.cat_cols, self.coding = list(cat_cols), coding
@@ -120,9 +123,12 @@ def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
     """Evaluate the fixed-effects right-hand side on the (already filtered, ordered) data."""
     encoded = encode(rhs)
     try:
-        dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # build_design refuses them
+            dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
     except Exception as err:  # formulae raises many types; name the argument for the user
-        raise ValueError(f"formula: cannot build the fixed-effects design from '{rhs}': {err}") from err
+        raise InputError(
+            f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"
+        ) from err
     X = np.asarray(dm.common.design_matrix, dtype=float)
     labels = [lab for term in dm.common.terms.values() for lab in term.labels]
     names = tuple(coefficient_name(lab) for lab in labels)

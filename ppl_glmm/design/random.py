@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import InputError
 from ..formula import RandomTermSpec
+from .checks import formulae_reason
 from .fixed import coefficient_name
 
 __all__ = ["RandomTerm", "build_random_term", "group_codes", "z_matrix"]
@@ -93,11 +95,14 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomT
     rhs = ("1" if spec.intercept else "0") + (f" + {spec.expr}" if spec.expr else "")
     if spec.expr:
         try:
-            dm = formulae.design_matrices(
-                encode(rhs), df, na_action="error", extra_namespace=encode.namespace
-            )
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by build_design
+                dm = formulae.design_matrices(
+                    encode(rhs), df, na_action="error", extra_namespace=encode.namespace
+                )
         except Exception as err:
-            raise ValueError(f"formula: cannot build the columns of random term {spec}: {err}") from err
+            raise InputError(
+                f"formula: cannot build the columns of random term {spec}: {formulae_reason(err)}"
+            ) from err
         T = np.asarray(dm.common.design_matrix, dtype=float)
         names = tuple(coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels)
     else:

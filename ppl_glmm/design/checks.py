@@ -1,0 +1,201 @@
+"""Checks on the data that refuse a model before any fitting work, naming the column, the rows or
+values, and the fix; and the evaluation of ``offset(...)`` terms of the formula.
+
+Rows are named by the caller's DataFrame index labels (``data.index``), which are row positions for
+a default RangeIndex.
+
+Choices:
+
+* **Mixed types in a categorical column** (an object column holding, say, ints and strings): the
+  values are converted to their text, ``str(v)``, so ``1`` and ``'a'`` become levels ``'1'`` and
+  ``'a'`` in text order. Two distinct values with the same text (``1`` and ``'1'``) are refused,
+  since merging them silently would change the model.
+* **Offsets in the formula**: ``offset(expr)`` is evaluated in Python on the rows used, with the
+  data's columns as variables and numpy as ``np``; for porting lme4 formulas, ``log``, ``exp``,
+  ``sqrt``, ``log1p``, ``expm1``, ``log2`` and ``log10`` are also accepted bare inside ``offset()``
+  (numpy's functions). Several offsets, and the ``offset=`` argument, add up.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+__all__ = [
+    "check_columns",
+    "check_finite",
+    "evaluate_offsets",
+    "formulae_reason",
+    "normalize_levels",
+    "offset_variables",
+    "rows_text",
+]
+
+_OFFSET_FUNCTIONS = {
+    "log": np.log,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "log2": np.log2,
+    "log10": np.log10,
+}
+_TICKED = re.compile(r"`([^`]+)`")
+
+
+def rows_text(labels, limit: int = 5) -> str:
+    """'rows 3, 7, 12' or 'rows 3, 7, 12, 18, 25 and 9 more' (data index labels)."""
+    labels = list(labels)
+    shown = ", ".join(str(v) for v in labels[:limit])
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    return f"row{'s' if len(labels) > 1 else ''} {shown}{more}"
+
+
+def formulae_reason(err: Exception) -> str:
+    """formulae's error as a sentence: a KeyError/NameError is an unknown name in the formula."""
+    if isinstance(err, (KeyError, NameError)):
+        name = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        return (
+            f"unknown name {name!r}: not a column of data nor a function (use np.<function>, "
+            "e.g. np.log; names with spaces go in backticks)"
+        )
+    return str(err)
+
+
+def check_columns(data: pd.DataFrame, arg: str = "data") -> None:
+    """Refuse duplicated column names: ``data[name]`` would be a table, not a column."""
+    dup = data.columns[data.columns.duplicated()]
+    if len(dup):
+        names = ", ".join(repr(c) for c in dict.fromkeys(dup))
+        raise InputError(
+            f"{arg}: duplicate column names {names}; rename them so each column has its own name "
+            "(e.g. data.columns = [...] or data.loc[:, ~data.columns.duplicated()])"
+        )
+
+
+def normalize_levels(s: pd.Series, column: str) -> tuple[pd.Series, bool]:
+    """``s`` with mixed-type values (unorderable, e.g. ints and strings) converted to text.
+
+    Returns the series and whether it was converted."""
+    if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype != object:
+        return s, False
+    values = s.dropna().unique().tolist()
+    if len({type(v) for v in values}) <= 1:
+        return s, False
+    try:
+        sorted(values)
+        return s, False
+    except TypeError:
+        pass
+    text: dict[str, list] = {}
+    for v in values:
+        text.setdefault(str(v), []).append(v)
+    clash = {k: v for k, v in text.items() if len(v) > 1}
+    if clash:
+        k, vs = next(iter(clash.items()))
+        raise InputError(
+            f"data: column '{column}' mixes types, and the values {', '.join(repr(v) for v in vs)} "
+            f"would both become level '{k}'; make the column one type (e.g. data['{column}'] = "
+            f"data['{column}'].astype(str)) after deciding whether they are the same level"
+        )
+    return s.map(lambda v: v if pd.isna(v) else str(v)), True
+
+
+def check_finite(M: np.ndarray, names, what: str, index: pd.Index, fix: str) -> None:
+    """Refuse NaN/inf in the columns of ``M`` (rows labelled by ``index``)."""
+    bad = ~np.isfinite(M)
+    if not bad.any():
+        return
+    j = int(np.flatnonzero(bad.any(axis=0))[0])
+    rows = np.flatnonzero(bad[:, j])
+    vals = sorted({str(v) for v in M[rows, j]})
+    raise InputError(
+        f"{what} '{names[j]}' has non-finite values ({', '.join(vals)}) in {rows_text(index[rows])}; {fix}"
+    )
+
+
+def _prepare_expression(expr: str) -> tuple[str, dict[str, str]]:
+    """``expr`` with backticked names replaced by identifiers: (python text, identifier -> column)."""
+    mapping: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        key = f"__col{len(mapping)}__"
+        mapping[key] = m.group(1)
+        return key
+
+    return _TICKED.sub(sub, expr), mapping
+
+
+def _parse_offset(expr: str) -> tuple[ast.Expression, dict[str, str]]:
+    text, mapping = _prepare_expression(expr)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        raise InputError(
+            f"formula: cannot read offset({expr}): {err.msg}; write a Python expression such as "
+            "offset(np.log(exposure))"
+        ) from None
+    return tree, mapping
+
+
+def offset_variables(exprs, columns) -> set[str]:
+    """Data columns used by the ``offset(...)`` expressions."""
+    out: set[str] = set()
+    cols = set(columns)
+    for expr in exprs:
+        tree, mapping = _parse_offset(expr)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                name = mapping.get(node.id, node.id)
+                if name in cols:
+                    out.add(name)
+                elif node.id in mapping:
+                    raise InputError(f"formula: column '{name}' in offset({expr}) is not a column of data")
+    return out
+
+
+def evaluate_offsets(exprs, df: pd.DataFrame, index: pd.Index, arg: str = "formula") -> np.ndarray:
+    """Sum of the ``offset(...)`` expressions on the rows of ``df`` (0 if there are none)."""
+    total = np.zeros(len(df))
+    for expr in exprs:
+        tree, mapping = _parse_offset(expr)
+        env: dict = {"np": np, "numpy": np, **_OFFSET_FUNCTIONS}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                name = mapping.get(node.id, node.id)
+                if name in df.columns:
+                    env[node.id] = df[name].to_numpy()
+                elif node.id not in env:
+                    raise InputError(
+                        f"{arg}: '{name}' in offset({expr}) is neither a column of data nor a "
+                        "function; use a column name, np.<function>, or log/exp/sqrt"
+                    )
+        try:
+            with np.errstate(all="ignore"):
+                value = eval(compile(tree, "<offset>", "eval"), {"__builtins__": {}}, env)
+            value = np.asarray(value, dtype=float)
+        except Exception as err:
+            raise InputError(f"{arg}: cannot evaluate offset({expr}): {err}") from None
+        if value.ndim == 0:
+            value = np.full(len(df), float(value))
+        value = value.reshape(-1)
+        if value.size != len(df):
+            raise InputError(
+                f"{arg}: offset({expr}) gives {value.size} values for {len(df)} rows; it must give "
+                "one value per row"
+            )
+        bad = ~np.isfinite(value)
+        if bad.any():
+            vals = sorted({str(v) for v in value[bad]})
+            raise InputError(
+                f"{arg}: offset({expr}) is not finite ({', '.join(vals)}) in "
+                f"{rows_text(index[np.flatnonzero(bad)])}; remove those rows (exclude=...) or "
+                "correct the values (e.g. a zero exposure under log)"
+            )
+        total = total + value
+    return total

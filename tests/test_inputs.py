@@ -1,0 +1,477 @@
+"""Refusals of bad inputs (issue 6): each is an InputError (a ValueError) or an InputTypeError (a
+TypeError), raised before any fitting work, naming the column, the rows or values, and the fix."""
+
+import re
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ppl_glmm
+from ppl_glmm import FitError, GLMMError, GLMMWarning, InputError, InputTypeError
+from ppl_glmm.design.separation import find_separation
+
+
+def _frame(n=60, groups=6, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), n // groups)
+    x = rng.normal(size=n)
+    b = rng.normal(0, 0.5, groups)[g]
+    return pd.DataFrame(
+        {
+            "g": g,
+            "x": x,
+            "e": rng.uniform(0.5, 3.0, n),
+            "f": rng.choice(["a", "b", "c"], n),
+            "y": 1.0 + 0.5 * x + b + rng.normal(0, 0.3, n),
+            "k": rng.poisson(np.exp(0.3 + 0.3 * x + b)),
+            "s": (rng.random(n) < 1 / (1 + np.exp(-(0.2 + x + b)))).astype(int),
+        }
+    )
+
+
+def _refuse(data, formula, match, *, kind=ValueError, **kwargs):
+    """Assert fitglme refuses with an InputError/InputTypeError of ``kind`` matching ``match``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        with pytest.raises(kind, match=match) as err:
+            ppl_glmm.fitglme(data, formula, **kwargs)
+    assert isinstance(err.value, (InputError, InputTypeError))
+    assert isinstance(err.value, GLMMError)
+    return str(err.value)
+
+
+def test_error_hierarchy():
+    assert issubclass(InputError, ValueError) and issubclass(InputError, GLMMError)
+    assert issubclass(InputTypeError, TypeError) and issubclass(InputTypeError, GLMMError)
+    assert issubclass(FitError, GLMMError)
+    for w in (ppl_glmm.ConvergenceWarning, ppl_glmm.SingularFitWarning, ppl_glmm.SamplingWarning):
+        assert issubclass(w, GLMMWarning)
+
+
+def test_no_plain_builtin_raise_on_a_user_path():
+    """Every deliberate raise in the package uses the ppl_glmm hierarchy (grep of the source).
+
+    Allowed: NotImplementedError for an unreachable branch, AttributeError in module __getattr__,
+    and the internal consistency check of pymc_model (a bug, not an input)."""
+    root = Path(ppl_glmm.__file__).parent
+    allowed = {("pymc_model.py", "RuntimeError")}
+    bad = []
+    for path in root.rglob("*.py"):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            m = re.search(r"raise (ValueError|TypeError|RuntimeError|KeyError|IndexError)\(", line)
+            if m and (path.name, m.group(1)) not in allowed:
+                bad.append(f"{path.relative_to(root)}:{lineno}: {line.strip()}")
+            if path.name != "errors.py" and re.search(r"\b(UserWarning|RuntimeWarning)\b", line):
+                bad.append(f"{path.relative_to(root)}:{lineno}: warning outside GLMMWarning: {line.strip()}")
+    assert not bad, "\n".join(bad)
+
+
+# ---- non-finite values --------------------------------------------------------------------------
+def test_transform_making_infinity_names_the_column_and_rows():
+    d = _frame()
+    d.loc[[4, 9], "e"] = 0.0
+    msg = _refuse(d, "y ~ np.log(e) + (1|g)", "non-finite")
+    assert "'np.log(e)'" in msg and "rows 4, 9" in msg and "-inf" in msg and "np.log(x + 1)" in msg
+
+
+def test_infinite_predictor_in_data():
+    d = _frame()
+    d.loc[7, "x"] = np.inf
+    msg = _refuse(d, "y ~ x + (1|g)", "fixed-effects column 'x'")
+    assert "row 7" in msg and "inf" in msg
+
+
+def test_infinite_value_in_random_term_column():
+    d = _frame()
+    d.loc[3, "x"] = -np.inf
+    msg = _refuse(d, "y ~ 1 + (x|g)", "random term")
+    assert "'x'" in msg and "row 3" in msg
+
+
+def test_infinite_response_and_weights():
+    d = _frame()
+    d.loc[5, "y"] = np.inf
+    assert "row 5" in _refuse(d, "y ~ x + (1|g)", "response 'y' has non-finite")
+    w = np.ones(len(d))
+    w[2] = np.inf
+    assert "row 2" in _refuse(_frame(), "y ~ x + (1|g)", "weights: infinite", weights=w)
+
+
+def test_rows_are_named_by_the_data_index():
+    d = _frame()
+    d.index = [f"r{i}" for i in range(len(d))]
+    d.loc["r11", "x"] = np.inf
+    assert "row r11" in _refuse(d, "y ~ x + (1|g)", "non-finite")
+
+
+# ---- degenerate responses and grouping ------------------------------------------------------------
+def test_constant_response_normal():
+    d = _frame().assign(y=2.5)
+    msg = _refuse(d, "y ~ x + (1|g)", "Response is constant")
+    assert "'y'" in msg and "2.5" in msg
+
+
+@pytest.mark.parametrize(
+    "dist,col,value,match",
+    [("binomial", "s", 0, "every trial is a failure"), ("poisson", "k", 0, "every count is 0")],
+)
+def test_constant_response_glm(dist, col, value, match):
+    d = _frame()
+    d[col] = value
+    _refuse(d, f"{col} ~ x + (1|g)", match, distribution=dist)
+
+
+def test_constant_nonzero_poisson_counts_are_allowed():
+    d = _frame().assign(k=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+    assert np.isclose(m.coefficients.Estimate[0], np.log(3), atol=1e-3)
+
+
+def test_single_level_grouping_factor():
+    d = _frame().assign(site="north")
+    msg = _refuse(d, "y ~ x + (1|site)", "single level")
+    assert "'site'" in msg and "'north'" in msg and "at least 2 levels" in msg
+
+
+def test_normal_model_with_as_many_levels_as_observations():
+    d = _frame().assign(id=np.arange(60))
+    msg = _refuse(d, "y ~ x + (1|id)", "must be < number of observations")
+    assert "'id'" in msg and "60 levels for 60" in msg
+
+
+def test_normal_model_with_as_many_random_effects_as_observations():
+    d = _frame(n=24, groups=12)
+    _refuse(d, "y ~ x + (x|g)", "24 random effects .* for 24 observations")
+
+
+def test_normal_response_fitted_exactly_by_the_random_effects():
+    """Found by the property tests: y constant within every group makes the residual variance 0."""
+    d = pd.DataFrame({"y": [1.0, 0, 0, 0, 0, 0], "g": [2, 1, 1, 0, 0, 0]})
+    msg = _refuse(d, "y ~ 1 + (1|g)", "fitted exactly")
+    assert "(1 | g)" in msg and "residual variance" in msg
+
+
+def test_poisson_allows_one_level_per_observation():
+    """An observation-level random effect is a standard overdispersion model for counts."""
+    d = _frame().assign(obs=np.arange(60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "k ~ x + (1|g) + (1|obs)", distribution="poisson")
+    assert np.isfinite(m.log_likelihood)
+
+
+# ---- separation ----------------------------------------------------------------------------------
+def test_complete_separation_names_the_column():
+    d = _frame()
+    d["s"] = (d.x > 0).astype(int)
+    msg = _refuse(d, "s ~ x + (1|g)", "complete separation", distribution="binomial")
+    assert re.search(r"columns [^;]*\bx\b", msg) and "infinite" in msg and "Remove or merge" in msg
+
+
+def test_quasi_separation_by_a_factor_level():
+    d = _frame()
+    d.loc[d.f == "c", "s"] = 1
+    msg = _refuse(d, "s ~ x + f + (1|g)", "quasi-complete separation", distribution="binomial")
+    assert "f_c" in msg and "x," not in msg
+
+
+def test_separation_with_binomial_counts_and_probit():
+    d = _frame().assign(n=4)
+    d["s"] = np.where(d.f == "b", 4, np.minimum(d.s * 2 + 1, 3))
+    msg = _refuse(
+        d,
+        "s ~ f + (1|g)",
+        "quasi-complete separation",
+        distribution="binomial",
+        binomial_size="n",
+        link="probit",
+    )
+    assert "f_b" in msg
+
+
+def test_poisson_zero_counts_in_a_level_are_refused():
+    d = _frame()
+    d.loc[d.f == "a", "k"] = 0
+    msg = _refuse(d, "k ~ f + (1|g)", "separation of zero counts", distribution="poisson")
+    assert "f_b" in msg or "f_c" in msg or "(Intercept)" in msg
+
+
+def test_separation_absorbed_by_random_effects_is_allowed():
+    """All successes in one group is not separation in the fixed effects: the random intercept
+    of that group is penalised, so the fit exists (lme4 fits it too)."""
+    d = _frame()
+    d.loc[d.g == 2, "s"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "s ~ x + (1|g)", distribution="binomial")
+    assert np.all(np.isfinite(m.coefficients.Estimate))
+
+
+def test_complete_separation_by_fixed_and_random_effects():
+    """Found by the property tests: 6 rows, 3 groups of 2; each group is all 0, all 1, or split by x.
+    The Laplace likelihood then has no maximum (the random-effect variance runs to infinity)."""
+    d = pd.DataFrame(
+        {
+            "y": [0, 0, 1, 1, 0, 1],
+            "x": [0.13, -0.42, 0.34, -0.24, -0.46, -1.5],
+            "f": list("cabcba"),
+            "g": [1, 1, 3, 3, 2, 2],
+        }
+    )
+    msg = _refuse(d, "y ~ x + f + (1|g)", "fixed and random effects together", distribution="binomial")
+    assert "(1 | g)" in msg and "variance" in msg
+
+
+def test_single_level_factor_in_the_fixed_part():
+    d = _frame().assign(f="a")
+    msg = _refuse(d, "y ~ f*x + (1|g)", "factor 'f' has a single level")
+    assert "'a'" in msg and "drop it" in msg
+
+
+def test_reference_data_is_not_flagged(fitted):
+    for case in ("cbpp_binomial", "binary_slope", "grouseticks_nested_crossed", "mfr_poisson_effects"):
+        assert np.isfinite(fitted(case).log_likelihood)
+
+
+def test_separation_check_is_fast_and_the_lp_agrees():
+    rng = np.random.default_rng(0)
+    n, p = 10_000, 10
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, p - 1))])
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ rng.normal(size=p) * 0.5)))).astype(float)
+    ones = np.ones(n)
+    find_separation(X, y, ones, "binomial")  # first call sets up the thread controller
+    best = min(_timed(lambda: find_separation(X, y, ones, "binomial")) for _ in range(5))
+    assert best < 0.05  # measured 3-10 ms; the LP alone takes 0.1-0.2 s at this size
+    assert find_separation(X, y, ones, "binomial", certify=False) is None
+    ysep = (X[:, 3] > 0.1).astype(float)
+    sep = find_separation(X, ysep, ones, "binomial")
+    assert sep is not None and sep.direction[3] != 0
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+# ---- data layout ---------------------------------------------------------------------------------
+def test_duplicate_column_names():
+    d = _frame()
+    d = pd.concat([d, d[["x"]]], axis=1)
+    msg = _refuse(d, "y ~ x + (1|g)", "duplicate column names 'x'")
+    assert "rename" in msg
+
+
+def test_mixed_type_grouping_column_is_taken_as_text():
+    d = _frame()
+    d["g"] = d["g"].astype(object)
+    d.loc[d.g == 0, "g"] = "zero"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "y ~ x + (1|g)")
+    assert sorted(m.random_effects().Level) == ["1", "2", "3", "4", "5", "zero"]
+    assert m.random(d.head(12), rng=0).shape == (12,)
+
+
+def test_mixed_type_factor_is_taken_as_text():
+    d = _frame()
+    d["f"] = d["f"].astype(object)
+    d.loc[d.f == "a", "f"] = 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "y ~ x + f + (1|g)")
+    assert m.coefficient_names == ["(Intercept)", "x", "f_b", "f_c"]  # levels '7' < 'b' < 'c'
+    assert m.random(d.head(6), rng=1).shape == (6,)
+
+
+def test_mixed_types_that_would_merge_levels_are_refused():
+    d = _frame()
+    d["f"] = d["f"].astype(object)
+    d.loc[d.f == "a", "f"] = 1
+    d.loc[d.f == "b", "f"] = "1"
+    msg = _refuse(d, "y ~ x + f + (1|g)", "column 'f' mixes types")
+    assert "level '1'" in msg and "astype(str)" in msg
+
+
+# ---- formula syntax ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "formula,match,fix",
+    [
+        ("y ~ x^2 + (1|g)", "'\\^'", "'**'"),
+        ("y ~ (x + e)^2 + (1|g)", "'\\^'", "'**'"),
+        ("y ~ log(e) + (1|g)", "'log\\(...\\)'", "np.log"),
+        ("y ~ x + (sqrt(e)|g)", "'sqrt\\(...\\)'", "np.sqrt"),
+        ("cbind(s, k) ~ x + (1|g)", "cbind", "binomial_size"),
+        ("y ~ x + (1|g) - offset(e)", "offset", "offset(-"),
+    ],
+)
+def test_r_spellings_are_refused_with_the_python_spelling(formula, match, fix):
+    assert fix in _refuse(_frame(), formula, match)
+
+
+@pytest.mark.parametrize("formula", ["y ~ foo(x) + (1|g)", "y ~ nope + (1|g)", "y ~ x + (nope|g)"])
+def test_unknown_name_in_formula(formula):
+    name = re.search(r"(foo|nope)", formula).group(1)
+    assert "not a column of data nor a function" in _refuse(_frame(), formula, f"unknown name '{name}'")
+
+
+def test_formula_type_error():
+    with pytest.raises(TypeError, match="formula: expected a string"):
+        ppl_glmm.fitglme(_frame(), 3)
+
+
+def test_numpy_functions_work_in_the_fixed_part():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(_frame(), "y ~ np.log(e) + (1|g)")
+    assert m.coefficient_names == ["(Intercept)", "np.log(e)"]
+
+
+def test_backticked_grouping_names():
+    d = _frame().rename(columns={"g": "g id", "x": "x val"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "y ~ `x val` + (1|`g id`)")
+        ref = ppl_glmm.fitglme(_frame(), "y ~ x + (1|g)")
+    assert np.isclose(m.log_likelihood, ref.log_likelihood)
+    assert set(m.random_effects().Group) == {"g id"}
+    assert "(1 | `g id`)" in m.formula
+
+
+# ---- offsets in the formula ----------------------------------------------------------------------
+def _poisson(formula, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        return ppl_glmm.fitglme(_frame(), formula, distribution="poisson", **kw)
+
+
+def test_formula_offset_equals_offset_argument():
+    d = _frame()
+    a = _poisson("k ~ x + offset(np.log(e)) + (1|g)")
+    b = _poisson("k ~ x + (1|g)", offset=np.log(d.e))
+    np.testing.assert_allclose(a.coefficients.Estimate, b.coefficients.Estimate, rtol=1e-8)
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-10)
+    assert a.coefficient_names == ["(Intercept)", "x"]  # not a covariate
+    assert "offset(np.log(e))" in a.formula
+
+
+def test_formula_and_argument_offsets_add():
+    d = _frame()
+    a = _poisson("k ~ x + offset(0.5 * np.log(e)) + (1|g)", offset=0.5 * np.log(d.e))
+    b = _poisson("k ~ x + (1|g)", offset=np.log(d.e))
+    c = _poisson("k ~ x + offset(log(e)/2) + offset(np.log(e) / 2) + (1|g)")  # lme4's bare log too
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-10)
+    assert c.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-10)
+
+
+def test_formula_offset_is_used_for_new_data():
+    m = _poisson("k ~ x + offset(np.log(e)) + (1|g)")
+    new = _frame().head(30).assign(x=0.0)
+    low = np.mean([m.random(new.assign(e=1e-3), rng=s).sum() for s in range(3)])
+    high = np.mean([m.random(new.assign(e=1e3), rng=s).sum() for s in range(3)])
+    assert low < 5 and high > 1e4
+    with pytest.raises(ValueError, match=r"offset\(np.log\(e\)\) is not finite .* row 2"):
+        m.random(new.assign(e=np.where(np.arange(30) == 2, 0.0, 1.0)), rng=0)
+    with pytest.raises(ValueError, match="newdata: column 'e' is missing"):
+        m.random(new.drop(columns="e"), rng=0)
+
+
+def test_non_finite_formula_offset_names_rows():
+    d = _frame()
+    d.loc[[3, 8], "e"] = 0.0
+    msg = _refuse(
+        d,
+        "k ~ x + offset(np.log(e)) + (1|g)",
+        "offset\\(np.log\\(e\\)\\) is not finite",
+        distribution="poisson",
+    )
+    assert "rows 3, 8" in msg and "exclude" in msg
+
+
+def test_formula_offset_with_unknown_name():
+    _refuse(
+        _frame(), "k ~ x + offset(np.log(exposure)) + (1|g)", "'exposure' in offset", distribution="poisson"
+    )
+
+
+def test_refit_refuses_a_constant_or_separated_response():
+    d = _frame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "s ~ x + (1|g)", distribution="binomial")
+    with pytest.raises(InputError, match="ynew: every trial is a failure"):
+        m.refit(np.zeros(len(d)))
+    with pytest.raises(InputError, match="ynew: complete separation"):
+        m.refit((d.x > 0).astype(float))
+
+
+# ---- model methods -------------------------------------------------------------------------------
+def test_random_takes_newdata_and_rng_positionally():
+    m = _poisson("k ~ x + (1|g)")
+    new = _frame().head(10)
+    a = m.random(new, rng=0)
+    np.testing.assert_array_equal(a, m.random(new, 0))
+    np.testing.assert_array_equal(a, m.random(0, new))
+    np.testing.assert_array_equal(a, m.random(0, newdata=new))
+    np.testing.assert_array_equal(m.random(3), m.random(rng=3))
+    with pytest.raises(TypeError, match="rng given twice"):
+        m.random(0, rng=1)
+    with pytest.raises(TypeError, match="newdata: expected a pandas DataFrame"):
+        m.random(newdata=new.to_numpy())
+
+
+def test_datasets_available_after_import():
+    code = "import ppl_glmm; print(len(ppl_glmm.datasets.load_mfr()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "100"
+
+
+# ---- the caller's data is never changed ----------------------------------------------------------
+def _mutation_cases():
+    d = _frame()
+    d["f"] = d["f"].astype(object)
+    d.loc[0, "f"] = 3  # mixed types
+    d["b"] = d.x > 0
+    d["cat"] = pd.Categorical(np.where(d.x > 0.5, "hi", "lo"), categories=["lo", "hi"])
+    inf = d.copy()
+    inf.loc[1, "x"] = np.inf
+    const = d.assign(y=1.0)
+    sep = d.assign(s=(d.x > 0).astype(int))
+    nan = d.copy()
+    nan.loc[[2, 3], "x"] = np.nan
+    return [
+        (d, "y ~ x + f + b + cat + (1|g)", {}, None),
+        (nan, "k ~ x + offset(np.log(e)) + (1|g) + (1|f)", {"distribution": "poisson"}, None),
+        (inf, "y ~ x + (1|g)", {}, ValueError),
+        (const, "y ~ x + (1|g)", {}, ValueError),
+        (sep, "s ~ x + (1|g)", {"distribution": "binomial"}, ValueError),
+        (d.assign(g=1), "y ~ x + (1|g)", {}, ValueError),
+        (d, "y ~ x^2 + (1|g)", {}, ValueError),
+        (d, "y ~ x + (1|g)", {"weights": "nope"}, ValueError),
+        (d, "y ~ x + (1|g)", {"distribution": 3}, TypeError),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_mutation_cases())))
+def test_data_is_never_mutated(case):
+    data, formula, kwargs, error = _mutation_cases()[case]
+    before = data.copy(deep=True)
+    dtypes = data.dtypes.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        if error is None:
+            ppl_glmm.fitglme(data, formula, **kwargs)
+        else:
+            with pytest.raises(error):
+                ppl_glmm.fitglme(data, formula, **kwargs)
+    pd.testing.assert_frame_equal(data, before, check_dtype=True, check_categorical=True, check_exact=True)
+    pd.testing.assert_series_equal(data.dtypes, dtypes)
+    assert [type(v) for v in data["f"]] == [type(v) for v in before["f"]]
