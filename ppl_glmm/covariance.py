@@ -45,8 +45,20 @@ class ThetaLayout:
             start += k
         return out
 
-    def start(self) -> np.ndarray:
-        return np.array([1.0 if i == j else 0.0 for _, i, j in self.entries])
+    def start(self, column_rms: list[np.ndarray] | None = None) -> np.ndarray:
+        """Diagonal Lambda_r: the identity, or 1 / rms of each column of T_r (``column_rms``), so
+        that every random coefficient starts contributing O(1) to eta whatever its covariate's
+        units (a slope on x of scale 1e3 starting at SD 1 puts eta at +-1e3)."""
+        out = []
+        for r, i, j in self.entries:
+            if i != j:
+                out.append(0.0)
+            elif column_rms is None:
+                out.append(1.0)
+            else:
+                rms = float(column_rms[r][j])
+                out.append(1.0 / rms if np.isfinite(rms) and rms > 0 else 1.0)
+        return np.array(out)
 
     def is_diagonal(self) -> np.ndarray:
         return np.array([i == j for _, i, j in self.entries])

@@ -133,7 +133,7 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
     beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
     beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
-    parts.append(ws.layout.start())
+    parts.append(ws.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in d.terms]))
     if problem.has_phi:
         resid = y - ws.link.inverse_np(ws.design.X @ beta0 + ws.design.offset)
         parts.append([np.log(max(np.std(resid), 1e-8))])

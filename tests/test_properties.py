@@ -272,6 +272,48 @@ _BENIGN = [
 ]
 
 
+# Poisson slopes on x in the thousands with 2 groups: the identity start (slope SD 1 per unit of x)
+# put eta at +-1e3 and BFGS stopped at a saddle (log-likelihood -17.29, -24.39) far from the optimum
+# that x / 1000 reaches (-12.83, -11.56); starting Lambda at 1 / rms(column) reaches it directly.
+_SCALED_SLOPES = [
+    (
+        {
+            "y": [1, 0, 2, 0, 2, 3, 1, 1, 0, 4],
+            "x": _v(
+                "28.422241 546.712987 -736.454087 -162.909948 -482.119313 598.846213 39.722107 "
+                "-292.456751 -781.908462 -257.192241"
+            ),
+            "g": [0, 1, 1, 1, 0, 0, 1, 1, 0, 0],
+        },
+        "y ~ x + (x|g)",
+        dict(distribution="poisson", fit_method="approximatelaplace", exclude=np.array([9])),
+    ),
+    (
+        {
+            "y": [3, 2, 0, 1, 1, 2, 1, 1, 2, 1],
+            "x": _v(
+                "-623.274463 41.325979 -2325.030775 -218.791664 -1245.910947 -732.267355 -544.258983 "
+                "-316.300156 411.630536 1042.513369"
+            ),
+            "g": [1, 1, 1, 0, 0, 0, 0, 0, 0, 1],
+        },
+        "y ~ x + (1 + x||g)",
+        dict(distribution="poisson"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_SCALED_SLOPES)))
+def test_a_slope_on_a_covariate_in_the_thousands_reaches_the_rescaled_optimum(case):
+    data, formula, kwargs = _SCALED_SLOPES[case]
+    m = _check(pd.DataFrame(data), formula, kwargs, record=False)
+    scaled = pd.DataFrame(data).assign(x=lambda d: d["x"] / 1000)
+    m_scaled = _check(scaled, formula, kwargs, record=False)
+    assert m.log_likelihood == pytest.approx(m_scaled.log_likelihood, abs=1e-6)
+    b, b_scaled = m.coefficients["Estimate"].to_numpy(), m_scaled.coefficients["Estimate"].to_numpy()
+    np.testing.assert_allclose(b * [1, 1000], b_scaled, rtol=1e-4)
+
+
 @pytest.mark.parametrize("case", range(len(_KNOWN)))
 def test_badly_scaled_covariates_found_by_hypothesis_fit(case):
     """Minimal examples the property tests found before the engine's convergence test was made

@@ -46,10 +46,13 @@ class BlockedSPD:
         else:
             try:
                 Lc = np.linalg.cholesky(D)
+                self.Dinv = np.linalg.inv(D)
             except np.linalg.LinAlgError as err:
                 raise NotPositiveDefinite("diagonal block is not positive definite") from err
-            logdet_d = 2.0 * float(np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum())
-            self.Dinv = np.linalg.inv(D)
+            diag = np.diagonal(Lc, axis1=1, axis2=2)
+            if not (np.all(diag > 0) and np.all(np.isfinite(self.Dinv))):  # NaN passes cholesky
+                raise NotPositiveDefinite("diagonal block is not positive definite")
+            logdet_d = 2.0 * float(np.log(diag).sum())
         self.B = B
         if self.m:
             self.K = self._dinv(B)  # D^-1 B  (n1 x m)
