@@ -141,33 +141,38 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _optimise(ws: Workspace, problem: LaplaceProblem, fit_method: str, y: np.ndarray, warm: FitResult | None):
+    """From the warm start (a refit) or the GLM start; if the inner step fails on the way, once
+    more from the GLM start. PirlsFailure from both is left to the caller."""
+    if warm is not None:
+        x0 = warm.x.copy()
+        problem.u_start = problem.re.to_internal(warm.u)
+        problem.beta_start = warm.beta.copy()
+        hinv = ws.hess_inv_start.get(fit_method)
+    else:
+        x0 = _start(ws, problem, y)
+        hinv = initial_inverse_hessian(problem, x0)
+    try:
+        return minimize(problem, x0, hess_inv0=hinv)
+    except PirlsFailure:
+        return minimize(problem, _start(ws, problem, y))
+
+
 def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = None) -> FitResult:
     """Maximise the Laplace log-likelihood for response ``y`` (MATLAB scale, used rows)."""
     d = ws.design
     problem = ws.new_problem(fit_method, ws.dist.observed_value(y, d.weights, d.binomial_size), swap=True)
     limit = None if problem.re.q2 + (problem.p if problem.inner_beta else 0) > _THREADS_ABOVE_DENSE else 1
     with _blas_limit(limit):
-        if warm is not None:
-            x0 = warm.x.copy()
-            problem.u_start = problem.re.to_internal(warm.u)
-            problem.beta_start = warm.beta.copy()
-            hinv = ws.hess_inv_start.get(fit_method)
-        else:
-            x0 = _start(ws, problem, y)
-            hinv = initial_inverse_hessian(problem, x0)
         try:
-            summary, mode = minimize(problem, x0, hess_inv0=hinv)
-        except PirlsFailure:
-            try:
-                x0 = _start(ws, problem, y)
-                summary, mode = minimize(problem, x0)
-            except PirlsFailure as err:
-                raise FitError(
-                    f"fit_method='{fit_method}': the conditional modes of the random effects cannot be "
-                    f"found ({err}). The model is probably not identifiable from these data: check for "
-                    "a predictor that separates the outcomes, a random-effects term with about one "
-                    "observation per level, or a link that puts the means outside their range"
-                ) from err
+            summary, mode = _optimise(ws, problem, fit_method, y, warm)
+        except PirlsFailure as err:
+            raise FitError(
+                f"fit_method='{fit_method}': the conditional modes of the random effects cannot be "
+                f"found ({err}). The model is probably not identifiable from these data: check for "
+                "a predictor that separates the outcomes, a random-effects term with about one "
+                "observation per level, or a link that puts the means outside their range"
+            ) from err
         if fit_method not in ws.hess_inv_start:  # the first fit's inverse Hessian warms every refit
             hinv_fit = _inverse_or_none(hessian(problem, summary.x))
             with ws.lock:
