@@ -133,8 +133,8 @@ def _check_syntax(part: str) -> None:
     if m:
         raise InputError(
             f"formula: '{m.group(1)}(...)' in '{part.strip()}' is not defined in formulas; write "
-            f"np.{m.group(1)}(...) (numpy is available as np; bare log/exp/sqrt are accepted only "
-            "inside offset())"
+            f"np.{m.group(1)}(...) (numpy is available as np; bare log, exp, sqrt, log1p, expm1, log2 "
+            "and log10 are accepted only inside offset())"
         )
 
 

@@ -256,7 +256,10 @@ class GeneralizedLinearMixedModel:
         values = self._parameter_values()
         if newdata is None:
             if weights is not None or binomial_size is not None or offset is not None:
-                raise InputError("weights, binomial_size and offset apply only with newdata")
+                raise InputError(
+                    "newdata: weights, binomial_size and offset apply only to new rows; pass newdata=..., "
+                    "or leave them out to simulate the fitted rows"
+                )
             return self._full_length(simulate_fitted_rows(self._ws, values, seed))
         return simulate_new_rows(
             self._ws, newdata, values, seed, weights=weights, binomial_size=binomial_size, offset=offset

@@ -29,7 +29,7 @@ def seed_from(rng) -> int | None:
         return int(rng.integers(0, 2**63 - 1))
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         if rng < 0:
-            raise InputError("rng: a seed must be a non-negative integer")
+            raise InputError(f"rng: a seed must be a non-negative integer, got {rng}")
         return int(rng)
     raise InputTypeError(
         f"rng: expected None, a non-negative integer seed or a numpy Generator, got {type(rng).__name__}"

@@ -407,7 +407,7 @@ def test_refit_refuses_a_constant_or_separated_response():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GLMMWarning)
         m = ppl_glmm.fitglme(d, "s ~ x + (1|g)", distribution="binomial")
-    with pytest.raises(InputError, match="ynew: every trial is a failure"):
+    with pytest.raises(InputError, match="ynew: Response is constant: every trial is a failure"):
         m.refit(np.zeros(len(d)))
     with pytest.raises(InputError, match="ynew: complete separation"):
         m.refit((d.x > 0).astype(float))

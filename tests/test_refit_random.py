@@ -186,7 +186,7 @@ def test_random_newdata_errors(mfr_model):
         mfr_model.random(newdata=bad)
     with pytest.raises(ValueError, match="newdata: column 'time_dev' is missing"):
         mfr_model.random(newdata=new.drop(columns="time_dev"))
-    with pytest.raises(ValueError, match="only with newdata"):
+    with pytest.raises(ValueError, match="newdata: weights, binomial_size and offset apply only to new rows"):
         mfr_model.random(offset=np.zeros(100))
 
 

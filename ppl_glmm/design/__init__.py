@@ -200,8 +200,8 @@ def build_design(
     size, w, off = size[subset], w[subset], off[subset]
     if np.any(w <= 0):
         raise InputError(
-            f"weights: prior weights must be positive; {rows_text(index[np.flatnonzero(w <= 0)])} "
-            "are not (exclude those rows instead)"
+            f"weights: prior weights must be positive, and are not in "
+            f"{rows_text(index[np.flatnonzero(w <= 0)])} (exclude those rows instead)"
         )
     if dist.name in ("binomial", "poisson") and np.any(np.abs(w - np.rint(w)) > 0):
         raise InputError(f"weights: {dist.name} prior weights must be positive integers")
@@ -336,11 +336,12 @@ def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> No
         what = "every count is 0, so the linear predictor is -infinity"
     else:
         return
-    raise InputError(
-        f"{'formula: ' if name.startswith('response') else ''}Response is constant: {name}: {what}; "
-        "check that the right column "
-        "(and rows, see exclude) are used"
+    head = (
+        f"formula: Response is constant: {name}"
+        if name.startswith("response")
+        else f"{name}: Response is constant"
     )
+    raise InputError(f"{head}: {what}; check that the right column (and rows, see exclude) are used")
 
 
 def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None:

@@ -173,7 +173,8 @@ def evaluate_offsets(exprs, df: pd.DataFrame, index: pd.Index, arg: str = "formu
                 elif node.id not in env:
                     raise InputError(
                         f"{arg}: '{name}' in offset({expr}) is neither a column of data nor a "
-                        "function; use a column name, np.<function>, or log/exp/sqrt"
+                        "function; use a column name, np.<function>, or one of log, exp, sqrt, log1p, "
+                        "expm1, log2, log10"
                     )
         try:
             with np.errstate(all="ignore"):
