@@ -28,6 +28,7 @@ A_psi = dA/d psi, and inner variables v with design B = [X A] or A:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,10 +123,22 @@ class LaplaceProblem:
     # ---- inner step -----------------------------------------------------------------------
     def inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> InnerMode:
         """Conditional mode of u (and beta for ApproximateLaplace) by damped Newton."""
+        with np.errstate(over="ignore", invalid="ignore"):  # an overshooting step gives Q = -inf
+            try:
+                return self._inner(beta, theta, phi, warm=True)
+            except PirlsFailure:
+                # The warm start is the mode at the last point evaluated, which a line search may
+                # have taken far from this one (Newton then gains only ~1 unit of eta per step on a
+                # log link): start once more from u = 0.
+                if not np.any(self.u_start):
+                    raise
+                return self._inner(beta, theta, phi, warm=False)
+
+    def _inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float, *, warm: bool) -> InnerMode:
         re, X, p = self.re, self.X, self.p
         scale = float(np.exp(phi)) if self.has_phi else 1.0
         avals = re.a_values(re.layout.lambdas(theta), scale)
-        u = self.u_start.copy()
+        u = self.u_start.copy() if warm else np.zeros(re.q)
         b = self.beta_start.copy() if self.inner_beta else np.asarray(beta, dtype=float)
         phis = np.full(re.n, phi)
         eta_fixed = None if self.inner_beta else X @ b + self.offset
@@ -139,10 +152,9 @@ class LaplaceProblem:
                 d = self.obs(eta, self.y, self.w, self.trials, phis)
             except invalid:
                 return eta, None, -np.inf
-            with np.errstate(over="ignore", invalid="ignore"):  # an overshooting step: Q = -inf
-                Q = float(d[0].sum() - 0.5 * u @ u)
-                if not np.isfinite(d[1].sum() + d[2].sum()):  # derivatives unusable here
-                    Q = -np.inf
+            Q = float(d[0].sum() - 0.5 * u @ u)  # -inf or nan for an overshooting step
+            if not math.isfinite(Q) or not math.isfinite(float(d[1].sum() + d[2].sum())):
+                Q = -np.inf  # value or derivatives unusable here
             return eta, d, Q
 
         eta, d, Q = evaluate(u, b)
@@ -174,7 +186,15 @@ class LaplaceProblem:
             # (e.g. y log mu - log y! for counts of 1e9). Converged when it is negligible, or when
             # it has reached its own noise floor and stops shrinking.
             dec = float(g @ step)
-            if dec < _TOL_DEC or dec < 0 or (dec < 1e-12 and dec > 0.25 * dec_prev):
+            # (Near the mode Newton's decrement falls quadratically; a decrement below 1e-6 that
+            # no longer falls by 4x is rounding noise. The relative test, capped at 1e-13 in
+            # log-likelihood units, ends typical fits one iteration earlier.)
+            if (
+                dec < _TOL_DEC
+                or dec < 0
+                or dec < min(1e-13, 1e-15 * abs(Q))
+                or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev)
+            ):
                 break
             dec_prev = dec
             t = 1.0
