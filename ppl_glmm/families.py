@@ -97,6 +97,47 @@ def _loglog_logit(e):
     return -_log_expm1_exp(-e)
 
 
+def _poisson_dist(mu, size):
+    import pymc as pm
+
+    return pm.Poisson.dist(mu, size=size)
+
+
+def poisson_logp(value, mu):
+    """log Poisson(k | mu) = -D(k, mu) - S(k) without cancelling large terms.
+
+    PyMC's ``k log mu - mu - lgamma(k + 1)`` adds terms of ~1e10 for counts of ~1e9 (rounding
+    ~1e-6 per count). Here D = k log(k / mu) - k + mu >= 0 is the deviance term, computed as
+    mu ((1 + r) log1p(r) - r) with r = (k - mu) / mu where |r| <= 1, and S(k) = lgamma(k + 1) -
+    k log k + k is Stirling's remainder, 0.5 log(2 pi k) + 1/(12k) - 1/(360k^3) + 1/(1260k^5) above
+    k = 100 (error < 1e-17) and direct below. The PyMC model keeps PyMC's Poisson sampler
+    (``CustomDist(dist=Poisson)``); only the log-density is written here, with PyMC's parameter check.
+    """
+    from pymc.distributions.dist_math import check_parameters
+
+    pt = _pt()
+    k = pt.cast(value, "float64")
+    pos = pt.gt(k, 0.0)
+    k1 = pt.switch(pos, k, 1.0)  # k > 0 branches see k >= 1 (no log 0)
+    mu_s = pt.switch(pt.gt(mu, 0.0), mu, 1.0)
+    r = (k1 - mu_s) / mu_s
+    close = pt.and_(pt.le(r, 1.0), pt.ge(r, -0.5))
+    r_c = pt.switch(close, r, 0.0)
+    d_close = mu_s * ((1.0 + r_c) * pt.log1p(r_c) - r_c)
+    d_far = k1 * (pt.log(k1) - pt.log(mu_s)) - k1 + mu_s
+    dev = pt.switch(pos, pt.switch(close, d_close, d_far), mu)
+    big = pt.gt(k1, 100.0)
+    kb = pt.switch(big, k1, 101.0)
+    ks = pt.switch(big, 1.0, k1)
+    stirling_big = 0.5 * pt.log(2.0 * math.pi * kb) + 1.0 / (12.0 * kb) - 1.0 / (360.0 * kb**3) + 1.0 / (
+        1260.0 * kb**5
+    )
+    stirling_small = pt.gammaln(ks + 1.0) - ks * pt.log(ks) + ks
+    stirling = pt.switch(pos, pt.switch(big, stirling_big, stirling_small), 0.0)
+    res = pt.switch(pt.lt(k, 0.0), -np.inf, -dev - stirling)
+    return check_parameters(res, pt.ge(mu, 0.0), msg="mu >= 0")
+
+
 LINKS: dict[str, Link] = {
     "identity": Link("identity", lambda e: e, lambda e: e, lambda m: m),
     "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log),
@@ -191,7 +232,10 @@ class Distribution:
                 return pm.Binomial(name, n=trials, logit_p=link.logit_pt(eta), observed=k, dims=dims)
             return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k, dims=dims)
         if self.name == "poisson":
-            return pm.Poisson(name, mu=data["weights"] * link.inverse_pt(eta), observed=k, dims=dims)
+            mu = data["weights"] * link.inverse_pt(eta)
+            return pm.CustomDist(
+                name, mu, dist=_poisson_dist, logp=poisson_logp, observed=k, dims=dims, dtype="int64"
+            )
         raise NotImplementedError(self.name)  # pragma: no cover
 
     def mu_start(self, y: np.ndarray, n: np.ndarray) -> np.ndarray:

@@ -7,12 +7,14 @@
   a stale function.
 * Counts and trials are int64 in the PyMC model: a count above 2^31 survives.
 * The inner step catches only PyMC's parameter errors: a programming error surfaces.
+* The Poisson log-density: scipy where scipy is exact, closed forms at counts of 1e9.
 """
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.special as sps
+import scipy.stats as stats
 
 import ppl_glmm
 from ppl_glmm.api import _prepare
@@ -144,3 +146,36 @@ def test_a_programming_error_in_the_likelihood_is_not_swallowed(mfr_model, monke
     beta, theta, phi = problem.unpack(mfr_model._result.x)
     with pytest.raises(KeyError, match="a bug"):
         problem.inner(beta, theta, phi)
+
+
+def _poisson_logp_fn():
+    import pytensor
+    import pytensor.tensor as pt
+
+    from ppl_glmm.families import poisson_logp
+
+    k, mu = pt.lvector("k"), pt.dvector("mu")
+    return pytensor.function([k, mu], poisson_logp(k, mu))
+
+
+def test_poisson_log_density_matches_scipy_where_scipy_is_exact():
+    """Counts up to 1e4 (scipy's k log mu - mu - lgamma(k + 1) is exact to ~1e-11 there), on both
+    sides of every branch: k = 0, k around the Stirling switch at 100, r = (k - mu)/mu around -1/2
+    and 1."""
+    f = _poisson_logp_fn()
+    k = np.array([0, 0, 1, 3, 50, 99, 100, 101, 102, 150, 150, 150, 1000, 9999])
+    mu = np.array([1e-8, 2.5, 1e-9, 2.9, 49.0, 120.0, 80.0, 101.5, 203.0, 299.0, 301.0, 74.0, 1003.2, 9000.0])
+    np.testing.assert_allclose(f(k, mu), stats.poisson.logpmf(k, mu), rtol=1e-12, atol=1e-10)
+
+
+def test_poisson_log_density_has_no_cancellation_at_counts_of_1e9():
+    """log p(k | k) = -S(k) (Stirling's remainder) and log p(k | mu1) - log p(k | mu2) =
+    k log(mu1 / mu2) - (mu1 - mu2), both exact in closed form; PyMC's formula is ~1e-6 off here."""
+    f = _poisson_logp_fn()
+    k = np.array([5 * 10**8, 4 * 10**9, 123456789])
+    kf = k.astype(float)
+    stirling = 0.5 * np.log(2 * np.pi * kf) + 1 / (12 * kf) - 1 / (360 * kf**3)
+    np.testing.assert_allclose(f(k, kf), -stirling, rtol=0, atol=1e-12)
+    mu1, mu2 = kf * (1 + 3e-5), kf * (1 - 2e-5)
+    diff = kf * np.log1p((mu1 - mu2) / mu2) - (mu1 - mu2)
+    np.testing.assert_allclose(f(k, mu1) - f(k, mu2), diff, rtol=1e-9, atol=1e-9)
