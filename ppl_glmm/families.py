@@ -125,8 +125,8 @@ def poisson_logp(value, mu):
     big = pt.gt(k1, 100.0)
     kb = pt.switch(big, k1, 101.0)
     ks = pt.switch(big, 1.0, k1)
-    stirling_big = 0.5 * pt.log(2.0 * math.pi * kb) + 1.0 / (12.0 * kb) - 1.0 / (360.0 * kb**3) + 1.0 / (
-        1260.0 * kb**5
+    stirling_big = (
+        0.5 * pt.log(2.0 * math.pi * kb) + 1.0 / (12.0 * kb) - 1.0 / (360.0 * kb**3) + 1.0 / (1260.0 * kb**5)
     )
     stirling_small = pt.gammaln(ks + 1.0) - ks * pt.log(ks) + ks
     stirling = pt.switch(pos, pt.switch(big, stirling_big, stirling_small), 0.0)
