@@ -124,7 +124,8 @@ def test_constant_response_normal():
 def test_constant_response_glm(dist, col, value, match):
     d = _frame()
     d[col] = value
-    _refuse(d, f"{col} ~ x + (1|g)", match, distribution=dist)
+    msg = _refuse(d, f"{col} ~ x + (1|g)", match, distribution=dist)
+    assert msg.startswith(f"formula: Response is constant: response '{col}'")
 
 
 def test_constant_nonzero_poisson_counts_are_allowed():
@@ -149,7 +150,8 @@ def test_normal_model_with_as_many_levels_as_observations():
 
 def test_normal_model_with_as_many_random_effects_as_observations():
     d = _frame(n=24, groups=12)
-    _refuse(d, "y ~ x + (x|g)", "24 random effects .* for 24 observations")
+    msg = _refuse(d, "y ~ x + (x|g)", "24 random effects .* for 24 observations")
+    assert "(12 levels x 2 columns)" in msg
 
 
 def test_normal_response_fitted_exactly_by_the_random_effects():
@@ -397,9 +399,10 @@ def test_non_finite_formula_offset_names_rows():
 
 
 def test_formula_offset_with_unknown_name():
-    _refuse(
+    msg = _refuse(
         _frame(), "k ~ x + offset(np.log(exposure)) + (1|g)", "'exposure' in offset", distribution="poisson"
     )
+    assert "is neither a column of data nor a function" in msg and "np.<function>" in msg
 
 
 def test_refit_refuses_a_constant_or_separated_response():
