@@ -10,17 +10,14 @@ import pandas as pd
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError
 from .families import get_distribution, get_link
+from .fit_methods import check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
 from .model import GeneralizedLinearMixedModel
 
 __all__ = ["fitglme", "fitglme_bayes"]
 
-FIT_METHODS = ("laplace", "approximatelaplace")
 CODINGS = ("reference", "effects", "full")
-OPTIONS = {
-    "covariance_method": ("conditional", "jointhessian"),
-}
 
 
 def _choice(value, allowed, arg: str) -> str:
@@ -102,7 +99,7 @@ def fitglme(
         exclude=exclude,
         options=options,
     )
-    result = fit(ws, method_key, ws.design.y)
+    result = fit(ws, method_key, ws.design.y, settings=opts)
     return GeneralizedLinearMixedModel(ws, result, opts)
 
 
@@ -121,20 +118,16 @@ def _prepare(
     options,
 ) -> tuple[Workspace, str, dict]:
     """Validate every argument, build the design and the PyMC model (no fitting)."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(OPTIONS)}")
-    opts = {k: _choice(v, OPTIONS[k], k) for k, v in options.items()}
-    if isinstance(fit_method, str) and fit_method.strip().lower() in ("mpl", "rempl"):
-        raise InputError(
-            f"fit_method: '{fit_method}' (pseudo-likelihood) is not supported; use 'laplace' or "
-            "'approximatelaplace'"
-        )
-    method_key = _choice(fit_method, FIT_METHODS, "fit_method")
-    if opts.get("covariance_method") == "jointhessian" and method_key != "laplace":
-        raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+    method = get_fit_method(fit_method)
+    method_key = method.name
+    opts = make_settings(method, options)
     coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
     dist = get_distribution(distribution)
+    if method.families is not None and dist.name not in method.families:
+        raise InputError(
+            f"fit_method: '{method.name}' applies to distribution {' or '.join(method.families)}, "
+            f"not '{dist.name}'"
+        )
     lnk = get_link(link, dist)
     if lnk.name in dist.bad_links:
         warnings.warn(
@@ -156,6 +149,7 @@ def _prepare(
         exclude=exclude,
         link=lnk,
     )
+    check_mu_start(opts, design.n)
     return Workspace.build(design, dist, lnk), method_key, opts
 
 
@@ -221,7 +215,7 @@ def fitglme_bayes(
         options=options,
     )
     if st.init == "ml":
-        glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y), opts)
+        glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y, settings=opts), opts)
         return glme.fit_bayes(priors=priors, noncentered=noncentered, **sampler_args)
     formula_text = GeneralizedLinearMixedModel.formula_of(ws)
     return fit_bayes(ws, None, formula_text, priors=priors, noncentered=noncentered, **sampler_args)

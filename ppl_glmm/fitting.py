@@ -20,6 +20,7 @@ from .engine.optimize import SINGULAR_TOL, glm_start, hessian, initial_inverse_h
 from .engine.structure import REStructure
 from .errors import ConvergenceWarning, FitError, SingularFitWarning
 from .families import Distribution, Link
+from .fit_methods import METHODS, FitSettings
 from .pymc_model import GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
@@ -60,7 +61,7 @@ class Workspace:
         self.link = link
         self.layout = ThetaLayout(tuple(t.q_r for t in design.terms))
         self._graph = graph
-        self._templates: dict[str, LaplaceProblem] = {}  # fit_method -> problem template
+        self._templates: dict[tuple, LaplaceProblem] = {}  # FitSettings.problem_key -> template
         self.hess_inv_start: dict[str, np.ndarray | None] = {}  # fit_method -> warm-start matrix
         self.sampler = None
         self.newdata_samplers: dict = {}  # design fingerprint -> sampler
@@ -88,24 +89,26 @@ class Workspace:
         self.__init__(state["design"], state["dist"], state["link"])
         self.hess_inv_start = dict(state["hess_inv_start"])
 
-    def _template(self, fit_method: str) -> LaplaceProblem:
-        if fit_method not in self._templates:
+    def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
+        key = settings.problem_key(fit_method)
+        if key not in self._templates:
             with self.lock:
-                if fit_method not in self._templates:
+                if key not in self._templates:
                     obs = observation_function(self.graph)
                     re = REStructure.from_terms(self.design.terms, self.design.n)
-                    self._templates[fit_method] = LaplaceProblem(
-                        self.design.X, re, obs, inner_beta=(fit_method == "approximatelaplace")
-                    )
-        return self._templates[fit_method]
+                    make = METHODS[fit_method].problem
+                    self._templates[key] = make(self.design.X, re, obs, settings)
+        return self._templates[key]
 
-    def new_problem(self, fit_method: str, k: np.ndarray, *, swap: bool) -> LaplaceProblem:
+    def new_problem(
+        self, fit_method: str, k: np.ndarray, *, swap: bool, settings: FitSettings | None = None
+    ) -> LaplaceProblem:
         """A per-call problem loaded with observed values ``k`` (the observed container's scale).
 
         ``swap=True`` (fits and refits) sets the PyMC model's observed ``pm.Data`` container to k and
         reads the engine's data back from the containers; ``swap=False`` (read-only methods such as
         standard errors) loads k without touching the model."""
-        problem = self._template(fit_method).clone()
+        problem = self._template(fit_method, settings or FitSettings()).clone()
         if swap:
             with self.lock:
                 self.graph.set_observed(k)
@@ -158,10 +161,24 @@ def _optimise(ws: Workspace, problem: LaplaceProblem, fit_method: str, y: np.nda
         return minimize(problem, _start(ws, problem, y))
 
 
-def fit(ws: Workspace, fit_method: str, y: np.ndarray, warm: FitResult | None = None) -> FitResult:
-    """Maximise the Laplace log-likelihood for response ``y`` (MATLAB scale, used rows)."""
+def fit(
+    ws: Workspace,
+    fit_method: str,
+    y: np.ndarray,
+    warm: FitResult | None = None,
+    settings: FitSettings | None = None,
+) -> FitResult:
+    """Fit by ``fit_method`` (a key of the registry) to response ``y`` (MATLAB scale, used rows).
+
+    Driver methods (pseudo-likelihood) run their own iteration; objective methods maximise their
+    engine problem's log-likelihood with the outer optimiser."""
+    settings = settings or FitSettings()
+    method = METHODS[fit_method]
+    if method.driver is not None:
+        return method.driver(ws, y, warm, settings)
     d = ws.design
-    problem = ws.new_problem(fit_method, ws.dist.observed_value(y, d.weights, d.binomial_size), swap=True)
+    k = ws.dist.observed_value(y, d.weights, d.binomial_size)
+    problem = ws.new_problem(fit_method, k, swap=True, settings=settings)
     limit = None if problem.re.q2 + (problem.p if problem.inner_beta else 0) > _THREADS_ABOVE_DENSE else 1
     with _blas_limit(limit):
         try:

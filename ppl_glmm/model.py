@@ -17,6 +17,7 @@ from . import inference
 from .design import check_new_response
 from .display import model_display
 from .errors import InputError, InputTypeError
+from .fit_methods import FitSettings
 from .fitting import Workspace, fit
 from .results import FitResult
 from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
@@ -27,10 +28,10 @@ __all__ = ["GeneralizedLinearMixedModel"]
 class GeneralizedLinearMixedModel:
     """A GLMM fitted by maximum likelihood (Laplace approximation). Create with ``fitglme``."""
 
-    def __init__(self, ws: Workspace, result: FitResult, options: dict):
+    def __init__(self, ws: Workspace, result: FitResult, settings: FitSettings):
         self._ws = ws
         self._result = result
-        self._options = dict(options)
+        self._settings = settings
 
     # ---- basic properties ------------------------------------------------------------------
     @property
@@ -123,7 +124,7 @@ class GeneralizedLinearMixedModel:
 
     @cached_property
     def _cov_beta(self) -> np.ndarray:
-        if self._options.get("covariance_method", "conditional") == "jointhessian":
+        if self._settings.covariance_method == "jointhessian":
             return inference.joint_hessian_cov_beta(self)
         return self._result.cov_beta
 
@@ -222,7 +223,7 @@ class GeneralizedLinearMixedModel:
         ws = self._ws
         d = ws.design
         k = ws.dist.observed_value(self._result.y, d.weights, d.binomial_size)
-        problem = ws.new_problem(self.fit_method, k, swap=False)
+        problem = ws.new_problem(self.fit_method, k, swap=False, settings=self._settings)
         problem.u_start = problem.re.to_internal(self._result.u)
         problem.beta_start = self._result.beta.copy()
         return problem
@@ -278,8 +279,8 @@ class GeneralizedLinearMixedModel:
         """Refit to a new response (same length as the data, or as the rows used), re-using every
         compiled function; returns a new model and leaves this one unchanged."""
         y = self._check_new_response(ynew)
-        result = fit(self._ws, self.fit_method, y, warm=self._result)
-        return GeneralizedLinearMixedModel(self._ws, result, self._options)
+        result = fit(self._ws, self.fit_method, y, warm=self._result, settings=self._settings)
+        return GeneralizedLinearMixedModel(self._ws, result, self._settings)
 
     def _check_new_response(self, ynew) -> np.ndarray:
         d, dist = self._ws.design, self._ws.dist

@@ -1,0 +1,187 @@
+"""The registry of fit methods: one record per ``fit_method=`` value.
+
+A fit method is either an *objective* for the outer optimiser (an engine problem with
+``value_and_grad``: Laplace, ApproximateLaplace, adaptive quadrature) or a *driver* of its own
+(pseudo-likelihood, which iterates linear mixed-model fits of pseudo-data). Adding a method is one
+module plus one entry in :data:`METHODS`; ``fitglme`` validates ``fit_method`` and the method's
+options against this table, and :func:`ppl_glmm.fitting.fit` dispatches on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, InputTypeError
+
+__all__ = ["METHODS", "FitMethod", "FitSettings", "get_fit_method"]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Options of a fit that the fit methods read (MATLAB's name-value arguments, snake_case).
+
+    ``mu_start`` (an n-vector) is not part of equality or hashing: two settings that differ only
+    there build the same engine problem.
+    """
+
+    covariance_method: str = "conditional"
+    dispersion_flag: bool = False
+    pl_iterations: int = 100
+    pl_tolerance: float = 1e-8
+    init_pl_iterations: int = 0
+    n_agq: int = 1
+    mu_start: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def problem_key(self, method: str) -> tuple:
+        """What distinguishes one engine problem template from another for ``method``."""
+        return (method, self.n_agq) if method == "quadrature" else (method,)
+
+
+@dataclass(frozen=True)
+class FitMethod:
+    """One fit method.
+
+    ``problem(X, re, obs, settings)`` builds the engine problem the outer optimiser maximises
+    (objective methods); ``driver(ws, y, warm, settings)`` runs the whole fit and returns a
+    :class:`~ppl_glmm.results.FitResult` (driver methods). ``inner_beta``: beta is found in the
+    inner step, not by the outer optimiser. ``restricted``: the criterion is restricted
+    (REML-type), so BIC uses N - p observations (MATLAB). ``families``: the distributions the
+    method accepts (None: all). ``options``: the :class:`FitSettings` fields the method reads.
+    """
+
+    name: str
+    display: str
+    summary: str
+    problem: Callable[..., Any] | None = None
+    driver: Callable[..., Any] | None = None
+    inner_beta: bool = False
+    restricted: bool = False
+    pseudo: bool = False
+    families: tuple[str, ...] | None = None
+    options: tuple[str, ...] = ()
+
+
+def _laplace_problem(inner_beta: bool):
+    def make(X, re, obs, settings: FitSettings):
+        from .engine.laplace import LaplaceProblem
+
+        return LaplaceProblem(X, re, obs, inner_beta=inner_beta)
+
+    return make
+
+
+METHODS: dict[str, FitMethod] = {
+    "laplace": FitMethod(
+        "laplace",
+        "Laplace",
+        "Laplace approximation of the marginal likelihood (lme4 nAGQ = 1)",
+        problem=_laplace_problem(False),
+        options=("init_pl_iterations",),
+    ),
+    "approximatelaplace": FitMethod(
+        "approximatelaplace",
+        "ApproximateLaplace",
+        "Laplace with beta in the inner step (lme4 nAGQ = 0)",
+        problem=_laplace_problem(True),
+        inner_beta=True,
+        options=("init_pl_iterations",),
+    ),
+}
+_ALIASES = {"approximate_laplace": "approximatelaplace"}
+
+
+def get_fit_method(value: Any) -> FitMethod:
+    """The registered method for a user's ``fit_method`` (case-, space- and underscore-insensitive)."""
+    if not isinstance(value, str):
+        raise InputTypeError(f"fit_method: expected one of {', '.join(METHODS)}, got {value!r}")
+    key = value.strip().lower().replace(" ", "").replace("-", "")
+    key = _ALIASES.get(key, key.replace("_", ""))
+    if key not in METHODS:
+        raise InputError(f"fit_method: unknown value '{value}'; use one of {', '.join(METHODS)}")
+    return METHODS[key]
+
+
+_COVARIANCE_METHODS = ("conditional", "jointhessian")
+
+
+def _positive_int(value: Any, arg: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputTypeError(f"{arg}: expected an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{arg}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = None) -> FitSettings:
+    """Validate the fit options of ``fitglme`` for ``method`` (before any work).
+
+    An option the chosen method does not read is refused (naming the methods that do), rather
+    than silently ignored; ``covariance_method`` applies to every method. ``n`` (rows used) is
+    checked against ``mu_start`` when known; see :func:`check_mu_start` for the later check."""
+    known = {f for f in FitSettings.__dataclass_fields__}
+    unknown = set(options) - known
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(sorted(known))}"
+        )
+    for opt in options:
+        if opt != "covariance_method" and opt not in method.options:
+            users = [m.name for m in METHODS.values() if opt in m.options]
+            raise InputError(
+                f"{opt}: applies to fit_method={' or '.join(repr(u) for u in users)}, "
+                f"not '{method.name}'; leave it out or change fit_method"
+            )
+    out: dict[str, Any] = {}
+    if "covariance_method" in options:
+        v = options["covariance_method"]
+        key = v.strip().lower().replace("_", "") if isinstance(v, str) else None
+        if key not in _COVARIANCE_METHODS:
+            raise InputError(
+                f"covariance_method: unknown value {v!r}; use one of {', '.join(_COVARIANCE_METHODS)}"
+            )
+        if key == "jointhessian" and method.name != "laplace":
+            raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+        out["covariance_method"] = key
+    if "dispersion_flag" in options:
+        v = options["dispersion_flag"]
+        if not isinstance(v, bool | np.bool_):
+            raise InputTypeError(f"dispersion_flag: expected True or False, got {v!r}")
+        out["dispersion_flag"] = bool(v)
+    if "pl_iterations" in options:
+        out["pl_iterations"] = _positive_int(options["pl_iterations"], "pl_iterations")
+    if "init_pl_iterations" in options:
+        out["init_pl_iterations"] = _positive_int(options["init_pl_iterations"], "init_pl_iterations", 0)
+    if "n_agq" in options:
+        out["n_agq"] = _positive_int(options["n_agq"], "n_agq")
+    if "pl_tolerance" in options:
+        v = options["pl_tolerance"]
+        if isinstance(v, bool) or not isinstance(v, int | float | np.floating | np.integer):
+            raise InputTypeError(f"pl_tolerance: expected a positive number, got {v!r}")
+        if not (np.isfinite(v) and v > 0):
+            raise InputError(f"pl_tolerance: must be a positive finite number, got {v}")
+        out["pl_tolerance"] = float(v)
+    if "mu_start" in options:
+        v = options["mu_start"]
+        try:
+            mu = np.asarray(v, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise InputTypeError(f"mu_start: expected a numeric vector, got {type(v).__name__}") from err
+        if n is not None and mu.size != n:
+            raise InputError(f"mu_start: expected {n} values (one per row used), got {mu.size}")
+        if not np.all(np.isfinite(mu)):
+            raise InputError("mu_start: contains NaN or infinite values")
+        mu.setflags(write=False)
+        out["mu_start"] = mu
+    return FitSettings(**out)
+
+
+def check_mu_start(settings: FitSettings, n: int) -> None:
+    """``mu_start`` has one value per row used (known once the design is built)."""
+    if settings.mu_start is not None and settings.mu_start.size != n:
+        raise InputError(
+            f"mu_start: expected {n} values (one per row used), got {settings.mu_start.size}"
+        )
