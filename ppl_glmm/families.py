@@ -35,6 +35,11 @@ class Link:
     inverse_np: Callable
     link_np: Callable
     logit_pt: Callable | None = None  # log p - log(1 - p) from eta, stable where p rounds to 0 or 1
+    mu_eta_np: Callable | None = None  # d mu / d eta = 1 / g'(mu), in NumPy
+
+    def mu_eta(self, eta: np.ndarray) -> np.ndarray:
+        """d mu / d eta at ``eta`` (NumPy): 1 / g'(mu), used for Fisher weights."""
+        return self.mu_eta_np(np.asarray(eta, dtype=float))
 
     @property
     def display(self) -> str:
@@ -135,15 +140,23 @@ def poisson_logp(value, mu):
 
 
 LINKS: dict[str, Link] = {
-    "identity": Link("identity", lambda e: e, lambda e: e, lambda m: m),
-    "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log),
-    "logit": Link("logit", lambda e: _pt().sigmoid(e), sps.expit, sps.logit, lambda e: e),
+    "identity": Link("identity", lambda e: e, lambda e: e, lambda m: m, None, np.ones_like),
+    "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log, None, np.exp),
+    "logit": Link(
+        "logit",
+        lambda e: _pt().sigmoid(e),
+        sps.expit,
+        sps.logit,
+        lambda e: e,
+        lambda e: sps.expit(e) * sps.expit(-e),
+    ),
     "probit": Link(
         "probit",
         lambda e: 0.5 * _pt().erfc(-e / math.sqrt(2.0)),
         sps.ndtr,
         sps.ndtri,
         _probit_logit,
+        lambda e: np.exp(-0.5 * e * e) / math.sqrt(2.0 * math.pi),
     ),
     "comploglog": Link(
         "comploglog",
@@ -151,6 +164,7 @@ LINKS: dict[str, Link] = {
         lambda e: -np.expm1(-np.exp(e)),
         lambda m: np.log(-np.log1p(-m)),
         _cloglog_logit,
+        lambda e: np.exp(e - np.exp(e)),
     ),
     "loglog": Link(
         "loglog",
@@ -158,6 +172,7 @@ LINKS: dict[str, Link] = {
         lambda e: np.exp(-np.exp(-e)),
         lambda m: -np.log(-np.log(m)),
         _loglog_logit,
+        lambda e: np.exp(-e - np.exp(-e)),
     ),
 }
 _LINK_ALIASES = {"cloglog": "comploglog"}
@@ -170,6 +185,15 @@ class Distribution:
     canonical_link: str
     has_dispersion: bool  # sigma estimated under Laplace (and b ~ N(0, sigma^2 D))
     bad_links: tuple[str, ...]  # links that are allowed with a warning
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        """Variance function v(mu): Var(y | b) = sigma^2 v(mu) / w (MATLAB's table)."""
+        mu = np.asarray(mu, dtype=float)
+        if self.name == "binomial":
+            return mu * (1.0 - mu)
+        if self.name == "poisson":
+            return mu
+        return np.ones_like(mu)
 
     # --- data on the likelihood's scale -------------------------------------------------
     def observed_value(self, y: np.ndarray, w: np.ndarray, n: np.ndarray) -> np.ndarray:
