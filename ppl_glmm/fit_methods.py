@@ -74,6 +74,12 @@ def _laplace_problem(inner_beta: bool):
     return make
 
 
+def _reml_problem(X, re, obs, settings: FitSettings):
+    from .engine.reml import REMLProblem
+
+    return REMLProblem(X, re, obs)
+
+
 METHODS: dict[str, FitMethod] = {
     "laplace": FitMethod(
         "laplace",
@@ -89,6 +95,15 @@ METHODS: dict[str, FitMethod] = {
         problem=_laplace_problem(True),
         inner_beta=True,
         options=("init_pl_iterations",),
+    ),
+    "reml": FitMethod(
+        "reml",
+        "REML",
+        "restricted maximum likelihood of the linear mixed model (lmer REML = TRUE)",
+        problem=_reml_problem,
+        inner_beta=True,
+        restricted=True,
+        families=("normal",),
     ),
 }
 _ALIASES = {"approximate_laplace": "approximatelaplace"}

@@ -1,0 +1,112 @@
+"""Restricted maximum likelihood (REML): the likelihood integrated over beta with a flat prior.
+
+The restricted likelihood is ``L_R(theta, sigma) = int L(beta, theta, sigma) d beta``. With beta in
+the inner step (as ApproximateLaplace), the Laplace approximation of the joint integral over
+(u, beta) -- u with its N(0, I) prior, beta flat -- gives the objective minimised here::
+
+    f_R = -sum_i l_i(eta~) + u~'u~ / 2 + log|M| / 2 - (p/2) log(2 pi)
+    M   = [[A'CA + I, A'CX], [X'CA, X'CX]]          (the joint Newton matrix at the mode (u~, beta~))
+
+(u's (2 pi)^(q/2) cancels against its prior's normalising constant; beta's flat prior leaves
+(2 pi)^(p/2)). For the linear mixed model (normal, identity link) the integrand is Gaussian in
+(u, beta), so f_R is exact: with log|M| = log|L|^2 + log|R_X|^2 - p log sigma^2 (C = W/sigma^2,
+A = sigma Z Lambda) it is lme4's REML criterion over 2::
+
+    -2 l_R = log|L|^2 + log|R_X|^2 + pwrss / sigma^2 + (n - p) log(2 pi sigma^2) - sum log w_i,
+
+which at the profiled sigma^2 = pwrss / (n - p) is lmer's ``REMLcrit``. For other families it is
+the Laplace approximation of the restricted likelihood (glmmTMB's ``REML = TRUE``).
+
+Gradient: that of ApproximateLaplace (see :mod:`.laplace`) with the joint leverages and trace::
+
+    df_R/dpsi = -l'e - sum l_psi + (sum_i dc_i b_i' M^-1 b_i) / 2 + tr(M^-1 B'C B_psi),
+    b_i = [a_i; x_i],   B_psi = [A_psi, 0].
+
+With K = H^-1 G, G = A'CX, S = X'CX - G'K (the Schur complement; p extra solves with H) and
+r_i = K'a_i - x_i, the block inverse of M gives
+
+    b_i' M^-1 b_i        = a_i' H^-1 a_i + r_i' S^-1 r_i
+    (B M^-1)[i, u-block] = a_i' H^-1 + r_i' S^-1 K'
+
+so the trace for theta_k adds sum_i c_i (a_psi)_i (R S^-1 K')[i, col_i] to ApproximateLaplace's,
+and for psi = log sigma it is ``q - tr((M^-1)_uu) = q - tr(H^-1) - tr(K S^-1 K')``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from ..pymc_model import ObservationFunction
+from .laplace import InnerMode, LaplaceProblem
+from .linalg import NotPositiveDefinite
+from .structure import REStructure
+
+__all__ = ["REMLProblem"]
+
+
+def _spd_inverse(S: np.ndarray) -> np.ndarray:
+    try:
+        L = np.linalg.cholesky(0.5 * (S + S.T))
+    except np.linalg.LinAlgError as err:
+        raise NotPositiveDefinite("X'CX - X'CA H^-1 A'CX is not positive definite") from err
+    Li = np.linalg.inv(L)
+    return Li.T @ Li
+
+
+class REMLProblem(LaplaceProblem):
+    """The REML objective ``f_R`` over ``[theta, (phi)]``; beta is the inner step's joint mode."""
+
+    def __init__(self, X: np.ndarray, re: REStructure, obs: ObservationFunction):
+        super().__init__(X, re, obs, inner_beta=True)
+        self._log_2pi_p = 0.5 * self.p * math.log(2.0 * math.pi)
+
+    def inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> InnerMode:
+        """The joint mode, with objective ``-Q + log|M|/2 - (p/2) log(2 pi)`` (not ``log|H|/2``)."""
+        mode = super().inner(beta, theta, phi)
+        objective = mode.objective + 0.5 * (mode.joint_fac.logdet - mode.hfac.logdet) - self._log_2pi_p
+        return replace(mode, objective=objective)
+
+    def gradient(self, mode: InnerMode, phi: float) -> np.ndarray:
+        """Exact gradient of ``f_R`` over ``[theta, (phi)]`` (module docstring)."""
+        re, X = self.re, self.X
+        d1, d3 = mode.derivs[1], mode.derivs[3]
+        c = -mode.derivs[2]
+        av, u = mode.avals, mode.u
+        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        sel = mode.hfac.selected_inverse()
+        G = re.tmul(av, c[:, None] * X)  # A'CX  (q x p)
+        K = mode.hfac.solve(G)  # H^-1 A'CX
+        S_inv = _spd_inverse((X.T * c) @ X - G.T @ K)
+        R = re.mul(av, K) - X  # rows r_i' = a_i'K - x_i'
+        RS = R @ S_inv
+        lev = re.leverages(av, sel) + np.einsum("ip,ip->i", RS, R)  # b_i' M^-1 b_i
+
+        E_cols, rhs_cols, lpsi, trace = [], [], [], []
+        for tcol, jcol, slot in self.theta_entries:
+            vals = scale * tcol  # dA/dtheta_k: one entry per row, at column jcol
+            E_cols.append((vals * u[jcol])[:, None])
+            rhs_cols.append(np.bincount(jcol, weights=vals * d1, minlength=re.q)[:, None])
+            lpsi.append(0.0)
+            m_row = re.a_hinv_at(av, sel, slot) + np.einsum("ip,ip->i", RS, K[jcol])
+            trace.append(float(np.sum(c * vals * m_row)))
+        if self.has_phi:
+            E_cols.append(re.mul(av, u)[:, None])
+            rhs_cols.append(re.tmul(av, d1)[:, None])
+            lpsi.append(float(mode.derivs[4].sum()))
+            trace.append(float(re.q - re.trace_inverse(sel) - np.sum((K @ S_inv) * K)))
+        E = np.hstack(E_cols)
+        CE = c[:, None] * E
+        rhs_u = np.hstack(rhs_cols) - re.tmul(av, CE)
+        rhs_b = -X.T @ CE
+        if self.has_phi:
+            rhs_u[:, -1] += re.tmul(av, mode.derivs[5])
+            rhs_b[:, -1] += X.T @ mode.derivs[5]
+        dv = mode.joint_fac.solve(np.vstack([rhs_u, rhs_b]))
+        deta = E + re.mul(av, dv[: re.q]) + X @ dv[re.q :]
+        dc = -d3[:, None] * deta
+        if self.has_phi:
+            dc[:, -1] -= mode.derivs[6]
+        return -(d1 @ E) - np.array(lpsi) + 0.5 * (lev @ dc) + np.array(trace)
