@@ -46,8 +46,14 @@ def format_table(df: pd.DataFrame) -> list[str]:
 
 
 def model_display(model) -> str:
-    fm = {"laplace": "Laplace", "approximatelaplace": "ApproximateLaplace"}[model.fit_method]
-    out = ["Generalized linear mixed-effects model fit by ML", "", "Model information:"]
+    """MATLAB's headline says how the model was fitted: 'ML' (Laplace, ApproximateLaplace), 'PL'
+    (pseudo-likelihood: MPL, REMPL); 'REML' for the restricted likelihood."""
+    from .fit_methods import METHODS
+
+    method = METHODS[model.fit_method]
+    by = "PL" if method.pseudo else "REML" if method.restricted else "ML"
+    fm = method.display
+    out = [f"Generalized linear mixed-effects model fit by {by}", "", "Model information:"]
     for label, value in [
         ("Number of observations", model.num_observations),
         ("Fixed effects coefficients", model.num_coefficients),

@@ -80,6 +80,18 @@ def _reml_problem(X, re, obs, settings: FitSettings):
     return REMLProblem(X, re, obs)
 
 
+def _pl_driver(restricted: bool):
+    def run(ws, y, warm, settings: FitSettings):
+        from .pseudo import fit_pseudo
+
+        return fit_pseudo(ws, y, warm, settings, restricted=restricted)
+
+    return run
+
+
+_PL_OPTIONS = ("dispersion_flag", "pl_iterations", "pl_tolerance", "mu_start")
+PL_FAMILIES = ("normal", "binomial", "poisson", "gamma", "inverse_gaussian")  # MATLAB's
+
 METHODS: dict[str, FitMethod] = {
     "laplace": FitMethod(
         "laplace",
@@ -104,6 +116,27 @@ METHODS: dict[str, FitMethod] = {
         inner_beta=True,
         restricted=True,
         families=("normal",),
+    ),
+    "mpl": FitMethod(
+        "mpl",
+        "MPL",
+        "maximum pseudo-likelihood: ML fits of linear mixed models of pseudo-data (MATLAB's default)",
+        driver=_pl_driver(False),
+        inner_beta=True,
+        pseudo=True,
+        families=PL_FAMILIES,
+        options=_PL_OPTIONS,
+    ),
+    "rempl": FitMethod(
+        "rempl",
+        "REMPL",
+        "restricted maximum pseudo-likelihood: REML fits of linear mixed models of pseudo-data",
+        driver=_pl_driver(True),
+        inner_beta=True,
+        restricted=True,
+        pseudo=True,
+        families=PL_FAMILIES,
+        options=_PL_OPTIONS,
     ),
 }
 _ALIASES = {"approximate_laplace": "approximatelaplace"}
@@ -197,6 +230,4 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
 def check_mu_start(settings: FitSettings, n: int) -> None:
     """``mu_start`` has one value per row used (known once the design is built)."""
     if settings.mu_start is not None and settings.mu_start.size != n:
-        raise InputError(
-            f"mu_start: expected {n} values (one per row used), got {settings.mu_start.size}"
-        )
+        raise InputError(f"mu_start: expected {n} values (one per row used), got {settings.mu_start.size}")

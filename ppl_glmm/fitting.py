@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .covariance import ThetaLayout
 from .design import Design
-from .engine.laplace import LaplaceProblem, PirlsFailure, beta_precision
-from .engine.optimize import SINGULAR_TOL, glm_start, hessian, initial_inverse_hessian, minimize
+from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure, beta_precision
+from .engine.optimize import (
+    SINGULAR_TOL,
+    OptimizationSummary,
+    glm_start,
+    hessian,
+    initial_inverse_hessian,
+    minimize,
+)
 from .engine.structure import REStructure
 from .errors import ConvergenceWarning, FitError, SingularFitWarning
 from .families import Distribution, Link
@@ -24,7 +33,7 @@ from .fit_methods import METHODS, FitSettings
 from .pymc_model import GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
-__all__ = ["Workspace", "fit"]
+__all__ = ["Workspace", "fit", "make_result"]
 
 # Small dense blocks run fastest single-threaded (BLAS thread wake-ups dominate a 200 x 200 solve).
 _THREADS_ABOVE_DENSE = 1500
@@ -90,15 +99,25 @@ class Workspace:
         self.hess_inv_start = dict(state["hess_inv_start"])
 
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
-        key = settings.problem_key(fit_method)
+        def build() -> LaplaceProblem:
+            obs = observation_function(self.graph)
+            return METHODS[fit_method].problem(self.design.X, self.re, obs, settings)
+
+        return self.template(settings.problem_key(fit_method), build)
+
+    def template(self, key: tuple, build: Callable[[], LaplaceProblem]) -> LaplaceProblem:
+        """The problem template stored under ``key``, made by ``build()`` on first use (under the
+        lock). Callers clone it: a template is never fitted."""
         if key not in self._templates:
             with self.lock:
                 if key not in self._templates:
-                    obs = observation_function(self.graph)
-                    re = REStructure.from_terms(self.design.terms, self.design.n)
-                    make = METHODS[fit_method].problem
-                    self._templates[key] = make(self.design.X, re, obs, settings)
+                    self._templates[key] = build()
         return self._templates[key]
+
+    @cached_property
+    def re(self) -> REStructure:
+        """The engine's random-effects structure (shared by every problem of this design)."""
+        return REStructure.from_terms(self.design.terms, self.design.n)
 
     def new_problem(
         self, fit_method: str, k: np.ndarray, *, swap: bool, settings: FitSettings | None = None
@@ -194,9 +213,29 @@ def fit(
             hinv_fit = _inverse_or_none(hessian(problem, summary.x))
             with ws.lock:
                 ws.hess_inv_start.setdefault(fit_method, hinv_fit)
-        beta_opt, theta, phi = problem.unpack(summary.x)
-        beta = mode.beta if problem.inner_beta else beta_opt
         cov_beta = conditional_cov_beta(problem, mode)
+    return make_result(ws, fit_method, problem, summary, mode, y, cov_beta, stacklevel=4)
+
+
+def make_result(
+    ws: Workspace,
+    fit_method: str,
+    problem: LaplaceProblem,
+    summary: OptimizationSummary,
+    mode: InnerMode,
+    y: np.ndarray,
+    cov_beta: np.ndarray,
+    *,
+    eta: np.ndarray | None = None,
+    working: tuple[np.ndarray, np.ndarray] | None = None,
+    not_converged: str | None = None,
+    stacklevel: int = 3,
+) -> FitResult:
+    """The frozen record of a fit at ``summary.x`` / ``mode``, warning (at ``stacklevel``) when the
+    fit did not converge (``not_converged``: the message; default the outer optimiser's) or is
+    singular. ``eta`` defaults to the mode's."""
+    beta_opt, theta, phi = problem.unpack(summary.x)
+    beta = mode.beta if problem.inner_beta else beta_opt
     sigma = float(np.exp(phi)) if problem.has_phi else 1.0
     lambdas = ws.layout.lambdas(theta)
     u = problem.re.to_original(mode.u)
@@ -206,13 +245,14 @@ def fit(
     msgs = []
     if not summary.converged:
         msgs.append(
-            f"Model failed to converge: Newton decrement sqrt(g'H^-1 g) = {summary.newton_decrement:.3g} "
+            not_converged
+            or f"Model failed to converge: Newton decrement sqrt(g'H^-1 g) = {summary.newton_decrement:.3g} "
             f"(max|gradient| = {summary.max_gradient:.3g}; {summary.message})"
         )
-        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=3)
+        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=stacklevel)
     if singular:
         msgs.append("boundary (singular) fit: a random-effects variance is estimated as zero")
-        warnings.warn(msgs[-1], SingularFitWarning, stacklevel=3)
+        warnings.warn(msgs[-1], SingularFitWarning, stacklevel=stacklevel)
     return FitResult(
         fit_method=fit_method,
         beta=np.asarray(beta, dtype=float).copy(),
@@ -220,7 +260,7 @@ def fit(
         sigma=sigma,
         u=u,
         b=b,
-        eta=mode.eta.copy(),
+        eta=(mode.eta if eta is None else eta).copy(),
         log_likelihood=-summary.objective,
         cov_beta=cov_beta,
         x=summary.x.copy(),
@@ -228,6 +268,8 @@ def fit(
         singular=singular,
         warnings=tuple(msgs),
         y=np.asarray(y, dtype=float).copy(),
+        working=working,
+        dispersion_estimated=problem.has_phi,
     )
 
 

@@ -2,11 +2,13 @@
 
 * Fixed effects (MATLAB ``fixedEffects`` with DFMethod 'residual'): ``t = beta / SE``, DF = N - p,
   ``p = 2 P(T_DF > |t|)``, CI ``beta -/+ t_{1-alpha/2, DF} SE``.
-* Criteria: with ``k = p + n_theta (+1 if the dispersion is estimated)`` and L the Laplace
-  log-likelihood with all constants: ``AIC = -2L + 2k``, ``BIC = -2L + k log N``, ``Deviance = -2L``.
+* Criteria: with ``k = p + n_theta (+1 if the dispersion is estimated)`` and L the fit's
+  log-likelihood with all constants (Laplace, restricted, or pseudo-likelihood): ``AIC = -2L + 2k``,
+  ``BIC = -2L + k log n_eff``, ``Deviance = -2L``; n_eff = N, or N - p for REML and REMPL (MATLAB).
 * Covariance parameters: Wald intervals on the natural scale (log SD, ``log((1+rho)/(1-rho))``,
-  log sigma) with a normal quantile, from the Hessian of the negative Laplace log-likelihood in
-  (beta, natural parameters), mapped back to SD/correlation.
+  log sigma) with a normal quantile, from the Hessian of the fit's objective (the negative Laplace,
+  restricted or final pseudo-data log-likelihood) in (beta unless it is inner, natural parameters),
+  mapped back to SD/correlation.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pandas as pd
 import scipy.stats as st
 
 from .errors import GLMMWarning
+from .fit_methods import METHODS
 
 __all__ = [
+    "beta_is_inner",
     "coefficient_table",
     "covariance_tables",
     "joint_hessian_cov_beta",
@@ -50,6 +54,7 @@ def coefficient_table(
 
 
 def model_criterion(loglik: float, k: int, n: int) -> pd.DataFrame:
+    """AIC, BIC, LogLikelihood, Deviance; ``n`` is N, or N - p for a restricted criterion (MATLAB)."""
     return pd.DataFrame(
         {
             "AIC": [-2 * loglik + 2 * k],
@@ -60,32 +65,37 @@ def model_criterion(loglik: float, k: int, n: int) -> pd.DataFrame:
     )
 
 
+def beta_is_inner(model) -> bool:
+    """True when beta is found in the inner step (ApproximateLaplace, REML, pseudo-likelihood), so
+    the optimiser vector and the natural parameters hold no beta."""
+    return METHODS[model.fit_method].inner_beta
+
+
 def _natural_to_x(model, z: np.ndarray) -> np.ndarray:
     """Optimiser vector x from [beta (Laplace only), natural params per term, (log sigma)]."""
     ws, res = model._ws, model._result
     layout = ws.layout
-    inner_beta = res.fit_method == "approximatelaplace"
-    k = 0 if inner_beta else len(res.beta)
+    has_sigma = model.dispersion_estimated
+    k = 0 if beta_is_inner(model) else len(res.beta)
     beta = z[:k]
-    log_sigma = z[-1] if ws.dist.has_dispersion else 0.0
+    log_sigma = z[-1] if has_sigma else 0.0
     sigma = np.exp(log_sigma)
     psis = []
     for sl, q in zip(layout.slices(), layout.sizes):
         zr = z[k + sl.start : k + sl.stop]
         psis.append(layout.psi_from_canonical(layout.from_natural(zr, q), q))
     theta = layout.theta_from_psis(psis, sigma)
-    parts = [beta, theta] + ([[log_sigma]] if ws.dist.has_dispersion else [])
+    parts = [beta, theta] + ([[log_sigma]] if has_sigma else [])
     return np.concatenate(parts)
 
 
 def _x_to_natural(model) -> np.ndarray:
     ws, res = model._ws, model._result
     layout = ws.layout
-    inner_beta = res.fit_method == "approximatelaplace"
-    parts = [] if inner_beta else [res.beta]
+    parts = [] if beta_is_inner(model) else [res.beta]
     for psi, q in zip(layout.covariances(res.theta, res.sigma), layout.sizes):
         parts.append(layout.to_natural(layout.canonical(psi), q))
-    if ws.dist.has_dispersion:
+    if model.dispersion_estimated:
         parts.append([np.log(res.sigma)])
     return np.concatenate(parts)
 
@@ -136,8 +146,7 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
     """MATLAB ``covarianceParameters`` stats: one table per term, then the Error table."""
     ws, res = model._ws, model._result
     layout = ws.layout
-    inner_beta = res.fit_method == "approximatelaplace"
-    k0 = 0 if inner_beta else len(res.beta)
+    k0 = 0 if beta_is_inner(model) else len(res.beta)
     zcrit = st.norm.ppf(1 - alpha / 2) if alpha is not None else np.nan
     cov = natural_covariance(model) if alpha is not None else None
     if cov is None and alpha is not None:
@@ -178,10 +187,10 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
                 )
                 k += 1
         tables.append(pd.DataFrame(rows))
-    if ws.dist.has_dispersion and cov is not None:
+    if model.dispersion_estimated and cov is not None:
         half = zcrit * np.sqrt(cov[-1, -1])
         lo, hi = res.sigma * np.exp(-half), res.sigma * np.exp(half)
-    elif ws.dist.has_dispersion:
+    elif model.dispersion_estimated:
         lo = hi = np.nan
     else:
         lo = hi = 1.0

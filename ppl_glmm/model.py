@@ -17,7 +17,7 @@ from . import inference
 from .design import check_new_response
 from .display import model_display
 from .errors import InputError, InputTypeError
-from .fit_methods import FitSettings
+from .fit_methods import METHODS, FitSettings
 from .fitting import Workspace, fit
 from .results import FitResult
 from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
@@ -26,7 +26,7 @@ __all__ = ["GeneralizedLinearMixedModel"]
 
 
 class GeneralizedLinearMixedModel:
-    """A GLMM fitted by maximum likelihood (Laplace approximation). Create with ``fitglme``."""
+    """A fitted GLMM (Laplace or ApproximateLaplace ML, REML, pseudo-likelihood); see ``fitglme``."""
 
     def __init__(self, ws: Workspace, result: FitResult, settings: FitSettings):
         self._ws = ws
@@ -145,8 +145,10 @@ class GeneralizedLinearMixedModel:
 
     @property
     def model_criterion(self) -> pd.DataFrame:
+        """AIC, BIC, LogLikelihood, Deviance; BIC uses N - p observations for REML/REMPL (MATLAB)."""
         k = self.num_coefficients + self.num_covariance_parameters
-        return inference.model_criterion(self.log_likelihood, k, self.num_observations)
+        n = self.num_observations - (self.num_coefficients if METHODS[self.fit_method].restricted else 0)
+        return inference.model_criterion(self.log_likelihood, k, n)
 
     @property
     def dispersion(self) -> float:
@@ -154,7 +156,10 @@ class GeneralizedLinearMixedModel:
 
     @property
     def dispersion_estimated(self) -> bool:
-        return self._ws.dist.has_dispersion
+        """False exactly when sigma is fixed at 1: binomial/Poisson, except pseudo-likelihood fits
+        with ``dispersion_flag=True`` (MATLAB)."""
+        est = self._result.dispersion_estimated
+        return self._ws.dist.has_dispersion if est is None else est
 
     @property
     def singular(self) -> bool:
@@ -219,8 +224,13 @@ class GeneralizedLinearMixedModel:
         return out
 
     def _problem(self):
-        """The engine problem loaded with this model's response (used by inference)."""
+        """The engine problem loaded with this model's response (used by inference); for a
+        pseudo-likelihood fit, the final pseudo-data LME."""
         ws = self._ws
+        if self._result.working is not None:
+            from .pseudo import lme_problem
+
+            return lme_problem(ws, self._result)
         d = ws.design
         k = ws.dist.observed_value(self._result.y, d.weights, d.binomial_size)
         problem = ws.new_problem(self.fit_method, k, swap=False, settings=self._settings)
@@ -269,8 +279,11 @@ class GeneralizedLinearMixedModel:
     def _parameter_values(self) -> dict[str, np.ndarray]:
         res, ws = self._result, self._ws
         values = {"beta": res.beta}
+        # b = sigma Lambda u: a family without sigma in its PyMC model (binomial/Poisson fitted by
+        # pseudo-likelihood with dispersion_flag) takes sigma into Lambda
+        scale = 1.0 if ws.dist.has_dispersion else res.sigma
         for r, sl in enumerate(ws.layout.slices()):
-            values[f"theta_{r}"] = res.theta[sl]
+            values[f"theta_{r}"] = scale * res.theta[sl]
         if ws.dist.has_dispersion:
             values["sigma"] = np.asarray(res.sigma)
         return values

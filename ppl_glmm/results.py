@@ -19,6 +19,10 @@ class FitResult:
     (1 when fixed), ``u`` the spherical conditional modes and ``b = sigma Lambda u`` the random
     effects in MATLAB's order. ``cov_beta`` is MATLAB's 'Conditional' covariance
     ``(X'CX - X'CA H^-1 A'CX)^-1`` with the observed information C at the mode.
+
+    Pseudo-likelihood fits (MPL, REMPL) report the final pseudo-data LME: ``working`` holds its
+    response and weights ``(z, W)`` (None for other methods), so the LME can be rebuilt for
+    inference. ``dispersion_estimated``: sigma was estimated (None: as the family says).
     """
 
     fit_method: str
@@ -35,3 +39,5 @@ class FitResult:
     singular: bool
     warnings: tuple[str, ...]
     y: np.ndarray  # response on MATLAB's scale (proportions for binomial), used rows
+    working: tuple[np.ndarray, np.ndarray] | None = None  # pseudo-likelihood: (z, W) of the final LME
+    dispersion_estimated: bool | None = None

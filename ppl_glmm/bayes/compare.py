@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, InputTypeError
-from ..inference import covariance_tables, natural_covariance
+from ..inference import beta_is_inner, covariance_tables, natural_covariance
 from ..names import DISPERSION, ModelNames
 from .summary import summarize
 
@@ -68,7 +68,7 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
     ]
     cov = natural_covariance(ml)
     z_se = np.sqrt(np.maximum(np.diag(cov), 0)) if cov is not None else None
-    k0 = 0 if ml.fit_method == "approximatelaplace" else len(ml.coefficient_names)
+    k0 = 0 if beta_is_inner(ml) else len(ml.coefficient_names)
     tables = covariance_tables(ml, alpha) if cov is not None else covariance_tables(ml, None)
     layout = ml._ws.layout
     for tn, sl, table in zip(names.terms, layout.slices(), tables[:-1]):

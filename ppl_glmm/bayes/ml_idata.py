@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from ..errors import SingularFitWarning
-from ..inference import _x_to_natural, natural_covariance
+from ..inference import _x_to_natural, beta_is_inner, natural_covariance
 from ..names import DISPERSION, ModelNames
 from ..simulate import seed_from
 
@@ -37,7 +37,7 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     layout = ws.layout
     names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
     p = len(res.beta)
-    inner_beta = res.fit_method == "approximatelaplace"
+    inner_beta = beta_is_inner(model)
     z0 = _x_to_natural(model)
     cov = natural_covariance(model)
     beta_cov = model.coefficient_covariance
