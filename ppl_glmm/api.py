@@ -1,4 +1,4 @@
-"""``fitglme``: validate every argument, build the design and the PyMC model, fit by Laplace ML."""
+"""``fitglme``: validate every argument, build the design and the PyMC model, fit by the chosen method."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def fitglme(
     exclude=None,
     **options,
 ) -> GeneralizedLinearMixedModel:
-    """Fit a generalized linear mixed-effects model by maximum likelihood (MATLAB ``fitglme``).
+    """Fit a generalized linear mixed-effects model (MATLAB ``fitglme``).
 
     Parameters
     ----------
@@ -60,15 +60,22 @@ def fitglme(
         Conditional distribution of y given the random effects (case-insensitive).
     link : str, optional
         'identity', 'log', 'logit', 'probit', 'comploglog', 'loglog'; default canonical.
-    fit_method : {'laplace', 'approximatelaplace'}
-        Laplace ML (lme4 nAGQ=1), or with beta in the inner step (lme4 nAGQ=0).
+    fit_method : {'laplace', 'approximatelaplace', 'reml', 'mpl', 'rempl'}
+        Laplace ML (lme4 nAGQ=1); with beta in the inner step (lme4 nAGQ=0); REML of the linear
+        mixed model (normal only; lmer REML=TRUE); MATLAB's maximum pseudo-likelihood and restricted
+        maximum pseudo-likelihood (iterated linear mixed models of pseudo-data).
     dummy_var_coding : {'reference', 'effects', 'full'}
     binomial_size, weights, offset : array or column name, optional
         Trials per row (the response then holds success counts), prior weights, offset.
     exclude : bool mask or integer positions, optional
         Rows to leave out.
     **options
-        ``covariance_method``: 'conditional' (default) or 'jointhessian'.
+        ``covariance_method``: 'conditional' (default) or 'jointhessian' (Laplace only).
+        Pseudo-likelihood ('mpl', 'rempl'): ``dispersion_flag`` (estimate sigma^2 for binomial and
+        Poisson; default False), ``pl_iterations`` (maximum iterations, 100), ``pl_tolerance``
+        (relative change of eta, 1e-8), ``mu_start`` (starting means, one per row used).
+        Laplace and ApproximateLaplace: ``init_pl_iterations`` (start from that many MPL
+        iterations instead of the GLM fit; default 0), ``mu_start``.
 
     Returns
     -------
@@ -149,7 +156,7 @@ def _prepare(
         exclude=exclude,
         link=lnk,
     )
-    check_mu_start(opts, design.n)
+    check_mu_start(opts, design.n, dist.name)
     return Workspace.build(design, dist, lnk), method_key, opts
 
 

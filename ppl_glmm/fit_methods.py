@@ -98,7 +98,7 @@ METHODS: dict[str, FitMethod] = {
         "Laplace",
         "Laplace approximation of the marginal likelihood (lme4 nAGQ = 1)",
         problem=_laplace_problem(False),
-        options=("init_pl_iterations",),
+        options=("init_pl_iterations", "mu_start"),
     ),
     "approximatelaplace": FitMethod(
         "approximatelaplace",
@@ -106,7 +106,7 @@ METHODS: dict[str, FitMethod] = {
         "Laplace with beta in the inner step (lme4 nAGQ = 0)",
         problem=_laplace_problem(True),
         inner_beta=True,
-        options=("init_pl_iterations",),
+        options=("init_pl_iterations", "mu_start"),
     ),
     "reml": FitMethod(
         "reml",
@@ -227,7 +227,36 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
     return FitSettings(**out)
 
 
-def check_mu_start(settings: FitSettings, n: int) -> None:
-    """``mu_start`` has one value per row used (known once the design is built)."""
-    if settings.mu_start is not None and settings.mu_start.size != n:
-        raise InputError(f"mu_start: expected {n} values (one per row used), got {settings.mu_start.size}")
+# Open range of the conditional mean (MATLAB's MuStart rule); a family not listed: all reals.
+_MEAN_RANGE = {
+    "binomial": (0.0, 1.0),
+    "poisson": (0.0, np.inf),
+    "gamma": (0.0, np.inf),
+    "inverse_gaussian": (0.0, np.inf),
+}
+
+
+def check_mu_start(settings: FitSettings, n: int, distribution: str | None = None) -> None:
+    """The options that depend on the data (known once the design is built): ``mu_start`` has one
+    value per row used, inside the family's open range of means; pseudo-likelihood starts
+    (``init_pl_iterations``) exist for MATLAB's families only."""
+    mu = settings.mu_start
+    if mu is not None and mu.size != n:
+        raise InputError(f"mu_start: expected {n} values (one per row used), got {mu.size}")
+    if distribution is None:
+        return
+    if mu is not None and distribution in _MEAN_RANGE:
+        lo, hi = _MEAN_RANGE[distribution]
+        bad = np.flatnonzero((mu <= lo) | (mu >= hi))
+        if bad.size:
+            rng = f"({lo:g}, {hi:g})" if np.isfinite(hi) else f"({lo:g}, inf)"
+            raise InputError(
+                f"mu_start: {distribution} means must lie in {rng}; {bad.size} value(s) do not "
+                f"(first: position {bad[0]}, value {mu[bad[0]]:g}). Pass means inside the range, "
+                "or leave mu_start out for MATLAB's start"
+            )
+    if settings.init_pl_iterations and distribution not in PL_FAMILIES:
+        raise InputError(
+            f"init_pl_iterations: pseudo-likelihood starts exist for {', '.join(PL_FAMILIES)}, "
+            f"not '{distribution}'; leave it out (start from the GLM fit)"
+        )

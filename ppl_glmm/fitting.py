@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
@@ -145,10 +146,17 @@ class Workspace:
         problem.set_data(c["y"].get_value(), c["weights"].get_value(), trials, c["offset"].get_value())
 
 
-def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
-    """GLM fit (from least squares of g(mu_start) on X) for beta; theta = identity; sigma from residuals."""
+def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitSettings) -> np.ndarray:
+    """The outer optimiser's start: ``init_pl_iterations`` pseudo-likelihood iterations (MATLAB's
+    start) when asked for, else the GLM fit (from least squares of g(mu_start) on X) for beta,
+    theta = 1 / rms of each random-effects column, sigma from the GLM residuals."""
+    if settings.init_pl_iterations:
+        try:
+            return _pl_start(ws, problem, y, settings)
+        except PirlsFailure:
+            pass
     d = ws.design
-    mu0 = ws.dist.mu_start(y, d.binomial_size)
+    mu0 = settings.mu_start if settings.mu_start is not None else ws.dist.mu_start(y, d.binomial_size)
     with np.errstate(all="ignore"):
         z = ws.link.link_np(mu0) - d.offset
     z = np.where(np.isfinite(z), z, 0.0)
@@ -163,7 +171,37 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _optimise(ws: Workspace, problem: LaplaceProblem, fit_method: str, y: np.ndarray, warm: FitResult | None):
+def _pl_start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitSettings) -> np.ndarray:
+    """x0, u and beta from ``settings.init_pl_iterations`` MPL iterations (converged or not)."""
+    from .pseudo import pl_iterations
+
+    state = pl_iterations(
+        ws,
+        problem,
+        y,
+        settings,
+        restricted=False,
+        sigma_estimated=problem.has_phi,
+        max_iterations=settings.init_pl_iterations,
+    )
+    _, theta, phi = state.lme.unpack(state.summary.x)
+    problem.u_start = state.mode.u.copy()
+    problem.beta_start = state.mode.beta.copy()
+    parts = [] if problem.inner_beta else [state.mode.beta]
+    parts.append(theta)
+    if problem.has_phi:
+        parts.append([phi])
+    return np.concatenate(parts)
+
+
+def _optimise(
+    ws: Workspace,
+    problem: LaplaceProblem,
+    fit_method: str,
+    y: np.ndarray,
+    warm: FitResult | None,
+    settings: FitSettings,
+):
     """From the warm start (a refit) or the GLM start; if the inner step fails on the way, once
     more from the GLM start. PirlsFailure from both is left to the caller."""
     if warm is not None:
@@ -172,12 +210,12 @@ def _optimise(ws: Workspace, problem: LaplaceProblem, fit_method: str, y: np.nda
         problem.beta_start = warm.beta.copy()
         hinv = ws.hess_inv_start.get(fit_method)
     else:
-        x0 = _start(ws, problem, y)
+        x0 = _start(ws, problem, y, settings)
         hinv = initial_inverse_hessian(problem, x0)
     try:
         return minimize(problem, x0, hess_inv0=hinv)
     except PirlsFailure:
-        return minimize(problem, _start(ws, problem, y))
+        return minimize(problem, _start(ws, problem, y, replace(settings, init_pl_iterations=0)))
 
 
 def fit(
@@ -201,7 +239,7 @@ def fit(
     limit = None if problem.re.q2 + (problem.p if problem.inner_beta else 0) > _THREADS_ABOVE_DENSE else 1
     with _blas_limit(limit):
         try:
-            summary, mode = _optimise(ws, problem, fit_method, y, warm)
+            summary, mode = _optimise(ws, problem, fit_method, y, warm, settings)
         except PirlsFailure as err:
             raise FitError(
                 f"fit_method='{fit_method}': the conditional modes of the random effects cannot be "
