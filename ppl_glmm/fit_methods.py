@@ -75,9 +75,12 @@ def _laplace_problem(inner_beta: bool):
 
 
 def _reml_problem(X, re, obs, settings: FitSettings):
-    from .engine.reml import REMLProblem
+    """The linear mixed model's one-solve REML problem for the identity link (its likelihood
+    graph's key starts with the family and link), the general Laplace-approximated one otherwise."""
+    from .engine.reml import LinearREMLProblem, REMLProblem
 
-    return REMLProblem(X, re, obs)
+    linear = obs.key.startswith("normal-identity-")
+    return (LinearREMLProblem if linear else REMLProblem)(X, re, obs)
 
 
 def _pl_driver(restricted: bool):

@@ -45,7 +45,7 @@ from .engine.optimize import (
     initial_inverse_hessian,
     minimize,
 )
-from .engine.reml import REMLProblem
+from .engine.reml import LinearInner, REMLProblem
 from .errors import FitError
 from .families import DISTRIBUTIONS, LINKS
 from .fit_methods import FitSettings
@@ -82,25 +82,14 @@ def _lme_observation(ws: Workspace) -> ObservationFunction:
     return observation_function(graph)
 
 
-class _ExactInner:
-    """A linear mixed model's joint mode, from zero at every evaluation: one Newton step solves
-    it exactly. (A warm start stops without moving once the Newton decrement is below 1e-13,
-    leaving eta and the gradient ~1e-7 stale; the PL fixed point is first-order in both.)"""
-
-    def inner(self, beta, theta, phi):
-        self.u_start = np.zeros(self.re.q)
-        self.beta_start = np.zeros(self.p)
-        return super().inner(beta, theta, phi)
-
-
-class _MLProblem(_ExactInner, LaplaceProblem):
+class _MLProblem(LinearInner, LaplaceProblem):
     """ML of the pseudo-data LME: ApproximateLaplace's objective, exact for a linear model."""
 
     def __init__(self, X, re, obs):
         super().__init__(X, re, obs, inner_beta=True)
 
 
-class _REMLProblem(_ExactInner, REMLProblem):
+class _REMLProblem(LinearInner, REMLProblem):
     """REML of the pseudo-data LME."""
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from reference_cases import fit_case
+from reference_cases import case_spec, fit_case
 
 import ppl_glmm
 from ppl_glmm import pymc_model
@@ -25,6 +25,37 @@ def test_refit_does_not_compile_anything(mfr_model, monkeypatch):
     monkeypatch.setattr(pytensor.compile.function, "function", boom, raising=False)
     for seed in range(5):
         mfr_model.refit(mfr_model.random(rng=seed))
+    assert pymc_model.COMPILE_COUNT == before
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("cbpp_binomial", {"fit_method": "mpl", "dispersion_flag": True}),
+        ("cbpp_binomial", {"fit_method": "rempl"}),
+        ("sleepstudy_lmm", {"fit_method": "reml"}),
+        ("sleepstudy_lmm", {"fit_method": "mpl"}),
+        ("cbpp_binomial", {"fit_method": "laplace", "init_pl_iterations": 3}),
+    ],
+)
+def test_refit_of_every_fit_method_compiles_nothing(name, kwargs, monkeypatch):
+    """REML, pseudo-likelihood (its pseudo-data LME's normal PyMC model) and PL-started Laplace:
+    refits are warm-started and compile nothing."""
+    import pytensor
+
+    loader, formula, kw, _ = case_spec(name)
+    m = ppl_glmm.fitglme(loader(), formula, **{**kw, **kwargs})
+    m.random(rng=1)  # the sampler is compiled once, lazily
+    before = dict(pymc_model.COMPILE_COUNT)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pytensor.function called during refit")
+
+    monkeypatch.setattr(pytensor, "function", boom)
+    monkeypatch.setattr(pytensor.compile.function, "function", boom, raising=False)
+    for seed in range(3):
+        new = m.refit(m.random(rng=seed))
+        assert new.fit_method == m.fit_method and new.converged
     assert pymc_model.COMPILE_COUNT == before
 
 

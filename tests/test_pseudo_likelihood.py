@@ -1,0 +1,335 @@
+"""Pseudo-likelihood (fit_method='mpl' / 'rempl'), MATLAB's default fitting method.
+
+References (tests/reference/families_reference.json, made by
+tests/reference/make_reference_families.R):
+
+* ``pl_fit``: an R implementation of MATLAB's PL loop (matlab-glme.md 3.1) whose pseudo-data LME is
+  maximised by its own optimiser over the exact dense Gaussian (restricted) log-likelihood, and
+  which stops at ``max|delta eta| <= max(1e-10 max|eta|, 1e-10)``. It is the reference.
+* ``glmmPQL`` (MASS) for the cases with an estimated dispersion: another PQL algorithm (it starts
+  from a glm fit and stops when ``sum(delta eta^2) < 1e-6 sum(eta^2)``, with nlme's default
+  tolerances), so it is compared loosely (see GLMMPQL_*).
+
+Tolerances. The estimates agree to ~1e-9 or better whatever the rule, but the reported log-likelihood is
+first-order in the final eta (the pseudo-data and the 1/2 sum log W term follow it), so it agrees
+to what the stopping rule leaves (largest differences measured, over the five cases):
+
+* at the reference's rule (pl_tolerance = 1e-10): logLik 5e-8 absolute (measured 2.0e-8,
+  grouse_mpl, which stops two iterations before R), AIC/BIC twice that; fixed effects, SEs, SD of b
+  and dispersion 1e-8 relative (measured <= 3.6e-10);
+* at MATLAB's default pl_tolerance = 1e-8: logLik 5e-7 (measured 1.65e-7, grouse), estimates 1e-8
+  (measured <= 2.2e-9).
+* glmmPQL (dispersion cases): fixed effects 1e-4 absolute (measured 1.7e-5), SD of b and sigma
+  2e-4 relative (measured 4.8e-5 and 2.2e-5): glmmPQL's rule stops it earlier.
+"""
+
+import json
+import warnings
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from reference_cases import REF
+
+import ppl_glmm
+from ppl_glmm import ConvergenceWarning
+from ppl_glmm.api import _prepare
+from ppl_glmm.families import LINKS
+from ppl_glmm.pseudo import working_response
+
+# ---------------------------------------------------------------------------------------------
+# The working response: l'(eta) / W_F is MATLAB's g'(mu)(y - mu) for every family and link
+# ---------------------------------------------------------------------------------------------
+
+FAMILY_LINKS = [
+    ("normal", "identity"),
+    ("normal", "log"),
+    ("binomial", "logit"),
+    ("binomial", "probit"),
+    ("binomial", "comploglog"),
+    ("binomial", "loglog"),
+    ("binomial", "log"),
+    ("binomial", "identity"),
+    ("poisson", "log"),
+    ("poisson", "identity"),
+]
+
+
+def _family_data(dist: str, rng) -> tuple[pd.DataFrame, dict]:
+    n = 60
+    d = pd.DataFrame({"x": rng.normal(size=n), "g": np.repeat([f"g{i}" for i in range(10)], 6)})
+    kw: dict = {"distribution": dist, "offset": rng.normal(scale=0.1, size=n), "binomial_size": None}
+    if dist == "normal":
+        d["y"] = rng.normal(2.0, 1.0, size=n)
+        kw["weights"] = rng.uniform(0.5, 2.0, size=n)
+    elif dist == "binomial":
+        d["n"] = rng.integers(1, 8, size=n)
+        d["y"] = rng.binomial(d["n"], 0.4)
+        kw["binomial_size"] = "n"
+        kw["weights"] = rng.integers(1, 3, size=n).astype(float)
+    else:
+        d["y"] = rng.poisson(4.0, size=n)
+        kw["weights"] = rng.integers(1, 3, size=n).astype(float)
+    return d, kw
+
+
+@pytest.mark.parametrize("dist,link", FAMILY_LINKS)
+def test_working_response_is_matlabs_pseudo_data(dist, link):
+    """z - (eta - offset) = l'(eta) / W_F equals g'(mu)(y - mu), and W = w / (v(mu) g'(mu)^2) (w: the
+    prior weight, times the binomial size), with l' from the PyMC model's compiled derivative."""
+    rng = np.random.default_rng(7)
+    d, kw = _family_data(dist, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bad-link warnings (binomial log / identity, ...)
+        ws, _, _ = _prepare(
+            d,
+            "y ~ x + (1|g)",
+            link=link,
+            fit_method="mpl",
+            dummy_var_coding="reference",
+            exclude=None,
+            options={},
+            **kw,
+        )
+    des = ws.design
+    k = ws.dist.observed_value(des.y, des.weights, des.binomial_size)
+    family = ws.new_problem("laplace", k, swap=False)
+    lo, hi = {"normal": (0.5, 5.0), "binomial": (0.05, 0.95), "poisson": (0.5, 20.0)}[dist]
+    mu = rng.uniform(lo, hi, size=des.n)
+    eta = LINKS[link].link_np(mu)
+    w_eff = des.weights * des.binomial_size
+    g_prime = 1.0 / LINKS[link].mu_eta(eta)
+    for sigma in (1.0, 2.5):  # sigma cancels (the normal's l' carries 1 / sigma^2, as W_F)
+        z, W = working_response(ws, family, eta, sigma)
+        np.testing.assert_allclose(z - (eta - des.offset), g_prime * (des.y - mu), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(W, w_eff / (ws.dist.variance(mu) * g_prime**2), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Against R: MATLAB's PL loop (pl_fit) and MASS::glmmPQL
+# ---------------------------------------------------------------------------------------------
+
+
+@cache
+def families_reference() -> dict:
+    return json.loads((REF / "families_reference.json").read_text())
+
+
+def _cbpp() -> pd.DataFrame:
+    d = pd.read_csv(REF / "data" / "cbpp.csv")
+    d["period"] = d["period"].astype(str)
+    return d
+
+
+def _grouse() -> pd.DataFrame:
+    d = pd.read_csv(REF / "data" / "grouseticks.csv")
+    d["YEAR"] = d["YEAR"].astype(str)
+    return d
+
+
+_CBPP = ("incidence ~ period + (1|herd)", {"distribution": "binomial", "binomial_size": "size"})
+_GROUSE = ("TICKS ~ YEAR + (1|BROOD)", {"distribution": "poisson"})
+PL_CASES = {
+    "cbpp_mpl": (_cbpp, *_CBPP, {"fit_method": "mpl"}),
+    "cbpp_mpl_dispersion": (_cbpp, *_CBPP, {"fit_method": "mpl", "dispersion_flag": True}),
+    "cbpp_rempl": (_cbpp, *_CBPP, {"fit_method": "rempl"}),
+    "grouse_mpl": (_grouse, *_GROUSE, {"fit_method": "mpl"}),
+    "grouse_mpl_dispersion": (_grouse, *_GROUSE, {"fit_method": "mpl", "dispersion_flag": True}),
+}
+
+TIGHT = {"loglik": 5e-8, "rel": 1e-8}  # at the reference's rule, pl_tolerance = 1e-10
+DEFAULT = {"loglik": 5e-7, "rel": 1e-8}  # at MATLAB's default pl_tolerance = 1e-8
+GLMMPQL_REL = 2e-4  # SDs and sigma against glmmPQL (module docstring)
+GLMMPQL_FIXEF_ABS = 1e-4
+
+
+@cache
+def _pl_fit(name: str, pl_tolerance: float | None = None):
+    loader, formula, kw, method_kw = PL_CASES[name]
+    extra = {} if pl_tolerance is None else {"pl_tolerance": pl_tolerance}
+    return ppl_glmm.fitglme(loader(), formula, **kw, **method_kw, **extra)
+
+
+def _sd_of_b(m) -> float:
+    return float(m.covariance_parameters()[2][0]["Estimate"].iloc[0])
+
+
+@pytest.mark.parametrize("name", PL_CASES)
+@pytest.mark.parametrize("tol,limits", [(1e-10, TIGHT), (None, DEFAULT)], ids=["tol1e-10", "default"])
+def test_pl_matches_matlabs_loop_in_R(name, tol, limits):
+    m, R = _pl_fit(name, tol), families_reference()[name]["pl_fit"]
+    assert m.converged and not m.warnings
+    assert m.log_likelihood == pytest.approx(R["logLik"], abs=limits["loglik"])
+    np.testing.assert_allclose(m.coefficients["Estimate"], R["fixef"], rtol=limits["rel"])
+    np.testing.assert_allclose(m.coefficients["SE"], R["se"], rtol=limits["rel"])
+    assert _sd_of_b(m) == pytest.approx(R["varcorr"][0]["estimate"], rel=limits["rel"])
+    assert m.covariance_parameters()[1] == pytest.approx(R["dispersion"], rel=2 * limits["rel"])
+    assert m.dispersion_estimated == R["dispersion_estimated"]
+    crit = m.model_criterion.iloc[0]
+    assert crit["AIC"] == pytest.approx(R["AIC"], abs=2 * limits["loglik"])
+    assert crit["BIC"] == pytest.approx(R["BIC"], abs=2 * limits["loglik"])  # N - p for REMPL
+
+
+@pytest.mark.parametrize("name", [n for n in PL_CASES if n.endswith("_dispersion")])
+def test_dispersion_cases_agree_with_glmmpql(name):
+    """MASS::glmmPQL: the same fixed point, reached by a looser rule (module docstring)."""
+    m, Q = _pl_fit(name), families_reference()[name]["glmmPQL"]
+    np.testing.assert_allclose(m.coefficients["Estimate"], Q["fixef"], atol=GLMMPQL_FIXEF_ABS)
+    assert _sd_of_b(m) == pytest.approx(Q["varcorr"][0]["estimate"], rel=GLMMPQL_REL)
+    assert m._result.sigma == pytest.approx(Q["sigma"], rel=GLMMPQL_REL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normal identity: MPL is ML, REMPL is REML
+# ---------------------------------------------------------------------------------------------
+
+
+def _sleepstudy():
+    return pd.read_csv(REF / "data" / "sleepstudy.csv")
+
+
+def _weighted_crossed():
+    return pd.read_csv(REF / "data" / "normal_weighted_crossed.csv")
+
+
+@pytest.mark.parametrize("pl,ml", [("mpl", "laplace"), ("rempl", "reml")], ids=["mpl=laplace", "rempl=reml"])
+@pytest.mark.parametrize(
+    "loader,formula,kw",
+    [
+        (
+            lambda: pd.read_csv(REF / "data" / "sleepstudy.csv"),
+            "Reaction ~ 1 + Days + (1 + Days|Subject)",
+            {},
+        ),
+        (_weighted_crossed, "y ~ x + (1|g) + (1|h)", {"weights": "w"}),
+    ],
+    ids=["sleepstudy", "weighted_crossed"],
+)
+def test_normal_identity_pl_is_the_lme_fit(pl, ml, loader, formula, kw):
+    """z = y - offset and W = w whatever eta is: one LME fit, equal to ML / REML."""
+    a = ppl_glmm.fitglme(loader(), formula, fit_method=pl, **kw)
+    b = ppl_glmm.fitglme(loader(), formula, fit_method=ml, **kw)
+    assert a.optimization.n_iterations == 2  # the second confirms eta did not move
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-9)
+    np.testing.assert_allclose(a.coefficients["Estimate"], b.coefficients["Estimate"], rtol=1e-7)
+    np.testing.assert_allclose(a.coefficients["SE"], b.coefficients["SE"], rtol=1e-5)
+    pa, pb = a.covariance_parameters(), b.covariance_parameters()
+    for ta, tb in zip(pa[2], pb[2]):
+        np.testing.assert_allclose(ta["Estimate"], tb["Estimate"], rtol=1e-5)
+        np.testing.assert_allclose(ta[["Lower", "Upper"]], tb[["Lower", "Upper"]], rtol=1e-4)
+    np.testing.assert_allclose(a.model_criterion, b.model_criterion, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(a.random_effects()["Estimate"], b.random_effects()["Estimate"], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviour: convergence, options, dispersion, display, inference, refit
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pl_iterations_limit_warns_and_flags_the_fit():
+    loader, formula, kw, method_kw = PL_CASES["cbpp_mpl"]
+    with pytest.warns(ConvergenceWarning, match=r"pseudo-likelihood did not converge in pl_iterations=2"):
+        m = ppl_glmm.fitglme(loader(), formula, **kw, **method_kw, pl_iterations=2)
+    assert not m.converged and m.optimization.n_iterations == 2
+    assert "increase pl_iterations" in m.warnings[0]
+    assert np.isfinite(m.log_likelihood)
+
+
+def test_dispersion_flag_estimates_sigma_for_binomial():
+    fixed, free = _pl_fit("cbpp_mpl"), _pl_fit("cbpp_mpl_dispersion")
+    assert not fixed.dispersion_estimated and fixed.dispersion == 1.0
+    assert free.dispersion_estimated and free.dispersion > 1.0
+    assert free.num_covariance_parameters == fixed.num_covariance_parameters + 1
+    err = free.covariance_parameters()[2][-1].iloc[0]
+    assert err["Lower"] < err["Estimate"] < err["Upper"]
+    ferr = fixed.covariance_parameters()[2][-1].iloc[0]
+    assert (ferr["Lower"], ferr["Upper"]) == (1.0, 1.0)
+
+
+def test_display_says_pseudo_likelihood():
+    text = str(_pl_fit("cbpp_rempl"))
+    assert text.startswith("Generalized linear mixed-effects model fit by PL")
+    assert "FitMethod                       REMPL" in text
+
+
+def test_inference_uses_the_final_pseudo_data_lme():
+    """The model rebuilds the final LME from its (z, W): the objective there is the reported
+    log-likelihood, and the covariance-parameter intervals come from its Hessian."""
+    m = _pl_fit("grouse_mpl_dispersion")
+    z, W = m._result.working
+    assert z.shape == W.shape == (m.num_observations,)
+    assert -m._problem().value(m._result.x) == pytest.approx(m.log_likelihood, abs=1e-9)
+    tables = m.covariance_parameters()[2]
+    lo, hi = tables[0][["Lower", "Upper"]].iloc[0]
+    assert lo < _sd_of_b(m) < hi
+    with pytest.raises(ValueError, match="'jointhessian' needs fit_method='laplace'"):
+        loader, formula, kw, _ = PL_CASES["cbpp_mpl"]
+        ppl_glmm.fitglme(loader(), formula, **kw, fit_method="mpl", covariance_method="jointhessian")
+
+
+def test_refit_is_warm_and_equals_a_fresh_fit():
+    m = _pl_fit("cbpp_mpl_dispersion")
+    y = m.random(rng=5)
+    new = m.refit(y)
+    d = _cbpp()
+    d["incidence"] = np.rint(y * d["size"]).astype(int)
+    _, formula, kw, method_kw = PL_CASES["cbpp_mpl_dispersion"]
+    fresh = ppl_glmm.fitglme(d, formula, **kw, **method_kw)
+    assert new.converged and new.fit_method == "mpl"
+    # the same PL fixed point, each reached to pl_tolerance = 1e-8
+    assert new.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-7)
+    np.testing.assert_allclose(new.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=1e-6)
+    assert new._result.sigma == pytest.approx(fresh._result.sigma, rel=1e-6)
+
+
+def test_mu_start_changes_the_path_not_the_fixed_point():
+    loader, formula, kw, method_kw = PL_CASES["cbpp_mpl"]
+    d = loader()
+    mu = np.full(len(d), 0.3)
+    a = ppl_glmm.fitglme(d, formula, **kw, **method_kw, mu_start=mu, pl_tolerance=1e-10)
+    b = _pl_fit("cbpp_mpl", 1e-10)
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(a.coefficients["Estimate"], b.coefficients["Estimate"], rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        (
+            {"fit_method": "mpl", "mu_start": np.full(56, 1.2)},
+            r"mu_start: binomial means must lie in \(0, 1\)",
+        ),
+        (
+            {"fit_method": "mpl", "mu_start": np.zeros(56)},
+            r"1 value|56 value\(s\) do not \(first: position 0",
+        ),
+        ({"fit_method": "mpl", "mu_start": np.full(5, 0.5)}, "mu_start: expected 56 values"),
+        ({"fit_method": "mpl", "pl_iterations": 0}, "pl_iterations: must be >= 1"),
+        ({"fit_method": "mpl", "pl_tolerance": -1e-8}, "pl_tolerance: must be a positive finite number"),
+        ({"fit_method": "mpl", "dispersion_flag": "yes"}, "dispersion_flag: expected True or False"),
+        ({"pl_iterations": 5}, "pl_iterations: applies to fit_method='mpl' or 'rempl', not 'laplace'"),
+        ({"fit_method": "rempl", "init_pl_iterations": 3}, "init_pl_iterations: applies to fit_method="),
+        ({"fit_method": "reml"}, "fit_method: 'reml' applies to distribution normal, not 'binomial'"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(options, match):
+    loader, formula, kw, _ = PL_CASES["cbpp_mpl"]
+    with pytest.raises((ValueError, TypeError), match=match):
+        ppl_glmm.fitglme(loader(), formula, **kw, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# init_pl_iterations: Laplace and ApproximateLaplace started from PL estimates
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fit_method", ["laplace", "approximatelaplace"])
+def test_init_pl_iterations_reaches_the_same_optimum(fit_method):
+    loader, formula, kw, _ = PL_CASES["cbpp_mpl"]
+    a = ppl_glmm.fitglme(loader(), formula, **kw, fit_method=fit_method)
+    b = ppl_glmm.fitglme(loader(), formula, **kw, fit_method=fit_method, init_pl_iterations=10)
+    assert b.converged
+    assert b.log_likelihood == pytest.approx(a.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(b.coefficients["Estimate"], a.coefficients["Estimate"], rtol=1e-5)
+    assert b.optimization.n_iterations < a.optimization.n_iterations  # it starts closer

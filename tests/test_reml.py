@@ -1,0 +1,173 @@
+"""REML (fit_method='reml') against lmer(REML = TRUE), and its exact gradient.
+
+Reference: tests/reference/families_reference.json (``lme4`` entries of ``sleepstudy_reml`` and
+``normal_weighted_crossed_reml``), made by tests/reference/make_reference_families.R with
+lmer(REML = TRUE), bobyqa rhoend = 1e-12, lme4 1.1-31.
+
+Tolerances, with the largest difference measured (lme4 1.1-31's bobyqa at rhoend = 1e-12 reaches
+the maximum as precisely as the engine here, so they are tight):
+
+* restricted log-likelihood at the optimum: 1e-9 absolute (measured 5.7e-13);
+* the objective evaluated at lmer's own (theta, sigma): 1e-9 (measured 3.4e-13): the formula,
+  free of either optimiser;
+* fixed effects 1e-8 relative (measured 4e-10); SDs and correlations 3e-6 (measured 3.6e-7,
+  sleepstudy); sigma 1e-7 (measured 1e-8); SEs (lmer's vcov, conditional on theta) 1e-6 (measured
+  1.1e-7); conditional modes 1e-6 of the largest (measured 8.2e-8);
+* gradient against central differences of the objective: 1e-6 relative to the largest component.
+"""
+
+import json
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from reference_cases import REF
+
+import ppl_glmm
+
+
+@cache
+def families_reference() -> dict:
+    return json.loads((REF / "families_reference.json").read_text())
+
+
+def _sleepstudy() -> pd.DataFrame:
+    return pd.read_csv(REF / "data" / "sleepstudy.csv")
+
+
+def _weighted_crossed() -> pd.DataFrame:
+    return pd.read_csv(REF / "data" / "normal_weighted_crossed.csv")
+
+
+# case -> (data, formula, fitglme keyword arguments)
+CASES = {
+    "sleepstudy_reml": (_sleepstudy, "Reaction ~ 1 + Days + (1 + Days|Subject)", {}),
+    "normal_weighted_crossed_reml": (_weighted_crossed, "y ~ x + (1|g) + (1|h)", {"weights": "w"}),
+}
+
+LOGLIK_ABS = 1e-9
+AT_R_ESTIMATES_ABS = 1e-9
+FIXEF_REL = 1e-8
+VARCOMP_REL = 3e-6
+SIGMA_REL = 1e-7
+SE_REL = 1e-6
+RANEF_REL = 1e-6
+GRADIENT_REL = 1e-6
+
+
+@cache
+def _fit(name: str, fit_method: str = "reml"):
+    loader, formula, kw = CASES[name]
+    return ppl_glmm.fitglme(loader(), formula, fit_method=fit_method, **kw)
+
+
+def _R(name: str) -> dict:
+    return families_reference()[name]["lme4"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_restricted_loglik_matches_lmer(name):
+    m, R = _fit(name), _R(name)
+    assert m.log_likelihood == pytest.approx(R["logLik"], abs=LOGLIK_ABS)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_objective_at_lmers_estimates_is_lmers_criterion(name):
+    """f_R(theta_R, log sigma_R) = -logLik_R: the formula, whatever either optimiser did."""
+    m, R = _fit(name), _R(name)
+    x = np.concatenate([R["theta"], [np.log(R["sigma"])]])
+    assert -m._problem().value(x) == pytest.approx(R["logLik"], abs=AT_R_ESTIMATES_ABS)
+    assert -2 * m.log_likelihood == pytest.approx(R["REML_criterion"], abs=2 * LOGLIK_ABS)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_estimates_match_lmer(name):
+    m, R = _fit(name), _R(name)
+    np.testing.assert_allclose(m.coefficients["Estimate"], R["fixef"], rtol=FIXEF_REL)
+    np.testing.assert_allclose(m.coefficients["SE"], R["se"], rtol=SE_REL)
+    est = np.concatenate([t["Estimate"].to_numpy() for t in m.covariance_parameters()[2][:-1]])
+    np.testing.assert_allclose(est, [row["estimate"] for row in R["varcorr"]], rtol=VARCOMP_REL)
+    assert m.covariance_parameters()[2][-1]["Estimate"].iloc[0] == pytest.approx(R["sigma"], rel=SIGMA_REL)
+    assert m.dispersion == pytest.approx(R["sigma"] ** 2, rel=2 * SIGMA_REL)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_conditional_modes_match_lmer(name):
+    from reference_cases import ranef_blocks
+
+    m, R = _fit(name), _R(name)
+    scale = max(max(abs(v) for v in ref.values()) for *_, ref in ranef_blocks(m, R))
+    for _, _, got, ref in ranef_blocks(m, R):
+        np.testing.assert_allclose([got[k] for k in ref], list(ref.values()), atol=RANEF_REL * scale)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_criteria_use_n_minus_p(name):
+    """MATLAB: BIC = -2 L + k log(N - p) for restricted fits (lme4's BIC uses N)."""
+    m, R = _fit(name), _R(name)
+    crit = m.model_criterion
+    assert crit["BIC"].iloc[0] == pytest.approx(R["BIC_matlab"], abs=2 * LOGLIK_ABS)
+    assert crit["AIC"].iloc[0] == pytest.approx(R["AIC"], abs=2 * LOGLIK_ABS)
+
+
+def _fd_check(problem, x):
+    g = problem.value_and_grad(x)[1]
+    fd = np.empty_like(x)
+    for k in range(x.size):
+        h = 1e-5 * max(1.0, abs(x[k]))
+        e = np.zeros_like(x)
+        e[k] = h
+        fd[k] = (problem.value(x + e) - problem.value(x - e)) / (2 * h)
+    np.testing.assert_allclose(g, fd, atol=GRADIENT_REL * np.max(np.abs(fd)))
+
+
+@pytest.mark.parametrize(
+    "name,formula",
+    [
+        ("sleepstudy_reml", None),  # correlated slope
+        ("normal_weighted_crossed_reml", None),  # two crossed terms, prior weights
+        ("normal_weighted_crossed_reml", "y ~ x + (1 + x|g) + (1|h)"),  # slope + crossed + weights
+    ],
+)
+def test_gradient_matches_finite_differences(name, formula):
+    loader, f0, kw = CASES[name]
+    m = ppl_glmm.fitglme(loader(), formula or f0, fit_method="reml", **kw)
+    rng = np.random.default_rng(3)
+    x = m._result.x + 0.2 * rng.standard_normal(m._result.x.size)  # away from the optimum
+    _fd_check(m._problem(), x)
+
+
+def test_reml_differs_from_ml_by_the_restriction():
+    """REML SDs are larger than ML's (beta's degrees of freedom), both equal lmer's."""
+    reml, ml = _fit("normal_weighted_crossed_reml"), _fit("normal_weighted_crossed_reml", "laplace")
+    R_ml = families_reference()["normal_weighted_crossed_ml"]["lme4"]
+    assert ml.log_likelihood == pytest.approx(R_ml["logLik"], abs=LOGLIK_ABS)
+    sd = [t["Estimate"].iloc[0] for t in reml.covariance_parameters()[2][:-1]]
+    sd_ml = [t["Estimate"].iloc[0] for t in ml.covariance_parameters()[2][:-1]]
+    assert all(a > b for a, b in zip(sd, sd_ml))
+
+
+def test_display_inference_and_refit():
+    m = _fit("sleepstudy_reml")
+    text = str(m)
+    assert text.startswith("Generalized linear mixed-effects model fit by REML")
+    assert "FitMethod                       REML" in text
+    tables = m.covariance_parameters()[2]
+    assert np.all(np.isfinite(tables[0][["Lower", "Upper"]].to_numpy()))
+    lo, hi = tables[-1][["Lower", "Upper"]].iloc[0]
+    assert lo < m._result.sigma < hi
+    y = m.random(rng=4)
+    new = m.refit(y)
+    d = _sleepstudy()
+    d["Reaction"] = y
+    fresh = ppl_glmm.fitglme(d, "Reaction ~ 1 + Days + (1 + Days|Subject)", fit_method="reml")
+    assert new.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(new.coefficients["Estimate"], fresh.coefficients["Estimate"], rtol=1e-6)
+
+
+def test_reml_needs_the_normal_distribution():
+    d = _sleepstudy()
+    d["count"] = np.rint(d["Reaction"] / 10).astype(int)
+    with pytest.raises(ValueError, match="fit_method: 'reml' applies to distribution normal, not 'poisson'"):
+        ppl_glmm.fitglme(d, "count ~ Days + (1|Subject)", distribution="poisson", fit_method="reml")
