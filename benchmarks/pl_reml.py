@@ -49,7 +49,11 @@ suppressPackageStartupMessages({library(lme4); library(MASS)})
 reps <- as.integer(commandArgs(TRUE)[1])
 s <- read.csv("tests/reference/data/sleepstudy.csv")
 cb <- read.csv("tests/reference/data/cbpp.csv"); cb$period <- factor(cb$period); cb$herd <- factor(cb$herd)
-tm <- function(f) { f(); t <- numeric(reps); for (i in 1:reps) t[i] <- system.time(f())[["elapsed"]]; median(t) }
+tm <- function(f) {
+  f(); t <- numeric(reps)
+  for (i in 1:reps) t[i] <- system.time(f())[["elapsed"]]
+  median(t)
+}
 cat(tm(function() lmer(Reaction ~ Days + (Days | Subject), s, REML = TRUE)), "\n")
 cat(tm(function() glmmPQL(incidence / size ~ period, random = ~ 1 | herd, family = binomial,
                           data = cb, weights = size, verbose = FALSE)), "\n")
@@ -97,7 +101,7 @@ def method_timings(ppl_glmm, reps: int) -> list[dict]:
                 "seconds": t,
                 "reps": reps,
                 "statistic": "median",
-                "pl_iterations": m.optimization.n_iterations,
+                "iterations": m.optimization.n_iterations,  # PL iterations; BFGS iterations for REML
             }
         )
     return rows
@@ -121,17 +125,21 @@ def r_timings(reps: int) -> dict | None:
 
 
 def init_pl_rows(ppl_glmm, reps: int) -> list[dict]:
-    from ppl_glmm.engine import laplace
+    from ppl_glmm.engine import laplace, reml
 
     calls = {"n": 0}
-    real = laplace.LaplaceProblem._inner
+    real = {cls: cls._inner for cls in (laplace.LaplaceProblem, reml.LinearInner)}
 
-    def counting(self, *args, **kwargs):
-        calls["n"] += 1
-        return real(self, *args, **kwargs)
+    def counting(real_inner):
+        def inner(self, *args, **kwargs):
+            calls["n"] += 1
+            return real_inner(self, *args, **kwargs)
+
+        return inner
 
     rows = []
-    laplace.LaplaceProblem._inner = counting
+    for cls, fn in real.items():
+        cls._inner = counting(fn)
     try:
         for name in INIT_CASES:
             data, formula, kw = _data(name)
@@ -159,7 +167,8 @@ def init_pl_rows(ppl_glmm, reps: int) -> list[dict]:
                     flush=True,
                 )
     finally:
-        laplace.LaplaceProblem._inner = real
+        for cls, fn in real.items():
+            cls._inner = fn
     return rows
 
 

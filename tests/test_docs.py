@@ -408,6 +408,21 @@ def test_first_fit_timings_in_prose_are_latest_json():
     assert int(m[2]) == first["reps"]
 
 
+def test_init_pl_table_is_pl_reml_json():
+    """algorithms.md's init_pl_iterations table (BFGS iterations, inner-mode evaluations and times
+    for 0 / 3 / 10 PL iterations) is benchmarks/results/pl_reml.json's."""
+    r = json.loads((RESULTS / "pl_reml.json").read_text())
+    rows: dict = {}
+    for row in r["init_pl"]:
+        rows.setdefault(row["case"], {})[row["init_pl_iterations"]] = row
+    for case, by_k in rows.items():
+        values = [by_k[k]["bfgs_iterations"] for k in (0, 3, 10)]
+        values += [by_k[k]["inner_evaluations_total"] for k in (0, 3, 10)]
+        values += [1e3 * by_k[k]["seconds"] for k in (0, 3, 10)]
+        quoted = _numbers(_table_row(ROOT / "docs" / "algorithms.md", f"`{case}`"))
+        _check(quoted, values, f"algorithms.md init_pl row {case}")
+
+
 def test_readme_large_data_figures_are_large_json():
     r = json.loads((RESULTS / "large.json").read_text())
     text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
