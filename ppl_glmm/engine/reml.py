@@ -14,8 +14,8 @@ A = sigma Z Lambda) it is lme4's REML criterion over 2::
 
     -2 l_R = log|L|^2 + log|R_X|^2 + pwrss / sigma^2 + (n - p) log(2 pi sigma^2) - sum log w_i,
 
-which at the profiled sigma^2 = pwrss / (n - p) is lmer's ``REMLcrit``. For other families it is
-the Laplace approximation of the restricted likelihood (glmmTMB's ``REML = TRUE``).
+which at the profiled sigma^2 = pwrss / (n - p) is lmer's ``REMLcrit``. For another link or family
+it is the Laplace approximation of the restricted likelihood (glmmTMB's ``REML = TRUE``).
 
 Gradient: that of ApproximateLaplace (see :mod:`.laplace`) with the joint leverages and trace::
 
