@@ -9,7 +9,7 @@ import pandas as pd
 
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError
-from .families import get_distribution, get_link
+from .families import get_distribution, get_link, link_warning
 from .fit_methods import check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
@@ -56,19 +56,25 @@ def fitglme(
         (``(1 | `g id`)``). ``offset(expr)`` adds ``expr`` to the linear predictor with
         coefficient 1, as in lme4 (inside ``offset()`` bare ``log``/``exp``/``sqrt`` are accepted
         too), and adds to the ``offset`` argument.
-    distribution : {'normal', 'binomial', 'poisson'}
-        Conditional distribution of y given the random effects (case-insensitive).
-    link : str, optional
-        'identity', 'log', 'logit', 'probit', 'comploglog', 'loglog'; default canonical.
-    fit_method : {'laplace', 'approximatelaplace'}
-        Laplace ML (lme4 nAGQ=1), or with beta in the inner step (lme4 nAGQ=0).
+    distribution : {'normal', 'binomial', 'poisson', 'gamma', 'inverse_gaussian', 'negative_binomial'}
+        Conditional distribution of y given the random effects (case-insensitive; MATLAB's
+        'InverseGaussian' and 'Gaussian' are accepted).
+    link : str, float or custom link, optional
+        'identity', 'log', 'logit', 'probit', 'comploglog', 'loglog', 'reciprocal'; a number P for
+        the power link mu^P (0 is log); or a custom link (:func:`ppl_glmm.custom_link`, or a
+        mapping with 'inverse' built from PyTensor ops and 'link'). Default: canonical (gamma -1,
+        inverse Gaussian -2, as MATLAB).
+    fit_method : str
+        A registered fit method (``ppl_glmm.fit_methods.METHODS``): 'laplace' (lme4 nAGQ=1,
+        default), 'approximatelaplace' (nAGQ=0), and the others documented in docs/api.md.
     dummy_var_coding : {'reference', 'effects', 'full'}
     binomial_size, weights, offset : array or column name, optional
         Trials per row (the response then holds success counts), prior weights, offset.
     exclude : bool mask or integer positions, optional
         Rows to leave out.
     **options
-        ``covariance_method``: 'conditional' (default) or 'jointhessian'.
+        ``covariance_method``: 'conditional' (default) or 'jointhessian'; the options of the fit
+        method (``FitSettings``), e.g. ``n_agq``, ``dispersion_flag``, ``pl_iterations``.
 
     Returns
     -------
@@ -129,12 +135,9 @@ def _prepare(
             f"not '{dist.name}'"
         )
     lnk = get_link(link, dist)
-    if lnk.name in dist.bad_links:
-        warnings.warn(
-            f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
-            GLMMWarning,
-            stacklevel=3,
-        )
+    message = link_warning(dist, lnk)
+    if message is not None:
+        warnings.warn(message, GLMMWarning, stacklevel=3)
     parsed = parse_formula(formula)
     if not parsed.random:
         raise InputError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")

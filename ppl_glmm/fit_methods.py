@@ -182,6 +182,4 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
 def check_mu_start(settings: FitSettings, n: int) -> None:
     """``mu_start`` has one value per row used (known once the design is built)."""
     if settings.mu_start is not None and settings.mu_start.size != n:
-        raise InputError(
-            f"mu_start: expected {n} values (one per row used), got {settings.mu_start.size}"
-        )
+        raise InputError(f"mu_start: expected {n} values (one per row used), got {settings.mu_start.size}")

@@ -127,19 +127,31 @@ class Workspace:
 
 
 def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
-    """GLM fit (from least squares of g(mu_start) on X) for beta; theta = identity; sigma from residuals."""
+    """GLM fit (from least squares of g(mu_start) on X) for beta; each random-effect SD at 1/rms of its
+    column; sigma or theta from moments (the family's ``ancillary_start``)."""
     d = ws.design
     mu0 = ws.dist.mu_start(y, d.binomial_size)
     with np.errstate(all="ignore"):
         z = ws.link.link_np(mu0) - d.offset
     z = np.where(np.isfinite(z), z, 0.0)
     beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
+    with np.errstate(all="ignore"):
+        mu_ls = ws.link.inverse_np(d.X @ beta_ls + d.offset)
+    lo, hi = ws.dist.mean_range
+    if not np.all(np.isfinite(mu_ls) & (mu_ls > lo) & (mu_ls < hi)):
+        # a link with a restricted domain (reciprocal, power) left the range: start from the
+        # linear predictor of the mean response, g(mean mu0), on every row
+        with np.errstate(all="ignore"):
+            z = np.full(d.n, float(ws.link.link_np(np.mean(mu0)))) - d.offset
+        beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
     beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
     parts.append(ws.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in d.terms]))
-    if problem.has_phi:
-        resid = y - ws.link.inverse_np(ws.design.X @ beta0 + ws.design.offset)
-        parts.append([np.log(max(np.std(resid), 1e-8))])
+    if problem.has_phi:  # sigma or theta from moments at the GLM means
+        with np.errstate(all="ignore"):
+            mu = ws.dist.clip_mean(ws.link.inverse_np(d.X @ beta0 + d.offset))
+            value = ws.dist.ancillary_start(y, mu, d.weights)
+        parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
     problem.beta_start = beta0
     return np.concatenate(parts)
 
@@ -197,7 +209,8 @@ def fit(
         beta_opt, theta, phi = problem.unpack(summary.x)
         beta = mode.beta if problem.inner_beta else beta_opt
         cov_beta = conditional_cov_beta(problem, mode)
-    sigma = float(np.exp(phi)) if problem.has_phi else 1.0
+    ancillary = float(np.exp(phi)) if problem.has_phi else None
+    sigma = ancillary if ws.dist.has_dispersion else 1.0
     lambdas = ws.layout.lambdas(theta)
     u = problem.re.to_original(mode.u)
     b = _b_from_u(ws, u, lambdas, sigma)
@@ -228,6 +241,7 @@ def fit(
         singular=singular,
         warnings=tuple(msgs),
         y=np.asarray(y, dtype=float).copy(),
+        ancillary=ancillary,
     )
 
 

@@ -67,14 +67,14 @@ def _natural_to_x(model, z: np.ndarray) -> np.ndarray:
     inner_beta = res.fit_method == "approximatelaplace"
     k = 0 if inner_beta else len(res.beta)
     beta = z[:k]
-    log_sigma = z[-1] if ws.dist.has_dispersion else 0.0
-    sigma = np.exp(log_sigma)
+    log_sigma = z[-1] if ws.dist.has_ancillary else 0.0
+    sigma = np.exp(log_sigma) if ws.dist.has_dispersion else 1.0
     psis = []
     for sl, q in zip(layout.slices(), layout.sizes):
         zr = z[k + sl.start : k + sl.stop]
         psis.append(layout.psi_from_canonical(layout.from_natural(zr, q), q))
     theta = layout.theta_from_psis(psis, sigma)
-    parts = [beta, theta] + ([[log_sigma]] if ws.dist.has_dispersion else [])
+    parts = [beta, theta] + ([[log_sigma]] if ws.dist.has_ancillary else [])
     return np.concatenate(parts)
 
 
@@ -85,8 +85,8 @@ def _x_to_natural(model) -> np.ndarray:
     parts = [] if inner_beta else [res.beta]
     for psi, q in zip(layout.covariances(res.theta, res.sigma), layout.sizes):
         parts.append(layout.to_natural(layout.canonical(psi), q))
-    if ws.dist.has_dispersion:
-        parts.append([np.log(res.sigma)])
+    if ws.dist.has_ancillary:
+        parts.append([np.log(res.ancillary)])
     return np.concatenate(parts)
 
 
@@ -185,11 +185,17 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
         lo = hi = np.nan
     else:
         lo = hi = 1.0
-    tables.append(
-        pd.DataFrame(
-            [{"Group": "Error", "Name": "sqrt(Dispersion)", "Estimate": res.sigma, "Lower": lo, "Upper": hi}]
+    rows = [{"Group": "Error", "Name": "sqrt(Dispersion)", "Estimate": res.sigma, "Lower": lo, "Upper": hi}]
+    anc = ws.dist.ancillary
+    if anc is not None and not anc.scales_random_effects:  # negative binomial's theta
+        lo = hi = np.nan
+        if cov is not None and cov[-1, -1] >= 0:
+            half = zcrit * np.sqrt(cov[-1, -1])
+            lo, hi = res.ancillary * np.exp(-half), res.ancillary * np.exp(half)
+        rows.append(
+            {"Group": "Error", "Name": anc.label, "Estimate": res.ancillary, "Lower": lo, "Upper": hi}
         )
-    )
+    tables.append(pd.DataFrame(rows))
     return tables
 
 

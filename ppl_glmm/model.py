@@ -79,7 +79,8 @@ class GeneralizedLinearMixedModel:
 
     @property
     def num_covariance_parameters(self) -> int:
-        return self._ws.layout.n_theta + int(self.dispersion_estimated)
+        """theta entries, plus 1 for an estimated dispersion or negative binomial's theta."""
+        return self._ws.layout.n_theta + int(self.dispersion_estimated or self.nb_theta is not None)
 
     @property
     def dfe(self) -> int:
@@ -155,6 +156,11 @@ class GeneralizedLinearMixedModel:
     @property
     def dispersion_estimated(self) -> bool:
         return self._ws.dist.has_dispersion
+
+    @property
+    def nb_theta(self) -> float | None:
+        """Negative binomial's theta (NB2 size: Var = mu + mu^2 / theta); None for other families."""
+        return self._result.ancillary if self._ws.dist.name == "negative_binomial" else None
 
     @property
     def singular(self) -> bool:
@@ -271,8 +277,8 @@ class GeneralizedLinearMixedModel:
         values = {"beta": res.beta}
         for r, sl in enumerate(ws.layout.slices()):
             values[f"theta_{r}"] = res.theta[sl]
-        if ws.dist.has_dispersion:
-            values["sigma"] = np.asarray(res.sigma)
+        if ws.dist.has_ancillary:
+            values[ws.dist.ancillary.name] = np.asarray(res.ancillary)
         return values
 
     def refit(self, ynew) -> GeneralizedLinearMixedModel:

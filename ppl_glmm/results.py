@@ -16,9 +16,10 @@ class FitResult:
     """Estimates at the optimum of one fit (internal names follow lme4).
 
     ``theta`` are the relative Cholesky entries, ``sigma`` the square root of the dispersion
-    (1 when fixed), ``u`` the spherical conditional modes and ``b = sigma Lambda u`` the random
-    effects in MATLAB's order. ``cov_beta`` is MATLAB's 'Conditional' covariance
-    ``(X'CX - X'CA H^-1 A'CX)^-1`` with the observed information C at the mode.
+    (1 when fixed), ``ancillary`` the family's other parameter (sigma, or negative binomial's
+    theta; None for binomial and Poisson), ``u`` the spherical conditional modes and
+    ``b = sigma Lambda u`` the random effects in MATLAB's order. ``cov_beta`` is MATLAB's
+    'Conditional' covariance ``(X'CX - X'CA H^-1 A'CX)^-1`` with the observed information C at the mode.
     """
 
     fit_method: str
@@ -35,3 +36,4 @@ class FitResult:
     singular: bool
     warnings: tuple[str, ...]
     y: np.ndarray  # response on MATLAB's scale (proportions for binomial), used rows
+    ancillary: float | None = None  # the family's sigma, or negative binomial's theta

@@ -4,7 +4,9 @@ For parameters (beta, theta, phi = log sigma) and spherical random effects u ~ N
 
     eta(u) = X beta + A u + offset,   A = Z Lambda,   Lambda = s blockdiag(Lambda_r(theta)),
 
-with s = sigma for families with a dispersion (MATLAB's b ~ N(0, sigma^2 D)), else s = 1. The
+with s = sigma for families with a dispersion (MATLAB's b ~ N(0, sigma^2 D)), else s = 1; phi is
+log sigma, or for the negative binomial log theta, which enters the likelihood only (A_phi = 0,
+e = 0: the separate dispersion path of the gradient below). The
 objective minimised is the negative Laplace log-likelihood (lme4's deviance / 2)::
 
     f = -sum_i l_i(eta_i(u~)) + u~'u~ / 2 + log|H| / 2,    H = A' C A + I,   C = diag(-l''_i)
@@ -87,6 +89,7 @@ class LaplaceProblem:
         self.p = X.shape[1]
         self.n_theta = re.layout.n_theta
         self.has_phi = obs.has_dispersion
+        self.phi_scales_re = bool(getattr(obs, "phi_scales_re", True)) if self.has_phi else False
         self.theta_entries = re.theta_entries()
         self.u_start = np.zeros(re.q)
         self.beta_start = np.zeros(self.p)
@@ -136,7 +139,7 @@ class LaplaceProblem:
 
     def _inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float, *, warm: bool) -> InnerMode:
         re, X, p = self.re, self.X, self.p
-        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         avals = re.a_values(re.layout.lambdas(theta), scale)
         u = self.u_start.copy() if warm else np.zeros(re.q)
         b = self.beta_start.copy() if self.inner_beta else np.asarray(beta, dtype=float)
@@ -247,7 +250,7 @@ class LaplaceProblem:
         d1, d3 = mode.derivs[1], mode.derivs[3]
         c = -mode.derivs[2]
         av, u = mode.avals, mode.u
-        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         sel = mode.hfac.selected_inverse()
         h = re.leverages(av, sel)
 
@@ -264,12 +267,17 @@ class LaplaceProblem:
             rhs_cols.append(np.bincount(jcol, weights=vals * d1, minlength=re.q)[:, None])
             lpsi.append(0.0)
             trace.append(float(np.sum(c * vals * re.a_hinv_at(av, sel, slot))))
-        if self.has_phi:
+        if self.phi_scales_re:  # phi = log sigma: A = sigma Z Lambda, so dA/dphi = A
             E_cols.append(re.mul(av, u)[:, None])
             rhs_cols.append(re.tmul(av, d1)[:, None])
+            trace.append(float(re.q - re.trace_inverse(sel)))
+        elif self.has_phi:  # a likelihood parameter only (NB's log theta): no direct effect on eta
+            E_cols.append(np.zeros((re.n, 1)))
+            rhs_cols.append(np.zeros((re.q, 1)))
+            trace.append(0.0)
+        if self.has_phi:
             lpsi.append(float(mode.derivs[4].sum()))
             l1psi, l2psi = mode.derivs[5], mode.derivs[6]
-            trace.append(float(re.q - re.trace_inverse(sel)))
         E = np.hstack(E_cols)
         P = E.shape[1]
         CE = c[:, None] * E
