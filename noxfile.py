@@ -47,6 +47,7 @@ def bench(session: nox.Session) -> None:
     """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite); -- --reps N (default 20)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/families.py")
 
 
 @nox.session(python=PYTHON)
