@@ -153,7 +153,16 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray) -> np.ndarray:
             value = ws.dist.ancillary_start(y, mu, d.weights)
         parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
     problem.beta_start = beta0
-    return np.concatenate(parts)
+    x0 = np.concatenate(parts)
+    # SDs of 1/rms on the linear-predictor scale can be far too wide for a link with a restricted
+    # range (Poisson with identity: means of ~0.4); shrink them until the inner step succeeds.
+    k = 0 if problem.inner_beta else problem.p
+    for _ in range(4):
+        if np.isfinite(problem.value(x0)):
+            break
+        x0[k : k + problem.n_theta] *= 0.1
+    problem.u_start = np.zeros(problem.re.q)
+    return x0
 
 
 def _optimise(ws: Workspace, problem: LaplaceProblem, fit_method: str, y: np.ndarray, warm: FitResult | None):
