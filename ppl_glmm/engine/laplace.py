@@ -171,18 +171,22 @@ class LaplaceProblem:
         dec_prev = np.inf
         for it in range(1, _MAX_INNER + 1):  # noqa: B007 - `it` is reported after the loop
             c = -d[2]
-            if np.any(c < 0):  # observed information not PSD here: safe (absolute) weights
-                c = np.abs(c)
             gu = re.tmul(avals, d[1]) - u
+            g = np.concatenate([gu, X.T @ d[1]]) if self.inner_beta else gu
+            # Newton on the observed information; where it is negative for some rows (a
+            # non-canonical link) and the Newton matrix is then not positive definite, safe
+            # absolute weights (a modified Newton step, which converges only linearly)
+            modified = False
             try:
-                if self.inner_beta:
-                    fac = re.factor_joint(avals, c, X)
-                    g = np.concatenate([gu, X.T @ d[1]])
-                else:
-                    fac = re.factor_h(avals, c)
-                    g = gu
+                fac = self._newton_matrix(avals, c)
             except NotPositiveDefinite as err:
-                raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err
+                if not np.any(c < 0):
+                    raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err
+                modified = True
+                try:
+                    fac = self._newton_matrix(avals, np.abs(c))
+                except NotPositiveDefinite as err2:
+                    raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err2
             step = fac.solve(g)
             # The decrement g'H^-1 g (twice the predicted increase of Q) is computed from
             # derivatives, so it is free of the rounding noise that large constants put into Q
@@ -196,7 +200,7 @@ class LaplaceProblem:
                 dec < _TOL_DEC
                 or dec < 0
                 or dec < min(1e-13, 1e-15 * abs(Q))
-                or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev)
+                or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev and not modified)
             ):
                 break
             dec_prev = dec
@@ -207,7 +211,7 @@ class LaplaceProblem:
                 eta_new, d_new, Q_new = evaluate(u_new, b_new)
                 # Far from the mode a step must increase Q; close to it (quadratic region) Newton's
                 # full step is right and Q's rounding noise must not veto it.
-                near = t == 1.0 and dec < _FULL_STEP_DEC
+                near = t == 1.0 and dec < _FULL_STEP_DEC and not modified
                 if np.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near):
                     break
                 t *= 0.5
@@ -228,6 +232,12 @@ class LaplaceProblem:
             self.beta_start = b
         self.n_evals += 1
         return InnerMode(u, b, eta, d, avals, hfac, objective, it, joint_fac=joint)
+
+    def _newton_matrix(self, avals: np.ndarray, c: np.ndarray) -> BlockedSPD:
+        """Factor of the inner Newton matrix: H = A'CA + I, or with beta [[H, A'CX], [X'CA, X'CX]]."""
+        if self.inner_beta:
+            return self.re.factor_joint(avals, c, self.X)
+        return self.re.factor_h(avals, c)
 
     # ---- objective and gradient -----------------------------------------------------------
     def value(self, x: np.ndarray) -> float:
