@@ -128,7 +128,7 @@ def test_default_priors_are_scaled_to_the_data(mfr_model, fitted):
     np.testing.assert_allclose(
         g2.priors.sd[0].params["sigma"], [2.5 * s_y, 2.5 * s_y / ds.terms[0].T[:, 1].std()]
     )
-    assert g2.priors.sigma.params == {"nu": 4.0, "sigma": pytest.approx(s_y)}
+    assert g2.priors.ancillary.params == {"nu": 4.0, "sigma": pytest.approx(s_y)}
     assert g2.priors.lkj_eta == (2.0,)
     table = g2.priors.table(g2.names)
     assert list(table["Parameter"]) == [
