@@ -139,7 +139,7 @@ def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: The
     import pymc as pm
     import pytensor.tensor as pt
 
-    names = ModelNames.from_design(design, dist.has_dispersion)
+    names = ModelNames.from_design(design, dist)
     with pm.Model(coords=names.coords()) as model:
         containers = model_data(design, dist, names)
         beta = pm.Flat("beta", dims="coef")
