@@ -36,6 +36,13 @@ def props(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def grid(session: nox.Session) -> None:
+    """Every distribution x link cell of tests/test_support_grid.py (CI runs a subset; ~20 s a cell cold)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "tests/test_support_grid.py", *session.posargs, env={"PPL_GLMM_GRID": "1"})
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "ppl_glmm", "tests", "benchmarks", "examples", "noxfile.py")
@@ -47,6 +54,7 @@ def bench(session: nox.Session) -> None:
     """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite); -- --reps N (default 20)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/families.py")
 
 
 @nox.session(python=PYTHON)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError
-from .families import get_distribution, get_link
+from .families import get_distribution, get_link, link_warning
 from .fit_methods import check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
@@ -56,26 +56,32 @@ def fitglme(
         (``(1 | `g id`)``). ``offset(expr)`` adds ``expr`` to the linear predictor with
         coefficient 1, as in lme4 (inside ``offset()`` bare ``log``/``exp``/``sqrt`` are accepted
         too), and adds to the ``offset`` argument.
-    distribution : {'normal', 'binomial', 'poisson'}
-        Conditional distribution of y given the random effects (case-insensitive).
-    link : str, optional
-        'identity', 'log', 'logit', 'probit', 'comploglog', 'loglog'; default canonical.
-    fit_method : {'laplace', 'approximatelaplace', 'reml', 'mpl', 'rempl'}
-        Laplace ML (lme4 nAGQ=1); with beta in the inner step (lme4 nAGQ=0); REML of the linear
-        mixed model (normal only; lmer REML=TRUE); MATLAB's maximum pseudo-likelihood and restricted
-        maximum pseudo-likelihood (iterated linear mixed models of pseudo-data).
+    distribution : {'normal', 'binomial', 'poisson', 'gamma', 'inverse_gaussian', 'negative_binomial'}
+        Conditional distribution of y given the random effects (case-insensitive; MATLAB's
+        'InverseGaussian' and 'Gaussian' are accepted).
+    link : str, float or custom link, optional
+        'identity', 'log', 'logit', 'probit', 'comploglog', 'loglog', 'reciprocal'; a number P for
+        the power link mu^P (0 is log); or a custom link (:func:`ppl_glmm.custom_link`, or a
+        mapping with 'inverse' built from PyTensor ops and 'link'). Default: canonical (gamma -1,
+        inverse Gaussian -2, as MATLAB).
+    fit_method : str
+        A registered fit method (``ppl_glmm.fit_methods.METHODS``): 'laplace' (lme4 nAGQ=1,
+        default), 'approximatelaplace' (nAGQ=0), 'reml' (normal only; lmer REML=TRUE), MATLAB's
+        pseudo-likelihood 'mpl' and 'rempl' (iterated linear mixed models of pseudo-data), and the
+        others documented in docs/api.md.
     dummy_var_coding : {'reference', 'effects', 'full'}
     binomial_size, weights, offset : array or column name, optional
         Trials per row (the response then holds success counts), prior weights, offset.
     exclude : bool mask or integer positions, optional
         Rows to leave out.
     **options
-        ``covariance_method``: 'conditional' (default) or 'jointhessian' (Laplace only).
-        Pseudo-likelihood ('mpl', 'rempl'): ``dispersion_flag`` (estimate sigma^2 for binomial and
-        Poisson; default False), ``pl_iterations`` (maximum iterations, 100), ``pl_tolerance``
-        (relative change of eta, 1e-8), ``mu_start`` (starting means, one per row used).
-        Laplace and ApproximateLaplace: ``init_pl_iterations`` (start from that many MPL
-        iterations instead of the GLM fit; default 0), ``mu_start``.
+        ``covariance_method``: 'conditional' (default) or 'jointhessian' (Laplace only); the
+        options of the fit method (``FitSettings``). Pseudo-likelihood ('mpl', 'rempl'):
+        ``dispersion_flag`` (estimate sigma^2 for binomial and Poisson; default False),
+        ``pl_iterations`` (maximum iterations, 100), ``pl_tolerance`` (relative change of eta,
+        1e-8), ``mu_start`` (starting means, one per row used). Laplace and ApproximateLaplace:
+        ``init_pl_iterations`` (start from that many MPL iterations instead of the GLM fit;
+        default 0), ``mu_start``.
 
     Returns
     -------
@@ -136,12 +142,9 @@ def _prepare(
             f"not '{dist.name}'"
         )
     lnk = get_link(link, dist)
-    if lnk.name in dist.bad_links:
-        warnings.warn(
-            f"link: '{lnk.name}' with distribution '{dist.name}' can give means outside the valid range",
-            GLMMWarning,
-            stacklevel=3,
-        )
+    message = link_warning(dist, lnk)
+    if message is not None:
+        warnings.warn(message, GLMMWarning, stacklevel=3)
     parsed = parse_formula(formula)
     if not parsed.random:
         raise InputError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
@@ -156,7 +159,7 @@ def _prepare(
         exclude=exclude,
         link=lnk,
     )
-    check_mu_start(opts, design.n, dist.name)
+    check_mu_start(opts, design.n, dist)
     return Workspace.build(design, dist, lnk), method_key, opts
 
 

@@ -1,12 +1,17 @@
 """Conditional distributions of y given the random effects, and link functions.
 
-Model (MATLAB's standard form): ``y_i | b ~ Distr(mu_i, sigma^2 / w_i)``, ``g(mu) = eta``. The
-likelihood of every family is a PyMC distribution (:meth:`Distribution.likelihood`); nothing here
-evaluates a log-density by hand. The observed container holds
+Model (MATLAB's standard form): ``y_i | b ~ Distr(mu_i, sigma^2 / w_i)``, ``g(mu) = eta``. Each
+family is one declarative :class:`Distribution` record in :data:`DISTRIBUTIONS`: its PyMC
+likelihood, variance function, support check, starting values and ancillary parameter. Apart from
+the Poisson log-density (written without cancellation, inside PyMC's ``CustomDist``) every
+likelihood is a PyMC distribution. The observed container holds
 
-* normal: y;
+* normal, gamma, inverse Gaussian: y (Var = sigma^2 v(mu) / w: gamma shape w / sigma^2, inverse
+  Gaussian lambda = w / sigma^2);
 * binomial: success counts ``k = w n y`` out of ``w n`` trials (y is a proportion, n = BinomialSize);
-* poisson: counts ``k = w y`` with mean ``w mu`` (MATLAB's prior-weight convention).
+* poisson: counts ``k = w y`` with mean ``w mu`` (MATLAB's prior-weight convention);
+* negative binomial (NB2, Var = mu + mu^2 / theta): counts ``k = w y`` ~ NB2(w mu, w theta), the
+  sum of w counts NB2(mu, theta) (the same convention as Poisson's).
 
 Each link is given once, in a form that works on PyTensor tensors and on NumPy arrays alike
 (``xp`` is ``pytensor.tensor`` or ``numpy``/``scipy.special``).
@@ -16,19 +21,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.special as sps
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["DISTRIBUTIONS", "LINKS", "Distribution", "Link", "get_distribution", "get_link"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "LINKS",
+    "Ancillary",
+    "Distribution",
+    "Link",
+    "custom_link",
+    "get_distribution",
+    "get_link",
+    "link_warning",
+    "power_link",
+]
 
 
 @dataclass(frozen=True)
 class Link:
-    """g(mu) = eta; ``inverse_pt`` builds mu in the PyMC graph, ``inverse_np`` evaluates it in NumPy."""
+    """g(mu) = eta; ``inverse_pt`` builds mu in the PyMC graph, ``inverse_np`` evaluates it in NumPy.
+
+    Built-in links pickle by name; a custom link (:func:`custom_link`) pickles its callables.
+    """
 
     name: str
     inverse_pt: Callable
@@ -36,6 +55,8 @@ class Link:
     link_np: Callable
     logit_pt: Callable | None = None  # log p - log(1 - p) from eta, stable where p rounds to 0 or 1
     mu_eta_np: Callable | None = None  # d mu / d eta = 1 / g'(mu), in NumPy
+    power: float | None = None  # exponent of a power link g(mu) = mu^power
+    builtin: bool = True
 
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         """d mu / d eta at ``eta`` (NumPy): 1 / g'(mu), used for Fisher weights."""
@@ -46,11 +67,15 @@ class Link:
         return self.name[0].upper() + self.name[1:]
 
     def __reduce__(self):
-        """Pickled by name (the callables are module-level lambdas)."""
+        """Built-in and power links pickle by name (their callables are module-level lambdas)."""
+        if not self.builtin:
+            return (Link, tuple(getattr(self, f.name) for f in fields(self)))
         return (_link_named, (self.name,))
 
 
 def _link_named(name: str) -> Link:
+    if name.startswith("power("):
+        return power_link(float(name[6:-1]))
     return LINKS[name]
 
 
@@ -175,140 +200,482 @@ LINKS: dict[str, Link] = {
         lambda e: np.exp(-e - np.exp(-e)),
     ),
 }
-_LINK_ALIASES = {"cloglog": "comploglog"}
+LINKS["reciprocal"] = Link(
+    "reciprocal",
+    lambda e: 1.0 / e,
+    lambda e: 1.0 / e,
+    lambda m: 1.0 / m,
+    None,
+    lambda e: -1.0 / (e * e),
+)
+_LINK_ALIASES = {"cloglog": "comploglog", "inverse": "reciprocal"}
+
+
+def power_link(p: float) -> Link:
+    """g(mu) = mu^p (MATLAB's numeric link): p = 0 is the log link, p = 1 the identity and p = -1
+    the reciprocal link (returned under those names); otherwise ``power(p)``, mu = eta^(1/p)."""
+    p = float(p)
+    if not math.isfinite(p):
+        raise InputError(f"link: a power link needs a finite exponent, got {p}")
+    if p == 0.0:
+        return LINKS["log"]
+    if p == 1.0:
+        return LINKS["identity"]
+    if p == -1.0:
+        return LINKS["reciprocal"]
+    r = 1.0 / p
+    return Link(
+        f"power({p:g})",
+        lambda e: e**r,
+        lambda e: np.power(e, r),
+        lambda m: np.power(m, p),
+        None,
+        lambda e: r * np.power(e, r - 1.0),
+        power=p,
+    )
+
+
+def custom_link(inverse: Callable, link: Callable, name: str = "custom") -> Link:
+    """A link given by its inverse mu = g^-1(eta) and g(mu).
+
+    ``inverse`` must work on PyTensor tensors (build it from ``pytensor.tensor`` operations, e.g.
+    ``lambda eta: pt.exp(eta) / (1 + pt.exp(eta))``): the model's likelihood is built with it, so
+    every derivative the engine needs is automatic. ``link`` maps NumPy means to eta (starting
+    values). NumPy evaluations of the inverse and of d mu/d eta are compiled from ``inverse`` on
+    first use. The callables must be picklable (module-level functions) for the model to pickle.
+    """
+    if not callable(inverse) or not callable(link):
+        raise InputTypeError("link: a custom link needs callables inverse(eta) and link(mu)")
+    if not isinstance(name, str) or not name.isidentifier() or name in LINKS or name.startswith("power"):
+        raise InputError(
+            f"link: a custom link needs a new identifier as its name, got {name!r} (built-in names: "
+            f"{', '.join(LINKS)})"
+        )
+    compiled = _CompiledInverse(inverse)
+    return Link(name, inverse, compiled.value, link, None, compiled.derivative, builtin=False)
+
+
+class _CompiledInverse:
+    """NumPy evaluation of a PyTensor-built inverse link and of its derivative (compiled once)."""
+
+    def __init__(self, inverse: Callable):
+        self.inverse = inverse
+        self._fns: tuple | None = None
+
+    def _compile(self) -> tuple:
+        if self._fns is None:
+            import pytensor
+            import pytensor.tensor as pt
+
+            e = pt.vector("eta", dtype="float64")
+            mu = self.inverse(e)
+            d = pytensor.grad(mu.sum(), e)
+            self._fns = (pytensor.function([e], mu), pytensor.function([e], d))
+        return self._fns
+
+    def value(self, eta):
+        return self._compile()[0](np.atleast_1d(np.asarray(eta, dtype=float)))
+
+    def derivative(self, eta):
+        return self._compile()[1](np.atleast_1d(np.asarray(eta, dtype=float)))
+
+    def __getstate__(self):
+        return {"inverse": self.inverse, "_fns": None}
+
+
+# ---- families ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ancillary:
+    """A family's parameter besides the mean, estimated on the log scale (phi = log value).
+
+    ``scales_random_effects``: MATLAB's dispersion sigma, with b ~ N(0, sigma^2 D) (normal, gamma,
+    inverse Gaussian), so the random effects' relative covariance is D; otherwise a parameter of
+    the likelihood only (negative binomial's theta). ``label`` is its row in the covariance tables.
+    """
+
+    name: str  # the PyMC variable
+    label: str
+    scales_random_effects: bool
+
+
+_SIGMA = Ancillary("sigma", "sqrt(Dispersion)", True)
+_NB_THETA = Ancillary("nb_theta", "theta", False)
+
+
+def _rint_counts(y, w, n):
+    return np.rint(y * w).astype(np.int64)
+
+
+def _counts_to_response(k, w, n):
+    return k / w
+
+
+def _identity_observed(y, w, n):
+    return np.asarray(y, dtype=float)
+
+
+def _binomial_observed(y, w, n):
+    return np.rint(y * w * n).astype(np.int64)
+
+
+def _normal_likelihood(name, eta, link, data, anc, dims):
+    import pymc as pm
+
+    pt = _pt()
+    sd = anc / pt.sqrt(data["weights"])
+    return pm.Normal(name, mu=link.inverse_pt(eta), sigma=sd, observed=data["y"], dims=dims)
+
+
+def _binomial_likelihood(name, eta, link, data, anc, dims):
+    import pymc as pm
+
+    k, trials = data["y"], data["trials"]
+    if link.logit_pt is not None:  # log p and log(1 - p) stay exact where p rounds to 0 or 1
+        return pm.Binomial(name, n=trials, logit_p=link.logit_pt(eta), observed=k, dims=dims)
+    return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k, dims=dims)
+
+
+def _poisson_likelihood(name, eta, link, data, anc, dims):
+    import pymc as pm
+
+    mu = data["weights"] * link.inverse_pt(eta)
+    return pm.CustomDist(
+        name, mu, dist=_poisson_dist, logp=poisson_logp, observed=data["y"], dims=dims, dtype="int64"
+    )
+
+
+def _gamma_likelihood(name, eta, link, data, anc, dims):
+    """y ~ Gamma(shape a = w / sigma^2, rate a / mu): mean mu, variance sigma^2 mu^2 / w."""
+    import pymc as pm
+
+    shape = data["weights"] / (anc * anc)
+    return pm.Gamma(name, alpha=shape, beta=shape / link.inverse_pt(eta), observed=data["y"], dims=dims)
+
+
+def _inverse_gaussian_likelihood(name, eta, link, data, anc, dims):
+    """y ~ IG(mu, lambda = w / sigma^2) (PyMC's Wald): variance sigma^2 mu^3 / w."""
+    import pymc as pm
+
+    lam = data["weights"] / (anc * anc)
+    return pm.Wald(name, mu=link.inverse_pt(eta), lam=lam, observed=data["y"], dims=dims)
+
+
+def _negative_binomial_likelihood(name, eta, link, data, anc, dims):
+    """k = w y ~ NB2(w mu, w theta): the sum of w counts NB2(mu, theta), variance mu + mu^2/theta each."""
+    import pymc as pm
+
+    w = data["weights"]
+    return pm.NegativeBinomial(
+        name, mu=w * link.inverse_pt(eta), alpha=w * anc, observed=data["y"], dims=dims
+    )
+
+
+def _check_counts(family: str):
+    def check(y, w, n, arg, index=None):
+        tol = math.sqrt(np.finfo(float).eps)
+        bad = y < 0
+        if np.any(bad):
+            raise InputError(f"{arg}: {family} responses must be >= 0, and are not in {_rows(bad, index)}")
+        k = y * w
+        bad = np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))
+        if np.any(bad):
+            raise InputError(
+                f"{arg}: {family} responses (times weights) must be integer counts, and are not in "
+                f"{_rows(bad, index)}"
+            )
+
+    return check
+
+
+def _check_positive(family: str):
+    def check(y, w, n, arg, index=None):
+        bad = y <= 0
+        if np.any(bad):
+            raise InputError(
+                f"{arg}: {family} responses must be > 0, and are not in {_rows(bad, index)}; "
+                "exclude those rows or use another distribution"
+            )
+
+    return check
+
+
+def _check_binomial(y, w, n, arg, index=None):
+    tol = math.sqrt(np.finfo(float).eps)
+    bad = (y < 0) | (y > 1)
+    if np.any(bad):
+        raise InputError(
+            f"{arg}: binomial responses must be proportions in [0, 1] (success counts divided by "
+            f"binomial_size), and are not in {_rows(bad, index)}"
+        )
+    k = y * w * n
+    bad = np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))
+    if np.any(bad):
+        raise InputError(
+            f"{arg}: binomial proportions times weights x binomial_size must be integers, and are not "
+            f"in {_rows(bad, index)}"
+        )
+
+
+def _no_check(y, w, n, arg, index=None):
+    return None
+
+
+def _rows(mask: np.ndarray, index) -> str:
+    from .design.checks import rows_text
+
+    pos = np.flatnonzero(mask)
+    return rows_text(pos if index is None else np.asarray(index)[pos])
+
+
+def _sigma_start_normal(y, mu, w):
+    return float(np.sqrt(np.mean(w * (y - mu) ** 2)))
+
+
+def _sigma_start_power(power: float):
+    """Moment start sqrt(mean(w (y - mu)^2 / mu^power)) for Var = sigma^2 mu^power / w."""
+
+    def start(y, mu, w):
+        return float(np.sqrt(np.mean(w * (y - mu) ** 2 / mu**power)))
+
+    return start
+
+
+def _nb_theta_start(y, mu, w):
+    """Moment start: Var - mu = mu^2 / theta, pooled; large (near Poisson) when not overdispersed."""
+    excess = float(np.sum((y - mu) ** 2 - mu))
+    return float(np.sum(mu**2) / excess) if excess > 0 else 100.0
 
 
 @dataclass(frozen=True)
 class Distribution:
+    """One conditional distribution y | b: a declarative record (adding a family = one entry).
+
+    ``likelihood(name, eta, link, data, ancillary, dims)`` builds the PyMC observed variable from
+    the ``pm.Data`` containers (``ancillary`` is sigma or theta per observation, or None);
+    ``variance`` is MATLAB's v(mu); ``observed``/``response`` map MATLAB's response scale to the
+    observed container and back; ``support`` refuses responses outside the family's support, naming
+    the rows; ``mean_range`` clips means; ``ancillary_start(y, mu, w)`` starts sigma or theta.
+    """
+
     name: str
     display: str
-    canonical_link: str
-    has_dispersion: bool  # sigma estimated under Laplace (and b ~ N(0, sigma^2 D))
-    bad_links: tuple[str, ...]  # links that are allowed with a warning
+    canonical_link: str | float
+    likelihood: Callable
+    variance_fn: Callable
+    support: Callable
+    start_fn: Callable  # (y, n) -> starting means (MATLAB's PL rule)
+    mean_range: tuple[float, float]
+    observed: Callable = _identity_observed
+    response: Callable = _counts_to_response
+    ancillary: Ancillary | None = None
+    ancillary_start: Callable | None = None
+    bad_links: tuple[str, ...] = ()  # links that are allowed with a warning (MATLAB)
+    counts: bool = False  # observed values are integers (weights must be positive integers)
+
+    def __reduce__(self):
+        return (get_distribution, (self.name,))
+
+    @property
+    def has_dispersion(self) -> bool:
+        """MATLAB's dispersion sigma^2 is estimated (normal, gamma, inverse Gaussian)."""
+        return self.ancillary is not None and self.ancillary.scales_random_effects
+
+    @property
+    def has_ancillary(self) -> bool:
+        """The likelihood has a parameter besides the mean (sigma, or negative binomial's theta)."""
+        return self.ancillary is not None
 
     def variance(self, mu: np.ndarray) -> np.ndarray:
         """Variance function v(mu): Var(y | b) = sigma^2 v(mu) / w (MATLAB's table)."""
-        mu = np.asarray(mu, dtype=float)
-        if self.name == "binomial":
-            return mu * (1.0 - mu)
-        if self.name == "poisson":
-            return mu
-        return np.ones_like(mu)
+        return self.variance_fn(np.asarray(mu, dtype=float))
 
-    # --- data on the likelihood's scale -------------------------------------------------
     def observed_value(self, y: np.ndarray, w: np.ndarray, n: np.ndarray) -> np.ndarray:
         """Container value for response y (proportions for binomial)."""
-        if self.name == "binomial":
-            return np.rint(y * w * n).astype(np.int64)
-        if self.name == "poisson":
-            return np.rint(y * w).astype(np.int64)
-        return np.asarray(y, dtype=float)
+        return self.observed(y, w, n)
 
     def response_from_observed(self, k: np.ndarray, w: np.ndarray, n: np.ndarray) -> np.ndarray:
-        if self.name == "binomial":
-            return k / (w * n)
-        if self.name == "poisson":
-            return k / w
-        return np.asarray(k, dtype=float)
+        if self.observed is _identity_observed:
+            return np.asarray(k, dtype=float)
+        return self.response(k, w, n)
 
-    def check_response(self, y: np.ndarray, w: np.ndarray, n: np.ndarray, arg: str) -> None:
-        """Raise ValueError unless y holds permitted values (MATLAB refit table)."""
+    def check_response(self, y: np.ndarray, w: np.ndarray, n: np.ndarray, arg: str, index=None) -> None:
+        """Raise InputError unless y holds permitted values (MATLAB refit table), naming rows."""
         y = np.asarray(y, dtype=float)
-        if not np.all(np.isfinite(y)):
-            raise InputError(f"{arg}: contains NaN or infinite values; remove or impute them")
-        tol = math.sqrt(np.finfo(float).eps)
-        if self.name == "binomial":
-            if np.any((y < 0) | (y > 1)):
-                raise InputError(
-                    f"{arg}: binomial responses must be proportions in [0, 1] "
-                    "(success counts divided by binomial_size)"
-                )
-            k = y * w * n
-            if np.any(np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))):
-                raise InputError(
-                    f"{arg}: binomial proportions times weights x binomial_size must be integers"
-                )
-        elif self.name == "poisson":
-            if np.any(y < 0):
-                raise InputError(f"{arg}: Poisson responses must be >= 0")
-            k = y * w
-            if np.any(np.abs(k - np.rint(k)) > tol * np.maximum(1, np.abs(k))):
-                raise InputError(f"{arg}: Poisson responses (times weights) must be integer counts")
-
-    # --- the PyMC likelihood --------------------------------------------------------------
-    def likelihood(self, name: str, eta, link: Link, data: dict, sigma, dims=None):
-        """PyMC observed variable for linear predictor ``eta`` (``sigma`` per observation)."""
-        import pymc as pm
-
-        k = data["y"]
-        if self.name == "normal":
-            pt = _pt()
-            return pm.Normal(
-                name, mu=link.inverse_pt(eta), sigma=sigma / pt.sqrt(data["weights"]), observed=k, dims=dims
+        bad = ~np.isfinite(y)
+        if np.any(bad):
+            raise InputError(
+                f"{arg}: contains NaN or infinite values in {_rows(bad, index)}; remove or impute them"
             )
-        if self.name == "binomial":
-            trials = data["trials"]
-            if link.logit_pt is not None:  # log p and log(1 - p) stay exact where p rounds to 0 or 1
-                return pm.Binomial(name, n=trials, logit_p=link.logit_pt(eta), observed=k, dims=dims)
-            return pm.Binomial(name, n=trials, p=link.inverse_pt(eta), observed=k, dims=dims)
-        if self.name == "poisson":
-            mu = data["weights"] * link.inverse_pt(eta)
-            return pm.CustomDist(
-                name, mu, dist=_poisson_dist, logp=poisson_logp, observed=k, dims=dims, dtype="int64"
-            )
-        raise NotImplementedError(self.name)  # pragma: no cover
+        self.support(y, np.asarray(w, dtype=float), np.asarray(n, dtype=float), arg, index)
+
+    def likelihood_rv(self, name: str, eta, link: Link, data: dict, ancillary, dims=None):
+        """PyMC observed variable for linear predictor ``eta``."""
+        return self.likelihood(name, eta, link, data, ancillary, dims)
 
     def mu_start(self, y: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Starting means (MATLAB's PL initialisation): Poisson y + 1/4, binomial (ny + 1/2)/(n + 1)."""
-        if self.name == "poisson":
-            return y + 0.25
-        if self.name == "binomial":
-            return (n * y + 0.5) / (n + 1)
-        return np.asarray(y, dtype=float)
+        """Starting means (MATLAB's PL initialisation)."""
+        return self.start_fn(np.asarray(y, dtype=float), np.asarray(n, dtype=float))
 
     def clip_mean(self, mu: np.ndarray) -> np.ndarray:
+        lo, hi = self.mean_range
         eps = np.finfo(float).eps
-        if self.name == "binomial":
-            return np.clip(mu, eps, 1 - eps)
-        if self.name == "poisson":
-            return np.maximum(mu, eps)
-        return mu
+        return np.clip(mu, lo + eps if np.isfinite(lo) else lo, hi - eps if np.isfinite(hi) else hi)
 
 
+_EPS = np.finfo(float).eps
 DISTRIBUTIONS: dict[str, Distribution] = {
-    "normal": Distribution("normal", "Normal", "identity", True, ()),
-    "binomial": Distribution("binomial", "Binomial", "logit", False, ("identity", "log")),
-    "poisson": Distribution("poisson", "Poisson", "log", False, ("identity",)),
+    "normal": Distribution(
+        "normal",
+        "Normal",
+        "identity",
+        _normal_likelihood,
+        np.ones_like,
+        _no_check,
+        lambda y, n: y,
+        (-np.inf, np.inf),
+        ancillary=_SIGMA,
+        ancillary_start=_sigma_start_normal,
+    ),
+    "binomial": Distribution(
+        "binomial",
+        "Binomial",
+        "logit",
+        _binomial_likelihood,
+        lambda mu: mu * (1.0 - mu),
+        _check_binomial,
+        lambda y, n: (n * y + 0.5) / (n + 1),
+        (0.0, 1.0),
+        observed=_binomial_observed,
+        response=lambda k, w, n: k / (w * n),
+        bad_links=("identity", "log"),
+        counts=True,
+    ),
+    "poisson": Distribution(
+        "poisson",
+        "Poisson",
+        "log",
+        _poisson_likelihood,
+        lambda mu: mu,
+        _check_counts("Poisson"),
+        lambda y, n: y + 0.25,
+        (0.0, np.inf),
+        observed=_rint_counts,
+        bad_links=("identity",),
+        counts=True,
+    ),
+    "gamma": Distribution(
+        "gamma",
+        "Gamma",
+        -1.0,
+        _gamma_likelihood,
+        lambda mu: mu * mu,
+        _check_positive("gamma"),
+        lambda y, n: np.maximum(y, _EPS),
+        (0.0, np.inf),
+        ancillary=_SIGMA,
+        ancillary_start=_sigma_start_power(2.0),
+        bad_links=("identity",),
+    ),
+    "inverse_gaussian": Distribution(
+        "inverse_gaussian",
+        "InverseGaussian",
+        -2.0,
+        _inverse_gaussian_likelihood,
+        lambda mu: mu**3,
+        _check_positive("inverse Gaussian"),
+        lambda y, n: np.maximum(y, _EPS),
+        (0.0, np.inf),
+        ancillary=_SIGMA,
+        ancillary_start=_sigma_start_power(3.0),
+        bad_links=("identity",),
+    ),
+    "negative_binomial": Distribution(
+        "negative_binomial",
+        "NegativeBinomial",
+        "log",
+        _negative_binomial_likelihood,
+        lambda mu: mu,  # the Poisson part; the theta part mu^2/theta is not a dispersion scale
+        _check_counts("negative binomial"),
+        lambda y, n: y + 0.25,
+        (0.0, np.inf),
+        observed=_rint_counts,
+        ancillary=_NB_THETA,
+        ancillary_start=_nb_theta_start,
+        bad_links=("identity",),
+        counts=True,
+    ),
 }
-_DIST_ALIASES = {"gaussian": "normal"}
-_LATER = {"gamma", "inversegaussian", "inverse gaussian"}
+_DIST_ALIASES = {
+    "gaussian": "normal",
+    "inversegaussian": "inverse_gaussian",
+    "inverse gaussian": "inverse_gaussian",
+    "inverse_gaussian": "inverse_gaussian",
+    "ig": "inverse_gaussian",
+    "negativebinomial": "negative_binomial",
+    "negative binomial": "negative_binomial",
+    "nb": "negative_binomial",
+    "nbinom2": "negative_binomial",
+}
 
 
 def get_distribution(value: str) -> Distribution:
     if not isinstance(value, str):
         raise InputTypeError(f"distribution: expected a string such as 'poisson', got {value!r}")
-    key = _DIST_ALIASES.get(value.strip().lower(), value.strip().lower())
-    if key in _LATER:
-        raise InputError(
-            f"distribution: '{value}' is not supported yet; use 'normal', 'binomial' or 'poisson'"
-        )
+    key = value.strip().lower()
+    key = _DIST_ALIASES.get(key, key)
     if key not in DISTRIBUTIONS:
-        raise InputError(f"distribution: unknown '{value}'; use one of 'normal', 'binomial', 'poisson'")
+        raise InputError(f"distribution: unknown '{value}'; use one of {', '.join(map(repr, DISTRIBUTIONS))}")
     return DISTRIBUTIONS[key]
 
 
-def get_link(value: str | None, dist: Distribution) -> Link:
+def get_link(value, dist: Distribution) -> Link:
+    """A link from a name, a number (MATLAB's power link; 0 is log), a :class:`Link` (e.g. from
+    :func:`custom_link`) or a mapping with ``inverse``, ``link`` and optional ``name`` (MATLAB's
+    link struct, with PyTensor callables). None gives the distribution's canonical link."""
     if value is None:
-        return LINKS[dist.canonical_link]
+        value = dist.canonical_link
+    if isinstance(value, Link):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {"inverse", "link", "name"}
+        if unknown or not {"inverse", "link"} <= set(value):
+            raise InputError(
+                "link: a custom link is a mapping with keys 'inverse' (eta -> mu, PyTensor ops), "
+                f"'link' (mu -> eta, NumPy) and optional 'name'; got keys {sorted(value)}"
+            )
+        return custom_link(value["inverse"], value["link"], value.get("name", "custom"))
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return power_link(float(value))
     if not isinstance(value, str):
         raise InputTypeError(
-            f"link: expected a link name such as 'logit', got {value!r} "
-            "(power and custom links are not supported yet)"
+            "link: expected a link name such as 'logit', a number (power link) or a custom link, "
+            f"got {value!r}"
         )
     key = value.strip().lower()
     key = _LINK_ALIASES.get(key, key)
-    if key in ("reciprocal", "power"):
-        raise InputError(f"link: '{value}' is not supported yet; use one of {', '.join(LINKS)}")
+    if key.startswith("power(") and key.endswith(")"):
+        try:
+            return power_link(float(key[6:-1]))
+        except ValueError:
+            pass
     if key not in LINKS:
-        raise InputError(f"link: unknown '{value}'; use one of {', '.join(LINKS)}")
+        raise InputError(
+            f"link: unknown '{value}'; use one of {', '.join(LINKS)}, a number P for the power link "
+            "mu^P, or a custom link"
+        )
     return LINKS[key]
+
+
+def link_warning(dist: Distribution, link: Link) -> str | None:
+    """MATLAB's warning for a link that can put the mean outside the distribution's range (not for
+    a family's canonical power link, which would warn on every gamma and inverse Gaussian fit)."""
+    canonical = link.power == dist.canonical_link or (
+        link.name == "reciprocal" and dist.canonical_link == -1.0
+    )
+    if (link.power is not None or link.name == "reciprocal") and not canonical:
+        return f"link: '{link.name}' needs a positive linear predictor; fits may fail where it is not"
+    if link.name in dist.bad_links:
+        return f"link: '{link.name}' with distribution '{dist.name}' can give means outside the valid range"
+    return None

@@ -230,36 +230,26 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
     return FitSettings(**out)
 
 
-# Open range of the conditional mean (MATLAB's MuStart rule); a family not listed: all reals.
-_MEAN_RANGE = {
-    "binomial": (0.0, 1.0),
-    "poisson": (0.0, np.inf),
-    "gamma": (0.0, np.inf),
-    "inverse_gaussian": (0.0, np.inf),
-}
-
-
-def check_mu_start(settings: FitSettings, n: int, distribution: str | None = None) -> None:
+def check_mu_start(settings: FitSettings, n: int, dist=None) -> None:
     """The options that depend on the data (known once the design is built): ``mu_start`` has one
-    value per row used, inside the family's open range of means; pseudo-likelihood starts
-    (``init_pl_iterations``) exist for MATLAB's families only."""
+    value per row used, inside the family's open range of means (``dist.mean_range``);
+    pseudo-likelihood starts (``init_pl_iterations``) exist for MATLAB's families only."""
     mu = settings.mu_start
     if mu is not None and mu.size != n:
         raise InputError(f"mu_start: expected {n} values (one per row used), got {mu.size}")
-    if distribution is None:
+    if dist is None:
         return
-    if mu is not None and distribution in _MEAN_RANGE:
-        lo, hi = _MEAN_RANGE[distribution]
+    if mu is not None:
+        lo, hi = dist.mean_range
         bad = np.flatnonzero((mu <= lo) | (mu >= hi))
         if bad.size:
-            rng = f"({lo:g}, {hi:g})" if np.isfinite(hi) else f"({lo:g}, inf)"
             raise InputError(
-                f"mu_start: {distribution} means must lie in {rng}; {bad.size} value(s) do not "
+                f"mu_start: {dist.name} means must lie in ({lo:g}, {hi:g}); {bad.size} value(s) do not "
                 f"(first: position {bad[0]}, value {mu[bad[0]]:g}). Pass means inside the range, "
                 "or leave mu_start out for MATLAB's start"
             )
-    if settings.init_pl_iterations and distribution not in PL_FAMILIES:
+    if settings.init_pl_iterations and dist.name not in PL_FAMILIES:
         raise InputError(
             f"init_pl_iterations: pseudo-likelihood starts exist for {', '.join(PL_FAMILIES)}, "
-            f"not '{distribution}'; leave it out (start from the GLM fit)"
+            f"not '{dist.name}'; leave it out (start from the GLM fit)"
         )

@@ -148,8 +148,9 @@ class Workspace:
 
 def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitSettings) -> np.ndarray:
     """The outer optimiser's start: ``init_pl_iterations`` pseudo-likelihood iterations (MATLAB's
-    start) when asked for, else the GLM fit (from least squares of g(mu_start) on X) for beta,
-    theta = 1 / rms of each random-effects column, sigma from the GLM residuals."""
+    start) when asked for; else the GLM fit (from least squares of g(mu_start) on X) for beta, each
+    random-effect SD at 1/rms of its column, sigma or theta from moments (the family's
+    ``ancillary_start``)."""
     if settings.init_pl_iterations:
         try:
             return _pl_start(ws, problem, y, settings)
@@ -161,14 +162,34 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         z = ws.link.link_np(mu0) - d.offset
     z = np.where(np.isfinite(z), z, 0.0)
     beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
+    with np.errstate(all="ignore"):
+        mu_ls = ws.link.inverse_np(d.X @ beta_ls + d.offset)
+    lo, hi = ws.dist.mean_range
+    if not np.all(np.isfinite(mu_ls) & (mu_ls > lo) & (mu_ls < hi)):
+        # a link with a restricted domain (reciprocal, power) left the range: start from the
+        # linear predictor of the mean response, g(mean mu0), on every row
+        with np.errstate(all="ignore"):
+            z = np.full(d.n, float(ws.link.link_np(np.mean(mu0)))) - d.offset
+        beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
     beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
     parts.append(ws.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in d.terms]))
-    if problem.has_phi:
-        resid = y - ws.link.inverse_np(ws.design.X @ beta0 + ws.design.offset)
-        parts.append([np.log(max(np.std(resid), 1e-8))])
+    if problem.has_phi:  # sigma or theta from moments at the GLM means
+        with np.errstate(all="ignore"):
+            mu = ws.dist.clip_mean(ws.link.inverse_np(d.X @ beta0 + d.offset))
+            value = ws.dist.ancillary_start(y, mu, d.weights)
+        parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
     problem.beta_start = beta0
-    return np.concatenate(parts)
+    x0 = np.concatenate(parts)
+    # SDs of 1/rms on the linear-predictor scale can be far too wide for a link with a restricted
+    # range (Poisson with identity: means of ~0.4); shrink them until the inner step succeeds.
+    k = 0 if problem.inner_beta else problem.p
+    for _ in range(4):
+        if np.isfinite(problem.value(x0)):
+            break
+        x0[k : k + problem.n_theta] *= 0.1
+    problem.u_start = np.zeros(problem.re.q)
+    return x0
 
 
 def _pl_start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitSettings) -> np.ndarray:
@@ -274,7 +295,8 @@ def make_result(
     singular. ``eta`` defaults to the mode's."""
     beta_opt, theta, phi = problem.unpack(summary.x)
     beta = mode.beta if problem.inner_beta else beta_opt
-    sigma = float(np.exp(phi)) if problem.has_phi else 1.0
+    ancillary = float(np.exp(phi)) if problem.has_phi else None
+    sigma = float(np.exp(phi)) if problem.phi_scales_re else 1.0  # NB's theta is not a scale
     lambdas = ws.layout.lambdas(theta)
     u = problem.re.to_original(mode.u)
     b = _b_from_u(ws, u, lambdas, sigma)
@@ -306,8 +328,8 @@ def make_result(
         singular=singular,
         warnings=tuple(msgs),
         y=np.asarray(y, dtype=float).copy(),
+        ancillary=ancillary,
         working=working,
-        dispersion_estimated=problem.has_phi,
     )
 
 

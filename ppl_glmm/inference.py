@@ -75,17 +75,17 @@ def _natural_to_x(model, z: np.ndarray) -> np.ndarray:
     """Optimiser vector x from [beta (Laplace only), natural params per term, (log sigma)]."""
     ws, res = model._ws, model._result
     layout = ws.layout
-    has_sigma = model.dispersion_estimated
+    has_phi = res.ancillary is not None  # log sigma (or NB's log theta) is in x
     k = 0 if beta_is_inner(model) else len(res.beta)
     beta = z[:k]
-    log_sigma = z[-1] if has_sigma else 0.0
-    sigma = np.exp(log_sigma)
+    log_sigma = z[-1] if has_phi else 0.0
+    sigma = np.exp(log_sigma) if model.dispersion_estimated else 1.0
     psis = []
     for sl, q in zip(layout.slices(), layout.sizes):
         zr = z[k + sl.start : k + sl.stop]
         psis.append(layout.psi_from_canonical(layout.from_natural(zr, q), q))
     theta = layout.theta_from_psis(psis, sigma)
-    parts = [beta, theta] + ([[log_sigma]] if has_sigma else [])
+    parts = [beta, theta] + ([[log_sigma]] if has_phi else [])
     return np.concatenate(parts)
 
 
@@ -95,8 +95,8 @@ def _x_to_natural(model) -> np.ndarray:
     parts = [] if beta_is_inner(model) else [res.beta]
     for psi, q in zip(layout.covariances(res.theta, res.sigma), layout.sizes):
         parts.append(layout.to_natural(layout.canonical(psi), q))
-    if model.dispersion_estimated:
-        parts.append([np.log(res.sigma)])
+    if res.ancillary is not None:
+        parts.append([np.log(res.ancillary)])
     return np.concatenate(parts)
 
 
@@ -194,11 +194,17 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
         lo = hi = np.nan
     else:
         lo = hi = 1.0
-    tables.append(
-        pd.DataFrame(
-            [{"Group": "Error", "Name": "sqrt(Dispersion)", "Estimate": res.sigma, "Lower": lo, "Upper": hi}]
+    rows = [{"Group": "Error", "Name": "sqrt(Dispersion)", "Estimate": res.sigma, "Lower": lo, "Upper": hi}]
+    anc = ws.dist.ancillary
+    if anc is not None and not anc.scales_random_effects:  # negative binomial's theta
+        lo = hi = np.nan
+        if cov is not None and cov[-1, -1] >= 0:
+            half = zcrit * np.sqrt(cov[-1, -1])
+            lo, hi = res.ancillary * np.exp(-half), res.ancillary * np.exp(half)
+        rows.append(
+            {"Group": "Error", "Name": anc.label, "Estimate": res.ancillary, "Lower": lo, "Upper": hi}
         )
-    )
+    tables.append(pd.DataFrame(rows))
     return tables
 
 

@@ -79,7 +79,8 @@ class GeneralizedLinearMixedModel:
 
     @property
     def num_covariance_parameters(self) -> int:
-        return self._ws.layout.n_theta + int(self.dispersion_estimated)
+        """theta entries, plus 1 for an estimated dispersion or negative binomial's theta."""
+        return self._ws.layout.n_theta + int(self.dispersion_estimated or self.nb_theta is not None)
 
     @property
     def dfe(self) -> int:
@@ -156,10 +157,17 @@ class GeneralizedLinearMixedModel:
 
     @property
     def dispersion_estimated(self) -> bool:
-        """False exactly when sigma is fixed at 1: binomial/Poisson, except pseudo-likelihood fits
-        with ``dispersion_flag=True`` (MATLAB)."""
-        est = self._result.dispersion_estimated
-        return self._ws.dist.has_dispersion if est is None else est
+        """False exactly when sigma is fixed at 1 (MATLAB): binomial, Poisson and negative
+        binomial, except binomial/Poisson fitted by pseudo-likelihood with ``dispersion_flag=True``
+        (whose pseudo-data LME's sigma is then the ancillary parameter)."""
+        if METHODS[self.fit_method].pseudo:
+            return self._result.ancillary is not None
+        return self._ws.dist.has_dispersion
+
+    @property
+    def nb_theta(self) -> float | None:
+        """Negative binomial's theta (NB2 size: Var = mu + mu^2 / theta); None for other families."""
+        return self._result.ancillary if self._ws.dist.name == "negative_binomial" else None
 
     @property
     def singular(self) -> bool:
@@ -284,8 +292,8 @@ class GeneralizedLinearMixedModel:
         scale = 1.0 if ws.dist.has_dispersion else res.sigma
         for r, sl in enumerate(ws.layout.slices()):
             values[f"theta_{r}"] = scale * res.theta[sl]
-        if ws.dist.has_dispersion:
-            values["sigma"] = np.asarray(res.sigma)
+        if ws.dist.has_ancillary:
+            values[ws.dist.ancillary.name] = np.asarray(res.ancillary)
         return values
 
     def refit(self, ynew) -> GeneralizedLinearMixedModel:

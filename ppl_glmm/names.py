@@ -14,7 +14,8 @@ variable            dims                        meaning
                                                 below Name2 in column-major order ("corr")
 ``b_L``             ``L_level, L_coef``         random effects (MATLAB's b, per level)
 ``u_L``             ``L_level, L_coef``         spherical / non-centred random effects
-``sigma``           ()                          sqrt(Dispersion), families with a dispersion
+``sigma``           ()                          sqrt(Dispersion): normal, gamma, inverse Gaussian
+``nb_theta``        ()                          negative binomial's theta (Var = mu + mu^2/theta)
 response name       ``obs``                     the observed variable (counts for binomial)
 ==================  ==========================  =================================================
 """
@@ -26,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+
+from .families import DISTRIBUTIONS
 
 __all__ = ["DISPERSION", "ModelNames", "TermNames", "safe_name"]
 
@@ -102,12 +105,23 @@ class ModelNames:
     coef: tuple[str, ...]
     terms: tuple[TermNames, ...]
     response: str  # name of the observed variable
-    has_dispersion: bool
+    ancillary: str | None  # the family's ancillary variable: "sigma", "nb_theta", or None
     n_obs: int
     obs_index: tuple[int, ...]  # input-row position of each used row
 
+    @property
+    def has_dispersion(self) -> bool:
+        """The ancillary variable is MATLAB's sqrt(Dispersion) sigma (normal, gamma, inverse Gaussian)."""
+        return self.ancillary == DISPERSION
+
     @classmethod
-    def from_design(cls, design, has_dispersion: bool) -> ModelNames:
+    def from_design(cls, design, family) -> ModelNames:
+        """Names of ``design``'s model; ``family`` is its :class:`~ppl_glmm.families.Distribution` (or
+        a bool: True for a family whose ancillary parameter is the dispersion sigma)."""
+        if isinstance(family, bool):
+            ancillary = DISPERSION if family else None
+        else:
+            ancillary = family.ancillary.name if family.ancillary is not None else None
         groups = Counter(t.group for t in design.terms)
         seen: Counter = Counter()
         terms = []
@@ -116,7 +130,8 @@ class ModelNames:
             group = safe_name(t.group)
             label = group if groups[t.group] == 1 or seen[t.group] == 1 else f"{group}_{seen[t.group]}"
             terms.append(TermNames(label, t.group, tuple(t.names), tuple(t.levels)))
-        reserved = {"beta", DISPERSION, "X", "weights", "offset", "trials", "y_observed", "coef", OBS_DIM}
+        ancillaries = {d.ancillary.name for d in DISTRIBUTIONS.values() if d.ancillary is not None}
+        reserved = {"beta", *ancillaries, "X", "weights", "offset", "trials", "y_observed", "coef", OBS_DIM}
         for tn in terms:
             reserved |= {tn.sd, tn.corr, tn.b, tn.u, f"T_{tn.label}", f"codes_{tn.label}", f"chol_{tn.label}"}
             reserved |= {tn.level_dim, tn.coef_dim, tn.pair_dim}
@@ -126,7 +141,7 @@ class ModelNames:
             coef=tuple(design.fixed.names),
             terms=tuple(terms),
             response=response,
-            has_dispersion=has_dispersion,
+            ancillary=ancillary,
             n_obs=design.n,
             obs_index=tuple(int(i) for i in np.flatnonzero(design.subset)),
         )
@@ -141,14 +156,14 @@ class ModelNames:
         return out
 
     def covariance_vars(self) -> list[str]:
-        """The covariance-parameter variables: sd (and corr) per term, then sigma."""
+        """The covariance-parameter variables: sd (and corr) per term, then sigma or nb_theta."""
         out = []
         for t in self.terms:
             out.append(t.sd)
             if t.q > 1:
                 out.append(t.corr)
-        if self.has_dispersion:
-            out.append(DISPERSION)
+        if self.ancillary is not None:
+            out.append(self.ancillary)
         return out
 
     def parameter_vars(self) -> list[str]:

@@ -97,7 +97,7 @@ def _lme_template(ws: Workspace, restricted: bool, sigma_estimated: bool) -> Lap
     def build() -> LaplaceProblem:
         obs = _lme_observation(ws)
         problem = (_REMLProblem if restricted else _MLProblem)(ws.design.X, ws.re, obs)
-        problem.has_phi = sigma_estimated  # sigma fixed at 1: phi = 0, no phi in x
+        problem.has_phi = problem.phi_scales_re = sigma_estimated  # sigma fixed at 1: no phi in x
         return problem
 
     return ws.template(("pseudo-lme", restricted, sigma_estimated), build)
@@ -115,7 +115,7 @@ def lme_problem(ws: Workspace, result: FitResult) -> LaplaceProblem:
     from .fit_methods import METHODS
 
     restricted = METHODS[result.fit_method].restricted
-    problem = _lme_template(ws, restricted, bool(result.dispersion_estimated)).clone()
+    problem = _lme_template(ws, restricted, result.ancillary is not None).clone()
     _set_lme_data(problem, *result.working)
     problem.u_start = problem.re.to_internal(result.u)
     problem.beta_start = result.beta.copy()

@@ -4,9 +4,10 @@
 
     beta ~ Flat(p)                                  fixed effects
     theta_r ~ Flat(q_r (q_r + 1) / 2)               relative Cholesky factor Lambda_r (lower, column-major)
-    sigma ~ HalfFlat()                              only for families with a dispersion (normal)
+    sigma ~ HalfFlat()                              families with a dispersion (normal, gamma, IG)
+    nb_theta ~ HalfFlat()                           negative binomial's theta (not a scale of b)
     u_r ~ N(0, I) of shape (levels_r, q_r)          spherical random effects
-    b_r = sigma * u_r Lambda_r'                     b ~ N(0, sigma^2 Lambda Lambda')
+    b_r = s * u_r Lambda_r'                         s = sigma with a dispersion, else 1
     eta = X beta + sum_r rowsum(T_r * b_r[codes_r]) + offset
     y ~ Distr(g^-1(eta), ...)                       observed, from pm.Data containers
 
@@ -14,7 +15,8 @@ The observed response, prior weights, binomial trials and offset live in ``pm.Da
 ``refit`` swaps values without rebuilding or recompiling anything. The estimation engine does not
 evaluate this joint density: it takes the model's own observation log-likelihood graph, replaces eta
 (and sigma) by inputs, and compiles, once per (distribution, link) and process, the per-observation
-derivatives d^k log p(y_i | eta_i) / d eta_i^k, k = 0..3 (and their derivatives in log sigma).
+derivatives d^k log p(y_i | eta_i) / d eta_i^k, k = 0..3 (and their derivatives in phi, the log of
+sigma or theta).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from .covariance import ThetaLayout
 from .design import Design
 from .families import Distribution, Link
-from .names import DISPERSION, OBS_DIM, ModelNames
+from .names import OBS_DIM, ModelNames
 
 __all__ = [
     "GLMMGraph",
@@ -52,8 +54,8 @@ class GLMMGraph:
     beta: Any
     thetas: list
     us: list
-    sigma: Any | None
-    sigma_obs: Any | None  # sigma broadcast to one entry per observation
+    sigma: Any | None  # the family's ancillary parameter (sigma, or negative binomial's theta)
+    sigma_obs: Any | None  # it, broadcast to one entry per observation
     containers: dict[str, Any]  # name -> pm.Data shared variable
     dist: Distribution
     link: Link
@@ -128,21 +130,21 @@ def observation(names: ModelNames, dist: Distribution, link: Link, containers: d
     import pytensor.tensor as pt
 
     sigma_obs = sigma * pt.ones_like(containers["weights"]) if sigma is not None else None
-    y = dist.likelihood(names.response, eta, link, containers, sigma_obs, dims=OBS_DIM)
+    y = dist.likelihood(names.response, eta, link, containers, sigma_obs, OBS_DIM)
     return y, sigma_obs
 
 
 def build_pymc_model(design: Design, dist: Distribution, link: Link, layout: ThetaLayout) -> GLMMGraph:
-    """The ML parametrisation: flat beta and theta, u ~ N(0, I), b_r = sigma u_r Lambda_r'."""
+    """The ML parametrisation: flat beta and theta, u ~ N(0, I), b_r = s u_r Lambda_r'."""
     import pymc as pm
     import pytensor.tensor as pt
 
-    names = ModelNames.from_design(design, dist.has_dispersion)
+    names = ModelNames.from_design(design, dist)
     with pm.Model(coords=names.coords()) as model:
         containers = model_data(design, dist, names)
         beta = pm.Flat("beta", dims="coef")
-        sigma = pm.HalfFlat(DISPERSION) if dist.has_dispersion else None
-        scale = sigma if sigma is not None else 1.0
+        sigma = pm.HalfFlat(dist.ancillary.name) if dist.has_ancillary else None
+        scale = sigma if dist.has_dispersion else 1.0
         thetas, us, bs = [], [], []
         for r, (tn, sl) in enumerate(zip(names.terms, layout.slices())):
             q = tn.q
@@ -174,10 +176,11 @@ class ObservationFunction:
     """
 
     fn: Callable
-    has_dispersion: bool
+    has_dispersion: bool  # takes phi (log sigma or log theta) and returns its derivatives
     y_dtype: str
     trials_dtype: str
     key: str = ""  # graph_key of the likelihood graph it was compiled from
+    phi_scales_re: bool = True  # phi = log sigma also scales the random effects (not NB's theta)
 
     def __call__(self, eta, y, weights, trials, phi):
         if threading.current_thread() is threading.main_thread():
@@ -356,7 +359,9 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
         fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
         fn.trust_input = True
         COMPILE_COUNT["observation"] += 1
-        out = ObservationFunction(fn, graph.sigma is not None, inputs[1].dtype, inputs[3].dtype, key)
+        out = ObservationFunction(
+            fn, graph.sigma is not None, inputs[1].dtype, inputs[3].dtype, key, graph.dist.has_dispersion
+        )
         _CACHE[key] = out
         if mode is None:
             _store(key, out)

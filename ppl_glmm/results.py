@@ -16,13 +16,14 @@ class FitResult:
     """Estimates at the optimum of one fit (internal names follow lme4).
 
     ``theta`` are the relative Cholesky entries, ``sigma`` the square root of the dispersion
-    (1 when fixed), ``u`` the spherical conditional modes and ``b = sigma Lambda u`` the random
-    effects in MATLAB's order. ``cov_beta`` is MATLAB's 'Conditional' covariance
-    ``(X'CX - X'CA H^-1 A'CX)^-1`` with the observed information C at the mode.
+    (1 when fixed), ``ancillary`` the family's other parameter (sigma, or negative binomial's
+    theta; None when not estimated), ``u`` the spherical conditional modes and
+    ``b = sigma Lambda u`` the random effects in MATLAB's order. ``cov_beta`` is MATLAB's
+    'Conditional' covariance ``(X'CX - X'CA H^-1 A'CX)^-1`` with the observed information C at the mode.
 
-    Pseudo-likelihood fits (MPL, REMPL) report the final pseudo-data LME: ``working`` holds its
-    response and weights ``(z, W)`` (None for other methods), so the LME can be rebuilt for
-    inference. ``dispersion_estimated``: sigma was estimated (None: as the family says).
+    Pseudo-likelihood fits (MPL, REMPL) report the final pseudo-data LME, whose sigma is the
+    ``ancillary`` when estimated (also for binomial/Poisson with ``dispersion_flag``): ``working``
+    holds its response and weights ``(z, W)`` (None for other methods), so the LME can be rebuilt.
     """
 
     fit_method: str
@@ -39,5 +40,5 @@ class FitResult:
     singular: bool
     warnings: tuple[str, ...]
     y: np.ndarray  # response on MATLAB's scale (proportions for binomial), used rows
+    ancillary: float | None = None  # the family's sigma, or negative binomial's theta
     working: tuple[np.ndarray, np.ndarray] | None = None  # pseudo-likelihood: (z, W) of the final LME
-    dispersion_estimated: bool | None = None

@@ -10,6 +10,7 @@ are inputs) and reseeded per call, so the same seed gives the same draw.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,14 +54,18 @@ class ForwardSampler:
 
         params = graph.free_parameters
         constant = {v: v.get_value() for v in graph.containers.values()}
-        fn, _ = compile_forward_sampling_function(
-            outputs=[graph.y],
-            vars_in_trace=params,
-            basic_rvs=graph.model.basic_RVs,
-            constant_data=constant,
-            freeze_vars=set(params),
-            model=graph.model,
-        )
+        with warnings.catch_warnings():
+            # PyTensor's Numba backend has no Wald sampler and says it falls back to object mode
+            # (inverse Gaussian): a speed note for PyTensor's developers, not for our users
+            warnings.filterwarnings("ignore", message=".*Numba will use object mode.*")
+            fn, _ = compile_forward_sampling_function(
+                outputs=[graph.y],
+                vars_in_trace=params,
+                basic_rvs=graph.model.basic_RVs,
+                constant_data=constant,
+                freeze_vars=set(params),
+                model=graph.model,
+            )
         COMPILE_COUNT["sampler"] += 1
         rngs = [s for s in fn.get_shared() if isinstance(s.type, RandomGeneratorType)]
         names = [i.variable.name for i in fn.maker.inputs if not i.shared]

@@ -145,10 +145,15 @@ def test_option_values_are_case_insensitive():
     "kwargs,match",
     [
         ({"distribution": "weibull"}, "distribution: unknown 'weibull'"),
-        ({"distribution": "gamma"}, "distribution: 'gamma' is not supported yet"),
+        (
+            {"distribution": "gamma"},
+            r"response 'defects': gamma responses must be > 0, and are not in rows 7, 11, 42, 51",
+        ),
         ({"link": "cauchit"}, "link: unknown 'cauchit'"),
         ({"fit_method": "quasi"}, "fit_method: unknown value 'quasi'; use one of laplace, "),
         ({"fit_method": "REML"}, "fit_method: 'reml' applies to distribution normal, not 'poisson'"),
+        ({"dispersion_flag": True}, "dispersion_flag: applies to fit_method='mpl' or 'rempl'"),
+        ({"n_agq": 0}, "n_agq: applies to fit_method="),
         ({"dummy_var_coding": "helmert"}, "dummy_var_coding: unknown"),
         ({"optimizer": "fminsearch"}, "unknown option"),
         ({"weights": np.ones(3)}, "weights: expected 100 values"),

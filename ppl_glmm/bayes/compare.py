@@ -1,10 +1,12 @@
 """ML and Bayesian fits of the same model, side by side.
 
-For every fixed effect, random-effect SD and correlation, and sqrt(Dispersion):
+For every fixed effect, random-effect SD and correlation, and sqrt(Dispersion) (or negative
+binomial's theta):
 
 * ML: the estimate, its standard error and confidence interval. Fixed effects use MATLAB's
   t-based intervals (DF = N - p); covariance parameters the Wald interval on the natural scale, with
-  the delta-method SE ``se(sd) = sd se(log sd)``, ``se(rho) = (1 - rho^2) / 2 se(z)``;
+  the delta-method SE ``se(sd) = sd se(log sd)``, ``se(rho) = (1 - rho^2) / 2 se(z)`` (and
+  ``sigma se(log sigma)``, ``theta se(log theta)``);
 * Bayes: posterior mean, median, sd, equal-tailed interval, R-hat and bulk ESS;
 * ``Diff_in_SE = (posterior mean - ML estimate) / ML SE``.
 """
@@ -16,7 +18,7 @@ import pandas as pd
 
 from ..errors import InputError, InputTypeError
 from ..inference import beta_is_inner, covariance_tables, natural_covariance
-from ..names import DISPERSION, ModelNames
+from ..names import ModelNames
 from .summary import summarize
 
 __all__ = ["compare_fits", "plot_compare"]
@@ -90,15 +92,16 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
                     "ML_Upper": r.Upper,
                 }
             )
-    if names.has_dispersion:
-        err = tables[-1].iloc[0]
+    anc = ml._ws.dist.ancillary
+    if names.ancillary is not None:  # the Error table's sqrt(Dispersion) or theta row
+        err = tables[-1].set_index("Name").loc[anc.label]
         se = err["Estimate"] * z_se[-1] if z_se is not None else np.nan
         rows.append(
             {
-                "Parameter": DISPERSION,
+                "Parameter": names.ancillary,
                 "Group": "Error",
-                "Name": "sqrt(Dispersion)",
-                "Type": "dispersion",
+                "Name": anc.label,
+                "Type": "dispersion" if names.has_dispersion else "theta",
                 "ML_Estimate": err["Estimate"],
                 "ML_SE": se,
                 "ML_Lower": err["Lower"],
@@ -109,9 +112,9 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
 
 
 def compare_fits(ml, bayes, ci_prob: float = 0.95) -> pd.DataFrame:
-    """One row per fixed effect, SD, correlation and sqrt(Dispersion): the ML estimate, SE and CI
-    beside the posterior mean, median, sd and equal-tailed interval, R-hat, bulk ESS, and the
-    difference of the posterior mean from the ML estimate in ML standard errors."""
+    """One row per fixed effect, SD, correlation and sqrt(Dispersion) (or negative binomial's theta):
+    the ML estimate, SE and CI beside the posterior mean, median, sd and equal-tailed interval, R-hat,
+    bulk ESS, and the difference of the posterior mean from the ML estimate in ML standard errors."""
     if isinstance(ci_prob, bool) or not isinstance(ci_prob, (int, float)) or not 0 < ci_prob < 1:
         raise InputError(f"ci_prob: must be a number in (0, 1), got {ci_prob!r}")
     names = _check_pair(ml, bayes)

@@ -92,7 +92,7 @@ def fit_bayes(
     check_noncentered(noncentered)
     if st.init == "ml" and ml_model is None:  # pragma: no cover - the public entry points fit ML first
         raise InputError("init: 'ml' needs an ML fit; use init='auto'")
-    names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
+    names = ModelNames.from_design(ws.design, ws.dist)
     prior_set = resolve_priors(ws.design, ws.dist, ws.link, names, priors)
     centered = (not noncentered,) * len(names.terms)
     spec = ModelSpec(ws.design.detached(), ws.dist, ws.link, names, prior_set, formula, centered)
@@ -100,7 +100,7 @@ def fit_bayes(
     ml_point = None
     if st.init == "ml":
         r = ml_model._result
-        ml_point = point_from_ml(graph, ws.layout, r.beta, r.theta, r.sigma, r.u)
+        ml_point = point_from_ml(graph, ws.layout, r.beta, r.theta, r.ancillary, r.u)
     idata, seconds = sample_nuts(graph, st, ml_point)
     idata.attrs.update(
         {

@@ -2,17 +2,19 @@
 
 posterior: ``draws`` draws (one chain) from the asymptotic normal distribution of the ML estimates
 under the Hessian of the negative Laplace log-likelihood, taken on the natural scale of the Wald
-intervals (beta, log SDs, ``log((1 + rho)/(1 - rho))``, log sigma) and mapped back, so SDs stay
-positive and correlations inside (-1, 1)::
+intervals (beta, log SDs, ``log((1 + rho)/(1 - rho))``, log sigma or log theta) and mapped back, so
+SDs, sigma and theta stay positive and correlations inside (-1, 1)::
 
-    (beta, z) ~ N((beta_hat, z_hat), H^-1),   sd = exp(z_sd),  rho = tanh(z_rho / 2),  sigma = exp(z_s)
+    (beta, z) ~ N((beta_hat, z_hat), H^-1),   sd = exp(z_sd),  rho = tanh(z_rho / 2),
+    sigma (or negative binomial's nb_theta) = exp(z_last)
 
 For ApproximateLaplace beta is not an outer parameter: beta ~ N(beta_hat, coefficient_covariance),
 independent of z. At a boundary (singular) fit the Hessian in log SD does not exist: the covariance
 parameters are held at their estimates and only beta varies (with a warning).
 
 posterior_predictive: one response per draw from ``random()`` (new random effects, then y | b, at
-the ML estimates) on the observed variable's scale (counts for binomial); observed_data: the response.
+the ML estimates) on the observed variable's scale (counts for binomial, Poisson and negative
+binomial); observed_data: the response.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from ..errors import SingularFitWarning
 from ..inference import _x_to_natural, beta_is_inner, natural_covariance
-from ..names import DISPERSION, ModelNames
+from ..names import ModelNames
 from ..simulate import seed_from
 
 __all__ = ["MAX_PREDICTIVE_VALUES", "ml_draws", "ml_inference_data"]
@@ -35,7 +37,7 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     """Draws (draws, ...) of beta and the covariance parameters from the ML asymptotic normal."""
     ws, res = model._ws, model._result
     layout = ws.layout
-    names = ModelNames.from_design(ws.design, ws.dist.has_dispersion)
+    names = ModelNames.from_design(ws.design, ws.dist)
     p = len(res.beta)
     inner_beta = beta_is_inner(model)
     z0 = _x_to_natural(model)
@@ -68,8 +70,8 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
         out[tn.sd] = canon[:, diag]
         if tn.q > 1:
             out[tn.corr] = canon[:, pairs]
-    if names.has_dispersion:
-        out[DISPERSION] = np.exp(z[:, -1]) if cov is not None else np.full(draws, res.sigma)
+    if names.ancillary is not None:  # log sigma or log theta is the last natural parameter
+        out[names.ancillary] = np.exp(z[:, -1]) if cov is not None else np.full(draws, res.ancillary)
     return out
 
 
@@ -97,7 +99,7 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
             f"predictive: the posterior_predictive group would hold {size:,} values "
             f"({size * 8 / 1e9:.1f} GB); pass predictive=False, or fewer draws"
         )
-    names = ModelNames.from_design(d, ws.dist.has_dispersion)
+    names = ModelNames.from_design(d, ws.dist)
     total = chains * draws
     post = {k: v.reshape(chains, draws, *v.shape[1:]) for k, v in ml_draws(model, total, gen).items()}
     dims = {"beta": ["coef"], names.response: ["obs"]}
@@ -116,7 +118,7 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
         for k in range(total):
             y = model.random(rng=gen)[used]
             sims[k] = ws.dist.observed_value(y, d.weights, d.binomial_size)
-        if ws.dist.name in ("binomial", "poisson"):
+        if ws.dist.counts:
             sims = sims.astype(np.int64)
         groups["posterior_predictive"] = {names.response: sims.reshape(chains, draws, d.n)}
     dt = az.from_dict(groups, dims=dims, coords=coords)

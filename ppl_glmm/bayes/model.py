@@ -9,13 +9,15 @@ parametrisation of the same random effects.
                                                           corr_L are its SDs and correlations
     non-centred term:  u_L ~ N(0, I), dims (L_level, L_coef);  b_L = u_L chol_L' (u_L * sd_L, q = 1)
     centred term:      b_L ~ MvNormal(0, chol = chol_L)       (Normal(0, sd_L), q = 1)
-    sigma ~ positive prior                                normal family only
+    sigma ~ positive prior                                normal, gamma, inverse Gaussian
+    nb_theta ~ positive prior                             negative binomial
     eta, y | eta: pymc_model.model_data / linear_predictor / observation, as in the ML model
 
-With ``chol_L = sigma Lambda_L D`` (D flips the signs of Lambda's columns so its diagonal is positive)
-and ``u_L = u_ML D`` (``b_L = u_ML D chol_L'`` for a centred term) both models give the same eta,
-so the same log-likelihood. SDs are positive and
-the Cholesky diagonal is positive, so the sign symmetry of the ML theta does not reach the posterior.
+With ``chol_L = s Lambda_L D`` (s = sigma for a family with a dispersion, else 1; D flips the signs
+of Lambda's columns so its diagonal is positive) and ``u_L = u_ML D`` (``b_L = u_ML D chol_L'`` for a
+centred term) both models give the same eta, so the same log-likelihood (sigma and nb_theta enter the
+likelihood as they are). SDs are positive and the Cholesky diagonal is positive, so the sign symmetry
+of the ML theta does not reach the posterior.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..names import DISPERSION, ModelNames, safe_name
+from ..names import ModelNames, safe_name
 from ..pymc_model import linear_predictor, model_data, observation
 from .priors import PriorSet
 
@@ -111,27 +113,36 @@ def build_bayes_model(
             else:
                 u = pm.Normal(tn.u, 0.0, 1.0, dims=dims)
                 bs.append(pm.Deterministic(tn.b, pt.dot(u, chol.T), dims=dims))
-        sigma = model.register_rv(priors.sigma.dist(()), DISPERSION) if dist.has_dispersion else None
+        anc = None
+        if names.ancillary is not None:  # sigma or nb_theta: the likelihood's ancillary parameter
+            anc = model.register_rv(priors.ancillary.dist(()), names.ancillary)
         eta = linear_predictor(design, containers, beta, bs)
-        y, _ = observation(names, dist, link, containers, eta, sigma)
+        y, _ = observation(names, dist, link, containers, eta, anc)
     return BayesGraph(model, names, priors, y, beta_vars, centered)
 
 
 def point_from_ml(
-    graph: BayesGraph, layout, beta: np.ndarray, theta: np.ndarray, sigma: float, u: np.ndarray
+    graph: BayesGraph,
+    layout,
+    beta: np.ndarray,
+    theta: np.ndarray,
+    ancillary: float | None,
+    u: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """The Bayesian model's free variables (constrained) at an ML parameter point.
 
-    ``chol_L = s Lambda_L D`` with s = sigma for the normal family (else 1) and D = sign(diag
-    Lambda_L); ``u_L = u_L D`` (u in MATLAB's b order, level-major within each term). A zero SD (a
-    singular fit) is raised to ``SD_FLOOR`` times its prior scale so that the point is interior.
+    ``ancillary`` is the family's sigma or negative binomial's theta (ignored by families without
+    one). ``chol_L = s Lambda_L D`` with s = sigma for a family with a dispersion (else 1) and D =
+    sign(diag Lambda_L); ``u_L = u_L D`` (u in MATLAB's b order, level-major within each term). A
+    zero SD (a singular fit) is raised to ``SD_FLOOR`` times its prior scale so that the point is
+    interior.
     """
     names, priors = graph.names, graph.priors
     point: dict[str, np.ndarray] = {}
     for name, idx in graph.beta_vars.items():
         vals = np.asarray(beta, dtype=float)[np.array(idx)]
         point[name] = vals if name in ("beta", "beta_rest") else np.asarray(vals[0])
-    scale = float(sigma) if names.has_dispersion else 1.0
+    scale = float(ancillary) if names.has_dispersion else 1.0
     start = 0
     for tn, Lam, sd_prior, cen in zip(names.terms, layout.lambdas(theta), priors.sd, graph.centered):
         q, n_lev = tn.q, len(tn.levels)
@@ -151,8 +162,8 @@ def point_from_ml(
             point[tn.sd] = np.array([L[0, 0]])
         else:
             point[f"chol_{tn.label}"] = L[np.tril_indices(q)]
-    if names.has_dispersion:
-        point[DISPERSION] = np.asarray(float(sigma))
+    if names.ancillary is not None:
+        point[names.ancillary] = np.asarray(float(ancillary))
     return point
 
 

@@ -1,7 +1,9 @@
 """Priors of the Bayesian model: weakly informative defaults scaled to the data, and user overrides.
 
-Defaults (rstanarm's autoscaling, as bambi uses it; ``s_y`` = sd(y) for a normal response with the
-identity link, else 1, so the scales are on the linear-predictor scale):
+Defaults (rstanarm's autoscaling, as bambi uses it), with ``s_y`` the unit of the linear predictor:
+``sd(y)`` for a normal response with the identity link; ``m |g'(m)|`` (m = mean response) for gamma,
+inverse Gaussian and negative binomial, the change in eta for a 100% change in the mean (1 for the
+log link, 1/m for the reciprocal link); 1 otherwise:
 
 * a non-constant column x_j of X: ``beta_j ~ Normal(0, 2.5 s_y / sd(x_j))``;
 * the intercept (a constant column): ``Normal(m_0, sqrt((2.5 s_y)^2 + sum_j sigma_j^2 xbar_j^2))``
@@ -10,13 +12,17 @@ identity link, else 1, so the scales are on the linear-predictor scale):
 * the SD of random-effect coefficient k of a term: ``HalfNormal(2.5 s_y / sd(T_k))``, and
   ``HalfNormal(2.5 s_y)`` for a constant column (an intercept);
 * the correlations of a term with q >= 2 coefficients: ``LKJ(eta = 2)`` on its Cholesky factor;
-* the normal family's sigma (sqrt(Dispersion)): ``HalfStudentT(nu = 4, sigma = sd(y))``.
+* sigma (sqrt(Dispersion): normal, gamma, inverse Gaussian): ``HalfStudentT(nu = 4, sigma =
+  sd(y) / sqrt(v(mean y)))``, v the family's variance function (sd(y) for normal, the coefficient
+  of variation for gamma);
+* negative binomial's theta (``nb_theta``): ``InverseGamma(0.4, 0.3)``, brms's default, close to
+  the penalised-complexity prior that shrinks towards the Poisson model (theta -> inf).
 
 Overrides: ``priors={name: pm.<Distribution>.dist(...)}`` with ``name`` one of ``'beta'`` (every
 fixed effect; scalar or shape (p,)), a coefficient name (``'newprocess'`` or ``'beta[newprocess]'``;
 scalar), ``'sd_<term>'`` (scalar or shape (q,), positive support), ``'corr_<term>'``
-(``pm.LKJCorr.dist(n=q, eta=...)``) and ``'sigma'`` (scalar, positive support). Improper priors
-(``pm.Flat``, ``pm.HalfFlat``) are refused.
+(``pm.LKJCorr.dist(n=q, eta=...)``), ``'sigma'`` or ``'nb_theta'`` (scalar, positive support).
+Improper priors (``pm.Flat``, ``pm.HalfFlat``) are refused.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, InputTypeError
-from ..names import DISPERSION, ModelNames
+from ..names import ModelNames
 
 __all__ = ["DEFAULT_LKJ_ETA", "Prior", "PriorSet", "resolve_priors"]
 
 SCALE = 2.5
 DEFAULT_LKJ_ETA = 2.0
 SIGMA_NU = 4.0
+NB_THETA_PRIOR = {"alpha": 0.4, "beta": 0.3}  # InverseGamma: brms's default for NB's shape
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,12 @@ class PriorSet:
     beta_own: dict[int, Prior]  # coefficient index -> its own scalar prior
     sd: tuple[Prior, ...]  # per term, for its q SDs
     lkj_eta: tuple[float | None, ...]  # per term (None when q = 1)
-    sigma: Prior | None
+    ancillary: Prior | None  # of sigma or nb_theta (``ModelNames.ancillary``)
     sources: dict[str, str]  # parameter -> 'default' or 'user'
 
     def table(self, names: ModelNames) -> pd.DataFrame:
-        """Parameter, Prior, Source: one row per coefficient, per term's SDs and correlations, sigma."""
+        """Parameter, Prior, Source: one row per coefficient, per term's SDs and correlations, and
+        sigma or nb_theta."""
         rows = []
         for j, coef in enumerate(names.coef):
             if j in self.beta_own:
@@ -95,8 +103,8 @@ class PriorSet:
             rows.append((tn.sd, sd.describe(), self.sources[tn.sd]))
             if eta is not None:
                 rows.append((tn.corr, f"LKJ(eta={_fmt(eta)})", self.sources[tn.corr]))
-        if self.sigma is not None:
-            rows.append((DISPERSION, self.sigma.describe(), self.sources[DISPERSION]))
+        if self.ancillary is not None:
+            rows.append((names.ancillary, self.ancillary.describe(), self.sources[names.ancillary]))
         return pd.DataFrame(rows, columns=["Parameter", "Prior", "Source"])
 
 
@@ -163,7 +171,7 @@ def _check_shape(key: str, value, allowed: list[tuple[int, ...]], what: str) -> 
         raise InputError(f"priors['{key}']: shape {shape} does not fit {what}; give {opts}")
 
 
-def _check_positive(key: str, value) -> None:
+def _check_positive(key: str, value, what: str = "a standard deviation") -> None:
     import pymc as pm
 
     ndim_supp = getattr(value.owner.op, "ndim_supp", 0)
@@ -172,7 +180,7 @@ def _check_positive(key: str, value) -> None:
     logp = float(np.max(pm.logp(value, -np.ones(_shape_of(value))).eval()))
     if logp != -np.inf:
         raise InputError(
-            f"priors['{key}']: a standard deviation needs a prior on positive values, e.g. "
+            f"priors['{key}']: {what} needs a prior on positive values, e.g. "
             "pm.HalfNormal.dist(1) or pm.Exponential.dist(1)"
         )
 
@@ -193,10 +201,20 @@ def _lkj_eta(key: str, value, q: int) -> float:
 
 
 # ---- defaults ------------------------------------------------------------------------------------
+_MEAN_SCALED = ("gamma", "inverse_gaussian", "negative_binomial")
+
+
 def _response_scale(design, dist, link) -> float:
+    """The unit s_y of the linear predictor (module docstring)."""
     if dist.name == "normal" and link.name == "identity":
         s = float(np.std(design.y))
         return s if s > 0 else 1.0
+    if dist.name in _MEAN_SCALED:
+        m = _mean_response(design, dist)
+        with np.errstate(all="ignore"):
+            mu_eta = float(np.ravel(link.mu_eta(np.atleast_1d(link.link_np(np.asarray(m)))))[0])
+            s = abs(m / mu_eta)
+        return s if np.isfinite(s) and s > 0 else 1.0
     return 1.0
 
 
@@ -206,7 +224,7 @@ def _mean_response(design, dist) -> float:
     if dist.name == "binomial":
         n = w * design.binomial_size
         return float((np.sum(n * design.y) + 0.5) / (np.sum(n) + 1))
-    if dist.name == "poisson":
+    if dist.name in ("poisson", "negative_binomial"):
         return float((np.sum(w * design.y) + 0.25) / np.sum(w))
     return float(np.average(design.y, weights=w))
 
@@ -216,7 +234,7 @@ def _col_sd(x: np.ndarray) -> float:
 
 
 def default_priors(design, dist, link, names: ModelNames) -> tuple[Prior, list[Prior], Prior | None]:
-    """(beta vector prior, per-term SD priors, sigma prior) by the rules in the module docstring."""
+    """(beta vector prior, per-term SD priors, sigma or nb_theta prior) by the module docstring's rules."""
     X = design.X
     s_y = _response_scale(design, dist, link)
     sds = np.array([_col_sd(X[:, j]) for j in range(X.shape[1])])
@@ -241,11 +259,14 @@ def default_priors(design, dist, link, names: ModelNames) -> tuple[Prior, list[P
         tsd = np.array([_col_sd(term.T[:, k]) for k in range(term.q_r)])
         scale = np.where(tsd > 1e-12, SCALE * s_y / np.where(tsd > 1e-12, tsd, 1.0), SCALE * s_y)
         sd_priors.append(Prior("HalfNormal", {"sigma": scale}))
-    sigma_prior = None
+    anc_prior = None
     if dist.has_dispersion:
-        s = float(np.std(design.y)) or 1.0
-        sigma_prior = Prior("HalfStudentT", {"nu": SIGMA_NU, "sigma": s})
-    return beta, sd_priors, sigma_prior
+        with np.errstate(all="ignore"):
+            s = float(np.std(design.y) / np.sqrt(dist.variance(np.mean(design.y))))
+        anc_prior = Prior("HalfStudentT", {"nu": SIGMA_NU, "sigma": s if np.isfinite(s) and s > 0 else 1.0})
+    elif dist.has_ancillary:  # negative binomial's theta
+        anc_prior = Prior("InverseGamma", dict(NB_THETA_PRIOR))
+    return beta, sd_priors, anc_prior
 
 
 # ---- resolution ------------------------------------------------------------------------------------
@@ -258,8 +279,8 @@ def _key_map(names: ModelNames) -> dict[str, tuple[str, int | None]]:
         keys[tn.sd] = ("sd", r)
         if tn.q > 1:
             keys[tn.corr] = ("corr", r)
-    if names.has_dispersion:
-        keys[DISPERSION] = ("sigma", None)
+    if names.ancillary is not None:
+        keys[names.ancillary] = ("ancillary", None)
     return keys
 
 
@@ -271,15 +292,15 @@ def resolve_priors(design, dist, link, names: ModelNames, priors: Mapping | None
         raise InputTypeError(
             f"priors: expected a dict of parameter name -> PyMC distribution, got {type(priors).__name__}"
         )
-    beta, sd_priors, sigma_prior = default_priors(design, dist, link, names)
+    beta, sd_priors, anc_prior = default_priors(design, dist, link, names)
     p = len(names.coef)
     sources = {f"beta[{c}]": "default" for c in names.coef}
     for tn in names.terms:
         sources[tn.sd] = "default"
         if tn.q > 1:
             sources[tn.corr] = "default"
-    if names.has_dispersion:
-        sources[DISPERSION] = "default"
+    if names.ancillary is not None:
+        sources[names.ancillary] = "default"
     etas: list[float | None] = [DEFAULT_LKJ_ETA if tn.q > 1 else None for tn in names.terms]
     own: dict[int, Prior] = {}
     keys = _key_map(names)
@@ -312,9 +333,9 @@ def resolve_priors(design, dist, link, names: ModelNames, priors: Mapping | None
             etas[idx] = _lkj_eta(key, value, names.terms[idx].q)
             sources[key] = "user"
         else:
-            _check_shape(key, value, [()], "sigma (a scalar)")
-            _check_positive(key, value)
-            sigma_prior = Prior(user=value)
+            _check_shape(key, value, [()], f"{key} (a scalar)")
+            _check_positive(key, value, "sigma" if key == "sigma" else "theta")
+            anc_prior = Prior(user=value)
             sources[key] = "user"
     shared = tuple(j for j in range(p) if j not in own)
     if own and beta.user is not None and _shape_of(beta.user) == (p,):
@@ -324,4 +345,4 @@ def resolve_priors(design, dist, link, names: ModelNames, priors: Mapping | None
         )
     if beta.user is None and len(shared) < p:
         beta = beta.subset(np.array(shared, dtype=int))
-    return PriorSet(beta, shared, own, tuple(sd_priors), tuple(etas), sigma_prior, sources)
+    return PriorSet(beta, shared, own, tuple(sd_priors), tuple(etas), anc_prior, sources)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..display import format_table
-from ..names import DISPERSION, ModelNames
+from ..names import ModelNames
 from .model import BayesGraph, build_bayes_model
 from .priors import PriorSet
 from .sampling import SamplerSettings
@@ -158,8 +158,9 @@ class BayesianGLMM:
         return out.reset_index(drop=True)
 
     def covariance_parameters(self, ci_prob: float = 0.95) -> pd.DataFrame:
-        """Group, Name1, Name2, Type (std/corr/sqrt(Dispersion)), Mean, Median, SD, Lower, Upper,
-        Rhat, ESS_bulk: posterior summaries named as the ML fit's covariance_parameters()."""
+        """Group, Name1, Name2, Type (std/corr; theta for negative binomial's theta), Mean, Median, SD,
+        Lower, Upper, Rhat, ESS_bulk: posterior summaries named as the ML fit's covariance_parameters()
+        (the Error group: sqrt(Dispersion), or theta)."""
         _check_prob(ci_prob)
         names = self._spec.names
         t = self._table(names.covariance_vars(), ci_prob).set_index("Parameter")
@@ -173,7 +174,9 @@ class BayesianGLMM:
                         key, typ = f"{tn.corr}[{tn.names[i]}, {tn.names[j]}]", "corr"
                     rows.append((tn.group, tn.names[i], tn.names[j], typ, key))
         if names.has_dispersion:
-            rows.append(("Error", "sqrt(Dispersion)", "", "std", DISPERSION))
+            rows.append(("Error", "sqrt(Dispersion)", "", "std", names.ancillary))
+        elif names.ancillary is not None:
+            rows.append(("Error", self._spec.dist.ancillary.label, "", "theta", names.ancillary))
         cols = ["Mean", "Median", "SD", "Lower", "Upper", "Rhat", "ESS_bulk"]
         out = pd.DataFrame(
             [(g, n1, n2, ty, *t.loc[key, cols].to_numpy()) for g, n1, n2, ty, key in rows],
@@ -240,7 +243,7 @@ class BayesianGLMM:
         s, st = self._spec, self._settings
         names = s.names
         out = [f"Generalized linear mixed-effects model fit by NUTS ({st.sampler})", "", "Model information:"]
-        n_cov = sum(t.q * (t.q + 1) // 2 for t in names.terms) + int(names.has_dispersion)
+        n_cov = sum(t.q * (t.q + 1) // 2 for t in names.terms) + int(names.ancillary is not None)
         for label, value in [
             ("Number of observations", s.design.n),
             ("Fixed effects coefficients", len(names.coef)),
@@ -272,12 +275,12 @@ class BayesianGLMM:
             out += format_table(cov[cov["Group"] == tn.group][cols].drop_duplicates())
             out.append("")
         out.append("Group: Error")
-        if names.has_dispersion:
+        if not names.has_dispersion:
+            out += format_table(pd.DataFrame({"Name": ["sqrt(Dispersion)"], "Estimate": [1.0]}))
+        if names.ancillary is not None:  # sigma, or negative binomial's theta
             out += format_table(
                 cov[cov["Group"] == "Error"][["Name1", *cols[3:]]].rename(columns={"Name1": "Name"})
             )
-        else:
-            out += format_table(pd.DataFrame({"Name": ["sqrt(Dispersion)"], "Estimate": [1.0]}))
         if self._warnings:
             out += [""] + [f"Warning: {w}" for w in self._warnings]
         return "\n".join(out) + "\n"

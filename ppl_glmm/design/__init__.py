@@ -203,8 +203,11 @@ def build_design(
             f"weights: prior weights must be positive, and are not in "
             f"{rows_text(index[np.flatnonzero(w <= 0)])} (exclude those rows instead)"
         )
-    if dist.name in ("binomial", "poisson") and np.any(np.abs(w - np.rint(w)) > 0):
-        raise InputError(f"weights: {dist.name} prior weights must be positive integers")
+    if dist.counts and np.any(np.abs(w - np.rint(w)) > 0):
+        raise InputError(
+            f"weights: {dist.name} prior weights must be positive integers, and are not in "
+            f"{rows_text(index[np.flatnonzero(np.abs(w - np.rint(w)) > 0)])}"
+        )
     if np.any(size <= 0) or np.any(np.abs(size - np.rint(size)) > 0):
         raise InputError("binomial_size: must be positive integers")
     if formula.offsets:
@@ -257,7 +260,7 @@ def build_design(
                 "in 0..binomial_size"
             )
         y = y / size
-    dist.check_response(y, w, size, f"response '{formula.response}'")
+    dist.check_response(y, w, size, f"response '{formula.response}'", index)
     _check_constant_response(y, dist, f"response '{formula.response}'")
 
     fixed = build_fixed(formula.fixed, df, encoder)
@@ -332,7 +335,9 @@ def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> No
         what = f"every value is {v:g}; a normal model needs variation in the response"
     elif dist.name == "binomial" and v in (0.0, 1.0):
         what = f"every trial is a {'success' if v else 'failure'}, so the linear predictor is infinite"
-    elif dist.name == "poisson" and v == 0.0:
+    elif dist.has_dispersion:
+        what = f"every value is {v:g}; a {dist.name} model needs variation in the response"
+    elif dist.name in ("poisson", "negative_binomial") and v == 0.0:
         what = "every count is 0, so the linear predictor is -infinity"
     else:
         return
@@ -356,19 +361,19 @@ def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None
                 f"(lme4: grouping factors must have > 1 sampled level); drop the term, or use a "
                 "grouping variable with several levels"
             )
-        if dist.name != "normal":
+        if not dist.has_dispersion:
             continue
         if t.n_levels >= n:
             raise InputError(
                 f"formula: grouping factor '{group}' in {t.spec} has {t.n_levels} levels for {n} "
-                "observations; in a normal model the number of levels of each grouping factor must "
+                f"observations; in a {dist.name} model the number of levels of each grouping factor must "
                 "be < number of observations (lme4), or the residual and random-effect variances "
                 "cannot be told apart; drop the term or use a coarser grouping"
             )
         if t.size >= n:
             raise InputError(
                 f"formula: random term {t.spec} has {t.size} random effects ({t.n_levels} levels x "
-                f"{t.q_r} columns) for {n} observations; in a normal model they must be fewer than "
+                f"{t.q_r} columns) for {n} observations; in a {dist.name} model they must be fewer than "
                 "the observations (lme4: the random-effects parameters and the residual variance "
                 "are probably unidentifiable); simplify the term, e.g. (1 | g)"
             )
@@ -407,6 +412,7 @@ def _check_exact_fit(fixed: FixedDesign, terms, y: np.ndarray, name: str) -> Non
 _SEPARATION_LINKS = {
     "binomial": ("logit", "probit", "comploglog", "loglog"),
     "poisson": ("log",),
+    "negative_binomial": ("log",),
 }
 
 

@@ -4,7 +4,9 @@ For parameters (beta, theta, phi = log sigma) and spherical random effects u ~ N
 
     eta(u) = X beta + A u + offset,   A = Z Lambda,   Lambda = s blockdiag(Lambda_r(theta)),
 
-with s = sigma for families with a dispersion (MATLAB's b ~ N(0, sigma^2 D)), else s = 1. The
+with s = sigma for families with a dispersion (MATLAB's b ~ N(0, sigma^2 D)), else s = 1; phi is
+log sigma, or for the negative binomial log theta, which enters the likelihood only (A_phi = 0,
+e = 0: the separate dispersion path of the gradient below). The
 objective minimised is the negative Laplace log-likelihood (lme4's deviance / 2)::
 
     f = -sum_i l_i(eta_i(u~)) + u~'u~ / 2 + log|H| / 2,    H = A' C A + I,   C = diag(-l''_i)
@@ -87,6 +89,7 @@ class LaplaceProblem:
         self.p = X.shape[1]
         self.n_theta = re.layout.n_theta
         self.has_phi = obs.has_dispersion
+        self.phi_scales_re = bool(getattr(obs, "phi_scales_re", True)) if self.has_phi else False
         self.theta_entries = re.theta_entries()
         self.u_start = np.zeros(re.q)
         self.beta_start = np.zeros(self.p)
@@ -136,7 +139,7 @@ class LaplaceProblem:
 
     def _inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float, *, warm: bool) -> InnerMode:
         re, X, p = self.re, self.X, self.p
-        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         avals = re.a_values(re.layout.lambdas(theta), scale)
         u = self.u_start.copy() if warm else np.zeros(re.q)
         b = self.beta_start.copy() if self.inner_beta else np.asarray(beta, dtype=float)
@@ -168,18 +171,22 @@ class LaplaceProblem:
         dec_prev = np.inf
         for it in range(1, _MAX_INNER + 1):  # noqa: B007 - `it` is reported after the loop
             c = -d[2]
-            if np.any(c < 0):  # observed information not PSD here: safe (absolute) weights
-                c = np.abs(c)
             gu = re.tmul(avals, d[1]) - u
+            g = np.concatenate([gu, X.T @ d[1]]) if self.inner_beta else gu
+            # Newton on the observed information; where it is negative for some rows (a
+            # non-canonical link) and the Newton matrix is then not positive definite, safe
+            # absolute weights (a modified Newton step, which converges only linearly)
+            modified = False
             try:
-                if self.inner_beta:
-                    fac = re.factor_joint(avals, c, X)
-                    g = np.concatenate([gu, X.T @ d[1]])
-                else:
-                    fac = re.factor_h(avals, c)
-                    g = gu
+                fac = self._newton_matrix(avals, c)
             except NotPositiveDefinite as err:
-                raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err
+                if not np.any(c < 0):
+                    raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err
+                modified = True
+                try:
+                    fac = self._newton_matrix(avals, np.abs(c))
+                except NotPositiveDefinite as err2:
+                    raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err2
             step = fac.solve(g)
             # The decrement g'H^-1 g (twice the predicted increase of Q) is computed from
             # derivatives, so it is free of the rounding noise that large constants put into Q
@@ -193,7 +200,7 @@ class LaplaceProblem:
                 dec < _TOL_DEC
                 or dec < 0
                 or dec < min(1e-13, 1e-15 * abs(Q))
-                or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev)
+                or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev and not modified)
             ):
                 break
             dec_prev = dec
@@ -204,7 +211,7 @@ class LaplaceProblem:
                 eta_new, d_new, Q_new = evaluate(u_new, b_new)
                 # Far from the mode a step must increase Q; close to it (quadratic region) Newton's
                 # full step is right and Q's rounding noise must not veto it.
-                near = t == 1.0 and dec < _FULL_STEP_DEC
+                near = t == 1.0 and dec < _FULL_STEP_DEC and not modified
                 if np.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near):
                     break
                 t *= 0.5
@@ -225,6 +232,12 @@ class LaplaceProblem:
             self.beta_start = b
         self.n_evals += 1
         return InnerMode(u, b, eta, d, avals, hfac, objective, it, joint_fac=joint)
+
+    def _newton_matrix(self, avals: np.ndarray, c: np.ndarray) -> BlockedSPD:
+        """Factor of the inner Newton matrix: H = A'CA + I, or with beta [[H, A'CX], [X'CA, X'CX]]."""
+        if self.inner_beta:
+            return self.re.factor_joint(avals, c, self.X)
+        return self.re.factor_h(avals, c)
 
     # ---- objective and gradient -----------------------------------------------------------
     def value(self, x: np.ndarray) -> float:
@@ -247,7 +260,7 @@ class LaplaceProblem:
         d1, d3 = mode.derivs[1], mode.derivs[3]
         c = -mode.derivs[2]
         av, u = mode.avals, mode.u
-        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         sel = mode.hfac.selected_inverse()
         h = re.leverages(av, sel)
 
@@ -264,12 +277,17 @@ class LaplaceProblem:
             rhs_cols.append(np.bincount(jcol, weights=vals * d1, minlength=re.q)[:, None])
             lpsi.append(0.0)
             trace.append(float(np.sum(c * vals * re.a_hinv_at(av, sel, slot))))
-        if self.has_phi:
+        if self.phi_scales_re:  # phi = log sigma: A = sigma Z Lambda, so dA/dphi = A
             E_cols.append(re.mul(av, u)[:, None])
             rhs_cols.append(re.tmul(av, d1)[:, None])
+            trace.append(float(re.q - re.trace_inverse(sel)))
+        elif self.has_phi:  # a likelihood parameter only (NB's log theta): no direct effect on eta
+            E_cols.append(np.zeros((re.n, 1)))
+            rhs_cols.append(np.zeros((re.q, 1)))
+            trace.append(0.0)
+        if self.has_phi:
             lpsi.append(float(mode.derivs[4].sum()))
             l1psi, l2psi = mode.derivs[5], mode.derivs[6]
-            trace.append(float(re.q - re.trace_inverse(sel)))
         E = np.hstack(E_cols)
         P = E.shape[1]
         CE = c[:, None] * E

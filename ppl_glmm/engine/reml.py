@@ -69,7 +69,7 @@ class LinearInner:
 
     def _inner(self, beta, theta, phi, **_) -> InnerMode:
         re, X = self.re, self.X
-        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         avals = re.a_values(re.layout.lambdas(theta), scale)
         phis = np.full(re.n, phi)
         d0 = self.obs(self.offset, self.y, self.w, self.trials, phis)  # at u = 0, beta = 0
@@ -109,7 +109,7 @@ class REMLProblem(LaplaceProblem):
         d1, d3 = mode.derivs[1], mode.derivs[3]
         c = -mode.derivs[2]
         av, u = mode.avals, mode.u
-        scale = float(np.exp(phi)) if self.has_phi else 1.0
+        scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         sel = mode.hfac.selected_inverse()
         G = re.tmul(av, c[:, None] * X)  # A'CX  (q x p)
         K = mode.hfac.solve(G)  # H^-1 A'CX
@@ -126,11 +126,16 @@ class REMLProblem(LaplaceProblem):
             lpsi.append(0.0)
             m_row = re.a_hinv_at(av, sel, slot) + np.einsum("ip,ip->i", RS, K[jcol])
             trace.append(float(np.sum(c * vals * m_row)))
-        if self.has_phi:
+        if self.phi_scales_re:  # phi = log sigma: A = sigma Z Lambda, so dA/dphi = A
             E_cols.append(re.mul(av, u)[:, None])
             rhs_cols.append(re.tmul(av, d1)[:, None])
-            lpsi.append(float(mode.derivs[4].sum()))
             trace.append(float(re.q - re.trace_inverse(sel) - np.sum((K @ S_inv) * K)))
+        elif self.has_phi:  # a likelihood parameter only (NB's log theta): no direct effect on eta
+            E_cols.append(np.zeros((re.n, 1)))
+            rhs_cols.append(np.zeros((re.q, 1)))
+            trace.append(0.0)
+        if self.has_phi:
+            lpsi.append(float(mode.derivs[4].sum()))
         E = np.hstack(E_cols)
         CE = c[:, None] * E
         rhs_u = np.hstack(rhs_cols) - re.tmul(av, CE)

@@ -1,0 +1,70 @@
+## Time the R fits of the issue 7 families (gamma, negative binomial, AGQ,
+## REML, PQL) with each package's default settings.
+##
+## Usage (from the repository root):
+##     Rscript benchmarks/families_bench.R [reps]
+##
+## Each case is fitted once as a warm-up, then `reps` times (default 5); the
+## statistic is the median of system.time(...)[["elapsed"]] in seconds.
+## Data: tests/reference/data/{gamma_log,nb_single,agq_poisson,cbpp,sleepstudy,
+## gamma_large,nb_large}.csv (made by tests/reference/simulate_families.py and
+## tests/reference/make_reference.R); the *_large sets have 20,000 rows in 500
+## groups, y ~ x + (1|g), the gamma_log / nb_single models.
+##
+## Writes benchmarks/results/families_r.json: {"case": seconds, ...}.
+
+suppressPackageStartupMessages({
+  library(lme4)
+  library(glmmTMB)
+  library(MASS)
+  library(nlme, exclude = c("lmList", "fixef", "ranef", "VarCorr", "getData"))
+  library(jsonlite)
+})
+
+args <- commandArgs(trailingOnly = TRUE)
+reps <- if (length(args) >= 1) as.integer(args[1]) else 5L
+data_dir <- "tests/reference/data"
+out <- "benchmarks/results/families_r.json"
+if (!file.exists(file.path(data_dir, "gamma_large.csv"))) stop("run from the repository root")
+
+rd <- function(f) {
+  d <- read.csv(file.path(data_dir, f), stringsAsFactors = FALSE)
+  if (!is.null(d$g)) d$g <- factor(d$g)
+  d
+}
+gamma_log <- rd("gamma_log.csv"); nb_single <- rd("nb_single.csv")
+agq_poisson <- rd("agq_poisson.csv")
+gamma_large <- rd("gamma_large.csv"); nb_large <- rd("nb_large.csv")
+cbpp <- rd("cbpp.csv")
+cbpp$herd <- factor(cbpp$herd); cbpp$period <- factor(cbpp$period, levels = 1:4)
+sleep <- rd("sleepstudy.csv"); sleep$Subject <- factor(sleep$Subject)
+
+cases <- list(
+  glmmTMB_gamma_log = function() glmmTMB(y ~ x + (1 | g), gamma_log, family = Gamma(link = "log")),
+  glmer_gamma_log = function() glmer(y ~ x + (1 | g), gamma_log, family = Gamma(link = "log")),
+  glmmTMB_nbinom2_nb_single = function() glmmTMB(y ~ x + (1 | g), nb_single, family = nbinom2),
+  glmer_nb_nb_single = function() glmer.nb(y ~ x + (1 | g), data = nb_single),
+  glmer_nAGQ25_agq_poisson = function() glmer(y ~ x + (1 | g), agq_poisson, family = poisson, nAGQ = 25),
+  glmer_nAGQ9_cbpp = function() glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
+                                      family = binomial, nAGQ = 9),
+  lmer_reml_sleepstudy = function() lmer(Reaction ~ Days + (Days | Subject), sleep, REML = TRUE),
+  glmmPQL_cbpp = function() glmmPQL(incidence / size ~ period, random = ~ 1 | herd, family = binomial,
+                                    data = cbpp, weights = size, verbose = FALSE),
+  glmmTMB_gamma_large = function() glmmTMB(y ~ x + (1 | g), gamma_large, family = Gamma(link = "log")),
+  glmer_gamma_large = function() glmer(y ~ x + (1 | g), gamma_large, family = Gamma(link = "log")),
+  glmmTMB_nbinom2_nb_large = function() glmmTMB(y ~ x + (1 | g), nb_large, family = nbinom2),
+  glmer_nb_nb_large = function() glmer.nb(y ~ x + (1 | g), data = nb_large)
+)
+
+res <- list()
+for (nm in names(cases)) {
+  f <- cases[[nm]]
+  suppressWarnings(suppressMessages(f()))          # warm-up
+  t <- vapply(seq_len(reps), function(i)
+    system.time(suppressWarnings(suppressMessages(f())))[["elapsed"]], numeric(1))
+  res[[nm]] <- median(t)
+  message(sprintf("%-28s median %.4f s (min %.4f, max %.4f)", nm, median(t), min(t), max(t)))
+}
+writeLines(toJSON(res, auto_unbox = TRUE, pretty = TRUE, digits = NA), out)
+message("wrote ", out, sprintf(" (R %s, lme4 %s, glmmTMB %s, %d reps)", getRversion(),
+                               packageVersion("lme4"), packageVersion("glmmTMB"), reps))
