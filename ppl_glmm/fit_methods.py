@@ -174,8 +174,8 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             raise InputError(
                 f"covariance_method: unknown value {v!r}; use one of {', '.join(_COVARIANCE_METHODS)}"
             )
-        if key == "jointhessian" and method.name != "laplace":
-            raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+        if key == "jointhessian" and method.name not in ("laplace", "quadrature"):
+            raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace' or 'quadrature'")
         out["covariance_method"] = key
     if "dispersion_flag" in options:
         v = options["dispersion_flag"]
