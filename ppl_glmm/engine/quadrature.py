@@ -136,7 +136,7 @@ class QuadratureProblem(LaplaceProblem):
             # link): the quadrature cannot be formed here; the outer line search steps back
             return self._failed(mode)
         l0 = d[0].reshape(K, n)
-        R = (G @ (l0 - mode.derivs[0][None, :]).T) - shift * (u[:, None] + 0.5 * shift)
+        R = self._node_sums(l0 - mode.derivs[0][None, :]) - shift * (u[:, None] + 0.5 * shift)
         R += 0.5 * self.z[None, :] ** 2
         R = np.where(np.isnan(R), -np.inf, R)
         logM = logsumexp(self.log_w[None, :] + R, axis=1)
@@ -149,6 +149,11 @@ class QuadratureProblem(LaplaceProblem):
         fields = _fields(mode)
         fields["objective"] = mode.objective - float(logM.sum())
         return QuadratureMode(**fields, laplace=mode.objective, s=s, h=h, pi=pi, l1_nodes=l1, lp_nodes=lp)
+
+    def _node_sums(self, M: np.ndarray) -> np.ndarray:
+        """(J, K) sums over each level's rows of a (K, n) array of node values."""
+        J = self.re.q
+        return np.stack([np.bincount(self.group, weights=row, minlength=J) for row in M], axis=1)
 
     @staticmethod
     def _failed(mode: InnerMode) -> QuadratureMode:
@@ -199,7 +204,7 @@ class QuadratureProblem(LaplaceProblem):
         r = np.einsum("ik,ki->i", pig, mode.l1_nodes)  # sum_k pi l'(eta_ik)
         r2 = s[g] * np.einsum("ik,k,ki->i", pig, z, mode.l1_nodes)  # s_j sum_k pi z_k l'(eta_ik)
         u_nodes = mode.u[:, None] + s[:, None] * z[None, :]
-        dQ = (G @ (mode.l1_nodes * a[None, :]).T) - u_nodes  # Q'_jk
+        dQ = self._node_sums(mode.l1_nodes * a[None, :]) - u_nodes  # Q'_jk
         q1 = np.sum(pi * dQ, axis=1)
         q2 = np.sum(pi * dQ * z[None, :], axis=1)
         corr = (r - d1) @ E + r2 @ Ap + q1 @ du + q2 @ ds
