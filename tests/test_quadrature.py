@@ -1,9 +1,12 @@
 """fit_method='quadrature' (adaptive Gauss-Hermite quadrature, lme4's glmer nAGQ = K).
 
-Reference values: tests/reference/agq_reference.json, written by tests/reference/agq_reference.R
-(lme4 1.1-31 at tight settings). lme4's logLik for nAGQ > 1 omits the saturated log-likelihood
-sum_i log p(y_i | mu_i = y_i); the JSON's "logLik_all_constants" adds it back (ppl_glmm keeps every
-constant, as for Laplace).
+Reference values (lme4 1.1-31 at tight settings): the cbpp_agq, agq_poisson and agq_bernoulli entries
+of tests/reference/families_reference.json (make_reference_families.R: glmer nAGQ = 1, 9, 25 and the
+exact marginal likelihood by integrate()), and tests/reference/agq_reference.json
+(agq_reference.R: lme4's AGQ objective at a fixed point, nAGQ = 2, Poisson with effects coding, a
+covariate as the term's column). lme4's logLik for nAGQ > 1 omits the saturated log-likelihood
+sum_i log p(y_i | mu_i = y_i); both files record it and the sum ("logLik_full",
+"logLik_all_constants"), which ppl_glmm reports (every constant, as for Laplace).
 """
 
 from __future__ import annotations
@@ -32,20 +35,28 @@ MFR = (
     "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)",
     {"distribution": "poisson", "dummy_var_coding": "effects"},
 )
-CASES = {  # JSON key -> (data, formula, fitglme keywords)
+CASES = {  # reference key -> (data, formula, fitglme keywords)
     "cbpp_agq": (_cbpp, *CBPP),
+    "agq_poisson": (lambda: _data("agq_poisson.csv"), "y ~ x + (1|g)", {"distribution": "poisson"}),
+    "agq_bernoulli": (lambda: _data("agq_bernoulli.csv"), "y ~ x + (1|g)", {"distribution": "binomial"}),
     "mfr_agq": (_mfr, *MFR),
-    "binary_agq": (lambda: _data("binary_slope.csv"), "y ~ x + (1|subject)", {"distribution": "binomial"}),
     "binary_slope_agq": (
         lambda: _data("binary_slope.csv"),
         "y ~ x + (0 + x|subject)",
         {"distribution": "binomial"},
     ),
 }
+FAMILIES_CASES = ["cbpp_agq", "agq_poisson", "agq_bernoulli"]  # in families_reference.json
+OWN_CASES = ["cbpp_agq", "mfr_agq", "binary_slope_agq"]  # in agq_reference.json
 
 
 @cache
-def reference() -> dict:
+def families_reference() -> dict:
+    return json.loads((REF / "families_reference.json").read_text())
+
+
+@cache
+def own_reference() -> dict:
     return json.loads((REF / "agq_reference.json").read_text())
 
 
@@ -117,8 +128,8 @@ def test_one_node_is_the_laplace_objective_and_gradient(cbpp_laplace):
 def test_quadrature_at_one_point_matches_lme4s_agq_deviance():
     """f at lme4's optimum = glmer(devFunOnly = TRUE, nAGQ = K)(theta, beta) / 2 - saturated: the same
     objective at the same point, free of either optimizer's tolerance."""
-    for case in CASES:
-        r = reference()[case]
+    for case in OWN_CASES:
+        r = own_reference()[case]
         model = fit(case, 9)
         for key, e in r.items():
             if not key.startswith("nAGQ_"):
@@ -241,33 +252,76 @@ def test_quadrature_converges_to_the_exact_integral(cbpp_laplace):
 # ---- fits against glmer(nAGQ = K) ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", list(CASES))
+def check_fit(m, K, loglik, fixef, sd, se_conditional, ranef):
+    assert m.converged and m.fit_method == "quadrature"
+    # measured (K > 1 / K = 1): |logLik - lme4| <= 4e-10 / 7e-9, fixed effects <= 1.3e-6 / 2.8e-6
+    # relative (the optimizers' tolerance), SD <= 1.3e-7 / 9.3e-7, conditional SEs <= 7.8e-8 /
+    # 4.8e-7, modes <= 1.5e-7 / 1.4e-6 of the largest
+    assert m.log_likelihood == pytest.approx(loglik, abs=1e-9 if K > 1 else 2e-8)
+    np.testing.assert_allclose(m.coefficients["Estimate"], fixef, rtol=1e-5, atol=1e-7)
+    assert float(np.sqrt(m.covariance_parameters()[0][0][0, 0])) == pytest.approx(sd, rel=1e-5)
+    np.testing.assert_allclose(m.coefficients["SE"], se_conditional, rtol=1e-5)
+    b = m.random_effects()["Estimate"].to_numpy()
+    np.testing.assert_allclose(b, ranef, rtol=0, atol=1e-5 * np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("case", FAMILIES_CASES)
 @pytest.mark.parametrize("K", [1, 9, 25])
 def test_fit_matches_glmer(case, K):
-    r = reference()[case]
+    r = families_reference()[case]
     e = r[f"nAGQ_{K}"]
     m = fit(case, K)
-    assert m.converged and m.fit_method == "quadrature"
-    # measured: |logLik - lme4| <= 1.3e-12 for K > 1, <= 7e-9 for K = 1; fixed effects <= 3e-6
-    # relative (the optimizers' tolerance), SD <= 2.4e-7, conditional SEs <= 1.1e-7
-    assert m.log_likelihood == pytest.approx(e["logLik_all_constants"], abs=1e-9 if K > 1 else 2e-8)
-    if K > 1:  # what glmer prints: without the saturated log-likelihood
-        assert m.log_likelihood - r["saturated"] == pytest.approx(e["logLik"], abs=1e-9)
-    est = m.coefficients["Estimate"].to_numpy()
-    np.testing.assert_allclose(est, e["fixef"], rtol=1e-5, atol=1e-7)
-    sd = float(np.sqrt(m.covariance_parameters()[0][0][0, 0]))
-    assert sd == pytest.approx(np.ravel(e["sd"])[0], rel=1e-5)
-    np.testing.assert_allclose(m.coefficients["SE"], e["se_rx"], rtol=1e-5)
-    b = m.random_effects()["Estimate"].to_numpy()
-    np.testing.assert_allclose(b, np.asarray(e["ranef"]), rtol=0, atol=1e-5 * np.max(np.abs(b)))
+    assert m.coefficient_names == r["names_python"]
+    (group,) = e["ranef"]
+    if K == 1:  # glmer's Laplace PIRLS stops early: its logLik is up to 2.4e-7 below the exact
+        # Laplace at its own estimates, which the reference computes too ("agq_check")
+        assert m.log_likelihood == pytest.approx(e["logLik"], abs=5e-7)
+    check_fit(
+        m,
+        K,
+        e["agq_check"] if K == 1 else e["logLik_full"],
+        e["fixef"],
+        e["varcorr"][0]["estimate"],
+        e["se_conditional"],
+        e["ranef"][group]["values"][0],
+    )
+    if K > 1:  # what glmer prints: the log-likelihood without the saturated one
+        assert m.log_likelihood - e["saturated_loglik"] == pytest.approx(e["logLik"], abs=1e-9)
 
 
-@pytest.mark.parametrize("case", ["cbpp_agq", "mfr_agq", "binary_slope_agq"])
+@pytest.mark.parametrize(
+    "case,K", [(c, K) for c in OWN_CASES for K in (1, 2, 9, 25) if K != 2 or c == "cbpp_agq"]
+)
+def test_fit_matches_glmer_more_cases(case, K):
+    e = own_reference()[case][f"nAGQ_{K}"]
+    m = fit(case, K)
+    check_fit(m, K, e["logLik_all_constants"], e["fixef"], e["sd"], e["se_rx"], e["ranef"])
+
+
+@pytest.mark.parametrize("case", FAMILIES_CASES)
+def test_objective_at_glmers_estimates_and_the_exact_integral(case):
+    """At glmer's nAGQ = 25 estimates: -f(K = 25) is glmer's log-likelihood there, -f(K = 9) the
+    reference's own 9-node rule, and both differ from the exact integral (R's integrate) by the
+    rule's error only."""
+    r = families_reference()[case]
+    e25, exact = r["nAGQ_25"], r["exact_integral"]
+    (_, (q1, q9, q25)) = problems(fit(case, 9), [1, 9, 25])
+    x = np.r_[e25["fixef"], e25["theta"]]
+    # measured: <= 4e-13 (K = 25, 9); Laplace 2e-7 (lme4 stops its inner iteration earlier)
+    assert -q25.value(x) == pytest.approx(e25["logLik_full"], abs=1e-10)
+    assert -q9.value(x) == pytest.approx(exact["agq9_at_agq25_estimates"], abs=1e-10)
+    assert -q1.value(x) == pytest.approx(exact["laplace_at_same_estimates"], abs=5e-7)
+    rule_error = abs(exact["agq25_full_logLik_minus_exact"])  # 5e-8 for the Poisson case
+    assert abs(-q25.value(x) - exact["logLik"]) < rule_error + 1e-10
+
+
+@pytest.mark.parametrize("case", [*FAMILIES_CASES, "mfr_agq", "binary_slope_agq"])
 def test_joint_hessian_ses_match_glmers_default_vcov(case):
     """lme4's default vcov() for nAGQ > 0 is the finite-difference Hessian of the AGQ deviance."""
-    e = reference()[case]["nAGQ_25"]
+    ref = families_reference() if case in FAMILIES_CASES else own_reference()
+    e = ref[case]["nAGQ_25"]
     m = fit(case, 25, covariance_method="jointhessian")
-    # measured: <= 1.7e-6 relative
+    # measured: <= 1.7e-6 relative (mfr; 2.9e-7 to 7.8e-7 for the others)
     np.testing.assert_allclose(m.coefficients["SE"], e["se"], rtol=2e-5)
 
 

@@ -1,5 +1,9 @@
 ## Reference numbers for fit_method = "quadrature" (adaptive Gauss-Hermite quadrature, lme4's
-## glmer(nAGQ = K)) for the ppl_glmm test-suite (tests/test_quadrature.py).
+## glmer(nAGQ = K)) for the ppl_glmm test-suite (tests/test_quadrature.py), complementing the
+## cbpp_agq / agq_poisson / agq_bernoulli entries of families_reference.json
+## (make_reference_families.R): lme4's objective at a fixed point (devfun_at_opt), an even rule
+## (nAGQ = 2), a Poisson model with effects coding (mfr) and a random slope without intercept
+## (0 + x | subject), the case where the term's column is a covariate.
 ##
 ## Run from the repository root:
 ##     Rscript tests/reference/agq_reference.R
@@ -48,9 +52,6 @@ cases <- list(
                  data = mfr, family = poisson, K = c(1L, 9L, 25L),
                  saturated = function(d) sum(dpois(d$defects, d$defects, log = TRUE)),
                  python = 'defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory), distribution="poisson", dummy_var_coding="effects"'),
-  binary_agq = list(formula = y ~ x + (1 | subject), data = bs, family = binomial, K = c(1L, 9L, 25L),
-                    saturated = function(d) 0,
-                    python = 'y ~ x + (1|subject), distribution="binomial"'),
   binary_slope_agq = list(formula = y ~ x + (0 + x | subject), data = bs, family = binomial,
                           K = c(1L, 9L, 25L), saturated = function(d) 0,
                           python = 'y ~ x + (0 + x|subject), distribution="binomial"')
