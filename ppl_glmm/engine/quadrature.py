@@ -51,6 +51,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
+from ..errors import InputError
 from ..pymc_model import ObservationFunction
 from .laplace import InnerMode, LaplaceProblem, _invalid_parameter_errors
 from .structure import REStructure
@@ -93,7 +94,10 @@ class QuadratureProblem(LaplaceProblem):
 
     def __init__(self, X: np.ndarray, re: REStructure, obs: ObservationFunction, n_agq: int):
         if len(re.T) != 1 or re.m != 1:
-            raise ValueError("adaptive quadrature needs exactly one random-effects term with one column")
+            raise InputError(
+                "fit_method='quadrature' needs exactly one random-effects term with one column; "
+                "use fit_method='laplace'"
+            )
         super().__init__(X, re, obs, inner_beta=False)
         self.n_agq = int(n_agq)
         self.z, self.w = gauss_hermite(self.n_agq)
