@@ -153,6 +153,8 @@ def _prepare(
         link=lnk,
     )
     check_mu_start(opts, design.n)
+    if method.check is not None:
+        method.check(design, dist, opts)
     return Workspace.build(design, dist, lnk), method_key, opts
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .fit_methods import METHODS
+
 __all__ = ["format_table", "model_display"]
 
 _INDENT = "    "
@@ -46,7 +48,7 @@ def format_table(df: pd.DataFrame) -> list[str]:
 
 
 def model_display(model) -> str:
-    fm = {"laplace": "Laplace", "approximatelaplace": "ApproximateLaplace"}[model.fit_method]
+    fm = METHODS[model.fit_method].display
     out = ["Generalized linear mixed-effects model fit by ML", "", "Model information:"]
     for label, value in [
         ("Number of observations", model.num_observations),
