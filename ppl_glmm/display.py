@@ -49,6 +49,8 @@ def format_table(df: pd.DataFrame) -> list[str]:
 
 def model_display(model) -> str:
     fm = METHODS[model.fit_method].display
+    if model.fit_method == "quadrature":  # the number of nodes is part of the method
+        fm += f" (n_agq = {model._settings.n_agq})"
     out = ["Generalized linear mixed-effects model fit by ML", "", "Model information:"]
     for label, value in [
         ("Number of observations", model.num_observations),
