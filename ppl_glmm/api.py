@@ -160,6 +160,8 @@ def _prepare(
         link=lnk,
     )
     check_mu_start(opts, design.n, dist)
+    if method.check is not None:
+        method.check(design, dist, opts)
     return Workspace.build(design, dist, lnk), method_key, opts
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .fit_methods import METHODS
+
 __all__ = ["format_table", "model_display"]
 
 _INDENT = "    "
@@ -46,13 +48,13 @@ def format_table(df: pd.DataFrame) -> list[str]:
 
 
 def model_display(model) -> str:
-    """MATLAB's headline says how the model was fitted: 'ML' (Laplace, ApproximateLaplace), 'PL'
-    (pseudo-likelihood: MPL, REMPL); 'REML' for the restricted likelihood."""
-    from .fit_methods import METHODS
-
+    """MATLAB's headline says how the model was fitted: 'ML' (Laplace, ApproximateLaplace,
+    quadrature), 'PL' (pseudo-likelihood: MPL, REMPL); 'REML' for the restricted likelihood."""
     method = METHODS[model.fit_method]
     by = "PL" if method.pseudo else "REML" if method.restricted else "ML"
     fm = method.display
+    if model.fit_method == "quadrature":  # the number of nodes is part of the method
+        fm += f" (n_agq = {model._settings.n_agq})"
     out = [f"Generalized linear mixed-effects model fit by {by}", "", "Model information:"]
     for label, value in [
         ("Number of observations", model.num_observations),

@@ -51,6 +51,8 @@ class FitMethod:
     inner step, not by the outer optimiser. ``restricted``: the criterion is restricted
     (REML-type), so BIC uses N - p observations (MATLAB). ``families``: the distributions the
     method accepts (None: all). ``options``: the :class:`FitSettings` fields the method reads.
+    ``check(design, dist, settings)`` refuses (with an InputError) a model the method cannot fit,
+    right after the design is built and before any fitting work.
     """
 
     name: str
@@ -63,6 +65,7 @@ class FitMethod:
     pseudo: bool = False
     families: tuple[str, ...] | None = None
     options: tuple[str, ...] = ()
+    check: Callable[..., None] | None = None
 
 
 def _laplace_problem(inner_beta: bool):
@@ -94,6 +97,25 @@ def _pl_driver(restricted: bool):
 
 _PL_OPTIONS = ("dispersion_flag", "pl_iterations", "pl_tolerance", "mu_start")
 PL_FAMILIES = ("normal", "binomial", "poisson", "gamma", "inverse_gaussian")  # MATLAB's
+
+
+def _quadrature_problem(X, re, obs, settings: FitSettings):
+    from .engine.quadrature import QuadratureProblem
+
+    return QuadratureProblem(X, re, obs, settings.n_agq)
+
+
+def _check_quadrature(design, dist, settings: FitSettings) -> None:
+    """lme4's restriction: nAGQ > 1 needs a single random-effects term with one column."""
+    terms = design.terms
+    if len(terms) != 1 or terms[0].q_r != 1:
+        found = ", ".join(f"{t.spec} ({t.q_r} column{'s' if t.q_r > 1 else ''})" for t in terms)
+        raise InputError(
+            "fit_method='quadrature' needs exactly one random-effects term with one column, such as "
+            f"(1 | g) or (0 + x | g); this model has {len(terms)} term{'s' if len(terms) > 1 else ''}: "
+            f"{found}. Use fit_method='laplace' for this model"
+        )
+
 
 METHODS: dict[str, FitMethod] = {
     "laplace": FitMethod(
@@ -141,6 +163,15 @@ METHODS: dict[str, FitMethod] = {
         families=PL_FAMILIES,
         options=_PL_OPTIONS,
     ),
+    "quadrature": FitMethod(
+        "quadrature",
+        "Quadrature",
+        "adaptive Gauss-Hermite quadrature with n_agq nodes, one scalar random-effects term "
+        "(lme4 nAGQ = n_agq)",
+        problem=_quadrature_problem,
+        options=("n_agq",),
+        check=_check_quadrature,
+    ),
 }
 _ALIASES = {"approximate_laplace": "approximatelaplace"}
 
@@ -157,6 +188,7 @@ def get_fit_method(value: Any) -> FitMethod:
 
 
 _COVARIANCE_METHODS = ("conditional", "jointhessian")
+MAX_AGQ = 100  # nodes per level: lme4's GHrule takes up to 100
 
 
 def _positive_int(value: Any, arg: str, minimum: int = 1) -> int:
@@ -194,8 +226,8 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             raise InputError(
                 f"covariance_method: unknown value {v!r}; use one of {', '.join(_COVARIANCE_METHODS)}"
             )
-        if key == "jointhessian" and method.name != "laplace":
-            raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace'")
+        if key == "jointhessian" and method.name not in ("laplace", "quadrature"):
+            raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace' or 'quadrature'")
         out["covariance_method"] = key
     if "dispersion_flag" in options:
         v = options["dispersion_flag"]
@@ -208,6 +240,11 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
         out["init_pl_iterations"] = _positive_int(options["init_pl_iterations"], "init_pl_iterations", 0)
     if "n_agq" in options:
         out["n_agq"] = _positive_int(options["n_agq"], "n_agq")
+        if out["n_agq"] > MAX_AGQ:
+            raise InputError(
+                f"n_agq: at most {MAX_AGQ} quadrature nodes (as lme4), got {out['n_agq']}; "
+                "9 to 25 are usually plenty"
+            )
     if "pl_tolerance" in options:
         v = options["pl_tolerance"]
         if isinstance(v, bool) or not isinstance(v, int | float | np.floating | np.integer):
