@@ -381,7 +381,7 @@ def test_refit_and_random_compile_nothing_and_match_a_fresh_fit(monkeypatch):
 
 def test_display_names_the_method():
     text = str(fit("cbpp_agq", 9))
-    assert re.search(r"FitMethod +Quadrature\n", text)
+    assert re.search(r"FitMethod +Quadrature \(n_agq = 9\)\n", text)
     assert "-91.983" in text  # the log-likelihood with all constants (lme4 prints -50.005)
 
 

@@ -107,3 +107,33 @@ def test_distribution_link_cell(family, link):
     assert model.converged
     est = model.coefficients.set_index("Name")
     assert abs(est.loc["x", "Estimate"] - s) < 4 * est.loc["x", "SE"]
+
+
+METHOD_CELLS = [
+    (fam, method)
+    for fam in FAMILIES
+    for method in ("laplace", "approximatelaplace", "quadrature", "mpl", "rempl", "reml")
+]
+
+
+def _method_supported(family: str, method: str) -> bool:
+    from ppl_glmm.fit_methods import METHODS
+
+    fm = METHODS[method]
+    return fm.families is None or family in fm.families
+
+
+@pytest.mark.parametrize("family,method", METHOD_CELLS, ids=[f"{f}-{m}" for f, m in METHOD_CELLS])
+def test_distribution_method_cell(family, method):
+    """Each family with its canonical link under each fit method: a supported cell recovers the
+    simulated slope; an unsupported one is refused with an InputError naming fit_method."""
+    link = DISTRIBUTIONS[family].canonical_link
+    if not _method_supported(family, method):
+        with pytest.raises(ppl_glmm.InputError, match="fit_method"):
+            _fit(family, link, method)
+        return
+    kw = {"n_agq": 9} if method == "quadrature" else {}
+    model, s = _fit(family, link, method, **kw)
+    assert model.converged
+    est = model.coefficients.set_index("Name")
+    assert abs(est.loc["x", "Estimate"] - s) < 4 * est.loc["x", "SE"]
