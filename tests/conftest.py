@@ -49,3 +49,25 @@ def mfr_bayes(mfr_model):
 def sleep_bayes(fitted):
     """A correlated (Days|Subject) normal model: sd, corr and sigma in the posterior (short run)."""
     return fitted("sleepstudy_lmm").fit_bayes(draws=300, chains=2, rng=2, progress=False)
+
+
+@pytest.fixture
+def forbid_compilation(monkeypatch):
+    """Make any PyTensor compilation fail from here on; returns a check that the compile counters
+    have not moved since the fixture was called (use after the lazy sampler has been built)."""
+    import pytensor
+
+    from ppl_glmm import pymc_model
+
+    before = dict(pymc_model.COMPILE_COUNT)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pytensor.function called during refit")
+
+    monkeypatch.setattr(pytensor, "function", boom)
+    monkeypatch.setattr(pytensor.compile.function, "function", boom, raising=False)
+
+    def unchanged() -> bool:
+        return pymc_model.COMPILE_COUNT == before
+
+    return unchanged
