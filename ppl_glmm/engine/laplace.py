@@ -255,7 +255,10 @@ class LaplaceProblem:
             return np.inf, np.zeros_like(x)
         return mode.objective, self.gradient(mode, phi)
 
-    def gradient(self, mode: InnerMode, phi: float) -> np.ndarray:
+    def gradient(self, mode: InnerMode, phi: float, *, residual: bool = True) -> np.ndarray:
+        """Exact gradient (module docstring). ``residual``: include -Q_v dv/dpsi, the term the
+        envelope theorem drops (zero at the exact mode); a subclass that accounts for the inner
+        residual itself (quadrature) leaves it out."""
         re, X = self.re, self.X
         d1, d3 = mode.derivs[1], mode.derivs[3]
         c = -mode.derivs[2]
@@ -294,19 +297,25 @@ class LaplaceProblem:
         rhs_u = np.hstack(rhs_cols) - re.tmul(av, CE)
         if self.has_phi:
             rhs_u[:, -1] += re.tmul(av, l1psi)
+        g_inner = re.tmul(av, d1) - u  # the inner gradient: ~0, left by the inner step's stop
         if self.inner_beta:
             rhs_b = -X.T @ CE
             if self.has_phi:
                 rhs_b[:, -1] += X.T @ l1psi
             dv = mode.joint_fac.solve(np.vstack([rhs_u, rhs_b]))
             deta = E + re.mul(av, dv[: re.q]) + X @ dv[re.q :]
+            g_inner = np.concatenate([g_inner, X.T @ d1])
         else:
-            deta = E + re.mul(av, mode.hfac.solve(rhs_u))
+            dv = mode.hfac.solve(rhs_u)
+            deta = E + re.mul(av, dv)
         dc = -d3[:, None] * deta
         if self.has_phi:
             dc[:, -1] -= l2psi
         assert dc.shape[1] == P
-        return -(d1 @ E) - np.array(lpsi) + 0.5 * (h @ dc) + np.array(trace)
+        # -Q_v dv/dpsi: zero at the exact mode (the envelope theorem); kept, it makes the gradient
+        # that of the objective as evaluated, whose mode is exact only to the inner tolerance
+        grad = -(d1 @ E) - np.array(lpsi) + 0.5 * (h @ dc) + np.array(trace)
+        return grad - g_inner @ dv if residual else grad
 
 
 def beta_precision(problem: LaplaceProblem, mode: InnerMode) -> np.ndarray:

@@ -168,7 +168,7 @@ class QuadratureProblem(LaplaceProblem):
     # ---- gradient -------------------------------------------------------------------------
     def gradient(self, mode: InnerMode, phi: float) -> np.ndarray:
         """Exact gradient of the quadrature objective (module docstring)."""
-        grad = super().gradient(mode, phi)  # the Laplace part, at this mode
+        grad = super().gradient(mode, phi, residual=False)  # the Laplace part; the residual is in corr
         if not isinstance(mode, QuadratureMode) or mode.pi is None:
             return grad
         G, g, X, z = self.G, self.group, self.X, self.z
