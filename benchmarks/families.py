@@ -71,6 +71,18 @@ CASES: dict[str, tuple] = {
         {"distribution": "poisson", "fit_method": "quadrature", "n_agq": 25},
         ("glmer_nAGQ25_agq_poisson",),
     ),
+    "agq_large_nagq9": (
+        lambda: pd.read_csv(DATA / "agq_large.csv"),
+        "y ~ x + (1|g)",
+        {"distribution": "binomial", "fit_method": "quadrature", "n_agq": 9},
+        ("glmer_nAGQ9_agq_large",),
+    ),
+    "agq_large_nagq25": (
+        lambda: pd.read_csv(DATA / "agq_large.csv"),
+        "y ~ x + (1|g)",
+        {"distribution": "binomial", "fit_method": "quadrature", "n_agq": 25},
+        ("glmer_nAGQ25_agq_large",),
+    ),
     "cbpp_nagq9": (
         _cbpp,
         "incidence ~ period + (1|herd)",

@@ -8,8 +8,9 @@
 ## statistic is the median of system.time(...)[["elapsed"]] in seconds.
 ## Data: tests/reference/data/{gamma_log,nb_single,agq_poisson,cbpp,sleepstudy,
 ## gamma_large,nb_large}.csv (made by tests/reference/simulate_families.py and
-## tests/reference/make_reference.R); the *_large sets have 20,000 rows in 500
-## groups, y ~ x + (1|g), the gamma_log / nb_single models.
+## tests/reference/make_reference.R); the gamma/nb *_large sets have 20,000 rows in 500
+## groups, y ~ x + (1|g), the gamma_log / nb_single models; agq_large.csv has 20,000
+## Bernoulli rows in 5,000 groups (the agq_bernoulli model).
 ##
 ## Writes benchmarks/results/families_r.json: {"case": seconds, ...}.
 
@@ -33,7 +34,7 @@ rd <- function(f) {
   d
 }
 gamma_log <- rd("gamma_log.csv"); nb_single <- rd("nb_single.csv")
-agq_poisson <- rd("agq_poisson.csv")
+agq_poisson <- rd("agq_poisson.csv"); agq_large <- rd("agq_large.csv")
 gamma_large <- rd("gamma_large.csv"); nb_large <- rd("nb_large.csv")
 cbpp <- rd("cbpp.csv")
 cbpp$herd <- factor(cbpp$herd); cbpp$period <- factor(cbpp$period, levels = 1:4)
@@ -45,6 +46,8 @@ cases <- list(
   glmmTMB_nbinom2_nb_single = function() glmmTMB(y ~ x + (1 | g), nb_single, family = nbinom2),
   glmer_nb_nb_single = function() glmer.nb(y ~ x + (1 | g), data = nb_single),
   glmer_nAGQ25_agq_poisson = function() glmer(y ~ x + (1 | g), agq_poisson, family = poisson, nAGQ = 25),
+  glmer_nAGQ9_agq_large = function() glmer(y ~ x + (1 | g), agq_large, family = binomial, nAGQ = 9),
+  glmer_nAGQ25_agq_large = function() glmer(y ~ x + (1 | g), agq_large, family = binomial, nAGQ = 25),
   glmer_nAGQ9_cbpp = function() glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
                                       family = binomial, nAGQ = 9),
   lmer_reml_sleepstudy = function() lmer(Reaction ~ Days + (Days | Subject), sleep, REML = TRUE),

@@ -31,6 +31,7 @@ It writes, with fixed seeds (numpy's default_rng, one seed per file), the CSV fi
   e ~ N(0, 1 / w) (sigma = 1).
 * ``agq_poisson.csv``: 60 groups x 3 rows, x ~ N(0, 1), log mu = 0.5 + 0.5 x + b, b ~ N(0, 1).
 * ``agq_bernoulli.csv``: 80 groups x 4 rows, x ~ N(0, 1), logit p = -0.5 + x + b, b ~ N(0, 1.5^2).
+* ``agq_large.csv`` (benchmarks): the agq_bernoulli model with 5000 groups x 4 rows (20,000).
 * ``gamma_large.csv`` / ``nb_large.csv`` (benchmarks): 500 groups x 40 rows (20,000), the
   gamma_log / nb_single models.
 
@@ -168,11 +169,11 @@ def agq_poisson(seed: int = 7009) -> pd.DataFrame:
     return pd.DataFrame({"y": rng.poisson(np.exp(0.5 + 0.5 * x + b)), "x": x, "g": g})
 
 
-def agq_bernoulli(seed: int = 7010) -> pd.DataFrame:
+def agq_bernoulli(seed: int = 7010, n_groups: int = 80, per_group: int = 4) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    idx, g = _groups(80, 4)
+    idx, g = _groups(n_groups, per_group)
     x = np.round(rng.normal(0, 1, idx.size), 4)
-    b = rng.normal(0, 1.5, 80)[idx]
+    b = rng.normal(0, 1.5, n_groups)[idx]
     p = 1 / (1 + np.exp(-(-0.5 + x + b)))
     return pd.DataFrame({"y": rng.binomial(1, p), "x": x, "g": g})
 
@@ -194,6 +195,7 @@ def main() -> None:
     agq_bernoulli().to_csv(OUT / "agq_bernoulli.csv", index=False)
     gamma_log(7011, 500, 40)[["y", "x", "g"]].to_csv(OUT / "gamma_large.csv", index=False)
     nb_single(7012, 500, 40)[["y", "x", "g"]].to_csv(OUT / "nb_large.csv", index=False)
+    agq_bernoulli(7013, 5000, 4).to_csv(OUT / "agq_large.csv", index=False)
 
 
 if __name__ == "__main__":
