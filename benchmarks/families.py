@@ -142,10 +142,27 @@ def core_ratio(reps: int) -> float | None:
     return py["fit_warm"]["median"] / r["glmer_fit"]["median"] if r else None
 
 
+def markdown_table(result: dict) -> str:
+    """README.md's table of the new families and methods (2 significant digits)."""
+    lines = ["| case | R fit | ppl_glmm | R | ratio |", "|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(
+            f"| `{row['case']}` | `{row['r_case']}` | {row['ppl_glmm']:.2g} s | {row['r']:.2g} s | "
+            f"{row['ratio']:.2g} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "5")))
+    ap.add_argument(
+        "--table", action="store_true", help="print README.md's table from families.json and stop"
+    )
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads((ROOT / "benchmarks" / "results" / "families.json").read_text())))
+        return 0
     warnings.simplefilter("ignore")
     info = meta(
         f"python benchmarks/families.py --reps {args.reps}", with_r=shutil.which("Rscript") is not None

@@ -386,6 +386,24 @@ def test_readme_mfr_speed_table_is_latest_json():
         )
 
 
+def test_readme_families_table_is_families_json():
+    r = json.loads((RESULTS / "families.json").read_text())
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    for row in r["rows"]:
+        label = f"| `{row['case']}` | `{row['r_case']}` |"
+        found = [ln for ln in lines if ln.startswith(label)]
+        assert len(found) == 1, f"README.md: expected one row {label!r}, found {len(found)}"
+        _check(
+            _numbers(found[0][len(label) :]),
+            [row["ppl_glmm"], row["r"], row["ratio"]],
+            f"README.md families row {label}",
+        )
+    text = " ".join("\n".join(lines).split())
+    m = re.search(r"the mfr warm-fit ratio in that run was ([\d.]+)", text)
+    assert m, "README.md: the families table no longer states the core ratio of its run"
+    _check([m[1]], [r["core_ratio"]], "README.md families core ratio")
+
+
 def test_first_fit_timings_in_prose_are_latest_json():
     r = json.loads((RESULTS / "latest.json").read_text())["ppl_glmm"]
     first, warm = r["fit_first_in_process"], r["fit_warm"]
