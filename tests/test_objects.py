@@ -95,3 +95,44 @@ def test_fitting_and_refitting_leave_the_callers_data_unchanged():
     m.random(newdata=data.iloc[:5], rng=1)
     np.testing.assert_array_equal(y, y_copy)
     assert data.equals(snapshot) and (data.dtypes == snapshot.dtypes).all()
+
+
+def _cbpp():
+    import pandas as pd
+
+    d = pd.read_csv("tests/reference/data/cbpp.csv")
+    return d.astype({"herd": str, "period": str})
+
+
+def _nb():
+    import pandas as pd
+
+    return pd.read_csv("tests/reference/data/nb_single.csv").astype({"g": str})
+
+
+@pytest.mark.parametrize(
+    "load,formula,kw",
+    [
+        (_cbpp, "incidence ~ period + (1|herd)", {"fit_method": "mpl", "dispersion_flag": True}),
+        (_cbpp, "incidence ~ period + (1|herd)", {"fit_method": "rempl"}),
+        (_cbpp, "incidence ~ period + (1|herd)", {"fit_method": "quadrature", "n_agq": 9}),
+        (_nb, "y ~ x + (1|g)", {"distribution": "negative_binomial"}),
+    ],
+    ids=["mpl", "rempl", "quadrature", "negative_binomial"],
+)
+def test_new_methods_and_families_refit_alike_in_threads_and_after_pickling(load, formula, kw):
+    """Issue 7's fit methods and the NB's separate dispersion path: threaded refits and the refits
+    of a pickled copy equal serial refits exactly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if "fit_method" in kw:
+        kw = {"distribution": "binomial", "binomial_size": "size", **kw}
+    model = ppl_glmm.fitglme(load(), formula, **kw)
+    ys = [model.random(rng=s) for s in range(6)]
+    serial = [model.refit(y).log_likelihood for y in ys]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(lambda y: model.refit(y).log_likelihood, ys))
+    assert threaded == serial
+    copied = pickle.loads(pickle.dumps(model))
+    assert copied.fit_method == model.fit_method and copied._settings == model._settings
+    assert [copied.refit(y).log_likelihood for y in ys[:2]] == serial[:2]
