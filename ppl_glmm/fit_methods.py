@@ -66,6 +66,7 @@ class FitMethod:
     families: tuple[str, ...] | None = None
     options: tuple[str, ...] = ()
     check: Callable[..., None] | None = None
+    node_function: bool = False  # the problem also takes ``nodes=``: l and l_e only (orders=1)
 
 
 def _laplace_problem(inner_beta: bool):
@@ -99,10 +100,10 @@ _PL_OPTIONS = ("dispersion_flag", "pl_iterations", "pl_tolerance", "mu_start")
 PL_FAMILIES = ("normal", "binomial", "poisson", "gamma", "inverse_gaussian")  # MATLAB's
 
 
-def _quadrature_problem(X, re, obs, settings: FitSettings):
+def _quadrature_problem(X, re, obs, settings: FitSettings, nodes=None):
     from .engine.quadrature import QuadratureProblem
 
-    return QuadratureProblem(X, re, obs, settings.n_agq)
+    return QuadratureProblem(X, re, obs, settings.n_agq, nodes=nodes)
 
 
 def _check_quadrature(design, dist, settings: FitSettings) -> None:
@@ -171,6 +172,7 @@ METHODS: dict[str, FitMethod] = {
         problem=_quadrature_problem,
         options=("n_agq",),
         check=_check_quadrature,
+        node_function=True,
     ),
 }
 _ALIASES = {"approximate_laplace": "approximatelaplace"}

@@ -101,8 +101,10 @@ class Workspace:
 
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
         def build() -> LaplaceProblem:
+            method = METHODS[fit_method]
             obs = observation_function(self.graph)
-            return METHODS[fit_method].problem(self.design.X, self.re, obs, settings)
+            extra = {"nodes": observation_function(self.graph, orders=1)} if method.node_function else {}
+            return method.problem(self.design.X, self.re, obs, settings, **extra)
 
         return self.template(settings.problem_key(fit_method), build)
 

@@ -181,6 +181,7 @@ class ObservationFunction:
     trials_dtype: str
     key: str = ""  # graph_key of the likelihood graph it was compiled from
     phi_scales_re: bool = True  # phi = log sigma also scales the random effects (not NB's theta)
+    orders: int = 3  # 1: outputs [l, l_e] (and l_p): the values and slopes quadrature needs at its nodes
 
     def __call__(self, eta, y, weights, trials, phi):
         if threading.current_thread() is threading.main_thread():
@@ -315,8 +316,12 @@ def _observation_graph(graph: GLMMGraph):
     return lp, [eta_in, y_in, w_in, trials_in, phi_in]
 
 
-def observation_function(graph: GLMMGraph, mode: str | None = None) -> ObservationFunction:
+def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int = 3) -> ObservationFunction:
     """Compile the derivatives of the model's observation log-likelihood graph (once per graph).
+
+    ``orders=3`` (the engine's): l and its first three eta-derivatives, and for a family with an
+    ancillary parameter l_p, l_ep, l_eep. ``orders=1``: l, l_e (and l_p) only, for the quadrature's
+    nodes, where the higher derivatives are not needed (a separate, smaller compiled function).
 
     The compiled function takes only inputs (no data is captured), so it is also kept, pickled with
     its already-optimised graph, in PyTensor's compile directory under :func:`graph_key`: a new
@@ -328,13 +333,17 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
     # In one process a likelihood graph is a function of the family and link objects (their code
     # cannot change; a replaced Link is another object): remember each one's key, so later models
     # skip building and hashing the graph (~35 ms).
-    memo = (graph.dist, graph.link, graph.containers["y"].dtype, graph.sigma is not None, mode)
+    memo = (graph.dist, graph.link, graph.containers["y"].dtype, graph.sigma is not None, mode, orders)
     with _CACHE_LOCK:
         known = _KEY_MEMO.get(memo)
         if known is not None and known in _CACHE:
             return _CACHE[known]
     lp, inputs = _observation_graph(graph)
-    key = graph_key(graph, lp, inputs) + ("" if mode is None else f"-{mode}")
+    key = (
+        graph_key(graph, lp, inputs)
+        + ("" if orders == 3 else f"-o{orders}")
+        + ("" if mode is None else f"-{mode}")
+    )
     with _CACHE_LOCK:
         _KEY_MEMO[memo] = key
         if key in _CACHE:
@@ -347,20 +356,29 @@ def observation_function(graph: GLMMGraph, mode: str | None = None) -> Observati
                 return loaded
         eta_in, _, _, _, phi_in = inputs
         d1 = pytensor.grad(lp.sum(), eta_in)
-        d2 = pytensor.grad(d1.sum(), eta_in)
-        d3 = pytensor.grad(d2.sum(), eta_in)
-        outputs = [lp, d1, d2, d3]
-        if graph.sigma is not None:
-            outputs += [
-                pytensor.grad(lp.sum(), phi_in),
-                pytensor.grad(d1.sum(), phi_in),
-                pytensor.grad(d2.sum(), phi_in),
-            ]
+        if orders == 1:  # values and first derivatives only (quadrature nodes)
+            outputs = [lp, d1] + ([pytensor.grad(lp.sum(), phi_in)] if graph.sigma is not None else [])
+        else:
+            d2 = pytensor.grad(d1.sum(), eta_in)
+            d3 = pytensor.grad(d2.sum(), eta_in)
+            outputs = [lp, d1, d2, d3]
+            if graph.sigma is not None:
+                outputs += [
+                    pytensor.grad(lp.sum(), phi_in),
+                    pytensor.grad(d1.sum(), phi_in),
+                    pytensor.grad(d2.sum(), phi_in),
+                ]
         fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
         fn.trust_input = True
         COMPILE_COUNT["observation"] += 1
         out = ObservationFunction(
-            fn, graph.sigma is not None, inputs[1].dtype, inputs[3].dtype, key, graph.dist.has_dispersion
+            fn,
+            graph.sigma is not None,
+            inputs[1].dtype,
+            inputs[3].dtype,
+            key,
+            graph.dist.has_dispersion,
+            orders,
         )
         _CACHE[key] = out
         if mode is None:

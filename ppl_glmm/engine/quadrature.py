@@ -92,13 +92,23 @@ class QuadratureProblem(LaplaceProblem):
     GLM start) it is the plain Laplace inner step.
     """
 
-    def __init__(self, X: np.ndarray, re: REStructure, obs: ObservationFunction, n_agq: int):
+    def __init__(
+        self,
+        X: np.ndarray,
+        re: REStructure,
+        obs: ObservationFunction,
+        n_agq: int,
+        nodes: ObservationFunction | None = None,
+    ):
         if len(re.T) != 1 or re.m != 1:
             raise InputError(
                 "fit_method='quadrature' needs exactly one random-effects term with one column; "
                 "use fit_method='laplace'"
             )
         super().__init__(X, re, obs, inner_beta=False)
+        # at the nodes only l, l_e (and l_p) are needed: a function compiled without l_ee, l_eee
+        self.nodes = nodes if nodes is not None else obs
+        self._lp_out = 2 if getattr(self.nodes, "orders", 3) == 1 else 4
         self.n_agq = int(n_agq)
         self.z, self.w = gauss_hermite(self.n_agq)
         self.log_w = np.log(self.w)
@@ -134,7 +144,7 @@ class QuadratureProblem(LaplaceProblem):
         eta_nodes = mode.eta[None, :] + (a[None, :] * shift[g].T)  # (K, n)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                d = self.obs(eta_nodes.ravel(), self.yK, self.wK, self.trialsK, np.full(n * K, phi))
+                d = self.nodes(eta_nodes.ravel(), self.yK, self.wK, self.trialsK, np.full(n * K, phi))
         except _invalid_parameter_errors():
             # a node outside the likelihood's support (e.g. a negative Poisson mean on an identity
             # link): the quadrature cannot be formed here; the outer line search steps back
@@ -149,7 +159,7 @@ class QuadratureProblem(LaplaceProblem):
         pi = np.exp(self.log_w[None, :] + R - logM[:, None])
         used = (pi > 0)[g].T  # (K, n): nodes that carry weight
         l1 = np.where(used, d[1].reshape(K, n), 0.0)
-        lp = np.where(used, d[4].reshape(K, n), 0.0) if self.has_phi else None
+        lp = np.where(used, d[self._lp_out].reshape(K, n), 0.0) if self.has_phi else None
         fields = _fields(mode)
         fields["objective"] = mode.objective - float(logM.sum())
         return QuadratureMode(**fields, laplace=mode.objective, s=s, h=h, pi=pi, l1_nodes=l1, lp_nodes=lp)
