@@ -81,9 +81,12 @@
 ##            (MATLAB's JointHessian / glmmTMB's sdreport definition).
 ##            dispersion parameter: sigma (gamma, IG: MATLAB's sqrt(Dispersion))
 ##            or theta (NB2).
-##   pl_fit:  MATLAB's PL loop (matlab-glme.md section 3.1), pseudo-data LME fitted by
-##            nlme::lme(weights = varFixed(~ 1 / W), method = "ML"/"REML",
-##            lmeControl(sigma = 1) for fixed dispersion, nlminb rel.tol 1e-15),
+##   pl_fit:  MATLAB's PL loop (matlab-glme.md section 3.1). Reference entry "pl_fit": the
+##            pseudo-data LME solved exactly by lme_own (gradient ~1e-10); entry
+##            "pl_fit_nlme": the same loop with nlme::lme(weights = varFixed(~ 1 / W),
+##            method = "ML"/"REML", lmeControl(sigma = 1) for fixed dispersion), whose
+##            optimum is ~1e-5 off, and whose REML with fixed sigma maximises another
+##            criterion (logLik 5.31 above the restricted logLik, sd 0.2% off);
 ##            converged when max|eta_new - eta_old| <= max(1e-10 max|eta_old|, 1e-10).
 ##
 ## JSON layout (as in make_reference.R)
