@@ -19,6 +19,7 @@ __all__ = [
     "etree",
     "factor_columns",
     "fill_pattern",
+    "mirror_lower",
     "selected_inverse",
     "solve_backward",
     "solve_forward",
@@ -106,8 +107,9 @@ def fill_pattern(n, s, rptr, rcol, parent, colptr):  # pragma: no cover - compil
 def factor_columns(s, m, colptr, rows, lrptr, lcols, lpos, tailstart, F):  # pragma: no cover
     """Left-looking Cholesky of the leading ``s`` columns, in place in ``F[:colptr[s]]`` (which holds
     the matrix's lower entries on L's pattern), then the trailing block's update
-    ``S -= L_ts L_ts'`` in ``F[colptr[s]:]`` (m x m, lower triangle). Returns -1, or the column
-    where the matrix is not positive definite."""
+    ``S -= L_ts L_ts'`` in ``F[colptr[s]:]`` (m x m, column-major, lower triangle; ``tailstart``:
+    where each leading column's trailing rows begin). Returns -1, or the column where the matrix is
+    not positive definite."""
     n = s + m
     Lx = F[: colptr[s]]
     S = F[colptr[s] :]  # column-major m x m
@@ -131,12 +133,13 @@ def factor_columns(s, m, colptr, rows, lrptr, lcols, lpos, tailstart, F):  # pra
             i = rows[p]
             Lx[p] = x[i] / ljj
             x[i] = 0.0
-    for k in range(s):
-        for p in range(tailstart[k], colptr[k + 1]):
-            i = rows[p] - s
-            v = Lx[p]
-            for p2 in range(tailstart[k], p + 1):
-                S[(rows[p2] - s) * m + i] -= v * Lx[p2]
+    for k in range(s):  # rank-one updates, each written column by column of S (rows ascending)
+        t1 = colptr[k + 1]
+        for p2 in range(tailstart[k], t1):
+            base = (rows[p2] - s) * m - s
+            v = Lx[p2]
+            for p in range(p2, t1):
+                S[base + rows[p]] -= v * Lx[p]
     return -1
 
 
@@ -173,7 +176,7 @@ def solve_backward(s, colptr, rows, Lx, X):  # pragma: no cover - compiled
 @njit(cache=True)
 def selected_inverse(s, m, colptr, rows, Lx, Zx, Zd):  # pragma: no cover - compiled
     """Takahashi's recursion: the entries of Z = (L L')^-1 on L's pattern, into ``Zx``, given the
-    trailing block of Z (``Zd``, column-major, lower triangle). For column j with off-diagonal rows
+    trailing block of Z (``Zd``, column-major, both triangles). For column j with off-diagonal rows
     I and l = L[I, j] / L[j, j]: Z[I, j] = -Z[I, I] l and Z[j, j] = 1 / L[j, j]^2 - l' Z[I, j]."""
     n = s + m
     pos = np.full(n, -1, np.int64)
@@ -189,12 +192,11 @@ def selected_inverse(s, m, colptr, rows, Lx, Zx, Zd):  # pragma: no cover - comp
             lk = Lx[p] / ljj
             t = p - p0
             if k >= s:
+                base = (k - s) * m - s
                 for p2 in range(p0, p1):
                     i = rows[p2]
-                    if i >= k:
-                        acc[p2 - p0] += Zd[(k - s) * m + i - s] * lk
-                    elif i >= s:
-                        acc[p2 - p0] += Zd[(i - s) * m + k - s] * lk
+                    if i >= s:
+                        acc[p2 - p0] += Zd[base + i] * lk
             else:
                 acc[t] += Zx[colptr[k]] * lk
                 for q in range(colptr[k] + 1, colptr[k + 1]):
@@ -209,3 +211,11 @@ def selected_inverse(s, m, colptr, rows, Lx, Zx, Zd):  # pragma: no cover - comp
             diag += acc[t] * Lx[p] / ljj
             pos[rows[p]] = -1
         Zx[colptr[j]] = diag
+
+
+@njit(cache=True)
+def mirror_lower(Z, m):  # pragma: no cover - compiled
+    """Copy the lower triangle of the column-major m x m ``Z`` into its upper triangle."""
+    for c in range(m):
+        for r in range(c + 1, m):
+            Z[r * m + c] = Z[c * m + r]

@@ -57,7 +57,7 @@ class SymbolicFactor:
     lrptr: np.ndarray
     lcols: np.ndarray
     lpos: np.ndarray
-    tailstart: np.ndarray
+    tailstart: np.ndarray  # where each leading column's trailing rows (>= s) begin
     diag: np.ndarray  # position of each diagonal entry in F
 
     @property
@@ -200,6 +200,8 @@ class SparseCholesky:
                 raise NotPositiveDefinite(f"potri failed ({info})")
             if not np.shares_memory(inv, Zd):  # pragma: no cover - f2py copied after all
                 Zd[...] = inv
+            if sym.s:  # the recursion reads whole columns of Z_22: mirror the lower triangle
+                _kernels().mirror_lower(sel[sym.nnz :], sym.m)
         if sym.s:
             _kernels().selected_inverse(
                 sym.s, sym.m, sym.colptr, sym.rows, self.Lx, sel[: sym.nnz], sel[sym.nnz :]
