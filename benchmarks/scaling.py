@@ -85,8 +85,21 @@ fit <- function(data) {
 invisible(suppressWarnings(fit(d[seq_len(min(2000, nrow(d))), ])))
 secs <- numeric(reps)
 for (i in seq_len(reps)) secs[i] <- system.time(m <- suppressWarnings(fit(d)))[["elapsed"]]
-cat(sprintf('{"seconds": [%s], "logLik": %.10f, "beta": [%s]}\\n', paste(secs, collapse = ", "),
-            as.numeric(logLik(m)), paste(sprintf("%.12g", fixef(m)), collapse = ", ")))
+## lme4's own deviance function at its optimum and at ppl_glmm's estimates (a[5]: their JSON)
+devf <- if (family == "normal") lmer(f, data = d, REML = FALSE, devFunOnly = TRUE) else
+  glmer(f, data = d, family = family, devFunOnly = TRUE)
+at <- function(theta, beta) if (family == "normal") devf(theta) else devf(c(theta, beta))
+ours <- jsonlite::fromJSON(a[5])
+key <- function(g) paste(sort(strsplit(g, ":")[[1]]), collapse = ":")
+names(ours$theta) <- vapply(names(ours$theta), key, "")
+th <- unlist(lapply(names(getME(m, "cnms")), function(g) ours$theta[[key(g)]]))
+num <- function(x) if (length(x) == 1 && is.finite(x)) sprintf("%.10f", x) else "null"
+ll_ours <- tryCatch(-at(th, ours$beta) / 2, error = function(e) NA)
+ll_lme4 <- -at(getME(m, "theta"), fixef(m)) / 2
+cat(sprintf('{"seconds": [%s], "logLik": %.10f, "beta": [%s], "devfun_logLik_at_lme4": %s, ',
+            paste(secs, collapse = ", "), as.numeric(logLik(m)),
+            paste(sprintf("%.12g", fixef(m)), collapse = ", "), num(ll_lme4)))
+cat(sprintf('"devfun_logLik_at_ppl_glmm": %s}\\n', num(ll_ours)))
 """
 
 
@@ -131,16 +144,10 @@ def worker(case: str, csv: str, reps: int) -> None:
         m = ppl_glmm.fitglme(data, formula, distribution=family)
         secs.append(time.perf_counter() - t)
     beta = m.coefficients["Estimate"].to_numpy()
-    print(
-        json.dumps(
-            {
-                "seconds": secs,
-                "logLik": float(m.log_likelihood),
-                "beta": beta.tolist(),
-                "rss_warm_kb": rss_warm,
-            }
-        )
-    )
+    res = m._result
+    theta = {t.group: res.theta[sl].tolist() for t, sl in zip(m._ws.design.terms, m._ws.re.layout.slices())}
+    out = {"seconds": secs, "logLik": float(m.log_likelihood), "beta": beta.tolist(), "rss_warm_kb": rss_warm}
+    print(json.dumps({**out, "theta": theta}))
 
 
 def _timed(cmd: list[str], timeout: float) -> tuple[dict | None, float | None, str]:
@@ -169,6 +176,7 @@ def _summary(res: dict | None, peak: float | None, err: str) -> dict:
         "logLik": res["logLik"],
         "beta": res["beta"],
         **({"rss_after_warmup_mb": res["rss_warm_kb"] / 1024} if "rss_warm_kb" in res else {}),
+        **{k: res[k] for k in ("theta", "devfun_logLik_at_lme4", "devfun_logLik_at_ppl_glmm") if k in res},
     }
 
 
@@ -201,10 +209,12 @@ def run(cases: list[str], reps: int) -> dict:
             ours = _summary(
                 *_timed([sys.executable, __file__, "--worker", case, csv, str(r)], timeout=3600.0 * r)
             )
+            ours_json = tmp / f"{case}_ours.json"
+            ours_json.write_text(json.dumps({"theta": ours.pop("theta", {}), "beta": ours.get("beta", [])}))
             theirs = (
                 _summary(
                     *_timed(
-                        ["Rscript", str(tmp / "worker.R"), csv, formula, family, str(r)],
+                        ["Rscript", str(tmp / "worker.R"), csv, formula, family, str(r), str(ours_json)],
                         timeout=LME4_TIMEOUT * (r + 1),
                     )
                 )
@@ -222,6 +232,10 @@ def run(cases: list[str], reps: int) -> dict:
                 row["dlogLik"] = ours["logLik"] - theirs["logLik"]
                 b1, b2 = np.array(ours["beta"]), np.array(theirs["beta"])
                 row["max_rel_dbeta"] = float(np.max(np.abs(b1 - b2) / np.maximum(np.abs(b2), 1e-8)))
+                if theirs.get("devfun_logLik_at_ppl_glmm") is not None:  # > 0: lme4's objective prefers ours
+                    row["lme4_devfun_ours_minus_theirs"] = (
+                        theirs["devfun_logLik_at_ppl_glmm"] - theirs["devfun_logLik_at_lme4"]
+                    )
             out[case] = row
             print(table_line(case, row), flush=True)
     return out
@@ -238,13 +252,58 @@ def table_line(case: str, row: dict) -> str:
         s += f" {mem:6.2f} {row['dlogLik']:9.1e} {row['max_rel_dbeta']:8.1e}"
     else:
         s += f"   lme4: {b.get('error')}"
+    if "lme4_devfun_ours_minus_theirs" in row:
+        s += f" {row['lme4_devfun_ours_minus_theirs']:9.1e}"
     return s
+
+
+def readme_table(result: dict) -> str:
+    """README.md's scaling table: one row per case (seconds to 3 significant digits, MB whole)."""
+    lines = [
+        "| case | rows | ppl_glmm | lme4 | time ratio | peak memory, ours / lme4 | memory ratio | ΔlogLik |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case, row in result["cases"].items():
+        a, b = row["ppl_glmm"], row["lme4"]
+        if "seconds" not in a:
+            continue
+        head = f"| `{case}` | {row['rows']:,} | {a['seconds']:.3g} s |"
+        if "seconds" not in b:
+            lines.append(f"{head} {b.get('error')} | | {a['peak_rss_mb']:.0f} MB / - | | |")
+            continue
+        lines.append(
+            f"{head} {b['seconds']:.3g} s | {row['ratio_time']:.2f} | {a['peak_rss_mb']:.0f} MB / "
+            f"{b['peak_rss_mb']:.0f} MB | {row['ratio_peak_memory']:.2f} | {row['dlogLik']:.1e} |"
+        )
+    return "\n".join(lines)
 
 
 HEADER = (
     f"{'case':22s} {'rows':>9s} {'ours s':>8s} {'ours MB':>8s} {'lme4 s':>8s} {'lme4 MB':>8s} "
-    f"{'t ratio':>6s} {'m ratio':>6s} {'dlogLik':>9s} {'dbeta':>8s}"
+    f"{'t ratio':>6s} {'m ratio':>6s} {'dlogLik':>9s} {'dbeta':>8s} {'devfun':>9s}"
 )
+
+
+def _series(cases: dict, kind: str) -> dict[float, dict]:
+    """x -> row for one curve, from each case's data source (a source run under two case names
+    counts once): ``rows`` crossed n with n/100 x n/1000 levels; ``crossed`` 100,000 rows with a's
+    levels varying (b: 100); ``nested`` schools of 4 classes x 3 pupils."""
+    out = {}
+    for name, row in cases.items():
+        if name not in CASES:
+            continue
+        spec = CASES[name][0].split(":")
+        if (
+            kind == "rows"
+            and spec[0] == "crossed"
+            and int(spec[2]) * 100 == int(spec[1]) == int(spec[3]) * 1000
+        ):
+            out[float(spec[1])] = row
+        elif kind == "crossed" and spec[0] == "crossed" and spec[1] == "100000" and spec[3] == "100":
+            out[float(spec[2])] = row
+        elif kind == "nested" and spec[0] == "nested":
+            out[float(spec[1])] = row
+    return dict(sorted(out.items()))
 
 
 def plot(result: dict) -> None:
@@ -256,28 +315,24 @@ def plot(result: dict) -> None:
     cases = result["cases"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     panels = [
-        ("rows", "time (s)", "seconds", "rows (crossed (1|a) + (1|b), Poisson)"),
-        ("rows", "peak memory (MB)", "peak_rss_mb", "rows (crossed (1|a) + (1|b), Poisson)"),
-        (None, "time (s)", "seconds", "levels (100,000 rows crossed; 12 rows per school nested)"),
+        (["rows"], "seconds", "time per fit (s)", "rows: crossed (1|a) + (1|b), n/100 x n/1000 levels"),
+        (["rows"], "peak_rss_mb", "peak memory of the process (MB)", "rows: as left"),
+        (["crossed", "nested"], "seconds", "time per fit (s)", "levels: a (100,000 rows, b = 100) / schools"),
     ]
-    for ax, (group, ylabel, key, xlabel) in zip(axes, panels):
-        groups = [group] if group else ["crossed levels", "nested schools"]
-        for g in groups:
-            rows = sorted((r for r in cases.values() if r["group"] == g), key=lambda r: r["x"])
+    for ax, (kinds, key, ylabel, xlabel) in zip(axes, panels):
+        for kind in kinds:
+            series = _series(cases, kind)
             for side, style in (("ppl_glmm", "o-"), ("lme4", "s--")):
-                pts = [(r["x"], r[side][key]) for r in rows if r[side].get(key)]
+                pts = [(x, r[side][key]) for x, r in series.items() if r[side].get(key)]
                 if pts:
-                    label = side if group else f"{side}, {g}"
-                    ax.plot(*zip(*pts), style, label=label)
+                    ax.plot(*zip(*pts), style, label=side if len(kinds) == 1 else f"{side}, {kind}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, which="both")
-    fig.suptitle(
-        f"ppl_glmm vs lme4, same machine and run ({result['meta'].get('date', '')[:10]})", fontsize=10
-    )
+    fig.suptitle(f"ppl_glmm vs lme4 on one machine ({result['meta'].get('date', '')[:10]})", fontsize=10)
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT, dpi=110)
@@ -288,10 +343,18 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="timed fits per case (the 1M-row case: 1)")
     ap.add_argument("--cases", nargs="*", default=list(CASES), help="subset of: " + ", ".join(CASES))
     ap.add_argument("--table", action="store_true", help="print the table of scaling.json and stop")
+    ap.add_argument("--plot", action="store_true", help="redraw docs/img/scaling.png from scaling.json")
+    ap.add_argument("--readme", action="store_true", help="print README.md's table from scaling.json")
     ap.add_argument("--worker", nargs=3, metavar=("CASE", "CSV", "REPS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker[0], args.worker[1], int(args.worker[2]))
+        return
+    if args.plot:
+        plot(json.loads(RESULTS.read_text()))
+        return
+    if args.readme:
+        print(readme_table(json.loads(RESULTS.read_text())))
         return
     if args.table:
         result = json.loads(RESULTS.read_text())
