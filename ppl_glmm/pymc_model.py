@@ -228,6 +228,19 @@ def graph_key(graph: GLMMGraph, lp, inputs: list) -> str:
     return f"{graph.dist.name}-{graph.link.name}-{digest}"
 
 
+def _backend_tag(mode) -> str:
+    """The key's suffix naming the PyTensor backend: none for the default (``mode`` None with
+    PyTensor's default mode and linker: Numba), else the mode, or the configured mode and linker
+    (``PYTENSOR_FLAGS=linker=cvm`` compiles with the C backend, and must not load the Numba
+    function stored for the default)."""
+    if mode is not None:
+        return f"-{mode}"
+    import pytensor
+
+    config_mode, linker = str(pytensor.config.mode), str(pytensor.config.linker)
+    return "" if (config_mode, linker) == ("Mode", "auto") else f"-{config_mode}-{linker}"
+
+
 def _disk_path(key: str):
     """Pickled compiled function in PyTensor's compile directory."""
     from pathlib import Path
@@ -339,11 +352,7 @@ def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int 
         if known is not None and known in _CACHE:
             return _CACHE[known]
     lp, inputs = _observation_graph(graph)
-    key = (
-        graph_key(graph, lp, inputs)
-        + ("" if orders == 3 else f"-o{orders}")
-        + ("" if mode is None else f"-{mode}")
-    )
+    key = graph_key(graph, lp, inputs) + ("" if orders == 3 else f"-o{orders}") + _backend_tag(mode)
     with _CACHE_LOCK:
         _KEY_MEMO[memo] = key
         if key in _CACHE:
