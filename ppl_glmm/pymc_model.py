@@ -30,7 +30,7 @@ import numpy as np
 
 from .covariance import ThetaLayout
 from .design import Design
-from .families import Distribution, Link
+from .families import DISTRIBUTIONS, LINKS, Distribution, Link
 from .names import OBS_DIM, ModelNames
 
 __all__ = [
@@ -272,17 +272,25 @@ def _source_digest() -> str:
 _SOURCE_DIGEST: str | None = None
 
 
+# The library's own families and links, as defined when it was imported: only these are named by
+# an index entry (a Link or Distribution made or swapped in later, even under a built-in name, may
+# compute something else, and keeps the graph hash).
+_REGISTERED = (*DISTRIBUTIONS.values(), *LINKS.values())
+
+
 def _index_key(graph: GLMMGraph, mode, orders: int) -> str | None:
     """Name of the index entry that maps a built-in (distribution, link) to its :func:`graph_key`.
 
     A new process reads the graph key from this entry and loads the stored function without
     building the observation graph and printing it for the hash (~0.1 s of a fresh fit). The name
-    hashes everything the graph is a function of -- distribution and link names (a power link's
-    exact exponent), the response dtype, the ancillary input, the orders, the backend -- with the
-    versions :func:`graph_key` hashes and the source of the modules that build the graph. None for
-    a custom link or distribution (code of the user's that no name identifies) and explicit modes.
+    hashes everything the graph is a function of -- distribution and link names, the response
+    dtype, the ancillary input, the orders, the backend -- with the versions :func:`graph_key`
+    hashes and the source of the modules that build the graph. None unless the distribution and
+    the link are the library's registered objects (not a custom or power link, nor one swapped into
+    the registry later), and for an explicit mode.
     """
-    if mode is not None or not graph.link.builtin:
+    registered = any(o is graph.dist for o in _REGISTERED) and any(o is graph.link for o in _REGISTERED)
+    if mode is not None or not registered or not _source_digest():
         return None
     import hashlib
     import sys
@@ -291,14 +299,10 @@ def _index_key(graph: GLMMGraph, mode, orders: int) -> str | None:
     import pytensor
 
     from . import __version__
-    from .families import DISTRIBUTIONS
 
-    if DISTRIBUTIONS.get(graph.dist.name) is not graph.dist or not _source_digest():
-        return None
     parts = [
         graph.dist.name,
         graph.link.name,
-        repr(graph.link.power),
         str(graph.containers["y"].dtype),
         str(graph.sigma is not None),
         str(orders),
