@@ -14,7 +14,9 @@ mfr Poisson GLMM of README.md) no slower than ``Rscript`` running lme4 on the sa
   the first fit and a second fit in the same process; once per PyTensor backend: the default
   (Numba), the C backend (``PYTENSOR_FLAGS=linker=cvm``), the C backend with its ``-march`` probe
   answered by the flags (``gcc__cxxflags=-march=native``), and JAX when it is installed; and the
-  same split for R (``library(lme4)``, reading the data, the first and a second ``glmer``).
+  same split for R (``library(lme4)``, reading the data, the first and a second ``glmer``); and,
+  for each backend, one call of the compiled function on 100, 10,000 and 100,000 rows (what a
+  backend trades against its start-up).
 
 Every timing records wall and CPU (user + system) seconds; the tables are medians (the CPU time of
 a process moves much less than its wall time when other work shares the machine). The byte code of
@@ -146,7 +148,20 @@ first = pieces.pop("first fitglme")
 rest = [first[i] - sum(pieces.get(k, [0.0, 0.0])[i] for k in INNER) for i in (0, 1)]
 pieces["rest of the first fit"] = rest
 t = clock(); ppl_glmm.fitglme(data, {FORMULA!r}, **kw); add("second fitglme (warm process)", t)
-print(json.dumps({{"pieces": pieces, "compiled": pymc_model.COMPILE_COUNT["observation"]}}))
+# the compiled function's own speed at larger n (what a backend trades against its start-up)
+import timeit
+import numpy as np
+
+obs = next(iter(pymc_model._CACHE.values()))
+rng = np.random.default_rng(0)
+per_call = {{}}
+for n in (100, 10_000, 100_000):
+    args = (0.3 * rng.normal(size=n), rng.poisson(1.0, n).astype(obs.y_dtype), np.ones(n),
+            np.ones(n, dtype=obs.trials_dtype), np.zeros(n))
+    number = max(1, 200_000 // n)
+    per_call[str(n)] = min(timeit.repeat(lambda: obs(*args), number=number, repeat=5)) / number
+print(json.dumps({{"pieces": pieces, "per_call": per_call,
+                  "compiled": pymc_model.COMPILE_COUNT["observation"]}}))
 """
 
 PYTHON_BACKENDS = {
@@ -206,11 +221,14 @@ def whole_processes(commands: dict, reps: int, cwd: str) -> dict:
 def pieces(cmd: list[str], env: dict, reps: int, cwd: str) -> dict:
     run(cmd, env, cwd)  # warm-up
     rows: dict[str, tuple[list, list]] = {}
+    per_call: dict[str, list] = {}
     compiled = 0
     for _ in range(reps):
         _, _, out = run(cmd, env, cwd)
         answer = json.loads(out.strip().splitlines()[-1])
         compiled += answer.get("compiled", 0)
+        for n, t in answer.get("per_call", {}).items():
+            per_call.setdefault(n, []).append(t)
         for name, (wall, cpu) in answer["pieces"].items():
             rows.setdefault(name, ([], []))
             rows[name][0].append(wall)
@@ -218,10 +236,11 @@ def pieces(cmd: list[str], env: dict, reps: int, cwd: str) -> dict:
     if compiled:  # the timed processes must find the function the warm-up stored
         raise RuntimeError(f"{' '.join(cmd)}: {compiled} observation functions compiled after the warm-up")
     med = statistics.median
-    return {
+    out = {
         name: {"wall": med(w), "cpu": med(c), "reps": len(w), "statistic": "median"}
         for name, (w, c) in rows.items()
     }
+    return out, {n: med(t) for n, t in per_call.items()}
 
 
 def backend_skip_reason(name: str) -> str | None:
@@ -273,11 +292,15 @@ def main() -> int:
             if reason:
                 first_call[name] = {"skipped": reason}
                 continue
+            rows, per_call = pieces([py, "pieces.py", module], child_env(flags), args.reps, tmp)
             first_call[name] = {
                 "pytensor_flags": flags,
-                "pieces": pieces([py, "pieces.py", module], child_env(flags), args.reps, tmp),
+                "pieces": rows,
+                "per_call_seconds_by_n": per_call,
+                "per_call_note": "one call of the Poisson-log observation function on n rows, best of 5 "
+                "timeit repeats in each process, median over the processes",
             }
-        r_pieces = pieces([rscript, "seed.R", "pieces"], env, args.reps, tmp) if rscript else None
+        r_pieces = pieces([rscript, "seed.R", "pieces"], env, args.reps, tmp)[0] if rscript else None
     seed_py = whole["python seed.py (import ppl_glmm, fit the seed model)"]
     result = {"meta": info, "reps": args.reps, "statistic": "median", "whole_process": whole}
     if rscript:
@@ -296,6 +319,8 @@ def main() -> int:
             print(f"\nFirst-call pieces, {name} backend: skipped ({res['skipped']})")
         else:
             print_table(f"First-call pieces in a new process, {name} backend", res["pieces"])
+            calls = ", ".join(f"n={n}: {1e3 * t:.3g} ms" for n, t in res["per_call_seconds_by_n"].items())
+            print(f"  one call of the compiled function: {calls}")
     if r_pieces:
         print_table("First-call pieces in a new R process", r_pieces)
     if rscript:
