@@ -260,12 +260,67 @@ def print_table(title: str, rows: dict) -> None:
         print(f"  {name:58s} {w:9.3f} {c:9.3f}")
 
 
+# The rows that README.md and docs/algorithms.md quote (tests/test_docs.py checks them against the file)
+README_ROWS = {
+    "`python -c 'import ppl_glmm'`": "python -c 'import ppl_glmm'",
+    "`python seed.py`: `import ppl_glmm`, `load_mfr()`, `fitglme`": (
+        "python seed.py (import ppl_glmm, fit the seed model)"
+    ),
+    "`Rscript seed.R`: `library(lme4)`, `read.csv`, `glmer`": (
+        "Rscript seed.R (library(lme4), read.csv, glmer)"
+    ),
+    "`python -c pass`, `Rscript -e 'invisible(NULL)'` (interpreters alone)": (
+        "python -c pass",
+        "Rscript -e 'invisible(NULL)'",
+    ),
+}
+PIECE_BACKENDS = ("numba", "c", "c_march_native")
+
+
+def piece(pieces: dict, label: str) -> dict:
+    """A backend's row for a table label ("import the backend" names the backend's module)."""
+    return next(v for k, v in pieces.items() if k == label or k.startswith(label + ": "))
+
+
+def tables(result: dict) -> str:
+    """README.md's whole-process table and docs/algorithms.md's pieces table (2 significant digits)."""
+    w = result["whole_process"]
+    out = ["| whole process | wall | CPU |", "|---|---|---|"]
+    for label, key in README_ROWS.items():
+        keys = key if isinstance(key, tuple) else (key,)
+        cells = [" / ".join(f"{w[k][m]['median']:.2g} s" for k in keys) for m in ("wall", "cpu")]
+        out.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    ratio = result["seed_python_over_rscript"]
+    out += ["", f"seed script / Rscript: {ratio['wall']:.2g}x wall, {ratio['cpu']:.2g}x CPU", ""]
+    fc = result["first_call"]
+    out += ["| piece (wall) | Numba | C | C, `-march` given |", "|---|---|---|---|"]
+    labels = [k.split(": ")[0] for k in fc["numba"]["pieces"]]
+    for label in labels:
+        cells = [f"{seconds(piece(fc[b]['pieces'], label)['wall'])} s" for b in PIECE_BACKENDS]
+        out.append(f"| {label} | {' | '.join(cells)} |")
+    for n in fc["numba"]["per_call_seconds_by_n"]:
+        cells = [f"{1e3 * fc[b]['per_call_seconds_by_n'][n]:.2g} ms" for b in PIECE_BACKENDS]
+        out.append(f"| one call of the compiled function, {int(n):,} rows | {' | '.join(cells)} |")
+    out += ["", "| R piece (wall) | lme4 |", "|---|---|"]
+    out += [f"| {k} | {seconds(v['wall'])} s |" for k, v in result["first_call_r"].items()]
+    return "\n".join(out)
+
+
+def seconds(value: float) -> str:
+    """2 significant digits; below a millisecond, 0.000 (nothing to speak of)."""
+    return f"{value:.2g}" if value >= 1e-3 else "0.000"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "5")))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "startup.json")
     ap.add_argument("--backends", default=",".join(PYTHON_BACKENDS), help="comma-separated subset")
+    ap.add_argument("--table", action="store_true", help="print the docs' tables from --out and stop")
     args = ap.parse_args()
+    if args.table:
+        print(tables(json.loads(args.out.read_text())))
+        return 0
     rscript = shutil.which("Rscript")
     if rscript is None:
         print("Rscript not found: the lme4 rows are skipped (apt-get install r-cran-lme4)", file=sys.stderr)
