@@ -69,6 +69,15 @@ def bench_large(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_scaling(session: nox.Session) -> None:
+    """Time and peak memory vs rows and levels (crossed, nested), InstEval, VerbAgg, against lme4;
+    writes benchmarks/results/scaling.json and docs/img/scaling.png. -- --cases ... --reps N (default 3).
+    Needs Rscript with lme4; the 1,000,000-row case takes lme4 several minutes."""
+    session.install("-e", ".[plot]")
+    session.run("python", "benchmarks/scaling.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench_bayes(session: nox.Session) -> None:
     """fit_bayes vs bambi 0.21 on the mfr model (bambi pins formulae < 0.7: it gets its own venv)."""
     session.install("-e", ".[nutpie]")

@@ -217,6 +217,20 @@ def _pl_start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: F
     return np.concatenate(parts)
 
 
+def _warm_start_hessian(ws: Workspace, fit_method: str, warm: FitResult, settings: FitSettings) -> None:
+    """The inverse Hessian at the fit being refitted (its own response), which preconditions BFGS in
+    every refit of the workspace. Computed at the first refit, not by ``fitglme``: a fit that is
+    never refitted does not pay its 2P gradient evaluations."""
+    d = ws.design
+    k = ws.dist.observed_value(warm.y, d.weights, d.binomial_size)
+    problem = ws.new_problem(fit_method, k, swap=False, settings=settings)
+    problem.u_start = problem.re.to_internal(warm.u)
+    problem.beta_start = warm.beta.copy()
+    hinv = _inverse_or_none(hessian(problem, warm.x))
+    with ws.lock:
+        ws.hess_inv_start.setdefault(fit_method, hinv)
+
+
 def _optimise(
     ws: Workspace,
     problem: LaplaceProblem,
@@ -228,6 +242,8 @@ def _optimise(
     """From the warm start (a refit) or the GLM start; if the inner step fails on the way, once
     more from the GLM start. PirlsFailure from both is left to the caller."""
     if warm is not None:
+        if fit_method not in ws.hess_inv_start:
+            _warm_start_hessian(ws, fit_method, warm, settings)
         x0 = warm.x.copy()
         problem.u_start = problem.re.to_internal(warm.u)
         problem.beta_start = warm.beta.copy()
@@ -259,7 +275,8 @@ def fit(
     d = ws.design
     k = ws.dist.observed_value(y, d.weights, d.binomial_size)
     problem = ws.new_problem(fit_method, k, swap=True, settings=settings)
-    limit = None if problem.re.q2 + (problem.p if problem.inner_beta else 0) > _THREADS_ABOVE_DENSE else 1
+    dense = problem.re.dense_order + (problem.p if problem.inner_beta else 0)
+    limit = None if dense > _THREADS_ABOVE_DENSE else 1
     with _blas_limit(limit):
         try:
             summary, mode = _optimise(ws, problem, fit_method, y, warm, settings)
@@ -270,10 +287,6 @@ def fit(
                 "a predictor that separates the outcomes, a random-effects term with about one "
                 "observation per level, or a link that puts the means outside their range"
             ) from err
-        if fit_method not in ws.hess_inv_start:  # the first fit's inverse Hessian warms every refit
-            hinv_fit = _inverse_or_none(hessian(problem, summary.x))
-            with ws.lock:
-                ws.hess_inv_start.setdefault(fit_method, hinv_fit)
         cov_beta = conditional_cov_beta(problem, mode)
     return make_result(ws, fit_method, problem, summary, mode, y, cov_beta, stacklevel=4)
 

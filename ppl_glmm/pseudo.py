@@ -274,7 +274,7 @@ def fit_pseudo(
     k = ws.dist.observed_value(y, d.weights, d.binomial_size)
     family = ws.new_problem("laplace", k, swap=True)
     sigma_estimated = ws.dist.has_dispersion or settings.dispersion_flag
-    with _blas_limit(1 if ws.re.q2 + family.p <= _THREADS_ABOVE_DENSE else None):
+    with _blas_limit(1 if ws.re.dense_order + family.p <= _THREADS_ABOVE_DENSE else None):
         try:
             state = pl_iterations(
                 ws,

@@ -208,3 +208,17 @@ def test_random_accepts_newdata_positionally_like_matlab(mfr_model):
     new = load_mfr().iloc[:6]
     y = mfr_model.random(new)  # glme.random(tblnew)
     assert y.shape == (6,) and np.all(y >= 0)
+
+
+def test_the_refit_warm_start_hessian_is_computed_by_the_first_refit_only():
+    """fitglme does not pay for the refit preconditioner (2P gradient evaluations); the first
+    refit computes it at the refitted model's optimum, and later refits reuse that matrix."""
+    m = ppl_glmm.fitglme(
+        load_mfr(), "defects ~ 1 + newprocess + time_dev + (1|factory)", distribution="Poisson"
+    )
+    assert m._ws.hess_inv_start == {}
+    m2 = m.refit(m.random(rng=1))
+    hinv = m._ws.hess_inv_start["laplace"]
+    assert hinv.shape == (m._result.x.size,) * 2 and np.all(np.linalg.eigvalsh(hinv) > 0)
+    m2.refit(m.random(rng=2))
+    assert m._ws.hess_inv_start["laplace"] is hinv

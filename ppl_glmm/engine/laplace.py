@@ -37,7 +37,8 @@ import numpy as np
 
 from ..errors import FitError
 from ..pymc_model import ObservationFunction
-from .linalg import BlockedSPD, NotPositiveDefinite
+from .linalg import NotPositiveDefinite
+from .sparse_cholesky import SparseCholesky
 from .structure import REStructure
 
 __all__ = ["InnerMode", "LaplaceProblem", "PirlsFailure", "beta_precision"]
@@ -68,10 +69,10 @@ class InnerMode:
     eta: np.ndarray
     derivs: list[np.ndarray]
     avals: np.ndarray
-    hfac: BlockedSPD  # factor of H = A'CA + I
+    hfac: SparseCholesky  # factor of H = A'CA + I
     objective: float
     iterations: int
-    joint_fac: BlockedSPD | None = None  # factor of the (u, beta) Newton matrix (ApproximateLaplace)
+    joint_fac: SparseCholesky | None = None  # factor of the (u, beta) Newton matrix (ApproximateLaplace)
 
 
 class LaplaceProblem:
@@ -169,6 +170,7 @@ class LaplaceProblem:
         if not np.isfinite(Q):
             raise PirlsFailure("the log-likelihood is not finite at the starting values")
         dec_prev = np.inf
+        last = None  # (C, factor) of the last exact Newton matrix
         for it in range(1, _MAX_INNER + 1):  # noqa: B007 - `it` is reported after the loop
             c = -d[2]
             gu = re.tmul(avals, d[1]) - u
@@ -178,7 +180,11 @@ class LaplaceProblem:
             # absolute weights (a modified Newton step, which converges only linearly)
             modified = False
             try:
-                fac = self._newton_matrix(avals, c)
+                if last is not None and np.array_equal(c, last[0]):
+                    fac = last[1]  # C does not depend on eta (a linear mixed model): same matrix
+                else:
+                    fac = self._newton_matrix(avals, c)
+                    last = (c, fac)
             except NotPositiveDefinite as err:
                 if not np.any(c < 0):
                     raise PirlsFailure("PIRLS Newton matrix is not positive definite") from err
@@ -221,9 +227,15 @@ class LaplaceProblem:
         else:
             raise PirlsFailure(f"PIRLS did not converge in {_MAX_INNER} iterations")
         # H at the final point, with the observed information (no safeguard)
+        c = -d[2]
+        same = last is not None and np.array_equal(c, last[0])
         try:
-            hfac = re.factor_h(avals, -d[2])
-            joint = re.factor_joint(avals, -d[2], X) if self.inner_beta else None
+            if self.inner_beta:
+                joint = last[1] if same else re.factor_joint(avals, c, X)
+                hfac = re.factor_h(avals, c)
+            else:
+                joint = None
+                hfac = last[1] if same else re.factor_h(avals, c)
         except NotPositiveDefinite as err:
             raise PirlsFailure("H = A'CA + I is not positive definite at the mode") from err
         objective = -Q + 0.5 * hfac.logdet
@@ -233,7 +245,7 @@ class LaplaceProblem:
         self.n_evals += 1
         return InnerMode(u, b, eta, d, avals, hfac, objective, it, joint_fac=joint)
 
-    def _newton_matrix(self, avals: np.ndarray, c: np.ndarray) -> BlockedSPD:
+    def _newton_matrix(self, avals: np.ndarray, c: np.ndarray) -> SparseCholesky:
         """Factor of the inner Newton matrix: H = A'CA + I, or with beta [[H, A'CX], [X'CA, X'CX]]."""
         if self.inner_beta:
             return self.re.factor_joint(avals, c, self.X)

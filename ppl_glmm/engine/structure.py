@@ -3,12 +3,15 @@
 Every row of Z has exactly m = sum_r q_r structural entries (one level per term), so A = Z Lambda,
 with Lambda = s * blockdiag(Lambda_r) (s = sigma for families with a dispersion, else 1), has the same
 column pattern as Z with values ``T_r[i, :] @ Lambda_r``. All products the engine needs (A v, A'w,
-the blocks of A'CA, A'CX, the leverages a_i' H^-1 a_i) are gathers and ``bincount`` scatters over
+the entries of A'CA and A'CX, the leverages a_i' H^-1 a_i) are gathers and ``bincount`` scatters over
 this layout: no dense n x q matrix is ever formed.
 
-Internally the columns are permuted so that the term with the most coefficients comes first (its
-block of H is block diagonal, see :mod:`.linalg`); ``to_original``/``to_internal`` convert u between
-this order and MATLAB's b order.
+Internally the terms are ordered by decreasing size (q_r x levels; a nested factor's finer term
+before the coarser one), which is the elimination order of the sparse Cholesky
+(:mod:`.sparse_cholesky`); ``to_original``/``to_internal`` convert u between this order and
+MATLAB's b order. H = A'CA + I has a non-zero (j, k) only where columns j and k share an
+observation: the symbolic factorisation and the scatter positions of those pairs are computed once
+per structure.
 """
 
 from __future__ import annotations
@@ -19,14 +22,21 @@ from functools import cached_property
 import numpy as np
 
 from ..covariance import ThetaLayout
-from .linalg import BlockedSPD
+from .sparse_cholesky import SparseCholesky, SymbolicFactor
 
 __all__ = ["REStructure"]
 
 
-def _pairs(slots_a: np.ndarray, slots_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.meshgrid(slots_a, slots_b, indexing="ij")
-    return a.ravel(), b.ravel()
+@dataclass(frozen=True, eq=False)
+class _Pattern:
+    """The symbolic factor of H (or of the joint (u, beta) matrix) and, for every pair of slots
+    a <= b, the position in its value array of the entry (cols[i, a], cols[i, b]) of each row."""
+
+    sym: SymbolicFactor
+    pairs: tuple[tuple[int, int], ...]
+    pos: np.ndarray  # (len(pairs), n)
+    beta_pos: np.ndarray | None = None  # (q, p) positions of (q + j, col) in the joint matrix
+    beta_block: np.ndarray | None = None  # (p, p) positions of the beta block (lower triangle)
 
 
 @dataclass(frozen=True)
@@ -38,17 +48,12 @@ class REStructure:
     layout: ThetaLayout
     q: int
     n: int
-    n1: int  # size of the first (block-diagonal) part
-    k: int  # block size of the first part (q_r of the largest term)
+    boundaries: tuple[int, ...]  # internal first column of each term
     orig_index: np.ndarray  # (q,) original column of each internal column
-    first_slots: np.ndarray
-    other_slots: np.ndarray
 
     @classmethod
     def from_terms(cls, terms, n: int) -> REStructure:
-        sizes = [t.size for t in terms]
-        r0 = int(np.argmax(sizes))
-        order = [r0] + [r for r in range(len(terms)) if r != r0]
+        order = sorted(range(len(terms)), key=lambda r: -terms[r].size)  # stable: ties keep order
         start, internal_offset = 0, {}
         for r in order:
             internal_offset[r] = start
@@ -59,7 +64,7 @@ class REStructure:
             c_int = internal_offset[r] + t.codes[:, None] * t.q_r + np.arange(t.q_r)[None, :]
             cols.append(c_int)
             orig[internal_offset[r] : internal_offset[r] + t.size] = t.offset + np.arange(t.size)
-        cols = np.concatenate(cols, axis=1)
+        cols = np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.int64)
         slot_term = np.concatenate([np.full(t.q_r, r) for r, t in enumerate(terms)])
         slot_index = np.concatenate([np.arange(t.q_r) for t in terms])
         layout = ThetaLayout(tuple(t.q_r for t in terms))
@@ -71,20 +76,13 @@ class REStructure:
             layout=layout,
             q=q,
             n=n,
-            n1=terms[r0].size,
-            k=terms[r0].q_r,
+            boundaries=tuple(sorted(internal_offset.values())),
             orig_index=orig,
-            first_slots=np.flatnonzero(slot_term == r0),
-            other_slots=np.flatnonzero(slot_term != r0),
         )
 
     @property
     def m(self) -> int:
         return self.cols.shape[1]
-
-    @property
-    def q2(self) -> int:
-        return self.q - self.n1
 
     def to_original(self, u: np.ndarray) -> np.ndarray:
         out = np.empty_like(u)
@@ -103,89 +101,102 @@ class REStructure:
         """A @ v for a vector v, or A @ V for a (q, k) matrix V."""
         if v.ndim == 1:
             return (vals * v[self.cols]).sum(axis=1)
-        return np.einsum("im,imk->ik", vals, v[self.cols])
+        out = vals[:, :1] * v[self.cols[:, 0]]
+        for a in range(1, self.m):
+            out += vals[:, a : a + 1] * v[self.cols[:, a]]
+        return out
 
     def tmul(self, vals: np.ndarray, w: np.ndarray) -> np.ndarray:
         """A' @ w for a vector w, or A' @ W for an (n, k) matrix W (result (q, k))."""
+        flat = self.cols.ravel()
         if w.ndim == 1:
-            return np.bincount(self.cols.ravel(), weights=(vals * w[:, None]).ravel(), minlength=self.q)
-        k = w.shape[1]
-        idx = (self.cols[:, :, None] * k + np.arange(k)[None, None, :]).ravel()
-        prod = (vals[:, :, None] * w[:, None, :]).ravel()
-        return np.bincount(idx, weights=prod, minlength=self.q * k).reshape(self.q, k)
-
-    # ---- H = A'CA + I in blocks -----------------------------------------------------------
-    @cached_property
-    def _block_index(self) -> dict:
-        """Scatter indices of the (D, B, C) blocks, computed once per structure."""
-        k, n1, q2 = self.k, self.n1, self.q2
-        out = {}
-        fa, fb = _pairs(self.first_slots, self.first_slots)
-        level = self.cols[:, self.first_slots[0]] // k
-        out["D"] = (fa, fb, (level[:, None] * k * k + self.slot_index[fa] * k + self.slot_index[fb]).ravel())
-        if q2:
-            ba, bb = _pairs(self.first_slots, self.other_slots)
-            out["B"] = (ba, bb, (self.cols[:, ba] * q2 + (self.cols[:, bb] - n1)).ravel())
-            ca, cb = _pairs(self.other_slots, self.other_slots)
-            out["C"] = (ca, cb, ((self.cols[:, ca] - n1) * q2 + (self.cols[:, cb] - n1)).ravel())
+            return np.bincount(flat, weights=(vals * w[:, None]).ravel(), minlength=self.q)
+        out = np.empty((self.q, w.shape[1]))
+        for j in range(w.shape[1]):
+            out[:, j] = np.bincount(flat, weights=(vals * w[:, j : j + 1]).ravel(), minlength=self.q)
         return out
 
-    def hessian_blocks(self, vals: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(D, B, C) with A'CA + I = [[blockdiag(D), B], [B', C]] in the internal order."""
-        L, k, n1, q2 = self.n1 // self.k, self.k, self.n1, self.q2
-        idx = self._block_index
-        fa, fb, ix = idx["D"]
-        D = np.bincount(ix, weights=(c[:, None] * vals[:, fa] * vals[:, fb]).ravel(), minlength=L * k * k)
-        D = D.reshape(L, k, k)
-        D[:, np.arange(k), np.arange(k)] += 1.0
-        if q2 == 0:
-            return D, np.zeros((n1, 0)), np.zeros((0, 0))
-        ba, bb, ix = idx["B"]
-        B = np.bincount(ix, weights=(c[:, None] * vals[:, ba] * vals[:, bb]).ravel(), minlength=n1 * q2)
-        ca, cb, ix = idx["C"]
-        C = np.bincount(ix, weights=(c[:, None] * vals[:, ca] * vals[:, cb]).ravel(), minlength=q2 * q2)
-        C = C.reshape(q2, q2)
-        C[np.arange(q2), np.arange(q2)] += 1.0
-        return D, B.reshape(n1, q2), C
+    # ---- H = A'CA + I and the joint matrix, sparse ------------------------------------------
+    def _slot_pairs(self) -> tuple[tuple[int, int], ...]:
+        return tuple((a, b) for a in range(self.m) for b in range(a, self.m))
 
-    def factor_h(self, vals: np.ndarray, c: np.ndarray) -> BlockedSPD:
-        return BlockedSPD(*self.hessian_blocks(vals, c))
+    @cached_property
+    def _h_pattern(self) -> _Pattern:
+        """Symbolic factor of H and the scatter positions, computed once per structure."""
+        pairs = self._slot_pairs()
+        r = np.concatenate([self.cols[:, a] for a, b in pairs])
+        c = np.concatenate([self.cols[:, b] for a, b in pairs])
+        sym = SymbolicFactor.analyse(self.q, r, c, [*self.boundaries, self.q])
+        return _Pattern(sym, pairs, sym.positions(r, c).reshape(len(pairs), self.n))
 
-    def factor_joint(self, vals: np.ndarray, c: np.ndarray, X: np.ndarray) -> BlockedSPD:
-        """[[H, A'CX], [X'CA, X'CX]] with the unknowns ordered (u_internal, beta)."""
-        D, B, C = self.hessian_blocks(vals, c)
-        AtCX = self.tmul(vals, c[:, None] * X)
-        XtCX = (X.T * c) @ X
-        B2 = np.hstack([B, AtCX[: self.n1]])
-        top = np.hstack([C, AtCX[self.n1 :]])
-        bottom = np.hstack([AtCX[self.n1 :].T, XtCX])
-        return BlockedSPD(D, B2, np.vstack([top, bottom]))
+    @property
+    def dense_order(self) -> int:
+        """Order of the dense trailing block of H's factor (BLAS threads pay off only for a large one)."""
+        return self._h_pattern.sym.m
+
+    def _joint_pattern(self, p: int) -> _Pattern:
+        """The same for [[H, A'CX], [X'CA, X'CX]] (beta last, dense: every u couples to it)."""
+        cache = self.__dict__.get("_joint_patterns", {})
+        if p in cache:
+            return cache[p]
+        pairs = self._slot_pairs()
+        qt = self.q + p
+        r = np.concatenate([self.cols[:, a] for a, b in pairs])
+        c = np.concatenate([self.cols[:, b] for a, b in pairs])
+        ub_r = np.repeat(self.q + np.arange(p), self.q)
+        ub_c = np.tile(np.arange(self.q), p)
+        bb_r, bb_c = np.tril_indices(p)
+        sym = SymbolicFactor.analyse(
+            qt,
+            np.concatenate([r, ub_r, self.q + bb_r]),
+            np.concatenate([c, ub_c, self.q + bb_c]),
+            list(self.boundaries),
+        )
+        pat = _Pattern(
+            sym,
+            pairs,
+            sym.positions(r, c).reshape(len(pairs), self.n),
+            beta_pos=sym.positions(ub_r, ub_c).reshape(p, self.q).T.copy(),
+            beta_block=sym.positions(self.q + bb_r, self.q + bb_c),
+        )
+        # a new dict each time: a concurrent reader never sees one being filled
+        self.__dict__["_joint_patterns"] = {**cache, p: pat}
+        return pat
+
+    def _scatter(self, pat: _Pattern, vals: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The value array of A'CA + I on the pattern: sum_i c_i a_ia a_ib at each pair's entry."""
+        w = np.concatenate([c * vals[:, a] * vals[:, b] for a, b in pat.pairs])
+        F = np.bincount(pat.pos.ravel(), weights=w, minlength=pat.sym.size)
+        F[pat.sym.diag[: self.q]] += 1.0
+        return F
+
+    def factor_h(self, vals: np.ndarray, c: np.ndarray) -> SparseCholesky:
+        """Cholesky factor of H = A'CA + I (internal order)."""
+        pat = self._h_pattern
+        return pat.sym.factor(self._scatter(pat, vals, c))
+
+    def factor_joint(self, vals: np.ndarray, c: np.ndarray, X: np.ndarray) -> SparseCholesky:
+        """Factor of [[H, A'CX], [X'CA, X'CX]] with the unknowns ordered (u_internal, beta)."""
+        p = X.shape[1]
+        pat = self._joint_pattern(p)
+        F = self._scatter(pat, vals, c)
+        CX = c[:, None] * X
+        F[pat.beta_pos] += self.tmul(vals, CX)
+        bb = X.T @ CX
+        rr, cc = np.tril_indices(p)
+        F[pat.beta_block] += bb[rr, cc]
+        return pat.sym.factor(F)
 
     # ---- selected inverse lookups -------------------------------------------------------------
-    def _gather(self, a: int, b: int) -> tuple[int, np.ndarray]:
-        """Which block of the selected inverse holds (H^-1)[col_a, col_b] for every row, and the flat
-        index into it. The block depends only on the two slots' terms, so this is computed once."""
-        key = ("gather", a, b)
-        cache = self.__dict__.setdefault("_gathers", {})
-        if key not in cache:
-            k, n1, q2 = self.k, self.n1, self.q2
-            r, c = self.cols[:, a], self.cols[:, b]
-            fa, fb = bool(np.all(r < n1)), bool(np.all(c < n1))
-            if fa and fb:
-                cache[key] = (0, (r // k) * k * k + (r % k) * k + (c % k))
-            elif fa:
-                cache[key] = (1, r * q2 + (c - n1))
-            elif fb:
-                cache[key] = (1, c * q2 + (r - n1))
-            else:
-                cache[key] = (2, (r - n1) * q2 + (c - n1))
-        return cache[key]
+    def _pair_index(self, a: int, b: int) -> int:
+        a, b = min(a, b), max(a, b)
+        return a * self.m - a * (a - 1) // 2 + (b - a)
 
-    def _hinv_pair(self, sel: tuple, a: int, b: int) -> np.ndarray:
-        block, idx = self._gather(a, b)
-        return np.take(sel[block], idx)
+    def _hinv_pair(self, sel: np.ndarray, a: int, b: int) -> np.ndarray:
+        """(H^-1)[cols[i, a], cols[i, b]] for every row i."""
+        return np.take(sel, self._h_pattern.pos[self._pair_index(a, b)])
 
-    def leverages(self, vals: np.ndarray, sel: tuple) -> np.ndarray:
+    def leverages(self, vals: np.ndarray, sel: np.ndarray) -> np.ndarray:
         """h_i = a_i' H^-1 a_i."""
         h = np.zeros(self.n)
         for a in range(self.m):
@@ -194,17 +205,16 @@ class REStructure:
                 h += term if a == b else 2.0 * term
         return h
 
-    def a_hinv_at(self, vals: np.ndarray, sel: tuple, slot: int) -> np.ndarray:
+    def a_hinv_at(self, vals: np.ndarray, sel: np.ndarray, slot: int) -> np.ndarray:
         """(A H^-1)[i, col_i] with col_i the column of ``slot`` in row i."""
         out = np.zeros(self.n)
         for a in range(self.m):
             out += vals[:, a] * self._hinv_pair(sel, a, slot)
         return out
 
-    @staticmethod
-    def trace_inverse(sel: tuple) -> float:
-        blocks, _, Cinv = sel
-        return float(np.trace(blocks, axis1=1, axis2=2).sum() + np.trace(Cinv))
+    def trace_inverse(self, sel: np.ndarray) -> float:
+        """tr(H^-1) from the selected inverse."""
+        return float(sel[self._h_pattern.sym.diag].sum())
 
     # ---- derivatives in theta -----------------------------------------------------------------
     def theta_entries(self) -> list[tuple[np.ndarray, np.ndarray, int]]:
