@@ -51,10 +51,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite); -- --reps N (default 20)."""
+    """ppl_glmm vs lme4 on this machine (needs Rscript with lme4 and jsonlite); -- --reps N (default 20).
+
+    Then start-up: whole processes (import, the seed script, Rscript with lme4) and each piece's
+    first-call cost per PyTensor backend (benchmarks/startup.py, medians of 5 new processes)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/families.py")
+    session.run("python", "benchmarks/startup.py")
 
 
 @nox.session(python=PYTHON)

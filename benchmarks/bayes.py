@@ -53,6 +53,7 @@ def worker(config: str, chains: int, draws: int, seed: int, cores: int) -> dict:
     import pymc  # noqa: F401  (bambi's worker imports bambi, hence pymc, before its clock starts too)
 
     import ppl_glmm
+    import ppl_glmm.api  # the fit's modules, imported lazily by ppl_glmm: load them before the clock
     import ppl_glmm.bayes
 
     df = pd.read_csv(MFR_CSV)

@@ -7,8 +7,9 @@ Python, on the mfr data (100 rows, 20 factories, Poisson, effects coding):
 * ``fit_warm``: a fresh ``fitglme`` in a warm process (compiled functions of the family cached in
   the process, as after any earlier fit of a Poisson model), against ``glmer`` after a warm-up fit;
 * ``fit_first_in_process``: the first ``fitglme`` in a new process after ``import ppl_glmm, pymc``
-  (on-disk caches warm, nothing loaded in the process yet: Numba's start-up is paid here), reported
-  for information;
+  and the fit's modules (``ppl_glmm.api``, which ``import ppl_glmm`` leaves to the first fit);
+  on-disk caches warm, nothing compiled loaded in the process yet: Numba's start-up is paid here;
+  reported for information (whole-process start-up: ``benchmarks/startup.py``);
 * ``random``: one ``model.random()`` draw, against ``simulate()``.
 
 Every row is the median (and min) over ``--reps`` repetitions (default 20, or ``BENCH_REPS``); the
@@ -88,8 +89,8 @@ def python_timings(reps: int) -> dict:
 
 def first_fit_in_new_process(reps: int) -> dict:
     code = (
-        "import time, ppl_glmm, pymc; from ppl_glmm.datasets import load_mfr; d = load_mfr(); "
-        "t = time.perf_counter(); "
+        "import time, ppl_glmm, ppl_glmm.api, pymc; from ppl_glmm.datasets import load_mfr; "
+        "d = load_mfr(); t = time.perf_counter(); "
         f"ppl_glmm.fitglme(d, {FORMULA!r}, distribution='Poisson', dummy_var_coding='effects'); "
         "print(time.perf_counter() - t)"
     )

@@ -2,10 +2,15 @@
 
 Pipeline: formula -> design (X, sparse Z blocks) -> PyMC model (the single source of the likelihood)
 -> Laplace engine (PIRLS + exact-gradient BFGS) -> fitted model (MATLAB properties and methods)
--> Bayesian fit of the same model (NUTS) and comparison (``ppl_glmm.bayes``, imported on first use).
+-> Bayesian fit of the same model (NUTS) and comparison (``ppl_glmm.bayes``).
+
+``import ppl_glmm`` loads only the exceptions: everything else (pandas, formulae, SciPy, PyMC,
+PyTensor's backend, ArviZ) is imported on first use of the name that needs it, so a script or a
+command line that does not fit pays nothing for them (docs/algorithms.md, "Start-up").
 """
 
-from .api import fitglme, fitglme_bayes
+from typing import TYPE_CHECKING
+
 from .errors import (
     ConvergenceWarning,
     FitError,
@@ -16,7 +21,12 @@ from .errors import (
     SamplingWarning,
     SingularFitWarning,
 )
-from .model import GeneralizedLinearMixedModel
+
+if TYPE_CHECKING:  # pragma: no cover - static analysis sees the lazy names as ordinary imports
+    from . import datasets
+    from .api import fitglme, fitglme_bayes
+    from .bayes import BayesianGLMM, compare_fits, plot_compare
+    from .model import GeneralizedLinearMixedModel
 
 __all__ = [
     "BayesianGLMM",
@@ -37,18 +47,30 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"BayesianGLMM", "compare_fits", "plot_compare"}
+# public name -> the submodule that defines it, imported on first access (PEP 562)
+_LAZY = {
+    "fitglme": "api",
+    "fitglme_bayes": "api",
+    "GeneralizedLinearMixedModel": "model",
+    "BayesianGLMM": "bayes",
+    "compare_fits": "bayes",
+    "plot_compare": "bayes",
+}
 
 
 def __getattr__(name: str):
-    """The Bayesian part (ArviZ, plotting) and ``datasets`` are imported on first use, not with
-    ``import ppl_glmm``."""
+    """Import the submodule behind a public name on first access and keep the name here."""
+    import importlib
+
     if name == "datasets":
-        import importlib
-
         return importlib.import_module(".datasets", __name__)
-    if name in _LAZY:
-        from . import bayes
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ppl_glmm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
 
-        return getattr(bayes, name)
-    raise AttributeError(f"module 'ppl_glmm' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

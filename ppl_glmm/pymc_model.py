@@ -30,7 +30,7 @@ import numpy as np
 
 from .covariance import ThetaLayout
 from .design import Design
-from .families import Distribution, Link
+from .families import DISTRIBUTIONS, LINKS, Distribution, Link
 from .names import OBS_DIM, ModelNames
 
 __all__ = [
@@ -228,6 +228,19 @@ def graph_key(graph: GLMMGraph, lp, inputs: list) -> str:
     return f"{graph.dist.name}-{graph.link.name}-{digest}"
 
 
+def _backend_tag(mode) -> str:
+    """The key's suffix naming the PyTensor backend: none for the default (``mode`` None with
+    PyTensor's default mode and linker: Numba), else the mode, or the configured mode and linker
+    (``PYTENSOR_FLAGS=linker=cvm`` compiles with the C backend, and must not load the Numba
+    function stored for the default)."""
+    if mode is not None:
+        return f"-{mode}"
+    import pytensor
+
+    config_mode, linker = str(pytensor.config.mode), str(pytensor.config.linker)
+    return "" if (config_mode, linker) == ("Mode", "auto") else f"-{config_mode}-{linker}"
+
+
 def _disk_path(key: str):
     """Pickled compiled function in PyTensor's compile directory."""
     from pathlib import Path
@@ -235,6 +248,98 @@ def _disk_path(key: str):
     import pytensor
 
     return Path(pytensor.config.compiledir) / "ppl_glmm" / f"observation-{key}.pkl"
+
+
+def _source_digest() -> str:
+    """A hash of the modules that define observation graphs (the families and this one), so an
+    edited family never reuses an index entry written by the old code of the same version."""
+    global _SOURCE_DIGEST
+    if _SOURCE_DIGEST is None:
+        import hashlib
+        from pathlib import Path
+
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        try:
+            for name in ("families.py", "pymc_model.py"):
+                h.update((here / name).read_bytes())
+            _SOURCE_DIGEST = h.hexdigest()
+        except OSError:  # no source files (a zipped or frozen install): no index
+            _SOURCE_DIGEST = ""
+    return _SOURCE_DIGEST
+
+
+_SOURCE_DIGEST: str | None = None
+
+
+# The library's own families and links, as defined when it was imported: only these are named by
+# an index entry (a Link or Distribution made or swapped in later, even under a built-in name, may
+# compute something else, and keeps the graph hash).
+_REGISTERED = (*DISTRIBUTIONS.values(), *LINKS.values())
+
+
+def _index_key(graph: GLMMGraph, mode, orders: int) -> str | None:
+    """Name of the index entry that maps a built-in (distribution, link) to its :func:`graph_key`.
+
+    A new process reads the graph key from this entry and loads the stored function without
+    building the observation graph and printing it for the hash (~0.1 s of a fresh fit). The name
+    hashes everything the graph is a function of -- distribution and link names, the response
+    dtype, the ancillary input, the orders, the backend -- with the versions :func:`graph_key`
+    hashes and the source of the modules that build the graph. None unless the distribution and
+    the link are the library's registered objects (not a custom or power link, nor one swapped into
+    the registry later), and for an explicit mode.
+    """
+    registered = any(o is graph.dist for o in _REGISTERED) and any(o is graph.link for o in _REGISTERED)
+    if mode is not None or not registered or not _source_digest():
+        return None
+    import hashlib
+    import sys
+
+    import pymc
+    import pytensor
+
+    from . import __version__
+
+    parts = [
+        graph.dist.name,
+        graph.link.name,
+        str(graph.containers["y"].dtype),
+        str(graph.sigma is not None),
+        str(orders),
+        _backend_tag(None),
+        _source_digest(),
+        pymc.__version__,
+        pytensor.__version__,
+        np.__version__,
+        sys.version,
+        __version__,
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _read_index(name: str) -> str | None:
+    try:
+        key = (_disk_path("").parent / f"index-{name}.key").read_text().strip()
+    except OSError:
+        return None
+    return key if key and "/" not in key and "\\" not in key else None
+
+
+def _write_index(name: str, key: str) -> None:
+    import os
+    import tempfile
+
+    path = _disk_path("").parent / f"index-{name}.key"
+    try:
+        if path.exists() and path.read_text().strip() == key:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        os.replace(tmp, path)  # atomic, as _store
+    except OSError:  # the index is an optimisation only
+        pass
 
 
 def _load(key: str) -> ObservationFunction | None:
@@ -325,8 +430,10 @@ def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int 
 
     The compiled function takes only inputs (no data is captured), so it is also kept, pickled with
     its already-optimised graph, in PyTensor's compile directory under :func:`graph_key`: a new
-    process loads it instead of rewriting and compiling the derivative graph. The in-process cache
-    is guarded by a lock; two threads never compile the same graph twice.
+    process loads it instead of rewriting and compiling the derivative graph. For a built-in
+    distribution and link an index entry (:func:`_index_key`) holds that key, so a new process need
+    not build and hash the graph to find it. The in-process cache is guarded by a lock; two threads
+    never compile the same graph twice.
     """
     import pytensor
 
@@ -338,12 +445,25 @@ def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int 
         known = _KEY_MEMO.get(memo)
         if known is not None and known in _CACHE:
             return _CACHE[known]
+    index = _index_key(graph, mode, orders)
+    if index is not None:  # a new process: the graph key from the index, the function from disk
+        known = _read_index(index)
+        with _CACHE_LOCK:
+            loaded = _CACHE.get(known) if known is not None else None
+            if known is not None and loaded is None:
+                loaded = _load(known)
+                if loaded is not None and (loaded.key, loaded.orders) == (known, orders):
+                    COMPILE_COUNT["observation_loaded"] += 1
+                    _CACHE[known] = loaded
+                else:
+                    loaded = None
+            if loaded is not None:
+                _KEY_MEMO[memo] = known
+                return loaded
     lp, inputs = _observation_graph(graph)
-    key = (
-        graph_key(graph, lp, inputs)
-        + ("" if orders == 3 else f"-o{orders}")
-        + ("" if mode is None else f"-{mode}")
-    )
+    key = graph_key(graph, lp, inputs) + ("" if orders == 3 else f"-o{orders}") + _backend_tag(mode)
+    if index is not None:
+        _write_index(index, key)
     with _CACHE_LOCK:
         _KEY_MEMO[memo] = key
         if key in _CACHE:

@@ -459,6 +459,59 @@ def test_readme_large_data_figures_are_large_json():
     assert reps != {1} or "one run of each fit" in text, "large.json has single runs; say so in README.md"
 
 
+def test_startup_figures_are_startup_json():
+    """README.md's whole-process table and docs/algorithms.md's first-call tables and the ratios
+    they state are benchmarks/results/startup.json's."""
+    r = json.loads((RESULTS / "startup.json").read_text())
+    whole, ratio, first = r["whole_process"], r["seed_python_over_rscript"], r["first_call"]
+    readme, alg = ROOT / "README.md", ROOT / "docs" / "algorithms.md"
+    rows = {
+        "`python -c 'import ppl_glmm'`": ["python -c 'import ppl_glmm'"],
+        "`python seed.py`: `import ppl_glmm`, `load_mfr()`, `fitglme`": [
+            "python seed.py (import ppl_glmm, fit the seed model)"
+        ],
+        "`Rscript seed.R`: `library(lme4)`, `read.csv`, `glmer`": [
+            "Rscript seed.R (library(lme4), read.csv, glmer)"
+        ],
+        "`python -c pass`, `Rscript -e 'invisible(NULL)'` (interpreters alone)": [
+            "python -c pass",
+            "Rscript -e 'invisible(NULL)'",
+        ],
+    }
+    for label, keys in rows.items():
+        values = [whole[k][m]["median"] for m in ("wall", "cpu") for k in keys]
+        _check(_numbers(_table_row(readme, label)), values, f"README.md start-up row {label!r}")
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    m = re.search(
+        r"The seed script takes ([\d.]+)x Rscript's wall time in this run, so the start-up target", text
+    )
+    assert m, "README.md: the start-up ratio sentence changed; keep it checked"
+    _check([m[1]], [ratio["wall"]], "README.md start-up ratio")
+    assert r["target_met"] == {"seed script wall time <= Rscript (lme4) wall time": False}, "say it is met"
+    assert f"medians of {r['reps']} new processes of each command" in text
+    backends = ("numba", "c", "c_march_native")
+    for name in first["numba"]["pieces"]:
+        label = name.split(": ")[0]
+        values = [
+            next(v for k, v in first[b]["pieces"].items() if k.split(": ")[0] == label)["wall"]
+            for b in backends
+        ]
+        _check(_numbers(_table_row(alg, label)), values, f"algorithms.md start-up row {label!r}")
+    for n in first["numba"]["per_call_seconds_by_n"]:
+        label = f"one call of the compiled function, {int(n):,} rows"
+        values = [1e3 * first[b]["per_call_seconds_by_n"][n] for b in backends]
+        _check(_numbers(_table_row(alg, label)), values, f"algorithms.md {label!r} (ms)")
+    for label, row in r["first_call_r"].items():
+        _check(_numbers(_table_row(alg, label)), [row["wall"]], f"algorithms.md R row {label!r}")
+    text = " ".join(alg.read_text(encoding="utf-8").split())
+    m = re.search(
+        r"in this run the seed script takes ([\d.]+)x Rscript's wall time and ([\d.]+)x its CPU", text
+    )
+    assert m, "docs/algorithms.md: the start-up ratio sentence changed; keep it checked"
+    _check([m[1], m[2]], [ratio["wall"], ratio["cpu"]], "algorithms.md start-up ratios")
+    assert f"in new processes (median of {r['reps']};" in text
+
+
 def test_bayes_tables_are_bayes_json():
     import importlib.util
 

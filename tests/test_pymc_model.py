@@ -87,3 +87,43 @@ def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypa
     )
     for a, b in zip(loaded.fn(*args), fn(*args)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_new_process_finds_the_stored_function_without_building_the_graph(mfr_model, monkeypatch):
+    """The disk index maps a built-in (distribution, link) to its graph key: a new process loads the
+    stored function without building and hashing the observation graph (start-up time)."""
+    from ppl_glmm import pymc_model
+
+    graph = mfr_model._ws.graph
+    key = mfr_model._problem().obs.key
+    monkeypatch.setattr(pymc_model, "_CACHE", {})  # as in a new process
+    monkeypatch.setattr(pymc_model, "_KEY_MEMO", {})
+
+    def no_graph(graph):
+        raise AssertionError("the observation graph was built")
+
+    monkeypatch.setattr(pymc_model, "_observation_graph", no_graph)
+    before = dict(pymc_model.COMPILE_COUNT)
+    loaded = pymc_model.observation_function(graph)
+    assert loaded.key == key
+    assert pymc_model.COMPILE_COUNT["observation_loaded"] == before["observation_loaded"] + 1
+    assert pymc_model.COMPILE_COUNT["observation"] == before["observation"]
+
+
+def test_index_only_names_the_library_s_own_families_and_links(mfr_model, monkeypatch):
+    """Custom and power links have no index entry, nor does a link swapped into the registry under a
+    built-in name (it may compute something else): those keep the graph hash."""
+    import dataclasses
+
+    from ppl_glmm import families, pymc_model
+
+    graph = mfr_model._ws.graph
+    assert pymc_model._index_key(graph, None, 3) is not None
+    assert pymc_model._index_key(graph, "NUMBA", 3) is None  # an explicit mode is never stored
+    assert pymc_model._index_key(graph, None, 3) != pymc_model._index_key(graph, None, 1)
+    custom = families.custom_link(lambda e: e**2, np.sqrt, name="square")
+    log = families.LINKS["log"]
+    swapped = families.Link("log", log.inverse_pt, log.inverse_np, log.link_np)
+    monkeypatch.setitem(families.LINKS, "log", swapped)
+    for link in (custom, families.power_link(0.5), swapped):
+        assert pymc_model._index_key(dataclasses.replace(graph, link=link), None, 3) is None

@@ -1,0 +1,54 @@
+"""Start-up: ``import ppl_glmm`` loads no heavy dependency, and an ML fit loads only what it uses.
+
+Run in new processes (this one has imported everything already). The times are
+``benchmarks/startup.py``'s; these tests only keep the import path from growing back.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import json, sys
+import ppl_glmm
+after_import = sorted(m for m in {heavy} if m in sys.modules)
+from ppl_glmm.datasets import load_mfr
+glme = ppl_glmm.fitglme(load_mfr(), "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)",
+                        distribution="Poisson", link="log", dummy_var_coding="effects")
+str(glme), glme.coefficients, glme.covariance_parameters()
+print(json.dumps({{"after_import": after_import,
+                   "after_fit": sorted(m for m in {unused} if m in sys.modules)}}))
+"""
+
+HEAVY = ["numpy", "pandas", "scipy", "formulae", "pytensor", "pymc", "numba", "arviz", "xarray"]
+UNUSED_BY_A_FIT = ["scipy.stats", "arviz", "arviz_base", "matplotlib", "ppl_glmm.bayes"]
+
+
+def test_import_loads_nothing_heavy_and_a_fit_skips_what_it_does_not_use():
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    code = PROBE.format(heavy=HEAVY, unused=UNUSED_BY_A_FIT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["after_import"] == [], f"import ppl_glmm loaded {loaded['after_import']}"
+    assert loaded["after_fit"] == [], f"an ML fit and its tables loaded {loaded['after_fit']}"
+
+
+def test_lazy_names_resolve_and_are_listed():
+    import ppl_glmm
+    from ppl_glmm.api import fitglme
+    from ppl_glmm.model import GeneralizedLinearMixedModel
+
+    assert ppl_glmm.fitglme is fitglme
+    assert ppl_glmm.GeneralizedLinearMixedModel is GeneralizedLinearMixedModel
+    assert set(ppl_glmm.__all__) <= set(dir(ppl_glmm))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ppl_glmm.no_such_name  # noqa: B018
