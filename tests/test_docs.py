@@ -595,3 +595,26 @@ if __name__ == "__main__":
                 print(out, end="")
         if write:
             write_outputs(page, {k: v for k, v in printed.items() if v})
+
+
+def test_readme_scaling_table_is_scaling_json():
+    """README.md's scaling table (issue 8's targets and the scaling report) is scaling.json's, row
+    by row; the target cases are all there."""
+    r = json.loads((RESULTS / "scaling.json").read_text())
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    for case in ("insteval", "insteval_binomial", "nested_poisson", "verbagg", "crossed_n_1M"):
+        assert case in r["cases"], case
+    for case, row in r["cases"].items():
+        label = f"| `{case}` |"
+        found = [ln for ln in lines if ln.startswith(label)]
+        assert len(found) == 1, f"README.md: expected one scaling row {label!r}, found {len(found)}"
+        a, b = row["ppl_glmm"], row["lme4"]
+        quoted = _numbers(found[0][len(label) :].replace(",", ""))  # 73,421 -> 73421
+        values = [row["rows"], a["seconds"]]
+        if "seconds" in b:
+            values += [b["seconds"], row["ratio_time"], a["peak_rss_mb"], b["peak_rss_mb"]]
+            values += [row["ratio_peak_memory"], row["dlogLik"]]
+        else:  # lme4's cell is its error ("did not finish within 10 minutes")
+            assert b["error"] in found[0], f"README.md scaling row {case}: lme4's error is not quoted"
+            quoted, values = quoted[:2] + quoted[-1:], [*values, a["peak_rss_mb"]]
+        _check(quoted, values, f"README.md scaling row {case}")
