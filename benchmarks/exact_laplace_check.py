@@ -19,11 +19,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _meta import meta
-from scaling import CASES, R_EXPORT, read_case, simulate
+from scaling import CASES, export_r_data, read_case, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "exact_laplace_check.json"
@@ -81,14 +79,8 @@ def main() -> None:
     out = json.loads(OUT.read_text())["cases"] if OUT.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "export.R").write_text(R_EXPORT)
         (tmp / "check.R").write_text(R_CHECK)
-        subprocess.run(
-            ["Rscript", str(tmp / "export.R"), str(tmp / "insteval.csv"), str(tmp / "verbagg.csv")],
-            check=True,
-        )
-        ins = pd.read_csv(tmp / "insteval.csv")
-        ins.assign(y=(ins["y"] >= 4).astype(int)).to_csv(tmp / "insteval_binomial.csv", index=False)
+        export_r_data(tmp)
         for case in cases:
             source, formula, family, _, _ = CASES[case]
             csv = tmp / f"{source.replace(':', '_')}.csv"

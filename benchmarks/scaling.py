@@ -180,6 +180,17 @@ def _summary(res: dict | None, peak: float | None, err: str) -> dict:
     }
 
 
+def export_r_data(tmp: Path) -> dict[str, Path]:
+    """lme4's InstEval (and its ``y >= 4`` binomial version) and VerbAgg as CSVs in ``tmp``."""
+    (tmp / "export.R").write_text(R_EXPORT)
+    subprocess.run(
+        ["Rscript", str(tmp / "export.R"), str(tmp / "insteval.csv"), str(tmp / "verbagg.csv")], check=True
+    )
+    ins = pd.read_csv(tmp / "insteval.csv")
+    ins.assign(y=(ins["y"] >= 4).astype(int)).to_csv(tmp / "insteval_binomial.csv", index=False)
+    return {k: tmp / f"{k}.csv" for k in ("insteval", "insteval_binomial", "verbagg")}
+
+
 def run(cases: list[str], reps: int) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,14 +198,7 @@ def run(cases: list[str], reps: int) -> dict:
         files = {}
         have_r = shutil.which("Rscript") is not None
         if have_r:
-            (tmp / "export.R").write_text(R_EXPORT)
-            subprocess.run(
-                ["Rscript", str(tmp / "export.R"), str(tmp / "insteval.csv"), str(tmp / "verbagg.csv")],
-                check=True,
-            )
-            ins = pd.read_csv(tmp / "insteval.csv")
-            ins.assign(y=(ins["y"] >= 4).astype(int)).to_csv(tmp / "insteval_binomial.csv", index=False)
-            files.update({k: tmp / f"{k}.csv" for k in ("insteval", "insteval_binomial", "verbagg")})
+            files.update(export_r_data(tmp))
         (tmp / "worker.R").write_text(R_WORKER)
         for case in cases:
             source, formula, family, group, xval = CASES[case]
