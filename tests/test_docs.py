@@ -618,3 +618,21 @@ def test_readme_scaling_table_is_scaling_json():
             assert b["error"] in found[0], f"README.md scaling row {case}: lme4's error is not quoted"
             quoted, values = quoted[:2] + quoted[-1:], [*values, a["peak_rss_mb"]]
         _check(quoted, values, f"README.md scaling row {case}")
+
+
+def test_readme_exact_laplace_table_is_its_json():
+    """README.md's exact-Laplace arbitration rows are exact_laplace_check.json's."""
+    r = json.loads((RESULTS / "exact_laplace_check.json").read_text())["cases"]
+    for case, v in r.items():
+        values = [
+            v["exact_ours_minus_lme4"],
+            v["devfun_ours_minus_lme4"],
+            v["lme4_logLik"] - v["exact_at_lme4"],
+            v["ppl_glmm_minus_exact_at_ppl_glmm"],
+        ]
+        assert v["exact_ours_minus_lme4"] > 0, case  # the README says ppl_glmm's optimum is higher
+        _check(
+            _numbers(_table_row(ROOT / "README.md", f"exact: `{case}`")),
+            values,
+            f"README.md exact row {case}",
+        )
