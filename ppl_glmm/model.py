@@ -19,7 +19,7 @@ from .display import model_display
 from .errors import InputError, InputTypeError
 from .fit_methods import METHODS, FitSettings
 from .fitting import Workspace, fit
-from .results import FitResult
+from .results import FitRecord, FitResult
 from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
 
 __all__ = ["GeneralizedLinearMixedModel"]
@@ -29,9 +29,20 @@ class GeneralizedLinearMixedModel:
     """A fitted GLMM (Laplace or ApproximateLaplace ML, REML, pseudo-likelihood); see ``fitglme``."""
 
     def __init__(self, ws: Workspace, result: FitResult, settings: FitSettings):
-        self._ws = ws
-        self._result = result
-        self._settings = settings
+        self._fit = FitRecord(ws, result, settings)
+
+    # the record's parts, for the methods below (inference modules take the record itself)
+    @property
+    def _ws(self) -> Workspace:
+        return self._fit.ws
+
+    @property
+    def _result(self) -> FitResult:
+        return self._fit.result
+
+    @property
+    def _settings(self) -> FitSettings:
+        return self._fit.settings
 
     # ---- basic properties ------------------------------------------------------------------
     @property
@@ -126,7 +137,7 @@ class GeneralizedLinearMixedModel:
     @cached_property
     def _cov_beta(self) -> np.ndarray:
         if self._settings.covariance_method == "jointhessian":
-            return inference.joint_hessian_cov_beta(self)
+            return inference.joint_hessian_cov_beta(self._fit)
         return self._result.cov_beta
 
     @property
@@ -134,11 +145,13 @@ class GeneralizedLinearMixedModel:
         """Name, Estimate, SE, tStat, DF (= N - p), pValue, Lower, Upper (95%); a new table per call."""
         return self.fixed_effects(alpha=0.05)
 
-    def fixed_effects(self, alpha: float = 0.05) -> pd.DataFrame:
+    def fixed_effects(self, dfmethod: str = "residual", alpha: float = 0.05) -> pd.DataFrame:
+        """MATLAB ``fixedEffects`` stats: Name, Estimate, SE, tStat, DF, pValue, Lower, Upper, with
+        DF = N - p (``dfmethod='residual'``) or inf ('none')."""
         _check_alpha(alpha)
-        return inference.coefficient_table(
-            self.coefficient_names, self._result.beta, self._cov_beta, self.dfe, alpha
-        )
+        df = inference.degrees_of_freedom(dfmethod, self.dfe)
+        se = np.sqrt(np.diag(self._cov_beta))
+        return inference.coefficient_table(self.coefficient_names, self._result.beta, se, df, alpha)
 
     @property
     def log_likelihood(self) -> float:
@@ -194,7 +207,7 @@ class GeneralizedLinearMixedModel:
         return psis, self.dispersion, self._covariance_tables(alpha)
 
     def _covariance_tables(self, alpha):
-        return inference.covariance_tables(self, alpha)
+        return inference.covariance_tables(self._fit, alpha)
 
     def random_effects(self) -> pd.DataFrame:
         """Conditional modes b-hat (Group, Level, Name, Estimate) in MATLAB's b order."""
@@ -232,19 +245,8 @@ class GeneralizedLinearMixedModel:
         return out
 
     def _problem(self):
-        """The engine problem loaded with this model's response (used by inference); for a
-        pseudo-likelihood fit, the final pseudo-data LME."""
-        ws = self._ws
-        if self._result.working is not None:
-            from .pseudo import lme_problem
-
-            return lme_problem(ws, self._result)
-        d = ws.design
-        k = ws.dist.observed_value(self._result.y, d.weights, d.binomial_size)
-        problem = ws.new_problem(self.fit_method, k, swap=False, settings=self._settings)
-        problem.u_start = problem.re.to_internal(self._result.u)
-        problem.beta_start = self._result.beta.copy()
-        return problem
+        """The engine problem loaded with this model's response (see ``FitRecord.problem``)."""
+        return self._fit.problem()
 
     # ---- simulation and refitting ------------------------------------------------------------
     def random(

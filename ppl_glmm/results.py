@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .engine.optimize import OptimizationSummary
 
-__all__ = ["FitResult"]
+if TYPE_CHECKING:
+    from .engine.laplace import LaplaceProblem
+    from .fit_methods import FitSettings
+    from .fitting import Workspace
+
+__all__ = ["FitRecord", "FitResult"]
 
 
 @dataclass(frozen=True)
@@ -42,3 +48,47 @@ class FitResult:
     y: np.ndarray  # response on MATLAB's scale (proportions for binomial), used rows
     ancillary: float | None = None  # the family's sigma, or negative binomial's theta
     working: tuple[np.ndarray, np.ndarray] | None = None  # pseudo-likelihood: (z, W) of the final LME
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """What inference on a fitted model reads: the workspace (design, family, link, PyMC model;
+    shared with refits), the frozen :class:`FitResult` and the fit's settings. Inference functions
+    take this record, never the facade, and change none of it."""
+
+    ws: Workspace
+    result: FitResult
+    settings: FitSettings
+
+    @property
+    def design(self):
+        return self.ws.design
+
+    @property
+    def n(self) -> int:
+        return self.ws.design.n
+
+    @property
+    def p(self) -> int:
+        return len(self.result.beta)
+
+    @property
+    def dfe(self) -> int:
+        """N - p: MATLAB's residual degrees of freedom."""
+        return self.n - self.p
+
+    def problem(self) -> LaplaceProblem:
+        """A fresh engine problem loaded with this fit's response, warm-started at its mode (for a
+        pseudo-likelihood fit, the final pseudo-data LME). The PyMC model's observed container is
+        not touched, so read-only methods never change shared state."""
+        ws, res = self.ws, self.result
+        if res.working is not None:
+            from .pseudo import lme_problem
+
+            return lme_problem(ws, res)
+        d = ws.design
+        k = ws.dist.observed_value(res.y, d.weights, d.binomial_size)
+        problem = ws.new_problem(res.fit_method, k, swap=False, settings=self.settings)
+        problem.u_start = problem.re.to_internal(res.u)
+        problem.beta_start = res.beta.copy()
+        return problem

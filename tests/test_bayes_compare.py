@@ -7,7 +7,7 @@ import pytest
 
 import ppl_glmm
 from ppl_glmm import InputError
-from ppl_glmm.inference import _x_to_natural, natural_covariance
+from ppl_glmm.inference import natural_covariance, natural_estimates
 
 matplotlib.use("Agg")
 
@@ -37,7 +37,7 @@ def test_ml_draws_follow_the_asymptotic_normal_on_the_natural_scale(mfr_model, m
     error of an SD from 2,000 draws is 1.6%)."""
     post = mfr_ml_idata["posterior"]
     z = np.column_stack([post["beta"].values[0], np.log(post["sd_factory"].values[0, :, 0])])
-    z0, cov = _x_to_natural(mfr_model), natural_covariance(mfr_model)
+    z0, cov = natural_estimates(mfr_model._fit), natural_covariance(mfr_model._fit)
     se = np.sqrt(np.diag(cov))
     assert np.all(np.abs(z.mean(axis=0) - z0) < 4 * se / np.sqrt(2000))
     np.testing.assert_allclose(z.std(axis=0), se, rtol=0.08)
@@ -92,7 +92,7 @@ def test_compare_fits_table(mfr_model, mfr_bayes):
     assert (tab["ML_Lower"].iloc[6], tab["ML_Upper"].iloc[6]) == pytest.approx(
         (stats["Lower"], stats["Upper"])
     )
-    se_log = np.sqrt(natural_covariance(mfr_model)[6, 6])
+    se_log = np.sqrt(natural_covariance(mfr_model._fit)[6, 6])
     assert tab["ML_SE"].iloc[6] == pytest.approx(stats["Estimate"] * se_log)  # delta method
     post = mfr_bayes.coefficients
     np.testing.assert_allclose(tab["Post_Mean"][:6], post["Mean"])

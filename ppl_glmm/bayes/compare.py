@@ -68,10 +68,10 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
         }
         for r in fe.itertuples()
     ]
-    cov = natural_covariance(ml)
+    cov = natural_covariance(ml._fit)
     z_se = np.sqrt(np.maximum(np.diag(cov), 0)) if cov is not None else None
-    k0 = 0 if beta_is_inner(ml) else len(ml.coefficient_names)
-    tables = covariance_tables(ml, alpha) if cov is not None else covariance_tables(ml, None)
+    k0 = 0 if beta_is_inner(ml._fit) else len(ml.coefficient_names)
+    tables = covariance_tables(ml._fit, alpha) if cov is not None else covariance_tables(ml._fit, None)
     layout = ml._ws.layout
     for tn, sl, table in zip(names.terms, layout.slices(), tables[:-1]):
         for k, r in enumerate(table.itertuples()):

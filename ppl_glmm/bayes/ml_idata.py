@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from ..errors import SingularFitWarning
-from ..inference import _x_to_natural, beta_is_inner, natural_covariance
+from ..inference import beta_is_inner, natural_covariance, natural_estimates
 from ..names import ModelNames
 from ..simulate import seed_from
 
@@ -39,9 +39,9 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     layout = ws.layout
     names = ModelNames.from_design(ws.design, ws.dist)
     p = len(res.beta)
-    inner_beta = beta_is_inner(model)
-    z0 = _x_to_natural(model)
-    cov = natural_covariance(model)
+    inner_beta = beta_is_inner(model._fit)
+    z0 = natural_estimates(model._fit)
+    cov = natural_covariance(model._fit)
     beta_cov = model.coefficient_covariance
     if cov is None:
         warnings.warn(

@@ -1,14 +1,9 @@
-"""Inference on a fitted model: coefficient tables, information criteria, covariance-parameter CIs.
+"""Covariance parameters: Wald intervals, and the joint-Hessian covariance of beta.
 
-* Fixed effects (MATLAB ``fixedEffects`` with DFMethod 'residual'): ``t = beta / SE``, DF = N - p,
-  ``p = 2 P(T_DF > |t|)``, CI ``beta -/+ t_{1-alpha/2, DF} SE``.
-* Criteria: with ``k = p + n_theta (+1 if the dispersion is estimated)`` and L the fit's
-  log-likelihood with all constants (Laplace, restricted, or pseudo-likelihood): ``AIC = -2L + 2k``,
-  ``BIC = -2L + k log n_eff``, ``Deviance = -2L``; n_eff = N, or N - p for REML and REMPL (MATLAB).
-* Covariance parameters: Wald intervals on the natural scale (log SD, ``log((1+rho)/(1-rho))``,
-  log sigma) with a normal quantile, from the Hessian of the fit's objective (the negative Laplace,
-  restricted or final pseudo-data log-likelihood) in (beta unless it is inner, natural parameters),
-  mapped back to SD/correlation.
+Wald intervals (MATLAB ``covarianceParameters``) are formed on the natural scale (log SD,
+``log((1+rho)/(1-rho))``, log sigma) with a normal quantile, from the Hessian of the fit's objective
+(the negative Laplace, restricted or final pseudo-data log-likelihood) in (beta unless it is inner,
+natural parameters), and mapped back to SD/correlation.
 """
 
 from __future__ import annotations
@@ -17,85 +12,37 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.special as sc
 
-from .errors import GLMMWarning
-from .fit_methods import METHODS
+from ..errors import GLMMWarning
+from ..fit_methods import METHODS
+from ..results import FitRecord
+from .distributions import norm_ppf
 
 __all__ = [
     "beta_is_inner",
-    "coefficient_table",
     "covariance_tables",
     "joint_hessian_cov_beta",
-    "model_criterion",
     "natural_covariance",
+    "natural_estimates",
+    "optimizer_vector",
 ]
 
 
-# Student t and normal quantiles from scipy.special, which the fit imports anyway: these are the
-# functions scipy.stats.t and scipy.stats.norm call (scipy 1.18), without importing scipy.stats
-# (~0.3 s at start-up, no other use on a fit's path).
-
-
-def _t_sf(x, df):
-    """``scipy.stats.t.sf(x, df)``."""
-    return sc.stdtr(df, -np.asarray(x, dtype=float))
-
-
-def _t_ppf(q, df):
-    """``scipy.stats.t.ppf(q, df)`` (stdtrit gives +inf at q = 0; the quantile there is -inf)."""
-    q = np.asarray(q, dtype=float)
-    return np.where((q == 0) & (np.asarray(df) > 0), -np.inf, sc.stdtrit(df, q))[()]
-
-
-def coefficient_table(
-    names, beta: np.ndarray, cov: np.ndarray, dfe: float, alpha: float = 0.05
-) -> pd.DataFrame:
-    se = np.sqrt(np.diag(cov))
-    t = beta / se
-    p = 2 * _t_sf(np.abs(t), dfe)
-    crit = _t_ppf(1 - alpha / 2, dfe)
-    return pd.DataFrame(
-        {
-            "Name": list(names),
-            "Estimate": beta,
-            "SE": se,
-            "tStat": t,
-            "DF": np.full(len(beta), dfe),
-            "pValue": p,
-            "Lower": beta - crit * se,
-            "Upper": beta + crit * se,
-        }
-    )
-
-
-def model_criterion(loglik: float, k: int, n: int) -> pd.DataFrame:
-    """AIC, BIC, LogLikelihood, Deviance; ``n`` is N, or N - p for a restricted criterion (MATLAB)."""
-    return pd.DataFrame(
-        {
-            "AIC": [-2 * loglik + 2 * k],
-            "BIC": [-2 * loglik + k * np.log(n)],
-            "LogLikelihood": [loglik],
-            "Deviance": [-2 * loglik],
-        }
-    )
-
-
-def beta_is_inner(model) -> bool:
+def beta_is_inner(fit: FitRecord) -> bool:
     """True when beta is found in the inner step (ApproximateLaplace, REML, pseudo-likelihood), so
     the optimiser vector and the natural parameters hold no beta."""
-    return METHODS[model.fit_method].inner_beta
+    return METHODS[fit.result.fit_method].inner_beta
 
 
-def _natural_to_x(model, z: np.ndarray) -> np.ndarray:
+def optimizer_vector(fit, z: np.ndarray) -> np.ndarray:
     """Optimiser vector x from [beta (Laplace only), natural params per term, (log sigma)]."""
-    ws, res = model._ws, model._result
+    ws, res = fit.ws, fit.result
     layout = ws.layout
     has_phi = res.ancillary is not None  # log sigma (or NB's log theta) is in x
-    k = 0 if beta_is_inner(model) else len(res.beta)
+    k = 0 if beta_is_inner(fit) else len(res.beta)
     beta = z[:k]
     log_sigma = z[-1] if has_phi else 0.0
-    sigma = np.exp(log_sigma) if model.dispersion_estimated else 1.0
+    sigma = np.exp(log_sigma) if _dispersion_estimated(fit) else 1.0
     psis = []
     for sl, q in zip(layout.slices(), layout.sizes):
         zr = z[k + sl.start : k + sl.stop]
@@ -105,10 +52,10 @@ def _natural_to_x(model, z: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _x_to_natural(model) -> np.ndarray:
-    ws, res = model._ws, model._result
+def natural_estimates(fit: FitRecord) -> np.ndarray:
+    ws, res = fit.ws, fit.result
     layout = ws.layout
-    parts = [] if beta_is_inner(model) else [res.beta]
+    parts = [] if beta_is_inner(fit) else [res.beta]
     for psi, q in zip(layout.covariances(res.theta, res.sigma), layout.sizes):
         parts.append(layout.to_natural(layout.canonical(psi), q))
     if res.ancillary is not None:
@@ -116,22 +63,22 @@ def _x_to_natural(model) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def natural_covariance(model) -> np.ndarray | None:
+def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
 
     Returns None for a boundary (singular) fit: an SD at 0 has log SD = -inf.
     """
-    if model.singular:
+    if fit.result.singular:
         return None
-    z0 = _x_to_natural(model)
+    z0 = natural_estimates(fit)
     if not np.all(np.isfinite(z0)):
         return None
-    problem = model._problem()
+    problem = fit.problem()
     P = z0.size
     saved_u, saved_b = problem.u_start.copy(), problem.beta_start.copy()
 
     def grad(z):
-        x = _natural_to_x(model, z)
+        x = optimizer_vector(fit, z)
         _, g = problem.value_and_grad(x)
         # chain rule: dx/dz by central differences of the (cheap, closed-form) map
         J = np.empty((x.size, P))
@@ -139,7 +86,7 @@ def natural_covariance(model) -> np.ndarray | None:
             h = 1e-6 * max(1.0, abs(z[j]))
             e = np.zeros(P)
             e[j] = h
-            J[:, j] = (_natural_to_x(model, z + e) - _natural_to_x(model, z - e)) / (2 * h)
+            J[:, j] = (optimizer_vector(fit, z + e) - optimizer_vector(fit, z - e)) / (2 * h)
         return J.T @ g
 
     H = np.zeros((P, P))
@@ -158,13 +105,13 @@ def natural_covariance(model) -> np.ndarray | None:
         return None
 
 
-def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
+def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]:
     """MATLAB ``covarianceParameters`` stats: one table per term, then the Error table."""
-    ws, res = model._ws, model._result
+    ws, res = fit.ws, fit.result
     layout = ws.layout
-    k0 = 0 if beta_is_inner(model) else len(res.beta)
-    zcrit = sc.ndtri(1 - alpha / 2) if alpha is not None else np.nan
-    cov = natural_covariance(model) if alpha is not None else None
+    k0 = 0 if beta_is_inner(fit) else len(res.beta)
+    zcrit = norm_ppf(1 - alpha / 2) if alpha is not None else np.nan
+    cov = natural_covariance(fit) if alpha is not None else None
     if cov is None and alpha is not None:
         warnings.warn(
             "covariance_parameters: confidence intervals unavailable (a parameter is on the boundary "
@@ -172,7 +119,7 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
             GLMMWarning,
             stacklevel=3,
         )
-    z0 = _x_to_natural(model)
+    z0 = natural_estimates(fit)
     tables = []
     for term, sl, psi in zip(ws.design.terms, layout.slices(), layout.covariances(res.theta, res.sigma)):
         q = term.q_r
@@ -203,10 +150,10 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
                 )
                 k += 1
         tables.append(pd.DataFrame(rows))
-    if model.dispersion_estimated and cov is not None:
+    if _dispersion_estimated(fit) and cov is not None:
         half = zcrit * np.sqrt(cov[-1, -1])
         lo, hi = res.sigma * np.exp(-half), res.sigma * np.exp(half)
-    elif model.dispersion_estimated:
+    elif _dispersion_estimated(fit):
         lo = hi = np.nan
     else:
         lo = hi = 1.0
@@ -224,13 +171,20 @@ def covariance_tables(model, alpha: float = 0.05) -> list[pd.DataFrame]:
     return tables
 
 
-def joint_hessian_cov_beta(model) -> np.ndarray:
+def joint_hessian_cov_beta(fit: FitRecord) -> np.ndarray:
     """MATLAB 'JointHessian': the beta block of the (pseudo-)inverse Hessian of the negative Laplace
     log-likelihood over all parameters (Laplace only). It accounts for covariance-parameter
     uncertainty; the beta block is the same whatever parameterisation of theta is used."""
-    from .engine.optimize import hessian
+    from ..engine.optimize import hessian
 
-    problem = model._problem()
-    H = hessian(problem, model._result.x)
-    p = len(model._result.beta)
+    problem = fit.problem()
+    H = hessian(problem, fit.result.x)
+    p = len(fit.result.beta)
     return np.linalg.pinv(H)[:p, :p]
+
+
+def _dispersion_estimated(fit: FitRecord) -> bool:
+    """MATLAB's DispersionEstimated (see ``GeneralizedLinearMixedModel.dispersion_estimated``)."""
+    if METHODS[fit.result.fit_method].pseudo:
+        return fit.result.ancillary is not None
+    return fit.ws.dist.has_dispersion
