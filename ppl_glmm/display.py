@@ -7,11 +7,14 @@ right-aligned among themselves and the block is left-aligned under the header; t
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass, field
+
 import pandas as pd
 
 from .fit_methods import METHODS
 
-__all__ = ["format_table", "model_display"]
+__all__ = ["DisplayContent", "display_content", "format_table", "html_table", "model_display", "model_html"]
 
 _INDENT = "    "
 
@@ -47,41 +50,114 @@ def format_table(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def model_display(model) -> str:
-    """MATLAB's headline says how the model was fitted: 'ML' (Laplace, ApproximateLaplace,
-    quadrature), 'PL' (pseudo-likelihood: MPL, REMPL); 'REML' for the restricted likelihood."""
+@dataclass(frozen=True)
+class DisplayContent:
+    """What ``print(model)`` and the Jupyter HTML display show, gathered once for both renderers.
+
+    ``counts`` and ``labels`` are the (label, value) rows of "Model information" (integers, then
+    text); ``groups`` are the (heading, table) pairs of the covariance parameters, the last being
+    ``Group: Error``; ``warnings`` the fit's messages."""
+
+    headline: str
+    counts: list[tuple[str, int]]
+    labels: list[tuple[str, str]]
+    formula: str
+    criterion: pd.DataFrame
+    coefficients: pd.DataFrame
+    groups: list[tuple[str, pd.DataFrame]]
+    warnings: list[str] = field(default_factory=list)
+
+
+def display_content(model) -> DisplayContent:
+    """The content of the display of ``model`` (read-only). MATLAB's headline says how the model
+    was fitted: 'ML' (Laplace, ApproximateLaplace, quadrature), 'PL' (pseudo-likelihood: MPL,
+    REMPL); 'REML' for the restricted likelihood."""
     method = METHODS[model.fit_method]
     by = "PL" if method.pseudo else "REML" if method.restricted else "ML"
     fm = method.display
     if model.fit_method == "quadrature":  # the number of nodes is part of the method
         fm += f" (n_agq = {model._settings.n_agq})"
-    out = [f"Generalized linear mixed-effects model fit by {by}", "", "Model information:"]
-    for label, value in [
-        ("Number of observations", model.num_observations),
-        ("Fixed effects coefficients", model.num_coefficients),
-        ("Random effects coefficients", model.num_random_effects),
-        ("Covariance parameters", model.num_covariance_parameters),
-    ]:
-        out.append(f"{_INDENT}{label:<32}{value:>6d}")
-    for label, value in [
-        ("Distribution", model._ws.dist.display),
-        ("Link", model._ws.link.display),
-        ("FitMethod", fm),
-    ]:
-        out.append(f"{_INDENT}{label:<32}{value:<6}")
-    out += ["", "Formula:", _INDENT + model.formula, "", "Model fit statistics:"]
-    out += format_table(model.model_criterion)
-    out += ["", "Fixed effects coefficients (95% CIs):"]
-    out += format_table(model.coefficients)
-    out += ["", "Random effects covariance parameters:"]
+    groups = []
     psi_tables = model._covariance_tables(alpha=None)
     for term, table in zip(model._ws.design.terms, psi_tables[:-1]):
-        out.append(f"Group: {term.group} ({term.n_levels} Levels)")
-        out += format_table(table[["Name1", "Name2", "Type", "Estimate"]])
-        out.append("")
-    out.append("Group: Error")
-    out += format_table(psi_tables[-1][["Name", "Estimate"]])
-    warn = [w for w in model._result.warnings]
-    if warn:
-        out += [""] + [f"Warning: {w}" for w in warn]
+        groups.append(
+            (f"Group: {term.group} ({term.n_levels} Levels)", table[["Name1", "Name2", "Type", "Estimate"]])
+        )
+    groups.append(("Group: Error", psi_tables[-1][["Name", "Estimate"]]))
+    return DisplayContent(
+        headline=f"Generalized linear mixed-effects model fit by {by}",
+        counts=[
+            ("Number of observations", model.num_observations),
+            ("Fixed effects coefficients", model.num_coefficients),
+            ("Random effects coefficients", model.num_random_effects),
+            ("Covariance parameters", model.num_covariance_parameters),
+        ],
+        labels=[
+            ("Distribution", model._ws.dist.display),
+            ("Link", model._ws.link.display),
+            ("FitMethod", fm),
+        ],
+        formula=model.formula,
+        criterion=model.model_criterion,
+        coefficients=model.coefficients,
+        groups=groups,
+        warnings=list(model._result.warnings),
+    )
+
+
+def model_display(model) -> str:
+    """MATLAB's ``disp(glme)``: the text of :func:`display_content`."""
+    c = display_content(model)
+    out = [c.headline, "", "Model information:"]
+    for label, value in c.counts:
+        out.append(f"{_INDENT}{label:<32}{value:>6d}")
+    for label, value in c.labels:
+        out.append(f"{_INDENT}{label:<32}{value:<6}")
+    out += ["", "Formula:", _INDENT + c.formula, "", "Model fit statistics:"]
+    out += format_table(c.criterion)
+    out += ["", "Fixed effects coefficients (95% CIs):"]
+    out += format_table(c.coefficients)
+    out += ["", "Random effects covariance parameters:"]
+    for k, (heading, table) in enumerate(c.groups):
+        out += ([""] if k else []) + [heading] + format_table(table)
+    if c.warnings:
+        out += [""] + [f"Warning: {w}" for w in c.warnings]
     return "\n".join(out) + "\n"
+
+
+def _html_cell(v, numeric: bool) -> str:
+    if numeric:
+        return f'<td style="text-align:right">{html.escape(_num(v))}</td>'
+    return f"<td>{html.escape(str(v))}</td>"
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """A DataFrame as an HTML table, numbers with the text display's 5 significant digits."""
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for row in df.itertuples(index=False):
+        rows.append("<tr>" + "".join(_html_cell(v, n) for v, n in zip(row, numeric)) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def model_html(model) -> str:
+    """Jupyter's rich display (``_repr_html_``): the content of :func:`model_display` as HTML."""
+    c = display_content(model)
+    e = html.escape
+    info = "".join(f'<tr><th style="text-align:left">{e(k)}</th><td>{v:d}</td></tr>' for k, v in c.counts)
+    info += "".join(f'<tr><th style="text-align:left">{e(k)}</th><td>{e(v)}</td></tr>' for k, v in c.labels)
+    parts = [
+        f'<div class="ppl-glmm-model"><p><strong>{e(c.headline)}</strong></p>',
+        f"<p>Model information:</p><table><tbody>{info}</tbody></table>",
+        f"<p>Formula:</p><p><code>{e(c.formula)}</code></p>",
+        "<p>Model fit statistics:</p>" + html_table(c.criterion),
+        "<p>Fixed effects coefficients (95% CIs):</p>" + html_table(c.coefficients),
+        "<p>Random effects covariance parameters:</p>",
+    ]
+    for heading, table in c.groups:
+        parts.append(f"<p>{e(heading)}</p>" + html_table(table))
+    for w in c.warnings:
+        parts.append(f"<p><strong>Warning:</strong> {e(w)}</p>")
+    parts.append("</div>")
+    return "\n".join(parts)

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from . import inference
 from .design import check_new_response
-from .display import model_display
+from .display import model_display, model_html
 from .errors import InputError, InputTypeError
 from .fit_methods import METHODS, FitSettings
 from .fitting import Workspace, fit
@@ -401,6 +401,19 @@ class GeneralizedLinearMixedModel:
         from .bayes.ml_idata import ml_inference_data
 
         return ml_inference_data(self, draws=draws, rng=rng, predictive=predictive, chains=chains)
+
+    # ---- plots and display --------------------------------------------------------------------
+    def plot_residuals(self, kind: str = "histogram", residual_type: str = "raw", ax=None):
+        """MATLAB ``plotResiduals``: plot the conditional residuals and return the matplotlib Axes.
+        ``kind``: 'histogram', 'caseorder', 'fitted', 'lagged', 'probability' or 'symmetry';
+        ``residual_type``: 'raw' or 'pearson' (see :mod:`ppl_glmm.plots`)."""
+        from .plots import plot_residuals
+
+        return plot_residuals(self, kind=kind, residual_type=residual_type, ax=ax)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the content of ``str(model)`` as HTML tables."""
+        return model_html(self)
 
     def __str__(self) -> str:
         return model_display(self)

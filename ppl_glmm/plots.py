@@ -1,0 +1,185 @@
+"""Residual plots of a fitted model (MATLAB ``plotResiduals``), drawn with matplotlib.
+
+The residuals are always the *conditional* ones (MATLAB): ``y - mu_hat`` with ``mu_hat`` from
+``X beta_hat + Z b_hat + offset``. 'pearson' divides by ``sigma_hat sqrt(v(mu_hat) / w)`` (MATLAB's
+definition; w is the prior weight times the binomial size; for the negative binomial v(mu) is its
+whole variance function ``mu + mu^2 / theta``).
+
+The plot types (``kind``) follow MATLAB:
+
+* ``'histogram'``: the residuals' histogram, as a probability density (numpy's 'auto' bins);
+* ``'caseorder'``: each residual against its row's position in the data (0-based; unused rows leave
+  gaps), with a reference line at 0;
+* ``'fitted'``: each residual against its fitted value, with a reference line at 0;
+* ``'lagged'``: r_t against r_(t-1) for consecutive rows of the data (a pair with an unused row is
+  left out, as MATLAB's NaN residuals leave it out), with reference lines at 0;
+* ``'probability'``: MATLAB's ``normplot``: the sorted residuals r_(i) (x) against the standard
+  normal quantiles ``ndtri((i - 0.5) / n)`` (y, labelled with the probabilities), with the line
+  through the data's first and third quartiles (the "hazen" percentiles, MATLAB's ``prctile``);
+* ``'symmetry'``: the symmetry plot: for i = 1..floor(n/2), the distance of the i-th largest
+  residual above the median (y) against the distance of the i-th smallest below it (x), with the
+  line y = x (a symmetric distribution lies on it).
+
+matplotlib is imported only when a plot is drawn (the ``plot`` extra: ``pip install "ppl_glmm[plot]"``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError, InputTypeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+    from .model import GeneralizedLinearMixedModel
+
+__all__ = ["PLOT_KINDS", "RESIDUAL_TYPES", "conditional_residuals", "plot_residuals"]
+
+PLOT_KINDS = ("histogram", "caseorder", "fitted", "lagged", "probability", "symmetry")
+RESIDUAL_TYPES = ("raw", "pearson")
+_PROBABILITY_TICKS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], arg: str) -> str:
+    """``value`` as one of ``allowed`` (case-insensitive, MATLAB's spellings accepted)."""
+    if not isinstance(value, str):
+        raise InputTypeError(f"{arg}: expected one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+    key = value.strip().lower().replace("_", "").replace(" ", "")
+    if key not in allowed:
+        raise InputError(f"{arg}: unknown value {value!r}; use one of {', '.join(repr(a) for a in allowed)}")
+    return key
+
+
+def conditional_residuals(model: GeneralizedLinearMixedModel, residual_type: str = "raw") -> np.ndarray:
+    """Conditional residuals for every input row (NaN for unused rows): 'raw' ``y - mu_hat`` or
+    'pearson' ``(y - mu_hat) / (sigma_hat sqrt(v(mu_hat) / w))``, MATLAB's definitions."""
+    residual_type = _choice(residual_type, RESIDUAL_TYPES, "residual_type")
+    y, mu = model.response(), model.fitted(conditional=True)
+    raw = y - mu
+    if residual_type == "raw":
+        return raw
+    d = model._fit.design
+    used = np.flatnonzero(d.subset)
+    m = mu[used]
+    v = model._fit.ws.dist.variance(m)
+    if model.nb_theta is not None:
+        v = v + m * m / model.nb_theta
+    out = np.full(raw.size, np.nan)
+    out[used] = raw[used] / (model._fit.result.sigma * np.sqrt(v / (d.weights * d.binomial_size)))
+    return out
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - matplotlib is in the test extra
+        raise ImportError(
+            'plot_residuals needs matplotlib: pip install "ppl_glmm[plot]" (or pip install matplotlib)'
+        ) from err
+    return plt
+
+
+def plot_residuals(
+    model: GeneralizedLinearMixedModel,
+    kind: str = "histogram",
+    residual_type: str = "raw",
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot the conditional residuals of ``model`` (MATLAB ``plotResiduals``) and return the Axes.
+
+    Parameters
+    ----------
+    model : GeneralizedLinearMixedModel
+        A fitted model (not changed).
+    kind : {'histogram', 'caseorder', 'fitted', 'lagged', 'probability', 'symmetry'}
+        The plot (module docstring); case-insensitive.
+    residual_type : {'raw', 'pearson'}
+        Raw ``y - mu_hat`` or Pearson residuals.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure's Axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    kind = _choice(kind, PLOT_KINDS, "kind")
+    residual_type = _choice(residual_type, RESIDUAL_TYPES, "residual_type")
+    plt = _pyplot()
+    from matplotlib.axes import Axes
+
+    if ax is not None and not isinstance(ax, Axes):
+        raise InputTypeError(f"ax: expected a matplotlib Axes or None, got {type(ax).__name__}")
+    if ax is None:
+        ax = plt.figure().add_subplot()
+    r_all = conditional_residuals(model, residual_type)
+    used = np.isfinite(r_all)
+    r = r_all[used]
+    label = f"{'Raw' if residual_type == 'raw' else 'Pearson'} residuals"
+    marker = {"marker": "x", "linestyle": "none"}
+    ref = {"color": "0.4", "linestyle": "--", "linewidth": 1}
+    if kind == "histogram":
+        ax.hist(r, bins="auto", density=True, edgecolor="white")
+        ax.set(xlabel=label, ylabel="Probability density", title="Histogram of residuals")
+    elif kind == "caseorder":
+        ax.plot(np.flatnonzero(used), r, **marker)
+        ax.axhline(0.0, **ref)
+        ax.set(xlabel="Row number", ylabel=label, title="Case order plot of residuals")
+    elif kind == "fitted":
+        ax.plot(model.fitted(conditional=True)[used], r, **marker)
+        ax.axhline(0.0, **ref)
+        ax.set(xlabel="Fitted values", ylabel=label, title="Plot of residuals vs. fitted values")
+    elif kind == "lagged":
+        pair = used[1:] & used[:-1]
+        ax.plot(r_all[:-1][pair], r_all[1:][pair], **marker)
+        ax.axhline(0.0, **ref)
+        ax.axvline(0.0, **ref)
+        ax.set(xlabel="Residual(t-1)", ylabel="Residual(t)", title="Plot of residuals vs. lagged residuals")
+    elif kind == "probability":
+        _normal_probability(ax, r, marker, ref)
+        ax.set(xlabel=label, ylabel="Probability", title="Normal probability plot of residuals")
+    else:
+        lower, upper = symmetry_distances(r)
+        ax.plot(lower, upper, **marker)
+        top = float(max(lower.max(initial=0.0), upper.max(initial=0.0)))
+        ax.plot([0.0, top], [0.0, top], **ref)
+        ax.set(
+            xlabel="Lower distance to median",
+            ylabel="Upper distance to median",
+            title="Symmetry plot of residuals",
+        )
+    return ax
+
+
+def normal_probability_points(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted residuals, standard normal quantiles ``ndtri((i - 0.5) / n)``): MATLAB's normplot."""
+    from scipy.special import ndtri
+
+    n = r.size
+    return np.sort(r), ndtri((np.arange(1, n + 1) - 0.5) / n)
+
+
+def symmetry_distances(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) distances to the median: ``median - r_(i)`` and ``r_(n+1-i) - median`` for
+    i = 1..floor(n/2), r_(i) the sorted residuals."""
+    s = np.sort(r)
+    h = s.size // 2
+    med = float(np.median(s))
+    return med - s[:h], s[::-1][:h] - med
+
+
+def _normal_probability(ax, r: np.ndarray, marker: dict, ref: dict) -> None:
+    from scipy.special import ndtri
+
+    x, q = normal_probability_points(r)
+    ax.plot(x, q, **marker)
+    # MATLAB's reference line: through the first and third quartiles, over the data's range
+    q1, q3 = np.percentile(r, [25.0, 75.0], method="hazen")
+    z1, z3 = ndtri(0.25), ndtri(0.75)
+    slope = (z3 - z1) / (q3 - q1) if q3 > q1 else 0.0
+    ends = np.array([x[0], x[-1]]) if x.size else np.zeros(2)
+    ax.plot(ends, z1 + slope * (ends - q1), **ref)
+    ticks = [p for p in _PROBABILITY_TICKS if 1.0 / (r.size + 1) <= p <= 1 - 1.0 / (r.size + 1)]
+    ax.set_yticks(ndtri(np.array(ticks)), [f"{p:g}" for p in ticks])
