@@ -25,7 +25,10 @@ class FitSettings:
     """Options of a fit that the fit methods read (MATLAB's name-value arguments, snake_case).
 
     ``mu_start`` (an n-vector) is not part of equality or hashing: two settings that differ only
-    there build the same engine problem.
+    there build the same engine problem. Nor is ``verbose`` (0, 1 or 2: progress printed per
+    iteration), which changes nothing in a fit; ``check_hessian`` (MATLAB's CheckHessian) adds a
+    warning to the fit's record when the Hessian at the optimum is not positive definite. Neither
+    is part of :meth:`problem_key`.
     """
 
     covariance_method: str = "conditional"
@@ -35,6 +38,8 @@ class FitSettings:
     init_pl_iterations: int = 0
     n_agq: int = 1
     mu_start: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
+    check_hessian: bool = False
+    verbose: int = field(default=0, compare=False, hash=False)
 
     def problem_key(self, method: str) -> tuple:
         """What distinguishes one engine problem template from another for ``method``."""
@@ -190,6 +195,7 @@ def get_fit_method(value: Any) -> FitMethod:
 
 
 _COVARIANCE_METHODS = ("conditional", "jointhessian")
+_EVERY_METHOD = ("covariance_method", "check_hessian", "verbose")  # options every fit method reads
 MAX_AGQ = 100  # nodes per level: lme4's GHrule takes up to 100
 
 
@@ -205,7 +211,8 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
     """Validate the fit options of ``fitglme`` for ``method`` (before any work).
 
     An option the chosen method does not read is refused (naming the methods that do), rather
-    than silently ignored; ``covariance_method`` applies to every method. ``n`` (rows used) is
+    than silently ignored; ``covariance_method``, ``check_hessian`` and ``verbose`` apply to every
+    method. ``n`` (rows used) is
     checked against ``mu_start`` when known; see :func:`check_mu_start` for the later check."""
     known = {f for f in FitSettings.__dataclass_fields__}
     unknown = set(options) - known
@@ -214,7 +221,7 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(sorted(known))}"
         )
     for opt in options:
-        if opt != "covariance_method" and opt not in method.options:
+        if opt not in _EVERY_METHOD and opt not in method.options:
             users = [m.name for m in METHODS.values() if opt in m.options]
             raise InputError(
                 f"{opt}: applies to fit_method={' or '.join(repr(u) for u in users)}, "
@@ -231,6 +238,20 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
         if key == "jointhessian" and method.name not in ("laplace", "quadrature"):
             raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace' or 'quadrature'")
         out["covariance_method"] = key
+    if "check_hessian" in options:
+        v = options["check_hessian"]
+        if not isinstance(v, bool | np.bool_):
+            raise InputTypeError(f"check_hessian: expected True or False, got {v!r}")
+        out["check_hessian"] = bool(v)
+    if "verbose" in options:
+        v = options["verbose"]
+        if not isinstance(v, bool | int | np.integer):
+            raise InputTypeError(f"verbose: expected 0, 1, 2, False or True, got {v!r}")
+        if int(v) not in (0, 1, 2):
+            raise InputError(
+                f"verbose: use 0 (silent), 1 (a line per iteration) or 2 (also inner iterations), got {v}"
+            )
+        out["verbose"] = int(v)
     if "dispersion_flag" in options:
         v = options["dispersion_flag"]
         if not isinstance(v, bool | np.bool_):

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import monitor
 from .covariance import ThetaLayout
 from .design import Design
 from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure, beta_precision
@@ -251,10 +252,16 @@ def _optimise(
     else:
         x0 = _start(ws, problem, y, settings)
         hinv = initial_inverse_hessian(problem, x0)
+    method = METHODS[fit_method]
+    report = monitor.progress(settings, method.display, problem, restricted=method.restricted)
     try:
-        return minimize(problem, x0, hess_inv0=hinv)
+        summary, mode = minimize(problem, x0, hess_inv0=hinv, callback=report)
     except PirlsFailure:
-        return minimize(problem, _start(ws, problem, y, replace(settings, init_pl_iterations=0)))
+        x0 = _start(ws, problem, y, replace(settings, init_pl_iterations=0))
+        summary, mode = minimize(problem, x0, callback=report)
+    if report is not None:
+        report.finish(summary)
+    return summary, mode
 
 
 def fit(
@@ -288,7 +295,11 @@ def fit(
                 "observation per level, or a link that puts the means outside their range"
             ) from err
         cov_beta = conditional_cov_beta(problem, mode)
-    return make_result(ws, fit_method, problem, summary, mode, y, cov_beta, stacklevel=4)
+    result = make_result(ws, fit_method, problem, summary, mode, y, cov_beta, stacklevel=4)
+    if settings.check_hessian:
+        with _blas_limit(limit):
+            result = monitor.check_hessian(ws, problem, result, stacklevel=3)
+    return result
 
 
 def make_result(

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import monitor
 from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure
 from .engine.optimize import (
     OptimizationSummary,
@@ -229,6 +230,8 @@ def pl_iterations(
     or by the inverse Hessian at the first LME optimum for the later iterations."""
     tol = settings.pl_tolerance
     lme = _lme_template(ws, restricted, sigma_estimated).clone()
+    if settings.verbose:
+        monitor.pl_header("REMPL" if restricted else "MPL", restricted)
     eta = start_eta(ws, y, settings)
     sigma = 1.0
     x = None
@@ -246,7 +249,10 @@ def pl_iterations(
                 x = _lme_start(ws, lme, z, W)
             if hess_inv is None:
                 hess_inv = initial_inverse_hessian(lme, x)
-        summary, mode = minimize(lme, x, hess_inv0=hess_inv)
+        report = monitor.lme_progress(settings, it, lme, restricted=restricted)
+        summary, mode = minimize(lme, x, hess_inv0=hess_inv, callback=report)
+        if report is not None:
+            report.finish(summary)
         if it == 1 and warm is None:  # the first optimum's curvature preconditions the rest
             at_optimum = _inverse_or_none(hessian(lme, summary.x))
             hess_inv = hess_inv if at_optimum is None else at_optimum
@@ -258,6 +264,8 @@ def pl_iterations(
         delta = float(np.max(np.abs(eta_new - eta)))
         converged = delta <= max(tol * float(np.max(np.abs(eta))), tol)
         eta = eta_new
+        if settings.verbose:
+            monitor.pl_line(it, summary.objective, delta, summary.n_iterations)
         state = PLState(lme, summary, mode, z, W, eta, it, converged, delta, evals, hess_inv)
         if converged:
             break
@@ -317,7 +325,7 @@ def fit_pseudo(
             f"(last max|delta eta| = {state.delta:.3g}, pl_tolerance={settings.pl_tolerance:g}); "
             "increase pl_iterations or pl_tolerance"
         )
-    return make_result(
+    result = make_result(
         ws,
         fit_method,
         state.lme,
@@ -330,3 +338,8 @@ def fit_pseudo(
         not_converged=not_converged,
         stacklevel=5,
     )
+    if settings.check_hessian:  # MATLAB: the check of the final pseudo-data LME fit
+        result = monitor.check_hessian(
+            ws, state.lme, result, stacklevel=5, what="pseudo-data LME's objective"
+        )
+    return result

@@ -22,6 +22,7 @@ the fit; those use gradients only. The fit counts as converged when lambda < ``C
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ import scipy.optimize as so
 
 from .laplace import InnerMode, LaplaceProblem, PirlsFailure, beta_precision
 
-__all__ = ["OptimizationSummary", "canonical_theta", "glm_start", "hessian", "minimize"]
+__all__ = ["IterationRecord", "OptimizationSummary", "canonical_theta", "glm_start", "hessian", "minimize"]
 
 GTOL = 3e-6  # max|S'g|: the gradient in standard-error units, BFGS's stopping test
 POLISH_ABOVE = 1e-4  # Newton decrement after BFGS above which Newton steps finish the fit
@@ -57,6 +58,53 @@ class OptimizationSummary:
     inner_iterations: int
     newton_decrement: float = np.nan
     newton_steps: int = 0
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One iteration of the outer optimiser, for ``minimize``'s ``callback`` (verbose output).
+
+    ``stage`` is 'bfgs' or 'newton'; ``objective`` and ``max_gradient`` (max|g| in the parameters'
+    own units) are at the new iterate, ``max_step`` is max|x_new - x_old|; ``inner_iterations``
+    holds the inner step's iterations of each objective evaluation made in this iteration."""
+
+    stage: str
+    iteration: int
+    objective: float
+    max_gradient: float
+    max_step: float
+    inner_iterations: tuple[int, ...]
+
+
+class _EvaluationLog:
+    """The evaluations BFGS makes, for ``callback``: (f, g) by point (BFGS's iterate is the line
+    search's last accepted point, so its values are looked up, never recomputed) and the inner
+    iterations of each evaluation since the last report. Evaluates exactly as
+    ``problem.value_and_grad`` does."""
+
+    def __init__(self, problem: LaplaceProblem):
+        self.problem = problem
+        self.points: dict[bytes, tuple[float, np.ndarray]] = {}
+        self.inner: list[int] = []
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        problem = self.problem
+        beta, theta, phi = problem.unpack(x)
+        try:
+            mode = problem.inner(beta, theta, phi)
+        except PirlsFailure:
+            f, g = np.inf, np.zeros_like(x)
+        else:
+            f, g = mode.objective, problem.gradient(mode, phi)
+            self.inner.append(int(mode.iterations))
+        if len(self.points) > 64:
+            self.points.clear()
+        self.points[x.tobytes()] = (f, g)
+        return f, g
+
+    def take_inner(self) -> tuple[int, ...]:
+        out, self.inner = tuple(self.inner), []
+        return out
 
 
 def canonical_theta(problem: LaplaceProblem, x: np.ndarray) -> np.ndarray:
@@ -96,18 +144,36 @@ def minimize(
     x0: np.ndarray,
     hess_inv0: np.ndarray | None = None,
     maxiter: int = 1000,
+    callback: Callable[[IterationRecord], None] | None = None,
 ) -> tuple[OptimizationSummary, InnerMode]:
-    """Minimise from x0; ``hess_inv0`` (an approximate inverse Hessian) preconditions BFGS."""
+    """Minimise from x0; ``hess_inv0`` (an approximate inverse Hessian) preconditions BFGS.
+    ``callback`` (verbose output) receives an :class:`IterationRecord` after every BFGS iteration
+    and Newton step; it sees values computed anyway, so the fit is the same with or without it."""
     t0 = time.perf_counter()
     evals0 = problem.n_evals
     S = _preconditioner(x0.size, hess_inv0)
+    log = _EvaluationLog(problem) if callback is not None else None
+    evaluate = problem.value_and_grad if log is None else log
 
     def fz(z):
-        f, g = problem.value_and_grad(x0 + S @ z)
+        f, g = evaluate(x0 + S @ z)
         return f, S.T @ g
 
+    report = None
+    if callback is not None:
+        last = {"x": x0, "k": 0}
+
+        def report(intermediate_result):
+            x_k = x0 + S @ intermediate_result.x
+            f, g = log.points.get(x_k.tobytes(), (float(intermediate_result.fun), None))
+            last["k"] += 1
+            gmax = float(np.max(np.abs(g))) if g is not None and g.size else np.nan
+            step = float(np.max(np.abs(x_k - last["x"]))) if x_k.size else 0.0
+            last["x"] = x_k
+            callback(IterationRecord("bfgs", last["k"], float(f), gmax, step, log.take_inner()))
+
     options = {"gtol": GTOL, "maxiter": maxiter}
-    res = so.minimize(fz, np.zeros(x0.size), jac=True, method="BFGS", options=options)
+    res = so.minimize(fz, np.zeros(x0.size), jac=True, method="BFGS", options=options, callback=report)
     x = x0 + S @ res.x
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
@@ -116,7 +182,7 @@ def minimize(
     lam = float(np.sqrt(max(0.0, (S.T @ g) @ res.hess_inv @ (S.T @ g)))) if g.size else 0.0
     steps = 0
     if not res.success or lam > POLISH_ABOVE:
-        x, mode, g, lam, steps = _newton_polish(problem, x, mode, g)
+        x, mode, g, lam, steps = _newton_polish(problem, x, mode, g, callback)
     x = canonical_theta(problem, x)
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
@@ -142,10 +208,17 @@ def minimize(
     return summary, mode
 
 
-def _newton_polish(problem: LaplaceProblem, x: np.ndarray, mode: InnerMode, g: np.ndarray):
+def _newton_polish(
+    problem: LaplaceProblem,
+    x: np.ndarray,
+    mode: InnerMode,
+    g: np.ndarray,
+    callback: Callable[[IterationRecord], None] | None = None,
+):
     """Newton steps x <- x - H^-1 g on the finite-difference Hessian of the exact gradient, kept
     while the decrement shrinks. Uses no objective values, so it works below their rounding noise."""
     H = hessian(problem, x)
+    tried: list[int] = []
     lam = _decrement(g, H)
     steps = 0
     for _ in range(_POLISH_STEPS):
@@ -162,14 +235,20 @@ def _newton_polish(problem: LaplaceProblem, x: np.ndarray, mode: InnerMode, g: n
                 mn = problem.inner(beta, theta, phi)
             except PirlsFailure:
                 continue
+            tried.append(int(mn.iterations))
             gn = problem.gradient(mn, phi)
             lam_n = _decrement(gn, H)
             if np.isfinite(mn.objective) and lam_n < lam:
+                step = float(np.max(np.abs(xn - x)))
                 x, mode, g, lam, accepted = xn, mn, gn, lam_n, True
                 break
         if not accepted:
             break
         steps += 1
+        if callback is not None:
+            gmax = float(np.max(np.abs(g))) if g.size else 0.0
+            callback(IterationRecord("newton", steps, float(mode.objective), gmax, step, tuple(tried)))
+            tried = []
         H = hessian(problem, x)
         lam = _decrement(g, H)
     return x, mode, g, lam, steps
