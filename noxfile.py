@@ -15,6 +15,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The docs build: make the figures of docs/img (docs/make_figures.py), then run every block of
+    README.md and docs/ and check the signature listings and quoted timings (tests/test_docs.py)."""
+    session.install("-e", ".[test]")
+    session.run("python", "docs/make_figures.py")
+    session.run("pytest", "-q", "tests/test_docs.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def docs_slow(session: nox.Session) -> None:
     """Every block of README.md and docs/, the NUTS fits marked ```python slow included (a few minutes)."""
     session.install("-e", ".[test]")
@@ -45,8 +54,9 @@ def grid(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "ppl_glmm", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "ppl_glmm", "tests", "benchmarks", "examples", "noxfile.py")
+    paths = ("ppl_glmm", "tests", "benchmarks", "examples", "docs/make_figures.py", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python=PYTHON)

@@ -40,7 +40,7 @@ __all__ = ["PLOT_KINDS", "RESIDUAL_TYPES", "conditional_residuals", "plot_residu
 
 PLOT_KINDS = ("histogram", "caseorder", "fitted", "lagged", "probability", "symmetry")
 RESIDUAL_TYPES = ("raw", "pearson")
-_PROBABILITY_TICKS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
+_PROBABILITY_TICKS = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], arg: str) -> str:
