@@ -81,7 +81,12 @@ def fitglme(
         ``pl_iterations`` (maximum iterations, 100), ``pl_tolerance`` (relative change of eta,
         1e-8), ``mu_start`` (starting means, one per row used). Laplace and ApproximateLaplace:
         ``init_pl_iterations`` (start from that many MPL iterations instead of the GLM fit;
-        default 0), ``mu_start``.
+        default 0), ``mu_start``. Every method: ``check_hessian`` (MATLAB's CheckHessian; default
+        False): warn (ConvergenceWarning, also in ``model.warnings``) when the Hessian of the
+        objective at the optimum -- for 'mpl'/'rempl' the final pseudo-data LME's -- is not
+        positive definite; ``verbose`` (MATLAB's Verbose: 0/False, 1/True or 2): print the
+        optimizer's progress per iteration to stdout (2 adds the inner iterations and, for
+        pseudo-likelihood, each LME fit's iterations); it changes nothing in the fit.
 
     Returns
     -------
