@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from . import inference
 from .design import check_new_response
 from .display import model_display, model_html
-from .errors import InputError, InputTypeError
+from .errors import FitError, InputError, InputTypeError
 from .fit_methods import METHODS, FitSettings
 from .fitting import Workspace, fit
 from .results import FitRecord, FitResult
@@ -107,13 +107,19 @@ class GeneralizedLinearMixedModel:
 
     @property
     def observation_info(self) -> pd.DataFrame:
-        """Per input row: Weights, Excluded, Missing, Subset, BinomSize (MATLAB ObservationInfo)."""
+        """Per input row: Weights, Excluded, Missing, Subset, BinomSize (MATLAB ObservationInfo).
+
+        Weights are the prior weights as given, in every row (classreg keeps the weight vector
+        whole; NaN where the weight itself was missing); BinomSize is 1 in unused rows (MATLAB)."""
         d = self._ws.design
         n_total = d.subset.size
-        w = np.ones(n_total)
         size = np.ones(n_total)
-        w[d.subset] = d.weights
         size[d.subset] = d.binomial_size
+        if d.input_weights is not None:
+            w = d.input_weights.copy()
+        else:  # a design built without the input table: unused rows show 1
+            w = np.ones(n_total)
+            w[d.subset] = d.weights
         return pd.DataFrame(
             {
                 "Weights": w,
@@ -123,6 +129,47 @@ class GeneralizedLinearMixedModel:
                 "BinomSize": size,
             }
         )
+
+    @property
+    def observation_names(self) -> list[str]:
+        """The input table's index as strings, one per input row (MATLAB ObservationNames)."""
+        data = self._ws.design.data
+        if data is None:
+            return [str(i) for i in range(self._ws.design.subset.size)]
+        return [str(i) for i in data.index]
+
+    @property
+    def variables(self) -> pd.DataFrame:
+        """A copy of the whole input table, every row and column (MATLAB Variables); the
+        caller's DataFrame is never returned."""
+        data = self._ws.design.data
+        if data is None:
+            raise FitError("variables: this model's design holds no input table")
+        return data.copy(deep=True)
+
+    @property
+    def variable_names(self) -> list[str]:
+        """The input table's column names (MATLAB VariableNames)."""
+        data = self._ws.design.data
+        return [str(c) for c in data.columns] if data is not None else list(self._ws.design.predictors)
+
+    @property
+    def num_variables(self) -> int:
+        return len(self.variable_names)
+
+    @property
+    def predictor_names(self) -> list[str]:
+        """The columns the right-hand side uses, grouping variables and ``offset()`` variables
+        included (MATLAB: PredictorTypes 'mixed'), in the input table's column order."""
+        d = self._ws.design
+        used = set(d.predictors)
+        if d.data is None:
+            return list(d.predictors)
+        return [str(c) for c in d.data.columns if c in used]
+
+    @property
+    def num_predictors(self) -> int:
+        return len(self.predictor_names)
 
     # ---- estimates -------------------------------------------------------------------------
     @property
@@ -226,17 +273,108 @@ class GeneralizedLinearMixedModel:
         return self._full_length(mu)
 
     def response(self) -> np.ndarray:
-        """Response for every input row on MATLAB's scale (proportions for binomial), NaN if unused."""
+        """Response for every input row on MATLAB's scale (proportions for binomial), NaN if unused.
+        MATLAB's second output, the binomial sizes, is :attr:`binomial_size`."""
         return self._full_length(self._result.y)
 
-    def design_matrix(self, kind: str = "fixed"):
-        """'fixed': X (used rows); 'random': sparse Z (used rows), columns in b order."""
-        kind = str(kind).lower()
-        if kind == "fixed":
-            return self._ws.design.X.copy()
-        if kind == "random":
-            return sp.csr_matrix(self._ws.design.Z())
-        raise InputError("kind: use 'fixed' or 'random'")
+    @property
+    def binomial_size(self) -> np.ndarray | None:
+        """BinomialSize for every input row (NaN if unused), for a binomial model; None otherwise
+        (MATLAB's ``[y, binomialsize] = response(glme)``)."""
+        if self._ws.dist.name != "binomial":
+            return None
+        return self._full_length(self._ws.design.binomial_size)
+
+    def residuals(self, conditional: bool = True, kind: str = "raw") -> np.ndarray:
+        """Residuals for every input row (NaN if unused), MATLAB ``residuals``: 'raw' y - mu,
+        'pearson' (y - mu) / (sigma sqrt(v(mu) / w_eff)), or 'deviance' sign(y - mu)
+        sqrt(w_eff d(y, mu)) (lme4's); mu with b-hat (conditional) or b = 0. y and mu are
+        proportions for binomial; w_eff = prior weight x BinomialSize for binomial."""
+        _check_flag(conditional, "conditional")
+        kind = inference.check_residual_kind(kind)
+        return self._full_length(inference.residuals(self._fit, bool(conditional), kind))
+
+    def design_matrix(self, kind: str = "fixed", groups=None):
+        """MATLAB ``designMatrix``, one row per input row: 'fixed' gives X (ndarray, NaN rows for
+        unused observations); 'random' gives Z (scipy.sparse CSR, zero rows for unused
+        observations, columns in b order). With ``groups`` (random only: random-term indices,
+        0-based in formula order, or grouping-variable names, or a list of them) it returns
+        ``(Zsub, names)``: the columns of those terms, in the order given, and their group names."""
+        key = kind.strip().lower() if isinstance(kind, str) else None
+        if key not in ("fixed", "random"):
+            raise InputError("kind: use 'fixed' or 'random'")
+        d = self._ws.design
+        if key == "fixed":
+            if groups is not None:
+                raise InputError("groups: selects random-effects terms; use it with kind='random'")
+            out = np.full((d.subset.size, d.X.shape[1]), np.nan)
+            out[d.subset] = d.X
+            return out
+        selected = None if groups is None else _selected_terms(d.terms, groups)
+        rows = sp.csr_matrix(
+            (np.ones(d.n), (np.flatnonzero(d.subset), np.arange(d.n))), shape=(d.subset.size, d.n)
+        )
+        Z = (rows @ d.Z()).tocsr()
+        if selected is None:
+            return Z
+        cols = np.concatenate([np.arange(t.offset, t.offset + t.size) for t in selected])
+        return Z[:, cols], [t.group for t in selected]
+
+    # ---- goodness of fit ----------------------------------------------------------------------
+    @property
+    def sse(self) -> float:
+        """MATLAB SSE: sum w_eff / v(F) (y - F)^2, F the conditional fitted values."""
+        return inference.sums_of_squares(self._fit).sse
+
+    @property
+    def ssr(self) -> float:
+        """MATLAB SSR: sum w_eff / v(F) (F - Fbar)^2, Fbar the weighted mean of F."""
+        return inference.sums_of_squares(self._fit).ssr
+
+    @property
+    def sst(self) -> float:
+        """MATLAB SST = SSE + SSR."""
+        return inference.sums_of_squares(self._fit).sst
+
+    @property
+    def rsquared(self) -> inference.Rsquared:
+        """MATLAB Rsquared: ``ordinary`` = 1 - SSE/SST, ``adjusted`` = 1 - (SSE/SST)(N - 1)/DFE."""
+        return inference.rsquared(self._fit)
+
+    # ---- model comparison --------------------------------------------------------------------
+    def compare(self, alt: GeneralizedLinearMixedModel, check_nesting: bool = False, *, names=None):
+        """Likelihood-ratio test of this model against ``alt`` (MATLAB ``compare``): a DataFrame
+        Model, DF, AIC, BIC, LogLik, LRStat, deltaDF, pValue, with LRStat = 2 (LL_alt - LL) and
+        pValue = P(chi2_deltaDF > LRStat) in row 2. MATLAB's swap rule, refusals and nesting checks,
+        and the boundary note in ``attrs``, are described in :mod:`ppl_glmm.inference.compare`.
+        ``names``: the two model names (default 'GLME', 'ALTGLME')."""
+        if not isinstance(alt, GeneralizedLinearMixedModel):
+            raise InputTypeError(
+                f"alt: expected a fitted GeneralizedLinearMixedModel (from fitglme), got {type(alt).__name__}"
+            )
+        _check_flag(check_nesting, "check_nesting")
+        if names is None:
+            names = ("GLME", "ALTGLME")
+        elif (
+            isinstance(names, str)
+            or not isinstance(names, (list, tuple))
+            or len(names) != 2
+            or not all(isinstance(x, str) for x in names)
+        ):
+            raise InputTypeError(f"names: expected two strings, e.g. names=('m0', 'm1'), got {names!r}")
+        return inference.compare_models(
+            self._compared(names[0]), alt._compared(names[1]), bool(check_nesting)
+        )
+
+    def _compared(self, name: str) -> inference.ComparedModel:
+        crit = self.model_criterion
+        return inference.ComparedModel(
+            name=name,
+            fit=self._fit,
+            df=self.num_coefficients + self.num_covariance_parameters,
+            aic=float(crit["AIC"].iloc[0]),
+            bic=float(crit["BIC"].iloc[0]),
+        )
 
     def _full_length(self, v: np.ndarray) -> np.ndarray:
         d = self._ws.design
@@ -440,6 +578,47 @@ def _random_args(args: tuple, newdata, rng):
     if newdata is not None and not isinstance(newdata, pd.DataFrame):
         raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
     return newdata, rng
+
+
+def _check_flag(value, arg: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{arg}: expected True or False, got {value!r}")
+
+
+def _selected_terms(terms, groups) -> list:
+    """The random terms ``groups`` names: 0-based term indices and/or grouping-variable names (a
+    name selects every term with that grouping), in the order given."""
+    items = [groups] if isinstance(groups, (str, int, np.integer)) else groups
+    try:
+        items = list(items)
+    except TypeError:
+        raise InputTypeError(
+            f"groups: expected term indices (0-based) or grouping-variable names, got {groups!r}"
+        ) from None
+    names = [t.group for t in terms]
+    if not items:
+        raise InputError("groups: select at least one random-effects term")
+    out = []
+    for g in items:
+        if isinstance(g, (bool, np.bool_)) or not isinstance(g, (str, int, np.integer)):
+            raise InputTypeError(f"groups: expected term indices or grouping-variable names, got {g!r}")
+        if isinstance(g, str):
+            hits = [t for t in terms if t.group == g]
+            if not hits:
+                raise InputError(
+                    f"groups: no random-effects term is grouped by {g!r}; the groups are {names}"
+                )
+            out.extend(hits)
+        else:
+            if not 0 <= int(g) < len(terms):
+                raise InputError(
+                    f"groups: term index {int(g)} is out of range; use 0..{len(terms) - 1} (the terms are "
+                    f"grouped by {names}, in formula order)"
+                )
+            out.append(terms[int(g)])
+    if len({id(t) for t in out}) != len(out):
+        raise InputError("groups: a random-effects term is selected twice")
+    return out
 
 
 def _check_alpha(alpha) -> None:

@@ -56,6 +56,10 @@ class Design:
     categories: dict = field(default_factory=dict)  # column -> level order used
     predictors: tuple[str, ...] = ()  # data columns the right-hand side uses (offset terms included)
     text_levels: frozenset = frozenset()  # mixed-type columns whose levels are the values' text
+    # the input table (a copy: MATLAB's Variables, ObservationNames) and the prior weights as given,
+    # one per input row (MATLAB's ObservationInfo.Weights); None for a design of new data
+    data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    input_weights: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def X(self) -> np.ndarray:
@@ -181,6 +185,7 @@ def build_design(
         raise InputError("binomial_size: only valid with distribution='binomial'")
     size = _vector_arg(binomial_size, data, "binomial_size", 1.0)
     w = _vector_arg(weights, data, "weights", 1.0)
+    input_weights = w.copy()
     off = _vector_arg(offset, data, "offset", 0.0)
     for arr, arg in ((size, "binomial_size"), (w, "weights"), (off, "offset")):
         _infinite_arg(arr, arg, data.index)
@@ -312,6 +317,8 @@ def build_design(
         categories=categories,
         predictors=tuple(sorted(fixed_vars | random_vars | offset_vars)),
         text_levels=frozenset(text_levels),
+        data=data.copy(),
+        input_weights=input_weights,
     )
 
 

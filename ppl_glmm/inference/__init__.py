@@ -4,8 +4,12 @@
 * :mod:`.distributions` -- t, F, chi-square tails and quantiles (``scipy.special``).
 * :mod:`.tables` -- coefficient tables, DF methods, information criteria.
 * :mod:`.covariance_parameters` -- Wald intervals for SDs/correlations, joint-Hessian Cov(beta).
+* :mod:`.compare` -- likelihood-ratio comparison of two fits, nesting checks (``compare``).
+* :mod:`.residuals` -- raw, Pearson and deviance residuals.
+* :mod:`.goodness` -- SSE, SSR, SST and R-squared.
 """
 
+from .compare import ComparedModel, compare_models
 from .covariance_parameters import (
     beta_is_inner,
     covariance_tables,
@@ -14,12 +18,20 @@ from .covariance_parameters import (
     natural_estimates,
     optimizer_vector,
 )
+from .goodness import Rsquared, SumsOfSquares, rsquared, sums_of_squares
+from .residuals import check_kind as check_residual_kind
+from .residuals import residuals
 from .tables import DF_METHODS, coefficient_table, degrees_of_freedom, model_criterion
 
 __all__ = [
     "DF_METHODS",
+    "ComparedModel",
+    "Rsquared",
+    "SumsOfSquares",
     "beta_is_inner",
+    "check_residual_kind",
     "coefficient_table",
+    "compare_models",
     "covariance_tables",
     "degrees_of_freedom",
     "joint_hessian_cov_beta",
@@ -27,4 +39,7 @@ __all__ = [
     "natural_covariance",
     "natural_estimates",
     "optimizer_vector",
+    "residuals",
+    "rsquared",
+    "sums_of_squares",
 ]

@@ -1,0 +1,257 @@
+"""``compare``: likelihood-ratio tests against lme4's ``anova(m0, m1)``, MATLAB's swap rule, the
+refusals and nesting checks, and the boundary note.
+
+Reference: tests/reference/compare_reference.json, written by make_reference_compare.R (lme4 at
+tight settings). Tolerances: the fits agree with lme4 to ~1e-8 in logLik, so logLik, AIC, BIC and
+LRStat are compared to 1e-6 absolute, and pValue to 1e-6 relative (the p-values span 1e-10 to 0.9).
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from reference_cases import REF, _cbpp, _data, _mfr
+from scipy import stats
+
+import ppl_glmm
+from ppl_glmm.errors import GLMMWarning, InputError, InputTypeError
+from ppl_glmm.inference.compare import columns_in_span, random_in_span
+
+R = json.loads((REF / "compare_reference.json").read_text())["compare"]
+MFR_FIXED = "defects ~ 1 + newprocess + time_dev + temp_dev"
+
+
+def _sleep():
+    return _data("sleepstudy.csv")
+
+
+FORMULAS = {
+    "cbpp0": (_cbpp, "incidence ~ 1 + (1|herd)", {"distribution": "binomial", "binomial_size": "size"}),
+    "cbpp1": (_cbpp, "incidence ~ period + (1|herd)", {"distribution": "binomial", "binomial_size": "size"}),
+    "sleep_int": (_sleep, "Reaction ~ Days + (1|Subject)", {}),
+    "sleep_full": (_sleep, "Reaction ~ Days + (Days|Subject)", {}),
+    "sleep_nodays": (_sleep, "Reaction ~ 1 + (Days|Subject)", {}),
+    "mfr0": (_mfr, MFR_FIXED + " + (1|factory)", {"distribution": "poisson"}),
+    "mfr1": (
+        _mfr,
+        MFR_FIXED + " + supplier + (1|factory)",
+        {"distribution": "poisson", "dummy_var_coding": "effects"},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            loader, formula, kw = FORMULAS[name]
+            cache[name] = ppl_glmm.fitglme(loader(), formula, **kw)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("pair", sorted(R))
+def test_lrt_matches_lme4_anova(model, pair):
+    ref = R[pair]
+    small, big = model(ref["small"]), model(ref["big"])
+    t = small.compare(big, check_nesting=True)
+    assert list(t.columns) == ["Model", "DF", "AIC", "BIC", "LogLik", "LRStat", "deltaDF", "pValue"]
+    assert list(t["Model"]) == ["GLME", "ALTGLME"]
+    assert list(t["DF"]) == ref["npar"]
+    np.testing.assert_allclose(t["LogLik"], ref["logLik"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(t["AIC"], ref["AIC"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(t["BIC"], ref["BIC"], rtol=0, atol=1e-6)
+    assert t["LRStat"].iloc[1] == pytest.approx(ref["Chisq"], abs=1e-6)
+    assert t["deltaDF"].iloc[1] == ref["Df"]
+    assert t["pValue"].iloc[1] == pytest.approx(ref["p"], rel=1e-6)
+    assert t[["LRStat", "deltaDF", "pValue"]].iloc[0].isna().all()  # blank in row 1 (MATLAB)
+    # DF is the k of model_criterion: AIC = -2 LL + 2 DF
+    np.testing.assert_allclose(t["AIC"], -2 * t["LogLik"] + 2 * t["DF"], rtol=1e-12)
+
+
+def test_swap_rule_warns_and_orders_the_smaller_model_first(model):
+    small, big = model("sleep_int"), model("sleep_full")
+    with pytest.warns(GLMMWarning, match="swapped"):
+        t = big.compare(small, names=("full", "intercept"))
+    assert list(t["Model"]) == ["intercept", "full"]
+    expected = small.compare(big, names=("intercept", "full"))
+    pd.testing.assert_frame_equal(t, expected)
+
+
+def test_names_and_models_unchanged(model):
+    small, big = model("cbpp0"), model("cbpp1")
+    ll = (small.log_likelihood, big.log_likelihood)
+    beta = big.coefficients["Estimate"].to_numpy().copy()
+    t = small.compare(big, names=["m0", "m1"])
+    assert list(t["Model"]) == ["m0", "m1"]
+    assert (small.log_likelihood, big.log_likelihood) == ll
+    np.testing.assert_array_equal(big.coefficients["Estimate"], beta)
+
+
+def test_boundary_note_and_mixture_p_value(model):
+    """(1|Subject) -> (Days|Subject) adds one random-effects dimension (a variance and a
+    covariance, deltaDF 2): the null distribution is 0.5 chi2_1 + 0.5 chi2_2 (Stram and Lee)."""
+    t = model("sleep_int").compare(model("sleep_full"))
+    lr = t["LRStat"].iloc[1]
+    assert "boundary" in t.attrs["note"] and "conservative" in t.attrs["note"]
+    assert t.attrs["pValue_mixture"] == pytest.approx(
+        0.5 * stats.chi2.sf(lr, 1) + 0.5 * stats.chi2.sf(lr, 2), rel=1e-10
+    )
+    assert t.attrs["pValue_mixture"] < t["pValue"].iloc[1]
+    fixed = model("sleep_nodays").compare(model("sleep_full"))  # fixed effect tested: no note
+    assert fixed.attrs["note"] == "" and np.isnan(fixed.attrs["pValue_mixture"])
+
+
+def test_one_added_variance_gives_the_chi2_0_chi2_1_mixture(model):
+    two = ppl_glmm.fitglme(_sleep(), "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)")
+    t = model("sleep_int").compare(two, check_nesting=True)
+    lr = t["LRStat"].iloc[1]
+    assert t["deltaDF"].iloc[1] == 1
+    assert t.attrs["pValue_mixture"] == pytest.approx(0.5 * stats.chi2.sf(lr, 1), rel=1e-10)
+
+
+def test_loglik_of_the_alternative_must_not_be_smaller():
+    d = _sleep()
+    d["noise"] = np.random.default_rng(3).normal(size=len(d))
+    a = ppl_glmm.fitglme(d, "Reaction ~ Days + (1|Subject)")
+    b = ppl_glmm.fitglme(d, "Reaction ~ noise + (1|Subject)")  # same DF, smaller LL: no swap
+    assert b.log_likelihood < a.log_likelihood
+    with pytest.raises(InputError, match="cannot contain"):
+        a.compare(b)
+
+
+def test_check_nesting_refuses_non_nested_fixed_and_random(model):
+    with pytest.raises(InputError, match="fixed-effects design of GLME is not within"):
+        model("sleep_int").compare(model("sleep_nodays"), check_nesting=True)
+    slope = ppl_glmm.fitglme(_sleep(), "Reaction ~ Days + (0 + Days|Subject)")
+    a, b = model("sleep_int"), slope
+    if b.log_likelihood < a.log_likelihood:
+        a, b = b, a
+    with pytest.raises(InputError, match="random-effects design of GLME is not within"):
+        a.compare(b, check_nesting=True)
+    # without check_nesting the same pair is compared (MATLAB); equal DF: no p-value
+    t = a.compare(b)
+    assert t["deltaDF"].iloc[1] == 0 and np.isnan(t["pValue"].iloc[1])
+
+
+def test_refused_always_different_rows_response_weights_family_link(model):
+    d = _sleep()
+    base = model("sleep_int")
+    fewer = ppl_glmm.fitglme(d, "Reaction ~ Days + (Days|Subject)", exclude=[0, 1])
+    with pytest.raises(InputError, match="different rows"):
+        base.compare(fewer)
+    d2 = d.assign(R2=d["Reaction"] * 1.001)
+    with pytest.raises(InputError, match="different responses"):
+        base.compare(ppl_glmm.fitglme(d2, "R2 ~ Days + (Days|Subject)"))
+    with pytest.raises(InputError, match="prior weights"):
+        base.compare(
+            ppl_glmm.fitglme(d.assign(w=1 + (d.index % 2)), "Reaction ~ Days + (Days|Subject)", weights="w")
+        )
+    cb = _cbpp()
+    pois = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", distribution="poisson")
+    with pytest.raises(InputError, match="different distributions"):
+        model("cbpp0").compare(pois)
+    probit = ppl_glmm.fitglme(
+        cb, "incidence ~ period + (1|herd)", distribution="binomial", binomial_size="size", link="probit"
+    )
+    with pytest.raises(InputError, match="different links"):
+        model("cbpp0").compare(probit)
+    bigger = cb.assign(size=cb["size"] + 1)
+    other = ppl_glmm.fitglme(
+        bigger, "incidence ~ period + (1|herd)", distribution="binomial", binomial_size="size"
+    )
+    with pytest.raises(InputError, match="different binomial sizes"):
+        model("cbpp0").compare(other)
+
+
+def test_restricted_fits(model):
+    d = _sleep()
+    r_int = ppl_glmm.fitglme(d, "Reaction ~ Days + (1|Subject)", fit_method="reml")
+    r_full = ppl_glmm.fitglme(d, "Reaction ~ Days + (Days|Subject)", fit_method="reml")
+    r_nodays = ppl_glmm.fitglme(d, "Reaction ~ 1 + (Days|Subject)", fit_method="reml")
+    # same fixed effects: the REML LRT of the random effects is valid
+    t = r_int.compare(r_full, check_nesting=True)
+    assert t["LRStat"].iloc[1] == pytest.approx(2 * (r_full.log_likelihood - r_int.log_likelihood), rel=1e-12)
+    assert t["BIC"].iloc[0] == pytest.approx(r_int.model_criterion["BIC"].iloc[0], rel=1e-12)
+    with pytest.raises(InputError, match="not comparable across fixed effects"):
+        r_nodays.compare(r_full)
+    with pytest.raises(InputError, match="restricted fit"):
+        model("sleep_int").compare(r_full)
+
+
+def test_check_nesting_fit_methods_and_pseudo_likelihood(model):
+    cb = _cbpp()
+    kw = {"distribution": "binomial", "binomial_size": "size"}
+    approx = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="approximatelaplace", **kw)
+    with pytest.raises(InputError, match="different methods"):
+        model("cbpp0").compare(approx, check_nesting=True)
+    model("cbpp0").compare(approx)  # allowed without check_nesting (MATLAB)
+    mpl0 = ppl_glmm.fitglme(cb, "incidence ~ 1 + (1|herd)", fit_method="mpl", **kw)
+    mpl1 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="mpl", **kw)
+    with pytest.warns(GLMMWarning, match="pseudo data"):
+        mpl0.compare(mpl1, check_nesting=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mpl0.compare(mpl1)  # the warning is CheckNesting's only
+    rempl0 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="rempl", **kw)
+    rempl1 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd) + (1|period:herd)", fit_method="rempl", **kw)
+    rempl0.compare(rempl1)  # same fixed effects: allowed
+    with pytest.raises(InputError, match="REMPL"):
+        rempl0.compare(rempl1, check_nesting=True)
+
+
+def test_argument_types(model):
+    m = model("cbpp0")
+    with pytest.raises(InputTypeError, match="alt"):
+        m.compare("ALTGLME")
+    with pytest.raises(InputTypeError, match="check_nesting"):
+        m.compare(model("cbpp1"), check_nesting="yes")
+    with pytest.raises(InputTypeError, match="names"):
+        m.compare(model("cbpp1"), names="m0")
+    with pytest.raises(InputTypeError, match="names"):
+        m.compare(model("cbpp1"), names=("m0", "m1", "m2"))
+
+
+def _dense_in_span(A, B) -> bool:
+    """Independent check: rank([B A]) == rank(B) (dense SVD; small designs only)."""
+    return np.linalg.matrix_rank(np.hstack([B, A])) == np.linalg.matrix_rank(B)
+
+
+def test_random_span_check_against_dense_ranks():
+    """random_in_span (grouping shortcut, then sparse lsqr) against the rank of the dense [Z_big Z_small]."""
+    d = _sleep()
+    d["early"] = (d["Days"] < 5).astype(float)
+    d["late"] = 1.0 - d["early"]
+    d["pair"] = d["Subject"] // 2
+    fits = {
+        "int": "Reaction ~ Days + (1|Subject)",
+        "full": "Reaction ~ Days + (Days|Subject)",
+        "slope": "Reaction ~ Days + (0 + Days|Subject)",
+        # the intercept of a subject is early + late: in the span, but only by combining terms
+        "split": "Reaction ~ Days + (0 + early|Subject) + (0 + late|Subject)",
+        "coarse": "Reaction ~ Days + (1|pair)",
+    }
+    designs = {k: ppl_glmm.fitglme(d, f)._fit.design for k, f in fits.items()}
+    n = len(d)
+    for a in designs:
+        for b in designs:
+            za, zb = designs[a], designs[b]
+            expected = _dense_in_span(za.Z().toarray(), zb.Z().toarray())
+            assert random_in_span(za.terms, zb.terms, n) == expected, (a, b)
+    assert random_in_span(designs["int"].terms, designs["split"].terms, n)  # lsqr path
+    assert random_in_span(designs["coarse"].terms, designs["int"].terms, n)  # refinement shortcut
+    assert not random_in_span(designs["int"].terms, designs["coarse"].terms, n)
+    assert sp.issparse(designs["int"].Z())
+
+
+def test_fixed_span_check():
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(50, 3))
+    assert columns_in_span(B @ rng.normal(size=(3, 2)), B)
+    assert not columns_in_span(rng.normal(size=(50, 1)), B)
