@@ -1,9 +1,9 @@
 """Residual plots of a fitted model (MATLAB ``plotResiduals``), drawn with matplotlib.
 
-The residuals are always the *conditional* ones (MATLAB): ``y - mu_hat`` with ``mu_hat`` from
-``X beta_hat + Z b_hat + offset``. 'pearson' divides by ``sigma_hat sqrt(v(mu_hat) / w)`` (MATLAB's
-definition; w is the prior weight times the binomial size; for the negative binomial v(mu) is its
-whole variance function ``mu + mu^2 / theta``).
+The residuals are always the *conditional* ones (MATLAB), from ``model.residuals``: ``y - mu_hat``
+with ``mu_hat`` from ``X beta_hat + Z b_hat + offset``; 'pearson' divides by
+``sigma_hat sqrt(v(mu_hat) / w)`` (MATLAB's definition; w is the prior weight times the binomial
+size; for the negative binomial v(mu) is its whole variance function ``mu + mu^2 / theta``).
 
 The plot types (``kind``) follow MATLAB:
 
@@ -54,22 +54,10 @@ def _choice(value: Any, allowed: tuple[str, ...], arg: str) -> str:
 
 
 def conditional_residuals(model: GeneralizedLinearMixedModel, residual_type: str = "raw") -> np.ndarray:
-    """Conditional residuals for every input row (NaN for unused rows): 'raw' ``y - mu_hat`` or
-    'pearson' ``(y - mu_hat) / (sigma_hat sqrt(v(mu_hat) / w))``, MATLAB's definitions."""
+    """The residuals the plots show: ``model.residuals(conditional=True, kind=residual_type)``, one
+    per input row (NaN for unused rows); 'raw' or 'pearson' only, as MATLAB's plotResiduals."""
     residual_type = _choice(residual_type, RESIDUAL_TYPES, "residual_type")
-    y, mu = model.response(), model.fitted(conditional=True)
-    raw = y - mu
-    if residual_type == "raw":
-        return raw
-    d = model._fit.design
-    used = np.flatnonzero(d.subset)
-    m = mu[used]
-    v = model._fit.ws.dist.variance(m)
-    if model.nb_theta is not None:
-        v = v + m * m / model.nb_theta
-    out = np.full(raw.size, np.nan)
-    out[used] = raw[used] / (model._fit.result.sigma * np.sqrt(v / (d.weights * d.binomial_size)))
-    return out
+    return model.residuals(conditional=True, kind=residual_type)
 
 
 def _pyplot():
