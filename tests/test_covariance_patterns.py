@@ -365,3 +365,25 @@ def test_bad_pattern_type_is_refused_before_the_design():
     """A bad value is refused before the data are read (no design is needed to see it)."""
     with pytest.raises(InputError, match="unknown pattern"):
         pg.fitglme(pd.DataFrame({"y": [1.0]}), "y ~ 1 + (1 | g)", covariance_pattern="banded")
+
+
+@pytest.mark.parametrize("fit_method", ["approximatelaplace", "reml", "rempl"])
+def test_compsymm_equals_the_variance_components_formula(fit_method):
+    """CompSymm on (0 + period3 | Subject) and (1 | Subject) + (1 | Subject:period3) fitted in
+    Python by the default path are one model when rho >= 0 (here 0.72): same log-likelihood (1e-7)
+    and s^2 = tau^2 + omega^2, rho = tau^2 / s^2 (1e-5 relative), under the nonlinear map's
+    gradient for methods with beta in the inner step and for pseudo-likelihood."""
+    d = sleep()
+    a = pg.fitglme(
+        d,
+        "Reaction ~ period3 + (0 + period3 | Subject)",
+        fit_method=fit_method,
+        covariance_pattern="CompSymm",
+    )
+    b = pg.fitglme(d, "Reaction ~ period3 + (1 | Subject) + (1 | Subject:period3)", fit_method=fit_method)
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-7)
+    tau2, om2 = (p[0][0, 0] for p in [b.covariance_parameters()[0][:1], b.covariance_parameters()[0][1:]])
+    s2 = tau2 + om2
+    est = a.covariance_parameters()[2][0]["Estimate"].to_numpy()
+    np.testing.assert_allclose(est, [np.sqrt(s2), tau2 / s2], rtol=1e-5)
+    np.testing.assert_allclose(a._result.beta, b._result.beta, rtol=1e-5)
