@@ -49,7 +49,11 @@ def format_table(df: pd.DataFrame) -> list[str]:
 
 def model_display(model) -> str:
     """MATLAB's headline says how the model was fitted: 'ML' (Laplace, ApproximateLaplace,
-    quadrature), 'PL' (pseudo-likelihood: MPL, REMPL); 'REML' for the restricted likelihood."""
+    quadrature), 'PL' (pseudo-likelihood: MPL, REMPL); 'REML' for the restricted likelihood.
+
+    A term whose covariance pattern is not the default (FullCholesky; Isotropic for one column)
+    gets a ``Covariance Type: <type>`` line under its ``Group:`` line (the title of MATLAB's
+    covarianceParameters table); default terms show none, so default displays are unchanged."""
     method = METHODS[model.fit_method]
     by = "PL" if method.pseudo else "REML" if method.restricted else "ML"
     fm = method.display
@@ -75,8 +79,10 @@ def model_display(model) -> str:
     out += format_table(model.coefficients)
     out += ["", "Random effects covariance parameters:"]
     psi_tables = model._covariance_tables(alpha=None)
-    for term, table in zip(model._ws.design.terms, psi_tables[:-1]):
+    for term, pattern, table in zip(model._ws.design.terms, model._ws.patterns.terms, psi_tables[:-1]):
         out.append(f"Group: {term.group} ({term.n_levels} Levels)")
+        if not pattern.is_default:  # MATLAB's table title, shown when a pattern was chosen
+            out.append(f"{_INDENT}{table.attrs['title']}")
         out += format_table(table[["Name1", "Name2", "Type", "Estimate"]])
         out.append("")
     out.append("Group: Error")

@@ -60,9 +60,13 @@ class OptimizationSummary:
 
 
 def canonical_theta(problem: LaplaceProblem, x: np.ndarray) -> np.ndarray:
-    """Flip the sign of every Lambda_r column whose diagonal is negative."""
+    """Flip the sign of every Lambda_r column whose diagonal is negative (under a covariance
+    pattern: the pattern's own sign convention)."""
     x = x.copy()
     k0 = 0 if problem.inner_beta else problem.p
+    if problem.pattern is not None:
+        x[k0 : k0 + problem.n_cov] = problem.pattern.canonical(x[k0 : k0 + problem.n_cov])
+        return x
     entries = problem.re.layout.entries
     for k, (r, i, j) in enumerate(entries):
         if i == j and x[k0 + k] < 0:
@@ -111,7 +115,7 @@ def minimize(
     x = x0 + S @ res.x
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
-    g = problem.gradient(mode, phi)
+    g = problem.outer_gradient(x, mode, phi)
     # BFGS's own inverse Hessian (in z) measures the decrement for free when it succeeded
     lam = float(np.sqrt(max(0.0, (S.T @ g) @ res.hess_inv @ (S.T @ g)))) if g.size else 0.0
     steps = 0
@@ -120,7 +124,7 @@ def minimize(
     x = canonical_theta(problem, x)
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
-    g = problem.gradient(mode, phi)
+    g = problem.outer_gradient(x, mode, phi)
     gmax = float(np.max(np.abs(g))) if g.size else 0.0
     converged = bool(np.isfinite(mode.objective) and lam < CONVERGED_TOL)
     message = str(res.message)
@@ -162,7 +166,7 @@ def _newton_polish(problem: LaplaceProblem, x: np.ndarray, mode: InnerMode, g: n
                 mn = problem.inner(beta, theta, phi)
             except PirlsFailure:
                 continue
-            gn = problem.gradient(mn, phi)
+            gn = problem.outer_gradient(xn, mn, phi)
             lam_n = _decrement(gn, H)
             if np.isfinite(mn.objective) and lam_n < lam:
                 x, mode, g, lam, accepted = xn, mn, gn, lam_n, True
