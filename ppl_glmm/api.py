@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from .covariance_patterns import check_bayes_patterns, check_pattern_input, parse_patterns
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError
 from .families import get_distribution, get_link, link_warning
@@ -42,6 +43,7 @@ def fitglme(
     weights=None,
     offset=None,
     exclude=None,
+    covariance_pattern=None,
     **options,
 ) -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed-effects model (MATLAB ``fitglme``).
@@ -74,6 +76,14 @@ def fitglme(
         Trials per row (the response then holds success counts), prior weights, offset.
     exclude : bool mask or integer positions, optional
         Rows to leave out.
+    covariance_pattern : str, boolean matrix, or a list of them, optional
+        MATLAB's ``CovariancePattern``: the structure of each random-effects term's covariance Psi_r,
+        one entry per term in formula order (after ``||`` and ``/`` are expanded), or one value
+        for every term. 'FullCholesky' (default; 'Isotropic' for a one-column term), 'Full' (the
+        same fit, reported as 'Full'), 'Diagonal', 'Isotropic' (Psi = s^2 I), 'CompSymm' (one
+        variance, one common correlation), or a square symmetric boolean matrix (True where Psi may
+        be non-zero; True diagonal) that is block diagonal after a permutation. Case-insensitive.
+        Pass a matrix as a numpy array (a list of lists of booleans is read as one matrix).
     **options
         ``covariance_method``: 'conditional' (default) or 'jointhessian' (Laplace only); the
         options of the fit method (``FitSettings``). Pseudo-likelihood ('mpl', 'rempl'):
@@ -116,6 +126,7 @@ def fitglme(
         offset=offset,
         exclude=exclude,
         options=options,
+        covariance_pattern=covariance_pattern,
     )
     result = fit(ws, method_key, ws.design.y, settings=opts)
     return GeneralizedLinearMixedModel(ws, result, opts)
@@ -134,8 +145,11 @@ def _prepare(
     offset,
     exclude,
     options,
+    covariance_pattern=None,
+    bayes: bool = False,
 ) -> tuple[Workspace, str, dict]:
     """Validate every argument, build the design and the PyMC model (no fitting)."""
+    check_pattern_input(covariance_pattern)
     method = get_fit_method(fit_method)
     method_key = method.name
     opts = make_settings(method, options)
@@ -167,7 +181,10 @@ def _prepare(
     check_mu_start(opts, design.n, dist)
     if method.check is not None:
         method.check(design, dist, opts)
-    return Workspace.build(design, dist, lnk), method_key, opts
+    patterns = parse_patterns(covariance_pattern, design.terms)
+    if bayes:
+        check_bayes_patterns(patterns)
+    return Workspace.build(design, dist, lnk, patterns), method_key, opts
 
 
 def fitglme_bayes(
@@ -193,6 +210,7 @@ def fitglme_bayes(
     rng=None,
     progress: bool = True,
     noncentered: bool = True,
+    covariance_pattern=None,
     **options,
 ):
     """Fit the same model as :func:`fitglme` by NUTS: the Bayesian version of its PyMC model.
@@ -230,6 +248,8 @@ def fitglme_bayes(
         offset=offset,
         exclude=exclude,
         options=options,
+        covariance_pattern=covariance_pattern,
+        bayes=True,
     )
     if st.init == "ml":
         glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y, settings=opts), opts)

@@ -55,8 +55,8 @@ class DisplayContent:
     """What ``print(model)`` and the Jupyter HTML display show, gathered once for both renderers.
 
     ``counts`` and ``labels`` are the (label, value) rows of "Model information" (integers, then
-    text); ``groups`` are the (heading, table) pairs of the covariance parameters, the last being
-    ``Group: Error``; ``warnings`` the fit's messages."""
+    text); ``groups`` are the (heading, subtitle, table) triples of the covariance parameters, the
+    last being ``Group: Error``; ``warnings`` the fit's messages."""
 
     headline: str
     counts: list[tuple[str, int]]
@@ -64,14 +64,18 @@ class DisplayContent:
     formula: str
     criterion: pd.DataFrame
     coefficients: pd.DataFrame
-    groups: list[tuple[str, pd.DataFrame]]
+    groups: list[tuple[str, str | None, pd.DataFrame]]
     warnings: list[str] = field(default_factory=list)
 
 
 def display_content(model) -> DisplayContent:
     """The content of the display of ``model`` (read-only). MATLAB's headline says how the model
     was fitted: 'ML' (Laplace, ApproximateLaplace, quadrature), 'PL' (pseudo-likelihood: MPL,
-    REMPL); 'REML' for the restricted likelihood."""
+    REMPL); 'REML' for the restricted likelihood.
+
+    A term whose covariance pattern is not the default (FullCholesky; Isotropic for one column)
+    gets a ``Covariance Type: <type>`` subtitle under its ``Group:`` heading (the title of MATLAB's
+    covarianceParameters table); default terms show none, so default displays are unchanged."""
     method = METHODS[model.fit_method]
     by = "PL" if method.pseudo else "REML" if method.restricted else "ML"
     fm = method.display
@@ -79,11 +83,11 @@ def display_content(model) -> DisplayContent:
         fm += f" (n_agq = {model._settings.n_agq})"
     groups = []
     psi_tables = model._covariance_tables(alpha=None)
-    for term, table in zip(model._ws.design.terms, psi_tables[:-1]):
-        groups.append(
-            (f"Group: {term.group} ({term.n_levels} Levels)", table[["Name1", "Name2", "Type", "Estimate"]])
-        )
-    groups.append(("Group: Error", psi_tables[-1][["Name", "Estimate"]]))
+    for term, pattern, table in zip(model._ws.design.terms, model._ws.patterns.terms, psi_tables[:-1]):
+        subtitle = None if pattern.is_default else table.attrs["title"]  # shown when a pattern was chosen
+        heading = f"Group: {term.group} ({term.n_levels} Levels)"
+        groups.append((heading, subtitle, table[["Name1", "Name2", "Type", "Estimate"]]))
+    groups.append(("Group: Error", None, psi_tables[-1][["Name", "Estimate"]]))
     return DisplayContent(
         headline=f"Generalized linear mixed-effects model fit by {by}",
         counts=[
@@ -118,8 +122,9 @@ def model_display(model) -> str:
     out += ["", "Fixed effects coefficients (95% CIs):"]
     out += format_table(c.coefficients)
     out += ["", "Random effects covariance parameters:"]
-    for k, (heading, table) in enumerate(c.groups):
-        out += ([""] if k else []) + [heading] + format_table(table)
+    for k, (heading, subtitle, table) in enumerate(c.groups):
+        out += ([""] if k else []) + [heading] + ([_INDENT + subtitle] if subtitle else [])
+        out += format_table(table)
     if c.warnings:
         out += [""] + [f"Warning: {w}" for w in c.warnings]
     return "\n".join(out) + "\n"
@@ -155,8 +160,10 @@ def model_html(model) -> str:
         "<p>Fixed effects coefficients (95% CIs):</p>" + html_table(c.coefficients),
         "<p>Random effects covariance parameters:</p>",
     ]
-    for heading, table in c.groups:
-        parts.append(f"<p>{e(heading)}</p>" + html_table(table))
+    for heading, subtitle, table in c.groups:
+        parts.append(
+            f"<p>{e(heading)}</p>" + (f"<p>{e(subtitle)}</p>" if subtitle else "") + html_table(table)
+        )
     for w in c.warnings:
         parts.append(f"<p><strong>Warning:</strong> {e(w)}</p>")
     parts.append("</div>")

@@ -18,6 +18,7 @@ from threadpoolctl import ThreadpoolController
 
 from . import monitor
 from .covariance import ThetaLayout
+from .covariance_patterns import CovariancePatterns
 from .design import Design
 from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure, beta_precision
 from .engine.optimize import (
@@ -66,11 +67,21 @@ class Workspace:
     compiled functions are rebuilt (or loaded from PyTensor's disk cache) on first use.
     """
 
-    def __init__(self, design: Design, dist: Distribution, link: Link, graph: GLMMGraph | None = None):
+    def __init__(
+        self,
+        design: Design,
+        dist: Distribution,
+        link: Link,
+        graph: GLMMGraph | None = None,
+        patterns: CovariancePatterns | None = None,
+    ):
         self.design = design
         self.dist = dist
         self.link = link
         self.layout = ThetaLayout(tuple(t.q_r for t in design.terms))
+        # the covariance pattern of each term (MATLAB's default: FullCholesky, Isotropic if scalar);
+        # every engine problem of this workspace optimises over the patterns' parameters
+        self.patterns = patterns or CovariancePatterns.default(self.layout.sizes)
         self._graph = graph
         self._templates: dict[tuple, LaplaceProblem] = {}  # FitSettings.problem_key -> template
         self.hess_inv_start: dict[str, np.ndarray | None] = {}  # fit_method -> warm-start matrix
@@ -79,8 +90,10 @@ class Workspace:
         self.lock = threading.RLock()
 
     @classmethod
-    def build(cls, design: Design, dist: Distribution, link: Link) -> Workspace:
-        ws = cls(design, dist, link)
+    def build(
+        cls, design: Design, dist: Distribution, link: Link, patterns: CovariancePatterns | None = None
+    ) -> Workspace:
+        ws = cls(design, dist, link, patterns=patterns)
         ws.graph  # noqa: B018 - build the PyMC model now, as fitglme promises
         return ws
 
@@ -94,10 +107,10 @@ class Workspace:
         return self._graph
 
     def __getstate__(self) -> dict:
-        return {k: self.__dict__[k] for k in ("design", "dist", "link", "hess_inv_start")}
+        return {k: self.__dict__[k] for k in ("design", "dist", "link", "hess_inv_start", "patterns")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["design"], state["dist"], state["link"])
+        self.__init__(state["design"], state["dist"], state["link"], patterns=state.get("patterns"))
         self.hess_inv_start = dict(state["hess_inv_start"])
 
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
@@ -105,7 +118,9 @@ class Workspace:
             method = METHODS[fit_method]
             obs = observation_function(self.graph)
             extra = {"nodes": observation_function(self.graph, orders=1)} if method.node_function else {}
-            return method.problem(self.design.X, self.re, obs, settings, **extra)
+            problem = method.problem(self.design.X, self.re, obs, settings, **extra)
+            problem.set_pattern(self.patterns.engine_map)
+            return problem
 
         return self.template(settings.problem_key(fit_method), build)
 
@@ -122,6 +137,16 @@ class Workspace:
     def re(self) -> REStructure:
         """The engine's random-effects structure (shared by every problem of this design)."""
         return REStructure.from_terms(self.design.terms, self.design.n)
+
+    def start_cov(self) -> np.ndarray:
+        """The covariance parameters' start: each Lambda_r diagonal at 1 / rms of its column (see
+        ``ThetaLayout.start``), mapped to the patterns' parameters."""
+        theta = self.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in self.design.terms])
+        return theta if self.patterns.is_identity else self.patterns.params_from_theta(theta)
+
+    def cov_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        """The patterns' parameters (the outer vector's covariance block) for theta."""
+        return theta if self.patterns.is_identity else self.patterns.params_from_theta(theta)
 
     def new_problem(
         self, fit_method: str, k: np.ndarray, *, swap: bool, settings: FitSettings | None = None
@@ -176,7 +201,7 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
     beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
-    parts.append(ws.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in d.terms]))
+    parts.append(ws.start_cov())
     if problem.has_phi:  # sigma or theta from moments at the GLM means
         with np.errstate(all="ignore"):
             mu = ws.dist.clip_mean(ws.link.inverse_np(d.X @ beta0 + d.offset))
@@ -190,7 +215,7 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     for _ in range(4):
         if np.isfinite(problem.value(x0)):
             break
-        x0[k : k + problem.n_theta] *= 0.1
+        x0[k : k + problem.n_cov] = ws.cov_from_theta(0.1 * problem.unpack(x0)[1])
     problem.u_start = np.zeros(problem.re.q)
     return x0
 
@@ -212,7 +237,7 @@ def _pl_start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: F
     problem.u_start = state.mode.u.copy()
     problem.beta_start = state.mode.beta.copy()
     parts = [] if problem.inner_beta else [state.mode.beta]
-    parts.append(theta)
+    parts.append(ws.cov_from_theta(theta))
     if problem.has_phi:
         parts.append([phi])
     return np.concatenate(parts)

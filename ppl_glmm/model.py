@@ -90,8 +90,9 @@ class GeneralizedLinearMixedModel:
 
     @property
     def num_covariance_parameters(self) -> int:
-        """theta entries, plus 1 for an estimated dispersion or negative binomial's theta."""
-        return self._ws.layout.n_theta + int(self.dispersion_estimated or self.nb_theta is not None)
+        """Covariance-pattern parameters (theta entries by default), plus 1 for an estimated
+        dispersion or negative binomial's theta."""
+        return self._ws.patterns.n_params + int(self.dispersion_estimated or self.nb_theta is not None)
 
     @property
     def dfe(self) -> int:

@@ -76,7 +76,7 @@ def progress(settings, title: str, problem: LaplaceProblem, *, restricted: bool)
     """The printer for ``settings.verbose`` (None when 0)."""
     if not settings.verbose:
         return None
-    n = problem.n_theta + int(problem.has_phi) + (0 if problem.inner_beta else problem.p)
+    n = problem.n_cov + int(problem.has_phi) + (0 if problem.inner_beta else problem.p)
     return IterationPrinter(title, n, settings.verbose, restricted=restricted)
 
 
@@ -86,7 +86,7 @@ def lme_progress(
     """With ``verbose=2``, the printer of one PL iteration's LME fit (indented); else None."""
     if settings.verbose < 2:
         return None
-    n = lme.n_theta + int(lme.has_phi)
+    n = lme.n_cov + int(lme.has_phi)
     return IterationPrinter(f"PL iteration {iteration}, LME", n, 2, restricted=restricted, indent="    ")
 
 
@@ -102,11 +102,17 @@ def pl_line(iteration: int, objective: float, delta: float, lme_iterations: int)
 
 def parameter_names(ws: Workspace, problem: LaplaceProblem) -> list[str]:
     """Names of the outer optimiser's parameters: the fixed effects (unless beta is in the inner
-    step), each relative Cholesky entry ``Lambda[group: row, col]``, then log sigma or log theta."""
+    step), each relative Cholesky entry ``Lambda[group: row, col]`` (under a covariance pattern,
+    the pattern's parameter of entry (row, col) of Psi: ``psi[group: row, col]``), then log sigma
+    or log theta."""
     names = [] if problem.inner_beta else list(ws.design.fixed.names)
-    for r, i, j in ws.layout.entries:
+    if problem.pattern is None:
+        entries = [("Lambda", r, i, j) for r, i, j in ws.layout.entries]
+    else:
+        entries = [("psi", r, i, j) for r, t in enumerate(ws.patterns.terms) for i, j in t.rows]
+    for label, r, i, j in entries:
         t = ws.design.terms[r]
-        names.append(f"Lambda[{t.group}: {t.names[i]}, {t.names[j]}]")
+        names.append(f"{label}[{t.group}: {t.names[i]}, {t.names[j]}]")
     if problem.has_phi:
         anc = ws.dist.ancillary
         names.append("log sigma" if problem.phi_scales_re or anc is None else f"log {anc.label}")

@@ -99,6 +99,7 @@ def _lme_template(ws: Workspace, restricted: bool, sigma_estimated: bool) -> Lap
         obs = _lme_observation(ws)
         problem = (_REMLProblem if restricted else _MLProblem)(ws.design.X, ws.re, obs)
         problem.has_phi = problem.phi_scales_re = sigma_estimated  # sigma fixed at 1: no phi in x
+        problem.set_pattern(ws.patterns.engine_map)
         return problem
 
     return ws.template(("pseudo-lme", restricted, sigma_estimated), build)
@@ -177,7 +178,7 @@ def start_eta(ws: Workspace, y: np.ndarray, settings: FitSettings) -> np.ndarray
 
 def _lme_start(ws: Workspace, lme: LaplaceProblem, z: np.ndarray, W: np.ndarray) -> np.ndarray:
     """theta = 1 / rms of each random-effects column; log sigma from the weighted LS residuals."""
-    parts = [ws.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in ws.design.terms])]
+    parts = [ws.start_cov()]
     if lme.has_phi:
         sw = np.sqrt(W)
         beta = np.linalg.lstsq(ws.design.X * sw[:, None], z * sw, rcond=None)[0]

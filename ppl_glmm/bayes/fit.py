@@ -90,6 +90,9 @@ def fit_bayes(
     """Sample the Bayesian model of workspace ``ws``; ``ml_model`` (the ML fit, or None) warms NUTS."""
     st = check_settings(**settings)
     check_noncentered(noncentered)
+    from ..covariance_patterns import check_bayes_patterns
+
+    check_bayes_patterns(ws.patterns)
     if st.init == "ml" and ml_model is None:  # pragma: no cover - the public entry points fit ML first
         raise InputError("init: 'ml' needs an ML fit; use init='auto'")
     names = ModelNames.from_design(ws.design, ws.dist)

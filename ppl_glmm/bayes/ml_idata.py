@@ -88,6 +88,9 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
         from ..errors import InputTypeError
 
         raise InputTypeError(f"predictive: expected True or False, got {predictive!r}")
+    from ..covariance_patterns import check_bayes_patterns
+
+    check_bayes_patterns(model._ws.patterns)  # draws use the full covariance's natural parameters
     gen = np.random.default_rng(seed_from(rng))
     ws = model._ws
     d = ws.design

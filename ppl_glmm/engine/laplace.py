@@ -92,6 +92,8 @@ class LaplaceProblem:
         self.has_phi = obs.has_dispersion
         self.phi_scales_re = bool(getattr(obs, "phi_scales_re", True)) if self.has_phi else False
         self.theta_entries = re.theta_entries()
+        self.pattern = None  # covariance patterns: a map v -> theta (None: the parameters are theta)
+        self.n_cov = self.n_theta  # covariance parameters in the outer vector
         self.u_start = np.zeros(re.q)
         self.beta_start = np.zeros(self.p)
         self.n_evals = 0
@@ -115,14 +117,35 @@ class LaplaceProblem:
         self.u_start = np.zeros(self.re.q)
 
     # ---- parameter vector -----------------------------------------------------------------
+    def set_pattern(self, pattern) -> None:
+        """Optimise over a covariance pattern's parameters v (``theta = pattern.theta(v)``, with
+        ``pattern.jacobian(v)`` and ``pattern.canonical(v)``; see ``ppl_glmm.covariance_patterns``)
+        instead of theta; None: over theta itself."""
+        self.pattern = pattern
+        self.n_cov = self.n_theta if pattern is None else pattern.n_params
+
     def unpack(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, float]:
+        """(beta or None, theta, phi) from the outer vector [beta, theta or v, (phi)]."""
         k = 0
         beta = None
         if not self.inner_beta:
             beta, k = x[: self.p], self.p
-        theta = x[k : k + self.n_theta]
-        phi = float(x[k + self.n_theta]) if self.has_phi else 0.0
+        theta = x[k : k + self.n_cov]
+        if self.pattern is not None:
+            theta = self.pattern.theta(theta)
+        phi = float(x[k + self.n_cov]) if self.has_phi else 0.0
         return beta, theta, phi
+
+    def outer_gradient(self, x: np.ndarray, mode: InnerMode, phi: float) -> np.ndarray:
+        """The gradient in the outer vector x: :meth:`gradient` (in theta), with the covariance
+        block mapped by the chain rule ``g_v = J(v)' g_theta`` under a covariance pattern."""
+        g = self.gradient(mode, phi)
+        if self.pattern is None:
+            return g
+        k = 0 if self.inner_beta else self.p
+        v = x[k : k + self.n_cov]
+        gv = self.pattern.jacobian(v).T @ g[k : k + self.n_theta]
+        return np.concatenate([g[:k], gv, g[k + self.n_theta :]])
 
     # ---- inner step -----------------------------------------------------------------------
     def inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> InnerMode:
@@ -265,7 +288,7 @@ class LaplaceProblem:
             mode = self.inner(beta, theta, phi)
         except PirlsFailure:
             return np.inf, np.zeros_like(x)
-        return mode.objective, self.gradient(mode, phi)
+        return mode.objective, self.outer_gradient(x, mode, phi)
 
     def gradient(self, mode: InnerMode, phi: float, *, residual: bool = True) -> np.ndarray:
         """Exact gradient (module docstring). ``residual``: include -Q_v dv/dpsi, the term the

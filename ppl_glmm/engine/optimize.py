@@ -22,7 +22,8 @@ the fit; those use gradients only. The fit counts as converged when lambda < ``C
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,8 @@ class IterationRecord:
 
     ``stage`` is 'bfgs' or 'newton'; ``objective`` and ``max_gradient`` (max|g| in the parameters'
     own units) are at the new iterate, ``max_step`` is max|x_new - x_old|; ``inner_iterations``
-    holds the inner step's iterations of each objective evaluation made in this iteration."""
+    holds the inner step's iterations of each inner solve made in this iteration (for 'newton',
+    the finite-difference Hessian's included)."""
 
     stage: str
     iteration: int
@@ -77,40 +79,59 @@ class IterationRecord:
 
 
 class _EvaluationLog:
-    """The evaluations BFGS makes, for ``callback``: (f, g) by point (BFGS's iterate is the line
-    search's last accepted point, so its values are looked up, never recomputed) and the inner
-    iterations of each evaluation since the last report. Evaluates exactly as
-    ``problem.value_and_grad`` does."""
+    """What ``minimize`` reports to its callback, from the evaluations it makes anyway: (f, g) of
+    each point BFGS evaluates (its iterate is the line search's last accepted point, so the values
+    are looked up, never recomputed), and, while :meth:`counting`, the inner step's iterations of
+    every inner solve since the last report."""
 
-    def __init__(self, problem: LaplaceProblem):
+    def __init__(self, problem: LaplaceProblem, callback: Callable[[IterationRecord], None]):
         self.problem = problem
+        self.callback = callback
         self.points: dict[bytes, tuple[float, np.ndarray]] = {}
         self.inner: list[int] = []
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        problem = self.problem
-        beta, theta, phi = problem.unpack(x)
-        try:
-            mode = problem.inner(beta, theta, phi)
-        except PirlsFailure:
-            f, g = np.inf, np.zeros_like(x)
-        else:
-            f, g = mode.objective, problem.gradient(mode, phi)
-            self.inner.append(int(mode.iterations))
-        if len(self.points) > 64:
+        f, g = self.problem.value_and_grad(x)
+        if len(self.points) > 64:  # the newest point is always kept
             self.points.clear()
         self.points[x.tobytes()] = (f, g)
         return f, g
 
-    def take_inner(self) -> tuple[int, ...]:
-        out, self.inner = tuple(self.inner), []
-        return out
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """Record ``mode.iterations`` of every ``problem.inner`` call (an instance attribute that
+        wraps the method for the duration; the problem is the fit's own clone)."""
+        problem, inner = self.problem, self.problem.inner
+        own = "inner" in vars(problem)
+
+        def counted(beta, theta, phi):
+            mode = inner(beta, theta, phi)
+            self.inner.append(int(mode.iterations))
+            return mode
+
+        problem.inner = counted
+        try:
+            yield
+        finally:
+            if own:
+                problem.inner = inner
+            else:
+                del problem.inner
+
+    def emit(self, stage: str, k: int, f: float, g: np.ndarray | None, step: float) -> None:
+        gmax = float(np.max(np.abs(g))) if g is not None and g.size else np.nan
+        inner, self.inner = tuple(self.inner), []
+        self.callback(IterationRecord(stage, k, float(f), gmax, step, inner))
 
 
 def canonical_theta(problem: LaplaceProblem, x: np.ndarray) -> np.ndarray:
-    """Flip the sign of every Lambda_r column whose diagonal is negative."""
+    """Flip the sign of every Lambda_r column whose diagonal is negative (under a covariance
+    pattern: the pattern's own sign convention)."""
     x = x.copy()
     k0 = 0 if problem.inner_beta else problem.p
+    if problem.pattern is not None:
+        x[k0 : k0 + problem.n_cov] = problem.pattern.canonical(x[k0 : k0 + problem.n_cov])
+        return x
     entries = problem.re.layout.entries
     for k, (r, i, j) in enumerate(entries):
         if i == j and x[k0 + k] < 0:
@@ -148,11 +169,24 @@ def minimize(
 ) -> tuple[OptimizationSummary, InnerMode]:
     """Minimise from x0; ``hess_inv0`` (an approximate inverse Hessian) preconditions BFGS.
     ``callback`` (verbose output) receives an :class:`IterationRecord` after every BFGS iteration
-    and Newton step; it sees values computed anyway, so the fit is the same with or without it."""
+    and Newton step, made from values computed anyway: the fit is the same with or without it."""
+    if callback is None:
+        return _minimize(problem, x0, hess_inv0, maxiter, None)
+    log = _EvaluationLog(problem, callback)
+    with log.counting():
+        return _minimize(problem, x0, hess_inv0, maxiter, log)
+
+
+def _minimize(
+    problem: LaplaceProblem,
+    x0: np.ndarray,
+    hess_inv0: np.ndarray | None,
+    maxiter: int,
+    log: _EvaluationLog | None,
+) -> tuple[OptimizationSummary, InnerMode]:
     t0 = time.perf_counter()
     evals0 = problem.n_evals
     S = _preconditioner(x0.size, hess_inv0)
-    log = _EvaluationLog(problem) if callback is not None else None
     evaluate = problem.value_and_grad if log is None else log
 
     def fz(z):
@@ -160,33 +194,31 @@ def minimize(
         return f, S.T @ g
 
     report = None
-    if callback is not None:
-        last = {"x": x0, "k": 0}
+    if log is not None:
+        last = [x0, 0]  # previous iterate, iteration count
 
         def report(intermediate_result):
             x_k = x0 + S @ intermediate_result.x
-            f, g = log.points.get(x_k.tobytes(), (float(intermediate_result.fun), None))
-            last["k"] += 1
-            gmax = float(np.max(np.abs(g))) if g is not None and g.size else np.nan
-            step = float(np.max(np.abs(x_k - last["x"]))) if x_k.size else 0.0
-            last["x"] = x_k
-            callback(IterationRecord("bfgs", last["k"], float(f), gmax, step, log.take_inner()))
+            f, g = log.points.get(x_k.tobytes(), (intermediate_result.fun, None))
+            step = float(np.max(np.abs(x_k - last[0]))) if x_k.size else 0.0
+            last[0], last[1] = x_k, last[1] + 1
+            log.emit("bfgs", last[1], f, g, step)
 
     options = {"gtol": GTOL, "maxiter": maxiter}
     res = so.minimize(fz, np.zeros(x0.size), jac=True, method="BFGS", options=options, callback=report)
     x = x0 + S @ res.x
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
-    g = problem.gradient(mode, phi)
+    g = problem.outer_gradient(x, mode, phi)
     # BFGS's own inverse Hessian (in z) measures the decrement for free when it succeeded
     lam = float(np.sqrt(max(0.0, (S.T @ g) @ res.hess_inv @ (S.T @ g)))) if g.size else 0.0
     steps = 0
     if not res.success or lam > POLISH_ABOVE:
-        x, mode, g, lam, steps = _newton_polish(problem, x, mode, g, callback)
+        x, mode, g, lam, steps = _newton_polish(problem, x, mode, g, None if log is None else log.emit)
     x = canonical_theta(problem, x)
     beta, theta, phi = problem.unpack(x)
     mode = problem.inner(beta, theta, phi)
-    g = problem.gradient(mode, phi)
+    g = problem.outer_gradient(x, mode, phi)
     gmax = float(np.max(np.abs(g))) if g.size else 0.0
     converged = bool(np.isfinite(mode.objective) and lam < CONVERGED_TOL)
     message = str(res.message)
@@ -213,12 +245,12 @@ def _newton_polish(
     x: np.ndarray,
     mode: InnerMode,
     g: np.ndarray,
-    callback: Callable[[IterationRecord], None] | None = None,
+    emit: Callable[..., None] | None = None,
 ):
     """Newton steps x <- x - H^-1 g on the finite-difference Hessian of the exact gradient, kept
-    while the decrement shrinks. Uses no objective values, so it works below their rounding noise."""
+    while the decrement shrinks. Uses no objective values, so it works below their rounding noise.
+    ``emit(stage, k, f, g, step)`` is told of each step taken (verbose output)."""
     H = hessian(problem, x)
-    tried: list[int] = []
     lam = _decrement(g, H)
     steps = 0
     for _ in range(_POLISH_STEPS):
@@ -235,8 +267,7 @@ def _newton_polish(
                 mn = problem.inner(beta, theta, phi)
             except PirlsFailure:
                 continue
-            tried.append(int(mn.iterations))
-            gn = problem.gradient(mn, phi)
+            gn = problem.outer_gradient(xn, mn, phi)
             lam_n = _decrement(gn, H)
             if np.isfinite(mn.objective) and lam_n < lam:
                 step = float(np.max(np.abs(xn - x)))
@@ -245,10 +276,8 @@ def _newton_polish(
         if not accepted:
             break
         steps += 1
-        if callback is not None:
-            gmax = float(np.max(np.abs(g))) if g.size else 0.0
-            callback(IterationRecord("newton", steps, float(mode.objective), gmax, step, tuple(tried)))
-            tried = []
+        if emit is not None:
+            emit("newton", steps, mode.objective, g, step)
         H = hessian(problem, x)
         lam = _decrement(g, H)
     return x, mode, g, lam, steps

@@ -1,9 +1,11 @@
 """Covariance parameters: Wald intervals, and the joint-Hessian covariance of beta.
 
 Wald intervals (MATLAB ``covarianceParameters``) are formed on the natural scale (log SD,
-``log((1+rho)/(1-rho))``, log sigma) with a normal quantile, from the Hessian of the fit's objective
-(the negative Laplace, restricted or final pseudo-data log-likelihood) in (beta unless it is inner,
-natural parameters), and mapped back to SD/correlation.
+``log((1+rho)/(1-rho))`` -- for CompSymm's common correlation ``log((rho - lo)/(1 - rho))``,
+lo = -1/(q-1) -- and log sigma; one row per parameter of each term's covariance pattern) with a
+normal quantile, from the Hessian of the fit's objective (the negative Laplace, restricted or final
+pseudo-data log-likelihood) in (beta unless it is inner, natural parameters), and mapped back to
+SD/correlation.
 """
 
 from __future__ import annotations
@@ -35,29 +37,33 @@ def beta_is_inner(fit: FitRecord) -> bool:
 
 
 def optimizer_vector(fit, z: np.ndarray) -> np.ndarray:
-    """Optimiser vector x from [beta (Laplace only), natural params per term, (log sigma)]."""
+    """Optimiser vector x from [beta (Laplace only), natural params per term, (log sigma)].
+
+    Per term the natural parameters are those of its covariance pattern (one per reported row:
+    ``ppl_glmm.covariance_patterns.TermPattern.natural``); Psi_r from them, theta_r =
+    vech(chol(Psi_r / sigma^2)), and x holds the pattern's parameters for theta."""
     ws, res = fit.ws, fit.result
-    layout = ws.layout
+    layout, patterns = ws.layout, ws.patterns
     has_phi = res.ancillary is not None  # log sigma (or NB's log theta) is in x
     k = 0 if beta_is_inner(fit) else len(res.beta)
     beta = z[:k]
     log_sigma = z[-1] if has_phi else 0.0
     sigma = np.exp(log_sigma) if _dispersion_estimated(fit) else 1.0
-    psis = []
-    for sl, q in zip(layout.slices(), layout.sizes):
-        zr = z[k + sl.start : k + sl.stop]
-        psis.append(layout.psi_from_canonical(layout.from_natural(zr, q), q))
+    psis = [
+        t.psi_from_natural(z[k + sl.start : k + sl.stop])
+        for t, sl in zip(patterns.terms, patterns.param_slices())
+    ]
     theta = layout.theta_from_psis(psis, sigma)
-    parts = [beta, theta] + ([[log_sigma]] if has_phi else [])
+    parts = [beta, ws.cov_from_theta(theta)] + ([[log_sigma]] if has_phi else [])
     return np.concatenate(parts)
 
 
 def natural_estimates(fit: FitRecord) -> np.ndarray:
+    """[beta (Laplace only), natural params per term (its pattern's), (log sigma)] at the fit."""
     ws, res = fit.ws, fit.result
-    layout = ws.layout
     parts = [] if beta_is_inner(fit) else [res.beta]
-    for psi, q in zip(layout.covariances(res.theta, res.sigma), layout.sizes):
-        parts.append(layout.to_natural(layout.canonical(psi), q))
+    for psi, t in zip(ws.layout.covariances(res.theta, res.sigma), ws.patterns.terms):
+        parts.append(t.natural(psi))
     if res.ancillary is not None:
         parts.append([np.log(res.ancillary)])
     return np.concatenate(parts)
@@ -108,7 +114,6 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
 def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]:
     """MATLAB ``covarianceParameters`` stats: one table per term, then the Error table."""
     ws, res = fit.ws, fit.result
-    layout = ws.layout
     k0 = 0 if beta_is_inner(fit) else len(res.beta)
     zcrit = norm_ppf(1 - alpha / 2) if alpha is not None else np.nan
     cov = natural_covariance(fit) if alpha is not None else None
@@ -121,35 +126,31 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
         )
     z0 = natural_estimates(fit)
     tables = []
-    for term, sl, psi in zip(ws.design.terms, layout.slices(), layout.covariances(res.theta, res.sigma)):
-        q = term.q_r
-        canon = layout.canonical(psi)
+    patterns = ws.patterns
+    psis = ws.layout.covariances(res.theta, res.sigma)
+    for term, pat, sl, psi in zip(ws.design.terms, patterns.terms, patterns.param_slices(), psis):
+        canon = pat.canonical_rows(psi)
         rows = []
-        k = 0
-        for j in range(q):
-            for i in range(j, q):
-                idx = k0 + sl.start + k
-                lo = hi = np.nan
-                if cov is not None and cov[idx, idx] >= 0:
-                    half = zcrit * np.sqrt(cov[idx, idx])
-                    zl, zh = z0[idx] - half, z0[idx] + half
-                    if i == j:
-                        lo, hi = np.exp(zl), np.exp(zh)
-                    else:
-                        lo, hi = np.tanh(zl / 2), np.tanh(zh / 2)
-                rows.append(
-                    {
-                        "Group": term.group,
-                        "Name1": term.names[i],
-                        "Name2": term.names[j],
-                        "Type": "std" if i == j else "corr",
-                        "Estimate": canon[k],
-                        "Lower": lo,
-                        "Upper": hi,
-                    }
-                )
-                k += 1
-        tables.append(pd.DataFrame(rows))
+        for k, (i, j) in enumerate(pat.rows):
+            idx = k0 + sl.start + k
+            lo = hi = np.nan
+            if cov is not None and cov[idx, idx] >= 0:
+                half = zcrit * np.sqrt(cov[idx, idx])
+                lo, hi = pat.from_natural_rows_at(k, np.array([z0[idx] - half, z0[idx] + half]))
+            rows.append(
+                {
+                    "Group": term.group,
+                    "Name1": term.names[i],
+                    "Name2": term.names[j],
+                    "Type": "std" if i == j else "corr",
+                    "Estimate": canon[k],
+                    "Lower": lo,
+                    "Upper": hi,
+                }
+            )
+        table = pd.DataFrame(rows)
+        table.attrs["title"] = f"Covariance Type: {pat.type_name}"
+        tables.append(table)
     if _dispersion_estimated(fit) and cov is not None:
         half = zcrit * np.sqrt(cov[-1, -1])
         lo, hi = res.sigma * np.exp(-half), res.sigma * np.exp(half)
