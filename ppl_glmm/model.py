@@ -211,8 +211,14 @@ class GeneralizedLinearMixedModel:
 
     @cached_property
     def _joint(self):
-        """The joint [beta; b] covariance pieces at the mode (computed once, on first use)."""
+        """The joint [beta; b] covariance pieces at the mode (computed once, on first use; not
+        pickled: it holds an engine problem, and is rebuilt on first use after unpickling)."""
         return inference.joint_covariance(self._fit)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_joint", None)
+        return state
 
     def random_effects(self, dfmethod: str = "residual", alpha: float = 0.05) -> pd.DataFrame:
         """MATLAB ``randomEffects`` stats: Group, Level, Name, Estimate, SEPred, tStat, DF, pValue,

@@ -206,3 +206,15 @@ def test_methods_leave_the_model_unchanged(model):
     assert np.all(m.cond_var()[0][:, 0, 0] > 0)
     np.testing.assert_array_equal(m._result.b, b)
     np.testing.assert_array_equal(m.coefficient_covariance, cov)
+
+
+def test_pickled_model_rebuilds_the_joint_covariance(model):
+    import copy
+    import pickle
+
+    m = model("cbpp_binomial")
+    re = m.random_effects()  # computes and caches the joint covariance
+    data = pickle.dumps(m)
+    assert len(data) < 200_000  # no engine problem or compiled function in the pickle
+    for m2 in (pickle.loads(data), copy.deepcopy(m)):
+        pd.testing.assert_frame_equal(m2.random_effects(), re)
