@@ -218,3 +218,27 @@ def test_pickled_model_rebuilds_the_joint_covariance(model):
     assert len(data) < 200_000  # no engine problem or compiled function in the pickle
     for m2 in (pickle.loads(data), copy.deepcopy(m)):
         pd.testing.assert_frame_equal(m2.random_effects(), re)
+
+
+@pytest.mark.parametrize("method", ["approximatelaplace", "reml", "quadrature"])
+def test_other_fit_methods_use_the_same_joint_covariance(method):
+    """beta in the inner step (ApproximateLaplace, REML) and adaptive quadrature: the joint
+    covariance at the fit's mode, checked against the dense sigma^2 V."""
+    if method == "reml":
+        d = pd.read_csv(REF / "data" / "sleepstudy.csv")
+        m = ppl_glmm.fitglme(d, "Reaction ~ Days + (Days|Subject)", fit_method="REML")
+    else:
+        d = pd.read_csv(REF / "data" / "cbpp.csv")
+        d["period"] = d["period"].astype(str)
+        extra = {"n_agq": 5} if method == "quadrature" else {}
+        m = ppl_glmm.fitglme(
+            d,
+            "incidence ~ period + (1|herd)",
+            distribution="binomial",
+            binomial_size="size",
+            fit_method=method,
+            **extra,
+        )
+    V, X, *_ = dense_joint(m)
+    p = X.shape[1]
+    np.testing.assert_allclose(m.random_effects().SEPred ** 2, np.diag(V[p:, p:]), rtol=DENSE_REL)
