@@ -257,14 +257,73 @@ class GeneralizedLinearMixedModel:
     def _covariance_tables(self, alpha):
         return inference.covariance_tables(self._fit, alpha)
 
-    def random_effects(self) -> pd.DataFrame:
-        """Conditional modes b-hat (Group, Level, Name, Estimate) in MATLAB's b order."""
-        rows = []
-        for term in self._ws.design.terms:
-            for j, level in enumerate(term.levels):
-                for k, name in enumerate(term.names):
-                    rows.append((term.group, level, name, self._result.b[term.offset + j * term.q_r + k]))
-        return pd.DataFrame(rows, columns=["Group", "Level", "Name", "Estimate"])
+    @cached_property
+    def _joint(self):
+        """The joint [beta; b] covariance pieces at the mode (computed once, on first use; not
+        pickled: it holds an engine problem, and is rebuilt on first use after unpickling)."""
+        return inference.joint_covariance(self._fit)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_joint", None)
+        return state
+
+    def random_effects(self, dfmethod: str = "residual", alpha: float = 0.05) -> pd.DataFrame:
+        """MATLAB ``randomEffects`` stats: Group, Level, Name, Estimate, SEPred, tStat, DF, pValue,
+        Lower, Upper, one row per random effect in MATLAB's b order (terms in formula order,
+        level-major within a term).
+
+        Estimate is the conditional mode b-hat; SEPred = sqrt(diag Cov(b-hat - b)) from the joint
+        [beta; b] covariance sigma^2 V (it includes the uncertainty of beta-hat, not of the
+        covariance parameters; lme4's ``condVar``, without beta's part, is :meth:`cond_var`);
+        tStat = Estimate / SEPred; DF = N - p ('residual') or inf ('none'); Lower/Upper =
+        Estimate -/+ t_{1-alpha/2, DF} SEPred."""
+        _check_alpha(alpha)
+        df = inference.degrees_of_freedom(dfmethod, self.dfe)
+        return inference.random_effects_table(self._fit, self._joint, df, alpha)
+
+    def cond_var(self) -> list[np.ndarray]:
+        """lme4's ``condVar``: per random-effects term (formula order, as ``covariance_parameters``'
+        psi), an (n_levels x q_r x q_r) array of Cov(b_level | y, beta-hat, theta-hat) =
+        sigma^2 Lambda H^-1 Lambda' blocks, levels in the order of :meth:`random_effects`. Unlike
+        MATLAB's SEPred it treats beta-hat as known, so its diagonal is never larger than SEPred^2.
+        (lme4 builds H with Fisher weights, equal to the observed information used here for
+        canonical links.)"""
+        return [v.copy() for v in self._joint.conditional_variances()]
+
+    def coef_ci(self, alpha: float = 0.05, dfmethod: str = "residual") -> tuple[np.ndarray, np.ndarray]:
+        """MATLAB ``coefCI``: (p x 2 fixed-effects intervals, q x 2 random-effects intervals), each
+        row [Lower, Upper] as in :meth:`fixed_effects` and :meth:`random_effects`."""
+        _check_alpha(alpha)
+        df = inference.degrees_of_freedom(dfmethod, self.dfe)
+        fe = self.fixed_effects(dfmethod, alpha)[["Lower", "Upper"]].to_numpy()
+        re = inference.random_effects_interval(self._fit, self._joint, df, alpha)
+        return fe, re
+
+    def coef_test(self, H=None, c=None, dfmethod: str = "residual", K=None) -> inference.CoefTestResult:
+        """MATLAB ``coefTest``: the Wald F test of H beta + K b = c; returns (pValue, F, DF1, DF2).
+
+        ``H`` (M x p) defaults to every fixed effect but the intercept (all of them without an
+        intercept column); ``c`` (M values) to 0; ``K`` (M x q, b in :meth:`random_effects`' order;
+        MATLAB's REContrast) to none. [H, K] is reduced to full row rank r, and an inconsistent
+        system is refused. F = d' Sigma^-1 d / r with d = H beta-hat + K b-hat - c and Sigma from
+        Cov(beta-hat) (the fit's covariance method) or, with K, the joint [beta; b] covariance.
+        DF1 = r, DF2 = N - rank(X) ('residual') or inf ('none')."""
+        df = inference.degrees_of_freedom(dfmethod, self.dfe)
+        names = self.coefficient_names
+        keep = [j for j, n in enumerate(names) if n != "(Intercept)"]
+        default = np.eye(len(names))[keep]
+        if H is None and not keep:
+            raise InputError("H: the model has only an intercept; give H to test it (e.g. H=[[1]])")
+        Hm, cv, Km = inference.check_hypothesis(H, c, K, len(names), self.num_random_effects, default)
+        return inference.coef_test(self._fit, self._cov_beta, lambda: self._joint, Hm, cv, Km, df)
+
+    def anova(self, dfmethod: str = "residual") -> pd.DataFrame:
+        """MATLAB ``anova``: Term, FStat, DF1, DF2, pValue, one row per fixed-effects term
+        (including '(Intercept)'), the marginal (type III) F test of the term's coefficients:
+        F = b_T' Cov(beta-hat)_TT^-1 b_T / r_T, DF1 = r_T, DF2 = N - rank(X) or inf."""
+        df = inference.degrees_of_freedom(dfmethod, self.dfe)
+        return inference.anova_table(self._fit, self._cov_beta, df)
 
     def fitted(self, conditional: bool = True) -> np.ndarray:
         """Fitted means g^-1(eta) for every input row (NaN for unused rows); proportions for binomial."""
@@ -375,6 +434,45 @@ class GeneralizedLinearMixedModel:
             df=self.num_coefficients + self.num_covariance_parameters,
             aic=float(crit["AIC"].iloc[0]),
             bic=float(crit["BIC"].iloc[0]),
+        )
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        conditional: bool = True,
+        alpha: float = 0.05,
+        simultaneous: bool = False,
+        dfmethod: str = "residual",
+        offset=None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """MATLAB ``predict``: (ypred, ypred_ci) with ypred the predicted means g^-1(eta + offset)
+        and ypred_ci an (M x 2) [Lower, Upper] array of confidence intervals for them.
+
+        Without ``newdata``: the rows of the data (NaN for unused rows, as :meth:`fitted`). The
+        intervals are formed on eta -- pointwise t_{1-alpha/2, DF}, or Scheffe's simultaneous
+        sqrt(k F_{1-alpha}(k, DF)) with k = rank(X) + q (conditional) or rank(X) -- with Var(eta)
+        from the joint [beta; b] covariance (conditional) or x' Cov(beta-hat) x, and mapped
+        through the inverse link (sorted so Lower <= Upper). ``offset`` defaults to zeros: the
+        offset given to ``fitglme`` is not reused (MATLAB; :meth:`fitted` uses it), while the
+        formula's ``offset(...)`` terms are evaluated on the rows predicted. With ``newdata``,
+        ``offset`` may be an array or a column name; levels are matched by name and a new level
+        contributes no random effect; columns must exist with the fitted dtypes and categorical
+        predictors may use only levels seen in the fit."""
+        _check_flag(conditional, "conditional")
+        _check_flag(simultaneous, "simultaneous")
+        _check_alpha(alpha)
+        df = inference.degrees_of_freedom(dfmethod, self.dfe)
+        return inference.predict(
+            self._fit,
+            lambda: self._joint,
+            self._cov_beta,
+            newdata,
+            conditional=conditional,
+            alpha=alpha,
+            simultaneous=simultaneous,
+            df=df,
+            offset=offset,
         )
 
     def _full_length(self, v: np.ndarray) -> np.ndarray:

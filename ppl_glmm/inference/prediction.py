@@ -1,0 +1,163 @@
+"""Predictions with confidence intervals (MATLAB ``predict``).
+
+For each prediction row with fixed-effects row x and random-effects row z (MATLAB's b order):
+
+    eta-hat = x'beta-hat (+ z'b-hat if conditional),    mu-hat = g^-1(eta-hat + offset)  (clipped)
+
+The interval is built on eta and mapped through g^-1, then sorted so Lower <= Upper:
+
+    [g^-1(eta-hat + offset - crit se), g^-1(eta-hat + offset + crit se)]
+    se^2 = Var(x'beta-hat + z'(b-hat - b)) from the joint covariance (conditional; :mod:`.joint`),
+           or x' Cov(beta-hat) x (marginal, Cov by the fit's covariance method)
+    crit = t_{1-alpha/2, DF} (pointwise) or sqrt(k F_{1-alpha}(k, DF)) (Scheffe, simultaneous)
+           with k = rank(X) + q (conditional) or rank(X) (marginal), DF = N - rank(X) or inf.
+
+Offsets (MATLAB's rule): the ``offset`` argument defaults to zeros for the prediction rows -- the
+offset given to ``fitglme`` is *not* reused, also without new data -- while the formula's own
+``offset(...)`` terms are part of the model and are evaluated on the rows predicted (the data, or
+``newdata``). Grouping levels of ``newdata`` are matched to the fitted levels by name; a new level
+contributes no random effect (its entries of z are 0, and so is their part of the variance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import InputError, InputTypeError
+from ..results import FitRecord
+from .distributions import f_ppf, t_ppf
+
+__all__ = ["predict", "prediction_rows"]
+
+
+def _check_dtypes(design, newdata: pd.DataFrame) -> None:
+    """A predictor numeric in the fit must be numeric in ``newdata`` (not text or logical)."""
+    grouping = {v for t in design.terms for v in t.spec.group_vars}
+    for v in design.predictors:
+        if v in design.categories or v in grouping or v not in newdata.columns:
+            continue
+        s = newdata[v]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            example = s.iloc[0] if len(s) else None
+            raise InputTypeError(
+                f"newdata: column '{v}' is numeric in the fitted data but has dtype {s.dtype} here "
+                f"(values such as {example!r}); convert it, e.g. newdata['{v}'] = "
+                f"pd.to_numeric(newdata['{v}'])"
+            )
+
+
+def _matched_z(fitted_terms, new_terms, m: int, q: int) -> sp.csr_matrix:
+    """Z (m x q) of the new rows in the fit's b order: a level of ``newdata`` is matched to the
+    fitted level of the same name; rows of a new level get no entries for that term."""
+    rows, cols, vals = [], [], []
+    for ft, nt in zip(fitted_terms, new_terms):
+        index = {lev: j for j, lev in enumerate(ft.levels)}
+        j_of_new = np.array([index.get(lev, -1) for lev in nt.levels], dtype=np.int64)
+        j = j_of_new[nt.codes] if nt.codes.size else np.zeros(0, np.int64)
+        known = np.flatnonzero(j >= 0)
+        for k in range(ft.q_r):
+            rows.append(known)
+            cols.append(ft.offset + j[known] * ft.q_r + k)
+            vals.append(nt.T[known, k])
+    if not rows:
+        return sp.csr_matrix((m, q))
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, q))
+
+
+def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
+    """(X, Z or None for the fitted rows, offset, used-rows mask or None): the prediction rows.
+
+    Without newdata: the fit's used rows, ``offset`` (one value per row of the data, or per used
+    row; default 0) plus the formula's offset terms on those rows. With newdata: X and the matched
+    Z from ``newdata`` (validated), ``offset`` (array or column name; default 0) plus the formula's
+    offset terms on newdata."""
+    from ..design import new_data_design
+    from ..design.checks import evaluate_offsets
+
+    d = fit.design
+    if newdata is None:
+        n_total, n = d.subset.size, d.n
+        if offset is None:
+            off = np.zeros(n)
+        else:
+            if isinstance(offset, str):
+                raise InputTypeError("offset: a column name needs newdata; pass the offset values instead")
+            try:
+                off = np.asarray(offset, dtype=float).reshape(-1)
+            except (TypeError, ValueError) as err:
+                raise InputTypeError(
+                    f"offset: expected a numeric vector, got {type(offset).__name__}"
+                ) from err
+            if off.size == n_total:
+                off = off[d.subset]
+            elif off.size == 1:
+                off = np.full(n, float(off[0]))
+            elif off.size != n:
+                raise InputError(
+                    f"offset: expected {n_total} values (one per row of the data)"
+                    + (f" or {n} (one per row used)" if n != n_total else "")
+                    + f", got {off.size}"
+                )
+            if not np.all(np.isfinite(off)):
+                raise InputError("offset: contains NaN or infinite values")
+        if d.formula.offsets:
+            off = off + evaluate_offsets(d.formula.offsets, d.fixed.frame, pd.RangeIndex(n))
+        return d.X, None, off, d.subset
+    if not isinstance(newdata, pd.DataFrame):
+        raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+    _check_dtypes(d, newdata)
+    nd = new_data_design(d, newdata, offset=offset)
+    Z = _matched_z(d.terms, nd.terms, nd.n, d.q)
+    return nd.X, Z, nd.offset, None
+
+
+def predict(
+    fit: FitRecord,
+    joint_factory,
+    cov_beta: np.ndarray,
+    newdata: pd.DataFrame | None,
+    *,
+    conditional: bool,
+    alpha: float,
+    simultaneous: bool,
+    df: float,
+    offset,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ypred, ypred_ci): see the module docstring; ``joint_factory()`` gives the joint covariance
+    (called only for conditional intervals)."""
+    X, Z, off, used = prediction_rows(fit, newdata, offset)
+    res, ws = fit.result, fit.ws
+    eta = X @ res.beta
+    if conditional:
+        joint = joint_factory()
+        if Z is None:
+            eta = eta + fit.design.Z() @ res.b
+            var = joint.eta_variance_fitted()
+        else:
+            eta = eta + Z @ res.b
+            var = joint.eta_variance_rows(X, Z)
+    else:
+        var = np.einsum("ip,pq,iq->i", X, cov_beta, X)
+    se = np.sqrt(np.maximum(var, 0.0))
+    rank_x = np.linalg.matrix_rank(fit.design.X)
+    if simultaneous:
+        k = rank_x + (fit.design.q if conditional else 0)
+        crit = float(np.sqrt(k * f_ppf(1 - alpha, k, df)))
+    else:
+        crit = float(t_ppf(1 - alpha / 2, df))
+    inverse = ws.link.inverse_np
+    clip = ws.dist.clip_mean
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        ypred = clip(inverse(eta + off))
+        lo = clip(inverse(eta + off - crit * se))
+        hi = clip(inverse(eta + off + crit * se))
+    ci = np.sort(np.column_stack([lo, hi]), axis=1)
+    if used is not None:
+        full = np.full(used.size, np.nan)
+        full[used] = ypred
+        full_ci = np.full((used.size, 2), np.nan)
+        full_ci[used] = ci
+        return full, full_ci
+    return ypred, ci

@@ -1,0 +1,176 @@
+"""predict (MATLAB predict) and fitted: intervals against a dense [x z] sigma^2 V [x z]', new levels,
+simultaneous bounds, MATLAB's offset rule, and refused inputs.
+
+The dense reference writes MATLAB's sigma^2 V from the data and the estimates (normal model, so
+C = w and the CI is linear in se: half-width = crit * se). Tolerance 1e-8 relative: the same
+quantity by another route (measured ~1e-14).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg as sl
+from reference_cases import REF
+from scipy import stats
+
+import ppl_glmm
+from ppl_glmm.errors import InputError, InputTypeError
+
+REL = 1e-8
+
+
+@pytest.fixture(scope="module")
+def sleep(fitted):
+    return fitted("sleepstudy_lmm")
+
+
+def dense_v(m):
+    d = m._ws.design
+    X, Z = d.X, d.Z().toarray()
+    C = d.weights.astype(float)
+    s2 = m.dispersion
+    psis = m._ws.layout.covariances(m._result.theta, m._result.sigma)
+    D = sl.block_diag(*[np.kron(np.eye(t.n_levels), P) for t, P in zip(d.terms, psis)]) / s2
+    Vinv = np.block([[X.T * C @ X, X.T * C @ Z], [Z.T * C @ X, Z.T * C @ Z + np.linalg.inv(D)]])
+    return s2 * np.linalg.inv(Vinv)
+
+
+def half_width(ci):
+    return (ci[:, 1] - ci[:, 0]) / 2
+
+
+def test_fitted_rows_variance_matches_dense(sleep):
+    d = sleep._ws.design
+    V = dense_v(sleep)
+    XZ = np.hstack([d.X, d.Z().toarray()])
+    se = np.sqrt(np.einsum("ij,jk,ik->i", XZ, V, XZ))
+    y, ci = sleep.predict(alpha=0.1)
+    crit = stats.t.ppf(0.95, sleep.dfe)
+    np.testing.assert_allclose(half_width(ci), crit * se, rtol=REL)
+    np.testing.assert_allclose(y, sleep.fitted(), rtol=1e-12)  # no offsets: predict() = fitted()
+    np.testing.assert_allclose(ci.mean(axis=1), y, rtol=1e-12)  # identity link: symmetric
+    # marginal: x' Cov(beta) x
+    ym, cim = sleep.predict(conditional=False)
+    sem = np.sqrt(np.einsum("ip,pq,iq->i", d.X, sleep.coefficient_covariance, d.X))
+    np.testing.assert_allclose(half_width(cim), stats.t.ppf(0.975, sleep.dfe) * sem, rtol=REL)
+    np.testing.assert_allclose(ym, sleep.fitted(conditional=False), rtol=1e-12)
+
+
+def test_newdata_with_known_and_new_levels(sleep):
+    new = pd.DataFrame({"Days": [0.0, 4.5, 9.0, 2.0], "Subject": [308, 999, 372, 999]})
+    before = new.copy()
+    y, ci = sleep.predict(new)
+    pd.testing.assert_frame_equal(new, before)  # not mutated
+    d = sleep._ws.design
+    term = d.terms[0]
+    q = d.q
+    Xn = np.column_stack([np.ones(4), new.Days])
+    Zn = np.zeros((4, q))
+    for i, (days, subj) in enumerate(zip(new.Days, new.Subject)):
+        if str(subj) in term.levels:
+            j = term.levels.index(str(subj))
+            Zn[i, 2 * j : 2 * j + 2] = [1.0, days]
+    b, beta = sleep._result.b, sleep._result.beta
+    np.testing.assert_allclose(y, Xn @ beta + Zn @ b, rtol=1e-12)
+    V = dense_v(sleep)
+    XZ = np.hstack([Xn, Zn])
+    se = np.sqrt(np.einsum("ij,jk,ik->i", XZ, V, XZ))
+    np.testing.assert_allclose(half_width(ci), stats.t.ppf(0.975, sleep.dfe) * se, rtol=REL)
+    # a new level contributes no random effect: its conditional CI is the marginal one
+    ym, cim = sleep.predict(new, conditional=False)
+    np.testing.assert_allclose(y[[1, 3]], ym[[1, 3]], rtol=1e-12)
+    np.testing.assert_allclose(ci[[1, 3]], cim[[1, 3]], rtol=1e-10)
+    assert np.all(np.abs(y[[0, 2]] - ym[[0, 2]]) > 1)  # known levels do get their b-hat
+
+
+def test_simultaneous_bounds_are_scheffe(sleep):
+    new = pd.DataFrame({"Days": [1.0, 5.0], "Subject": [308, 309]})
+    _, pw = sleep.predict(new)
+    _, sim = sleep.predict(new, simultaneous=True)
+    k = 2 + sleep.num_random_effects
+    ratio = np.sqrt(k * stats.f.ppf(0.95, k, sleep.dfe)) / stats.t.ppf(0.975, sleep.dfe)
+    np.testing.assert_allclose(half_width(sim) / half_width(pw), ratio, rtol=1e-9)
+    assert np.all(half_width(sim) > half_width(pw))
+    _, pwm = sleep.predict(new, conditional=False, dfmethod="none")
+    _, simm = sleep.predict(new, conditional=False, simultaneous=True, dfmethod="none")
+    ratio_m = np.sqrt(stats.chi2.ppf(0.95, 2)) / stats.norm.ppf(0.975)  # k = rank(X) = 2, DF = inf
+    np.testing.assert_allclose(half_width(simm) / half_width(pwm), ratio_m, rtol=1e-9)
+
+
+def test_binomial_intervals_are_mapped_and_ordered(fitted):
+    m = fitted("cbpp_binomial")
+    y, ci = m.predict()
+    assert np.all((ci[:, 0] <= y) & (y <= ci[:, 1]) & (ci[:, 0] > 0) & (ci[:, 1] < 1))
+    eta = np.log(y / (1 - y))
+    lo = np.log(ci[:, 0] / (1 - ci[:, 0]))
+    hi = np.log(ci[:, 1] / (1 - ci[:, 1]))
+    np.testing.assert_allclose(eta - lo, hi - eta, rtol=1e-7)  # symmetric on the logit scale
+
+
+def test_decreasing_link_keeps_lower_below_upper():
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(8), 10)
+    x = rng.uniform(size=80)
+    mu = 1.0 / (1.0 + 0.5 * x + rng.normal(0, 0.1, 8)[g])
+    y = rng.gamma(5.0, mu / 5.0)
+    d = pd.DataFrame({"y": y, "x": x, "g": g})
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="reciprocal")
+    yp, ci = m.predict()
+    assert np.all(ci[:, 0] < yp) and np.all(yp < ci[:, 1])
+
+
+def test_offset_rule(fitted):
+    """fitted uses the fitting offset; predict adds only the formula's offset(...) terms plus its
+    own ``offset`` argument (default 0)."""
+    m = fitted("poisson_two_offsets")  # y ~ x + offset(log(exposure)) + (1|g), offset=log(area)
+    data = pd.read_csv(REF / "data" / "poisson_two_offsets.csv")
+    y, ci = m.predict()
+    np.testing.assert_allclose(y, m.fitted() / data["area"].to_numpy(), rtol=1e-10)
+    y2, ci2 = m.predict(offset=np.log(data["area"].to_numpy()))
+    np.testing.assert_allclose(y2, m.fitted(), rtol=1e-10)
+    np.testing.assert_allclose(ci2, ci * data["area"].to_numpy()[:, None], rtol=1e-10)
+    # newdata: the formula's offset is evaluated on newdata; offset may be a column name
+    new = data.iloc[:3].copy()
+    y3, _ = m.predict(new)
+    np.testing.assert_allclose(y3, y[:3], rtol=1e-10)
+    new["la"] = np.log(new["area"])
+    y4, _ = m.predict(new, offset="la")
+    np.testing.assert_allclose(y4, m.fitted()[:3], rtol=1e-10)
+
+
+def test_unused_rows_are_nan():
+    d = pd.read_csv(REF / "data" / "sleepstudy.csv")
+    d.loc[3, "Reaction"] = np.nan
+    m = ppl_glmm.fitglme(d, "Reaction ~ Days + (Days|Subject)", exclude=[0, 1])
+    y, ci = m.predict()
+    assert y.shape == (180,) and ci.shape == (180, 2)
+    assert np.isnan(y[[0, 1, 3]]).all() and np.isnan(ci[[0, 1, 3]]).all()
+    np.testing.assert_allclose(y, m.fitted(), rtol=1e-12, equal_nan=True)
+    assert np.isfinite(ci[2]).all()
+
+
+def test_refused_newdata(sleep, fitted):
+    with pytest.raises(InputTypeError, match="newdata: expected a pandas DataFrame"):
+        sleep.predict({"Days": [1.0], "Subject": [308]})
+    with pytest.raises(InputError, match="column 'Days' is missing"):
+        sleep.predict(pd.DataFrame({"Subject": [308]}))
+    with pytest.raises(InputTypeError, match="column 'Days' is numeric"):
+        sleep.predict(pd.DataFrame({"Days": ["1"], "Subject": [308]}))
+    with pytest.raises(InputTypeError, match="column 'Days' is numeric"):
+        sleep.predict(pd.DataFrame({"Days": [True], "Subject": [308]}))
+    cbpp = fitted("cbpp_binomial")
+    new = pd.DataFrame({"period": ["5"], "herd": [1], "incidence": [0], "size": [1]})
+    with pytest.raises(InputError, match=r"period.*not seen in the fit"):
+        cbpp.predict(new)
+    with pytest.raises(InputTypeError, match="conditional"):
+        sleep.predict(conditional="yes")
+    with pytest.raises(InputTypeError, match="simultaneous"):
+        sleep.predict(simultaneous=1)
+    with pytest.raises(InputError, match="alpha"):
+        sleep.predict(alpha=0)
+    with pytest.raises(InputError, match="dfmethod"):
+        sleep.predict(dfmethod="satterthwaite")
+    with pytest.raises(InputError, match="offset: expected 180 values"):
+        sleep.predict(offset=np.zeros(7))
+    with pytest.raises(InputError, match="offset"):
+        sleep.predict(pd.DataFrame({"Days": [1.0], "Subject": [308]}), offset=[0.0, 1.0])
