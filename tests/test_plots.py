@@ -214,9 +214,20 @@ def singular_model():
         return ppl_glmm.fitglme(df, "y ~ x + (1|g)")
 
 
-@pytest.mark.parametrize("which", ["mfr", "cbpp", "singular"])
-def test_html_display_has_every_number_of_the_text_display(which, mfr_model, cbpp_model, singular_model):
-    model = {"mfr": mfr_model, "cbpp": cbpp_model, "singular": singular_model}[which]
+@pytest.fixture(scope="module")
+def diagonal_model():
+    """A covariance pattern: the display shows its 'Covariance Type' line."""
+    return ppl_glmm.fitglme(
+        _data("sleepstudy.csv"), "Reaction ~ Days + (Days|Subject)", covariance_pattern="Diagonal"
+    )
+
+
+@pytest.mark.parametrize("which", ["mfr", "cbpp", "singular", "diagonal"])
+def test_html_display_has_every_number_of_the_text_display(
+    which, mfr_model, cbpp_model, singular_model, diagonal_model
+):
+    models = {"mfr": mfr_model, "cbpp": cbpp_model, "singular": singular_model, "diagonal": diagonal_model}
+    model = models[which]
     text, page = str(model), model._repr_html_()
     parsed = _parse(page)
     shown = " ".join(parsed.text)
@@ -230,6 +241,8 @@ def test_html_display_has_every_number_of_the_text_display(which, mfr_model, cbp
         assert f"<td>{name}</td>" in page
     assert (which == "singular") == ("Warning: boundary (singular) fit" in text)
     assert (which == "singular") == ("boundary (singular) fit" in shown)
+    assert (which == "diagonal") == ("Covariance Type: Diagonal" in text)
+    assert (which == "diagonal") == ("Covariance Type: Diagonal" in shown)
 
 
 def test_html_escapes_text():
