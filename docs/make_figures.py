@@ -60,7 +60,14 @@ def pearson_fitted(model) -> Path:
     return _save(fig, "residuals_pearson_fitted.png")
 
 
-FIGURES = (residual_plots, pearson_fitted)
+def random_effects_plot(model) -> Path:
+    """The caterpillar plot of the factories' conditional modes with their SEPred intervals."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.6), layout="constrained")
+    model.plot_random_effects(axes=ax)
+    return _save(fig, "random_effects.png")
+
+
+FIGURES = (residual_plots, pearson_fitted, random_effects_plot)
 
 
 def main() -> int:

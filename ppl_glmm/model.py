@@ -648,6 +648,14 @@ class GeneralizedLinearMixedModel:
 
         return plot_residuals(self, kind=kind, residual_type=residual_type, ax=ax)
 
+    def plot_random_effects(self, *, alpha: float = 0.05, dfmethod: str = "residual", axes=None):
+        """Caterpillar plot of the conditional modes with ``Estimate -/+ t SEPred`` intervals, one
+        panel per term and coefficient, levels sorted by estimate; returns the list of Axes (see
+        :func:`ppl_glmm.plots.plot_random_effects`)."""
+        from .plots import plot_random_effects
+
+        return plot_random_effects(self, alpha=alpha, dfmethod=dfmethod, axes=axes)
+
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the content of ``str(model)`` as HTML tables."""
         return model_html(self)

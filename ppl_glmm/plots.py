@@ -20,6 +20,12 @@ The plot types (``kind``) follow MATLAB:
   residual above the median (y) against the distance of the i-th smallest below it (x), with the
   line y = x (a symmetric distribution lies on it).
 
+``plot_random_effects`` is the caterpillar plot of the conditional modes: one panel per random-effects
+term and coefficient, levels sorted by their estimate, each with its interval
+``Estimate -/+ t_{1-alpha/2, DF} SEPred`` from ``model.random_effects(dfmethod, alpha)`` (MATLAB's
+SEPred includes the uncertainty of beta-hat; lme4's dotplot of ``ranef(condVar=TRUE)`` uses
+``1.96 condsd`` without it).
+
 matplotlib is imported only when a plot is drawn (the ``plot`` extra: ``pip install "ppl_glmm[plot]"``).
 """
 
@@ -36,7 +42,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .model import GeneralizedLinearMixedModel
 
-__all__ = ["PLOT_KINDS", "RESIDUAL_TYPES", "conditional_residuals", "plot_residuals"]
+__all__ = [
+    "PLOT_KINDS",
+    "RESIDUAL_TYPES",
+    "caterpillar_rows",
+    "conditional_residuals",
+    "plot_random_effects",
+    "plot_residuals",
+]
 
 PLOT_KINDS = ("histogram", "caseorder", "fitted", "lagged", "probability", "symmetry")
 RESIDUAL_TYPES = ("raw", "pearson")
@@ -60,12 +73,12 @@ def conditional_residuals(model: GeneralizedLinearMixedModel, residual_type: str
     return model.residuals(conditional=True, kind=residual_type)
 
 
-def _pyplot():
+def _pyplot(what: str = "plot_residuals"):
     try:
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - matplotlib is in the test extra
         raise ImportError(
-            'plot_residuals needs matplotlib: pip install "ppl_glmm[plot]" (or pip install matplotlib)'
+            f'{what} needs matplotlib: pip install "ppl_glmm[plot]" (or pip install matplotlib)'
         ) from err
     return plt
 
@@ -171,3 +184,73 @@ def _normal_probability(ax, r: np.ndarray, marker: dict, ref: dict) -> None:
     ax.plot(ends, z1 + slope * (ends - q1), **ref)
     ticks = [p for p in _PROBABILITY_TICKS if 1.0 / (r.size + 1) <= p <= 1 - 1.0 / (r.size + 1)]
     ax.set_yticks(ndtri(np.array(ticks)), [f"{p:g}" for p in ticks])
+
+
+def caterpillar_rows(table, group: str, name: str, term_index: int | None = None):
+    """The rows of a ``random_effects`` table for one panel (``group``, coefficient ``name``; the
+    ``term_index``-th term with that grouping, for a grouping used by several terms), sorted by
+    Estimate: the order the caterpillar plot draws them, bottom to top."""
+    sel = table[(table["Group"] == group) & (table["Name"] == name)]
+    if term_index is not None:
+        sel = sel[sel["_term"] == term_index]
+    return sel.sort_values("Estimate", kind="stable")
+
+
+def plot_random_effects(
+    model: GeneralizedLinearMixedModel,
+    *,
+    alpha: float = 0.05,
+    dfmethod: str = "residual",
+    axes=None,
+    max_levels: int = 60,
+):
+    """Caterpillar plot of the conditional modes with their SEPred intervals (module docstring).
+
+    One panel per random-effects term and coefficient, in formula order; levels sorted by their
+    estimate. ``axes``: a sequence of matplotlib Axes, one per panel (default: a new figure with
+    the panels side by side). A panel with more than ``max_levels`` levels shows every level's
+    interval but labels none (the labels would overlap). Returns the list of Axes.
+    """
+    from matplotlib.axes import Axes
+
+    from .model import _check_alpha
+
+    _check_alpha(alpha)
+    if isinstance(max_levels, bool) or not isinstance(max_levels, (int, np.integer)) or max_levels < 1:
+        raise InputError(f"max_levels: expected a positive integer, got {max_levels!r}")
+    table = model.random_effects(dfmethod=dfmethod, alpha=alpha)
+    terms = model._ws.design.terms
+    table["_term"] = np.repeat(np.arange(len(terms)), [t.size for t in terms])
+    panels = [(r, t.group, name) for r, t in enumerate(terms) for name in t.names]
+    if axes is None:
+        plt = _pyplot("plot_random_effects")
+        height = max(2.5, min(12.0, 0.18 * max(t.n_levels for t in terms) + 1.0))
+        _fig, axs = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), height), squeeze=False)
+        axes = list(axs[0])
+    else:
+        axes = [axes] if isinstance(axes, Axes) else list(axes)
+        if len(axes) != len(panels) or not all(isinstance(a, Axes) for a in axes):
+            raise InputTypeError(
+                f"axes: expected {len(panels)} matplotlib Axes (one per term and coefficient: "
+                f"{', '.join(f'{g}/{n}' for _, g, n in panels)}), got {len(axes)}"
+            )
+    for ax, (r, group, name) in zip(axes, panels):
+        rows = caterpillar_rows(table, group, name, r)
+        pos = np.arange(len(rows))
+        est = rows["Estimate"].to_numpy()
+        ax.errorbar(
+            est,
+            pos,
+            xerr=np.vstack([est - rows["Lower"].to_numpy(), rows["Upper"].to_numpy() - est]),
+            fmt="o",
+            markersize=3,
+            elinewidth=1,
+            capsize=0,
+        )
+        ax.axvline(0.0, color="0.4", linestyle="--", linewidth=1)
+        if len(rows) <= max_levels:
+            ax.set_yticks(pos, rows["Level"].astype(str).tolist())
+        else:
+            ax.set_yticks([])
+        ax.set(xlabel=f"{name}", title=f"{group}", ylim=(-0.7, len(rows) - 0.3))
+    return axes

@@ -249,3 +249,45 @@ def test_html_escapes_text():
     page = html_table(pd.DataFrame({"Name": ["a<b & c>d"], "Estimate": [1.5]}))
     assert "a&lt;b &amp; c&gt;d" in page and "a<b" not in page
     assert " ".join(_parse(page).text).split() == ["Name", "Estimate", "a<b", "&", "c>d", "1.5"]
+
+
+# ---------------------------------------------------------------- caterpillar plot
+
+
+def _errorbar_data(ax):
+    """(x, y, half-widths left, right) of the single errorbar container on ``ax``."""
+    (container,) = ax.containers
+    line, _, (bars,) = container
+    x, y = line.get_xdata(), line.get_ydata()
+    segs = np.array([s[:, 0] for s in bars.get_segments()])  # (lo, hi) x of each bar
+    return np.asarray(x), np.asarray(y), x - segs[:, 0], segs[:, 1] - x
+
+
+def test_caterpillar_plot_shows_sorted_modes_with_sepred_intervals(fitted):
+    model = fitted("sleepstudy_lmm")  # (Days | Subject): two panels
+    table = model.random_effects(alpha=0.1)
+    axes = model.plot_random_effects(alpha=0.1)
+    assert [ax.get_title() for ax in axes] == ["Subject", "Subject"]
+    from ppl_glmm.inference.distributions import t_ppf
+
+    crit = t_ppf(0.95, model.dfe)
+    for ax, name in zip(axes, ["(Intercept)", "Days"]):
+        rows = table[table["Name"] == name].sort_values("Estimate")
+        x, y, left, right = _errorbar_data(ax)
+        np.testing.assert_allclose(x, rows["Estimate"], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(y, np.arange(len(rows)))
+        np.testing.assert_allclose(left, crit * rows["SEPred"], rtol=1e-10)
+        np.testing.assert_allclose(right, crit * rows["SEPred"], rtol=1e-10)
+        assert [t.get_text() for t in ax.get_yticklabels()] == rows["Level"].astype(str).tolist()
+    plt.close("all")
+
+
+def test_caterpillar_plot_refuses_wrong_axes(mfr_model):
+    _fig, (a, b) = plt.subplots(1, 2)
+    with pytest.raises(InputTypeError, match="axes: expected 1 matplotlib Axes"):
+        mfr_model.plot_random_effects(axes=[a, b])
+    with pytest.raises(InputError, match="alpha"):
+        mfr_model.plot_random_effects(alpha=2)
+    ax = mfr_model.plot_random_effects(axes=a)[0]
+    assert ax is a and len(ax.containers) == 1
+    plt.close("all")
