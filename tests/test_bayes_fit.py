@@ -276,3 +276,20 @@ def test_a_generator_rng_advances_once_whichever_entry_point(mfr_model):
     b = mfr_model.fit_bayes(rng=g2, **kw)
     np.testing.assert_allclose(a.idata["posterior"]["beta"].values, b.idata["posterior"]["beta"].values)
     assert g1.integers(1 << 30) == g2.integers(1 << 30)
+
+
+def test_a_refitted_model_samples_and_reports_its_own_response(mfr_model):
+    """A refit shares the workspace (design, PyMC model) with the original fit; its Bayesian fit and
+    its ArviZ view must use the refit's response, not the data's."""
+    ynew = mfr_model.random(rng=11)
+    refitted = mfr_model.refit(ynew)
+    assert not np.array_equal(ynew, mfr_model.response())
+    ml_tree = refitted.to_inference_data(draws=10, rng=0, predictive=False)
+    np.testing.assert_array_equal(ml_tree["observed_data"]["defects"].values, ynew)
+    b = refitted.fit_bayes(draws=20, tune=20, chains=1, rng=0, progress=False)
+    np.testing.assert_array_equal(b.idata["observed_data"]["defects"].values, ynew)
+    # the original model's views are unchanged
+    np.testing.assert_array_equal(
+        mfr_model.to_inference_data(draws=10, rng=0, predictive=False)["observed_data"]["defects"].values,
+        mfr_model.response(),
+    )

@@ -95,11 +95,16 @@ def fit_bayes(
     check_bayes_patterns(ws.patterns)
     if st.init == "ml" and ml_model is None:  # pragma: no cover - the public entry points fit ML first
         raise InputError("init: 'ml' needs an ML fit; use init='auto'")
-    names = ModelNames.from_design(ws.design, ws.dist)
-    prior_set = resolve_priors(ws.design, ws.dist, ws.link, names, priors)
+    design = ws.design
+    if ml_model is not None:  # a refitted model's response, not the data's (the workspace is shared)
+        from dataclasses import replace
+
+        design = replace(design, y=ml_model._result.y)
+    names = ModelNames.from_design(design, ws.dist)
+    prior_set = resolve_priors(design, ws.dist, ws.link, names, priors)
     centered = (not noncentered,) * len(names.terms)
-    spec = ModelSpec(ws.design.detached(), ws.dist, ws.link, names, prior_set, formula, centered)
-    graph = build_bayes_model(ws.design, ws.dist, ws.link, names, prior_set, centered)
+    spec = ModelSpec(design.detached(), ws.dist, ws.link, names, prior_set, formula, centered)
+    graph = build_bayes_model(design, ws.dist, ws.link, names, prior_set, centered)
     ml_point = None
     if st.init == "ml":
         r = ml_model._result

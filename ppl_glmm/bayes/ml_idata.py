@@ -113,7 +113,9 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
     coords = names.coords()
     groups = {
         "posterior": post,
-        "observed_data": {names.response: ws.dist.observed_value(d.y, d.weights, d.binomial_size)},
+        "observed_data": {
+            names.response: ws.dist.observed_value(model._result.y, d.weights, d.binomial_size)
+        },
     }
     if predictive:
         used = d.subset
