@@ -394,7 +394,8 @@ def _interval(prof: _Profiler, k: int, zcrit: float, label: str) -> tuple[float,
             guess = v_hat * math.exp(-zcrit * se / v_hat) if has_se else 0.5 * v_hat
             lower, _ = _end_point(h(-zcrit), v_hat, -1.0, guess, lambda v: 0.5 * v, None, outer=0.0)
         step = zcrit * se if has_se else _guess_sd(prof, k, zcrit, v_hat)
-        first = v_hat * math.exp(step / v_hat) if v_hat > 0 else step
+        # Wald's guess on the log scale, or on the SD scale for an SD near 0 (relative SE > 1)
+        first = v_hat * math.exp(step / v_hat) if step < v_hat else v_hat + step
         upper, found = _end_point(h(zcrit), v_hat, 1.0, first, away, None)
         if not found:
             _warn_unbounded(label, upper, "upper")
