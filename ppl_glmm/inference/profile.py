@@ -9,9 +9,11 @@ sigma, negative binomial's theta) the profile deviance is
 with f the fit's objective (the negative Laplace, quadrature or restricted log-likelihood, as
 minimised by the fit) and f_hat its minimum. The (1 - alpha) interval is {v : d(v) <= c},
 c = chi2_{1, 1-alpha} (equivalently |zeta(v)| <= z_{1-alpha/2} with the signed root
-zeta(v) = sign(v - v_hat) sqrt(d(v)), which lme4 interpolates by a spline over a grid; here each end
-point is found by Brent's method on zeta(v) -/+ z_{1-alpha/2}, every evaluation an exact
-constrained re-optimisation).
+zeta(v) = sign(v - v_hat) sqrt(d(v)), which lme4 interpolates by a spline over a grid). Here each
+end point solves zeta(v) = -/+ z_{1-alpha/2} by safeguarded Newton (bisection inside the bracket
+when a step leaves it), every evaluation an exact constrained re-optimisation whose slope
+d'(v) = 2 df/dv comes free by the envelope theorem (the partial derivative of f in the fixed
+parameter at the constrained minimum), so zeta'(v) = d'(v) / (2 zeta(v)).
 
 Each f(v) is a BFGS minimisation over the other parameters with the exact gradient of the engine's
 objective, chained through the closed-form map from the natural parameters to the optimiser

@@ -21,7 +21,10 @@
 ##     and the end points by uniroot(d(v) - qchisq(0.95, 1), tol = 1e-11). An SD whose d(0) is
 ##     below the cutoff gets the lower limit 0 (as lme4 reports). Accurate to ~1e-6 relative
 ##     (the deviance minimisations converge to ~1e-9 in deviance units).
-##   * "wald_beta": confint(m, method = "Wald") for the fixed effects (normal quantile).
+##   * "wald_beta": confint(m, method = "Wald") for the fixed effects (normal quantile; vcov(m):
+##     sigma^2 (R_X'R_X)^-1 for lmer, the Hessian-based one for glmer).
+## glmer fits use tolPwrss = 1e-13 (the default 1e-7 leaves PIRLS short of the conditional mode,
+## moving cbpp's SD by 3e-4; see make_reference.R); its deviance function inherits that control.
 ##   * "estimates": the fitted SDs / correlations / sigma, "loglik".
 ##   * "seconds_lme4_profile": the time of lme4's confint(method = "profile") on this machine
 ##     (reported, not tested).
@@ -109,7 +112,8 @@ glmm_devfun <- function(gm) {
   dd <- update(gm, devFunOnly = TRUE)
   th <- getME(gm, "theta")
   stopifnot(length(th) == 1)
-  list(dev = function(par) dd(par), par = c(th, fixef(gm)), k = 1, names = "sd_(Intercept)")
+  list(dev = function(par) dd(par), par = c(th, fixef(gm)), k = 1,
+       names = paste0("sd_(Intercept)|", names(gm@flist)[1]))
 }
 
 is_sd <- function(nm) !grepl("^cor_", nm)
@@ -202,7 +206,7 @@ lme4_profile <- function(m) {
 
 wald_beta <- function(m) {
   ci <- confint(m, method = "Wald", parm = "beta_")
-  list(names = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2]))
+  list(names = I(rownames(ci)), lower = I(unname(ci[, 1])), upper = I(unname(ci[, 2])))
 }
 
 cases <- list(
@@ -223,7 +227,7 @@ cases <- list(
   cbpp_binomial = list(
     fit = function() glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp_d,
                            family = binomial,
-                           control = glmerControl(optimizer = "bobyqa",
+                           control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-13,
                                                   optCtrl = list(rhoend = 1e-12, maxfun = 1e5))),
     devfun = glmm_devfun,
     python = list(data = "cbpp.csv", formula = "incidence ~ period + (1|herd)",
@@ -231,7 +235,7 @@ cases <- list(
   mfr_poisson_effects = list(
     fit = function() glmer(defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1 | factory),
                            mfr, family = poisson,
-                           control = glmerControl(optimizer = "bobyqa",
+                           control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-13,
                                                   optCtrl = list(rhoend = 1e-12, maxfun = 1e5))),
     devfun = glmm_devfun,
     python = list(data = "mfr.csv",
@@ -239,7 +243,7 @@ cases <- list(
                   distribution = "poisson", dummy_var_coding = "effects")),
   poisson_small_sd = list(
     fit = function() glmer(y ~ x + (1 | g), small_d, family = poisson,
-                           control = glmerControl(optimizer = "bobyqa",
+                           control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-13,
                                                   optCtrl = list(rhoend = 1e-12, maxfun = 1e5))),
     devfun = glmm_devfun,
     python = list(data = "profile_poisson_small_sd.csv", formula = "y ~ x + (1|g)",
@@ -263,8 +267,8 @@ for (nm in if (nzchar(only)) strsplit(only, ",")[[1]] else names(cases)) {
   lp <- suppressWarnings(suppressMessages(lme4_profile(m)))
   res[[nm]] <- list(
     python = cs$python,
-    names = df$names,
-    estimates = df$par[seq_len(df$k)],
+    names = I(df$names),
+    estimates = I(df$par[seq_len(df$k)]),
     loglik = as.numeric(logLik(m)),
     singular = isSingular(m),
     exact = ex$intervals,
