@@ -348,3 +348,14 @@ def test_negative_binomial_theta_end_points_solve_cutoff():
 
         d = 2 * (_bfgs(fun, x_hat[:-1].copy()) + fit.result.log_likelihood)
         assert abs(d - CRIT) < ENDPOINT_D_TOL
+
+
+def test_profile_deviance_at_estimate_and_end_point():
+    """inference.profile_deviance (the profiler's d) is 0 at the estimate and c at the end point;
+    natural parameter 4 of cbpp is the herd SD (after the 4 fixed effects)."""
+    from ppl_glmm.inference import profile_deviance
+
+    m = model("cbpp_binomial")
+    row = profile("cbpp_binomial")[0].iloc[0]
+    d = profile_deviance(m._fit, 4, [row["Estimate"], row["Upper"]])
+    assert abs(d[0]) < 1e-8 and abs(d[1] - CRIT) < ENDPOINT_D_TOL

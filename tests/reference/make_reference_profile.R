@@ -3,6 +3,7 @@
 ## Run from the repository root:
 ##     Rscript tests/reference/make_reference_profile.R
 ##
+## (PROFILE_CASES=a,b limits the run to those cases, for debugging; the JSON then holds only them.)
 ## Output: tests/reference/profile_reference.json; the two simulated data sets
 ## tests/reference/data/{profile_poisson_small_sd,profile_singular_lmm}.csv are written on the first
 ## run (set.seed below) and only read afterwards.
@@ -165,7 +166,6 @@ exact_profile <- function(df) {
     }
     est <- par_hat[k]
     sd_par <- is_sd(df$names[k])
-    if (nzchar(Sys.getenv("PROFILE_TRACE"))) cat(df$names[k], est, prof(est), "\n")
     ## lower end
     if (df$names[k] == "sigma") {
       lo <- est / 2
