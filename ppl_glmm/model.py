@@ -248,13 +248,24 @@ class GeneralizedLinearMixedModel:
     def warnings(self) -> tuple[str, ...]:
         return self._result.warnings
 
-    def covariance_parameters(self, alpha: float = 0.05):
-        """(psi, dispersion, stats): psi[r] = sigma^2 Lambda_r Lambda_r'; stats with Wald CIs."""
-        _check_alpha(alpha)
-        psis = self._ws.layout.covariances(self._result.theta, self._result.sigma)
-        return psis, self.dispersion, self._covariance_tables(alpha)
+    def covariance_parameters(self, alpha: float = 0.05, method: str = "wald"):
+        """(psi, dispersion, stats): psi[r] = sigma^2 Lambda_r Lambda_r'; stats one table per term
+        (Group, Name1, Name2, Type, Estimate, Lower, Upper) and the Error table.
 
-    def _covariance_tables(self, alpha):
+        ``method='wald'`` (MATLAB's): Lower/Upper from a normal quantile on the natural scale (log SD,
+        log((1+rho)/(1-rho)), log sigma). ``method='profile'`` (lme4's ``confint(method='profile')``):
+        {v : 2 (logL_hat - max logL given v) <= chi2_{1,1-alpha}} for each SD, correlation, sigma
+        and negative binomial's theta (docs/algorithms.md); not for pseudo-likelihood fits."""
+        _check_alpha(alpha)
+        method = _check_covariance_method(method)
+        if method == "profile":
+            inference.check_profile(self._fit)
+        psis = self._ws.layout.covariances(self._result.theta, self._result.sigma)
+        return psis, self.dispersion, self._covariance_tables(alpha, method)
+
+    def _covariance_tables(self, alpha, method: str = "wald"):
+        if method == "profile":
+            return inference.profile_tables(self._fit, alpha)
         return inference.covariance_tables(self._fit, alpha)
 
     @cached_property
@@ -726,6 +737,15 @@ def _selected_terms(terms, groups) -> list:
     if len({id(t) for t in out}) != len(out):
         raise InputError("groups: a random-effects term is selected twice")
     return out
+
+
+def _check_covariance_method(method) -> str:
+    if not isinstance(method, str):
+        raise InputTypeError(f"method: expected 'wald' or 'profile', got {type(method).__name__}")
+    m = method.lower()
+    if m not in ("wald", "profile"):
+        raise InputError(f"method: use 'wald' (MATLAB's intervals) or 'profile' (likelihood), got {method!r}")
+    return m
 
 
 def _check_alpha(alpha) -> None:

@@ -11,6 +11,7 @@
 * :mod:`.random_effects` -- random-effects tables with SEPred (MATLAB ``randomEffects``).
 * :mod:`.hypothesis` -- ``coef_test`` (H beta + K b = c) and ``anova`` (marginal F per term).
 * :mod:`.prediction` -- ``predict`` with pointwise or simultaneous intervals.
+* :mod:`.profile` -- profile-likelihood intervals for SDs, correlations, sigma and theta.
 """
 
 from .compare import ComparedModel, compare_models
@@ -26,6 +27,7 @@ from .goodness import Rsquared, SumsOfSquares, rsquared, sums_of_squares
 from .hypothesis import CoefTestResult, anova_table, check_hypothesis, coef_test, fixed_terms
 from .joint import JointCovariance, joint_covariance
 from .prediction import predict
+from .profile import check_profile, profile_deviance, profile_tables
 from .random_effects import random_effects_interval, random_effects_table, re_names
 from .residuals import check_kind as check_residual_kind
 from .residuals import residuals
@@ -41,6 +43,7 @@ __all__ = [
     "anova_table",
     "beta_is_inner",
     "check_hypothesis",
+    "check_profile",
     "check_residual_kind",
     "coef_test",
     "coefficient_table",
@@ -55,6 +58,8 @@ __all__ = [
     "natural_estimates",
     "optimizer_vector",
     "predict",
+    "profile_deviance",
+    "profile_tables",
     "random_effects_interval",
     "random_effects_table",
     "re_names",

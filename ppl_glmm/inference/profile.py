@@ -1,0 +1,449 @@
+"""Profile-likelihood confidence intervals for the covariance parameters (lme4's
+``confint(method = "profile")``).
+
+For a canonical parameter v (an SD or a correlation of a random-effects term, the residual SD
+sigma, negative binomial's theta) the profile deviance is
+
+    d(v) = 2 (f(v) - f_hat),     f(v) = min { f(beta, psi) : psi has v at this parameter }
+
+with f the fit's objective (the negative Laplace, quadrature or restricted log-likelihood, as
+minimised by the fit) and f_hat its minimum. The (1 - alpha) interval is {v : d(v) <= c},
+c = chi2_{1, 1-alpha} (equivalently |zeta(v)| <= z_{1-alpha/2} with the signed root
+zeta(v) = sign(v - v_hat) sqrt(d(v)), which lme4 interpolates by a spline over a grid). Here each
+end point solves zeta(v) = -/+ z_{1-alpha/2} by safeguarded Newton (bisection inside the bracket
+when a step leaves it), every evaluation an exact constrained re-optimisation whose slope
+d'(v) = 2 df/dv comes free by the envelope theorem (the partial derivative of f in the fixed
+parameter at the constrained minimum), so zeta'(v) = d'(v) / (2 zeta(v)).
+
+Each f(v) is a BFGS minimisation over the other parameters with the exact gradient of the engine's
+objective, chained through the closed-form map from the natural parameters to the optimiser
+vector (:func:`~.covariance_parameters.optimizer_vector`, differentiated by central differences),
+preconditioned by the Hessian at the estimate and warm-started from the nearest point already
+profiled. The other parameters are optimised in coordinates that keep the boundaries inside the
+domain, so a profile never stalls there:
+
+* an SD as a *signed* value s (z = log|s|): the objective is even and smooth in s, so an SD that
+  goes to 0 (or starts there, in a singular fit) is an ordinary interior point;
+* a correlation as rho = sin(t): rho = +-1 is reached at t = +-pi/2, where the objective is
+  stationary in t;
+* beta, log sigma and log theta as they are.
+
+Boundaries of the profiled parameter: an SD's lower end is d(0), evaluated at SD = 0 exactly with
+the correlations that involve that coefficient fixed at 0 (they are not identifiable there); when
+d(0) <= c the lower limit is 0 (lme4 reports 0 too). A singular fit (SD estimated at 0) has lower
+limit 0 and its upper end is found from the curvature of f at 0. A correlation whose profile does not
+reach c before +-1 gets the limit +-1. Upper ends of SDs (and both ends of sigma and theta)
+expand geometrically from the Wald guess until d exceeds c; if it never does (d(v) flat, at most
+``_MAX_EXPANSIONS`` doublings), the limit is inf with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.optimize as so
+
+from ..errors import GLMMWarning, InputError
+from ..fit_methods import METHODS
+from ..results import FitRecord
+from .covariance_parameters import (
+    _dispersion_estimated,
+    beta_is_inner,
+    covariance_tables,
+    natural_estimates,
+    optimizer_vector,
+)
+from .distributions import norm_ppf
+
+__all__ = ["check_profile", "profile_deviance", "profile_tables"]
+
+# BFGS stop: max gradient in standard-error units, so f is within ~g^2/2 = 5e-11 of its minimum
+# (d within 1e-10); a tighter test only makes the line search fight f's rounding noise
+_GTOL = 1e-5
+_ZETA_TOL = 1e-9  # an end point solves zeta(v) = +-z_{1-alpha/2} to this (d to ~4e-9)
+_ROOT_RTOL = 1e-12  # or its bracket is this narrow (relative)
+_MAX_EXPANSIONS = 40  # outward steps (doubling the distance) before an end is declared unbounded
+_MAX_ITERATIONS = 100
+_RHO_EDGE = 1 - 1e-10  # a correlation's profile is evaluated at +-_RHO_EDGE for the limits +-1
+
+
+def check_profile(fit: FitRecord) -> None:
+    """Refuse a fit whose objective is not a likelihood of the data (pseudo-likelihood)."""
+    method = METHODS[fit.result.fit_method]
+    if method.pseudo:
+        raise InputError(
+            f"method='profile': a {method.display} fit maximises the likelihood of pseudo-data that "
+            "change with the estimates, not a likelihood of the data, so it has no profile likelihood. "
+            "Use method='wald', or refit with fit_method='laplace' (or 'reml' for a normal response)"
+        )
+
+
+class _Profiler:
+    """Sub-fits of the fit's objective with one natural parameter held fixed."""
+
+    def __init__(self, fit: FitRecord):
+        self.fit = fit
+        self.problem = fit.problem()
+        z0 = natural_estimates(fit)
+        self.P = z0.size
+        self.kinds = self._kinds(fit)
+        self.rows, self.involved = _table_rows(fit)
+        self.w_hat = np.array([self._w_from_z(i, z) for i, z in enumerate(z0)])
+        self.f_hat = min(self.value_grad(self.w_hat, [])[0], -fit.result.log_likelihood)
+        self.H = self._hessian()
+        self.solutions: dict[int, list[tuple[float, np.ndarray]]] = {}
+
+    # ---- coordinates ----------------------------------------------------------------------
+    @staticmethod
+    def _kinds(fit: FitRecord) -> list[str]:
+        """'beta', 'std', 'corr' or 'log' per natural parameter (the term tables' rows in order)."""
+        k0 = 0 if beta_is_inner(fit) else fit.p
+        kinds = ["beta"] * k0
+        for table in covariance_tables(fit, None)[:-1]:
+            kinds += list(table["Type"])
+        if fit.result.ancillary is not None:
+            kinds.append("log")
+        if len(kinds) != natural_estimates(fit).size:  # pragma: no cover - layout invariant
+            raise AssertionError("profile: the table rows do not match the natural parameters")
+        return kinds
+
+    def _w_from_z(self, i: int, z: float) -> float:
+        kind = self.kinds[i]
+        if kind == "std":
+            return math.exp(z) if np.isfinite(z) else 0.0
+        if kind == "corr":
+            return math.asin(math.tanh(z / 2))
+        return float(z)
+
+    def _z(self, w: np.ndarray) -> np.ndarray:
+        z = np.empty(self.P)
+        for i, (kind, v) in enumerate(zip(self.kinds, w)):
+            if kind == "std":
+                z[i] = math.log(abs(v)) if v != 0 else -np.inf
+            elif kind == "corr":
+                rho = min(max(math.sin(v), -1.0), 1.0)
+                z[i] = math.log((1 + rho) / (1 - rho)) if abs(rho) < 1 else math.copysign(np.inf, rho)
+            else:
+                z[i] = v
+        return z
+
+    def value_grad(self, w: np.ndarray, free: list[int]) -> tuple[float, np.ndarray]:
+        """f at w and its gradient in the coordinates ``free`` of w (chain rule through z and x)."""
+        z = self._z(w)
+        x = optimizer_vector(self.fit, z)
+        f, g = self.problem.value_and_grad(x)
+        gw = np.zeros(len(free))
+        if not np.isfinite(f):
+            return np.inf, gw
+        for a, i in enumerate(free):
+            if self.kinds[i] == "beta":  # x = [beta, ...]: beta enters x as itself
+                gw[a] = g[i]
+                continue
+            if not np.isfinite(z[i]):
+                continue  # s = 0 or rho = +-1: the objective is stationary there in w (even / sin)
+            h = 1e-6 * max(1.0, abs(z[i]))
+            zp, zm = z.copy(), z.copy()
+            zp[i] += h
+            zm[i] -= h
+            gz = float(g @ (optimizer_vector(self.fit, zp) - optimizer_vector(self.fit, zm))) / (2 * h)
+            kind = self.kinds[i]
+            if kind == "std":  # z = log|s|
+                gw[a] = gz / w[i]
+            elif kind == "corr":  # z = log((1 + sin t)/(1 - sin t)), dz/dt = 2 / cos t
+                c = math.cos(w[i])
+                gw[a] = 2 * gz / c if abs(c) > 1e-12 else 0.0
+            else:
+                gw[a] = gz
+        return float(f), gw
+
+    def _hessian(self) -> np.ndarray:
+        """Hessian of f in w at the estimate (central differences of the exact gradient)."""
+        free = list(range(self.P))
+        H = np.zeros((self.P, self.P))
+        for j in range(self.P):
+            h = 1e-4 * max(1.0, abs(self.w_hat[j]))
+            wp, wm = self.w_hat.copy(), self.w_hat.copy()
+            wp[j] += h
+            wm[j] -= h
+            H[:, j] = (self.value_grad(wp, free)[1] - self.value_grad(wm, free)[1]) / (2 * h)
+        return 0.5 * (H + H.T)
+
+    def standard_error(self, i: int) -> float:
+        """Wald standard error of w_i (nan when the Hessian is not positive definite)."""
+        w_eig, V = np.linalg.eigh(self.H)
+        if np.any(w_eig <= 0):
+            return np.nan
+        return float(np.sqrt((V[i] ** 2 / w_eig).sum()))
+
+    def _fixed_with(self, k: int, v: float) -> list[int]:
+        """Parameters fixed with parameter k at value v: itself, and at an SD of 0 the correlations
+        involving that coefficient (fixed at 0)."""
+        if self.kinds[k] != "std" or v != 0:
+            return [k]
+        return [k, *self.involved.get(k, [])]
+
+    # ---- one profile point ----------------------------------------------------------------
+    def w_value(self, k: int, v: float) -> float:
+        """w of parameter k at canonical value v (SD, correlation, or sigma / theta)."""
+        kind = self.kinds[k]
+        if kind == "std":
+            return v
+        if kind == "corr":
+            return math.asin(v)
+        return math.log(v)
+
+    def profile(self, k: int, v: float) -> tuple[float, float]:
+        """(d(v), d'(v)) with parameter k fixed at canonical value v. By the envelope theorem d'(v)
+        is twice the partial derivative of f in parameter k at the constrained minimum (nan at an
+        SD of 0, where z = -inf)."""
+        fixed = self._fixed_with(k, v)
+        free = [i for i in range(self.P) if i not in fixed]
+        w = self._start(k, v).copy()
+        w[k] = self.w_value(k, v)
+        for i in fixed[1:]:
+            w[i] = 0.0
+        for i in free:  # a signed SD at exactly 0 would be a stationary point BFGS never leaves
+            if self.kinds[i] == "std" and w[i] == 0.0:
+                w[i] = 1e-3 * _scale(self.H[i, i])
+        if free:
+            S = _preconditioner(self.H[np.ix_(free, free)])
+            w0 = w[free].copy()
+
+            def fun(u):
+                ww = w.copy()
+                ww[free] = w0 + S @ u
+                f, g = self.value_grad(ww, free)
+                return f, S.T @ g
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = so.minimize(
+                    fun, np.zeros(len(free)), jac=True, method="BFGS", options={"gtol": _GTOL, "maxiter": 500}
+                )
+            w[free] = w0 + S @ res.x
+        f, gk = self.value_grad(w, [k])
+        self.solutions.setdefault(k, []).append((v, w.copy()))
+        kind = self.kinds[k]
+        if kind == "std":
+            slope = gk[0] if v != 0 else np.nan
+        elif kind == "corr":
+            slope = gk[0] / math.sqrt(1 - v * v) if abs(v) < 1 else np.nan
+        else:
+            slope = gk[0] / v
+        return 2.0 * (f - self.f_hat), 2.0 * slope
+
+    def _start(self, k: int, v: float) -> np.ndarray:
+        """The minimiser at the profiled point nearest v (the estimate before any)."""
+        best, dist = self.w_hat, np.inf
+        for vv, ww in self.solutions.get(k, []):
+            if abs(vv - v) < dist:
+                best, dist = ww, abs(vv - v)
+        return best
+
+
+def _scale(h: float) -> float:
+    """A length scale 1/sqrt(curvature), 1 when the curvature is not positive."""
+    return 1.0 / math.sqrt(h) if h > 0 and np.isfinite(h) else 1.0
+
+
+def _preconditioner(H: np.ndarray) -> np.ndarray:
+    """S with S S' = |H|^-1 (eigenvalues made positive): BFGS then works in standard-error units."""
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    w = np.maximum(np.abs(w), 1e-8 * max(1e-300, float(np.max(np.abs(w)))))
+    return V / np.sqrt(w)
+
+
+def _end_point(
+    h: Callable[[float], tuple[float, float]],
+    v_hat: float,
+    side: float,
+    first: float,
+    grow: Callable[[float], float],
+    limit: float | None,
+    outer: float | None = None,
+) -> tuple[float, bool]:
+    """The root of h(v) = zeta(v) - target on the ``side`` (+1 or -1) of v_hat: safeguarded Newton
+    with h's exact derivative, inside a bracket once one is known.
+
+    From ``first`` (a Wald guess): while zeta has not passed the target, Newton's step outward, at
+    most ``grow(v)``; then Newton steps kept inside the bracket (bisection when they leave it).
+    ``limit`` (None: unbounded) is the end of the parameter's range: if zeta is still short of the
+    target there, the limit is returned. ``outer`` is a point already known to be past the target.
+    Returns (v, found); found is False when zeta never passed the target in ``_MAX_EXPANSIONS``
+    outward steps."""
+    inner, v, expansions = v_hat, first, 0
+    for _ in range(_MAX_ITERATIONS):
+        if limit is not None and (v - limit) * side >= 0:
+            v = limit
+        hv, dh = h(v)
+        if abs(hv) < _ZETA_TOL:
+            return v, True
+        if side * hv > 0:
+            outer = v
+        elif v == limit:
+            return limit, True
+        else:
+            inner = v
+        newton = v - hv / dh if np.isfinite(dh) and dh != 0 else np.nan
+        if outer is None:
+            expansions += 1
+            if expansions > _MAX_EXPANSIONS:
+                return v, False
+            far = grow(v)
+            ok = np.isfinite(newton) and 0 < (newton - v) * side <= (far - v) * side
+            v = newton if ok else far
+        else:
+            lo, hi = sorted((inner, outer))
+            if hi - lo <= _ROOT_RTOL * max(abs(lo), abs(hi)):
+                return 0.5 * (lo + hi), True
+            v = newton if np.isfinite(newton) and lo < newton < hi else 0.5 * (lo + hi)
+    return v, True  # pragma: no cover - Newton in a bracket converges long before
+
+
+def profile_deviance(fit: FitRecord, parameter: int, values) -> np.ndarray:
+    """d(v) at each of ``values`` for natural parameter ``parameter`` (an index into
+    :func:`~.covariance_parameters.natural_estimates`; not beta), values on the canonical scale."""
+    check_profile(fit)
+    with _threads(fit):
+        prof = _Profiler(fit)
+        return np.array([prof.profile(parameter, float(v))[0] for v in np.atleast_1d(values)])
+
+
+def _table_rows(fit: FitRecord) -> tuple[list[tuple[int, int, int]], dict[int, list[int]]]:
+    """(table, row, natural index) of every term-table row, and for each SD's natural index the
+    natural indices of the correlations that involve its coefficient (Name1 or Name2)."""
+    k0 = 0 if beta_is_inner(fit) else fit.p
+    rows, involved, idx = [], {}, k0
+    for t, table in enumerate(covariance_tables(fit, None)[:-1]):
+        index = {r: idx + r for r in range(len(table))}
+        rows += [(t, r, index[r]) for r in range(len(table))]
+        idx += len(table)
+        types, n1, n2 = list(table["Type"]), list(table["Name1"]), list(table["Name2"])
+        for r in range(len(table)):
+            if types[r] == "std":
+                involved[index[r]] = [
+                    index[c] for c in range(len(table)) if types[c] == "corr" and n1[r] in (n1[c], n2[c])
+                ]
+    return rows, involved
+
+
+def profile_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]:
+    """MATLAB ``covarianceParameters`` stats with profile-likelihood Lower/Upper (module docstring):
+    the Wald tables' rows and columns, one table per term, then the Error table."""
+    check_profile(fit)
+    with _threads(fit):
+        return _profile_tables(fit, alpha)
+
+
+def _threads(fit: FitRecord):
+    """BLAS threads as a fit of this model uses them (one for a small dense factor: several
+    threads on a 36 x 36 matrix cost 16x the time on a busy machine)."""
+    from ..fitting import _THREADS_ABOVE_DENSE, _blas_limit
+
+    dense = fit.ws.re.dense_order + (fit.p if beta_is_inner(fit) else 0)
+    return _blas_limit(None if dense > _THREADS_ABOVE_DENSE else 1)
+
+
+def _profile_tables(fit: FitRecord, alpha: float) -> list[pd.DataFrame]:
+    tables = [t.copy() for t in covariance_tables(fit, None)]
+    prof = _Profiler(fit)
+    zcrit = norm_ppf(1 - alpha / 2)
+    for t, r, k in prof.rows:
+        table = tables[t]
+        label = f"{table.at[r, 'Group']} {_label(table.loc[r])}"
+        table.at[r, "Lower"], table.at[r, "Upper"] = _interval(prof, k, zcrit, label)
+    if fit.result.ancillary is not None:  # log sigma, or negative binomial's log theta: the last
+        err = tables[-1]
+        r = 0 if _dispersion_estimated(fit) else 1  # the sqrt(Dispersion) row, or theta's
+        err.at[r, "Lower"], err.at[r, "Upper"] = _interval(prof, prof.P - 1, zcrit, str(err.at[r, "Name"]))
+    return tables
+
+
+def _label(row: pd.Series) -> str:
+    if row["Type"] == "std":
+        return f"std({row['Name1']})"
+    return f"corr({row['Name1']}, {row['Name2']})"
+
+
+def _interval(prof: _Profiler, k: int, zcrit: float, label: str) -> tuple[float, float]:
+    """(lower, upper) of natural parameter k's profile interval on the canonical scale: the roots
+    of zeta(v) = -+ zcrit (see :func:`_end_point`)."""
+    kind = prof.kinds[k]
+    w_hat = float(prof.w_hat[k])
+    se = prof.standard_error(k)
+    has_se = bool(np.isfinite(se) and se > 0)
+    v_hat = w_hat if kind == "std" else (math.sin(w_hat) if kind == "corr" else math.exp(w_hat))
+    cache: dict[float, tuple[float, float]] = {}
+
+    def zeta(v: float) -> tuple[float, float]:
+        """zeta(v) = sign(v - v_hat) sqrt(d(v)) and zeta'(v) = d'(v) / (2 zeta)."""
+        if v not in cache:
+            d, slope = prof.profile(k, v)
+            z = math.copysign(math.sqrt(max(d, 0.0)), v - v_hat)
+            cache[v] = (z, slope / (2 * z) if z != 0 else np.nan)
+        return cache[v]
+
+    def h(target: float):
+        return lambda v: (zeta(v)[0] - target, zeta(v)[1])
+
+    def away(v: float) -> float:  # twice as far from the estimate
+        return v_hat + 2 * (v - v_hat)
+
+    if kind == "std":
+        # lower end: d(0) first, at SD = 0 exactly; the limit is 0 when d(0) <= c
+        if v_hat == 0.0 or zeta(0.0)[0] >= -zcrit:
+            lower = 0.0
+        else:
+            guess = v_hat * math.exp(-zcrit * se / v_hat) if has_se else 0.5 * v_hat
+            lower, _ = _end_point(h(-zcrit), v_hat, -1.0, guess, lambda v: 0.5 * v, None, outer=0.0)
+        step = zcrit * se if has_se else _guess_sd(prof, k, zcrit, v_hat)
+        # Wald's guess on the log scale, or on the SD scale for an SD near 0 (relative SE > 1)
+        first = v_hat * math.exp(step / v_hat) if step < v_hat else v_hat + step
+        upper, found = _end_point(h(zcrit), v_hat, 1.0, first, away, None)
+        if not found:
+            _warn_unbounded(label, upper, "upper")
+            upper = np.inf
+        return lower, upper
+    if kind == "corr":
+        step = zcrit * se if has_se else 0.5
+        ends = []
+        for side in (-1.0, 1.0):
+            t = min(max(w_hat + side * step, -math.pi / 2), math.pi / 2)
+            first = max(min(math.sin(t), _RHO_EDGE), -_RHO_EDGE)
+            v, _ = _end_point(h(side * zcrit), v_hat, side, first, away, side * _RHO_EDGE)
+            ends.append(side if abs(v) >= _RHO_EDGE else v)
+        return ends[0], ends[1]
+    # sigma or negative binomial's theta: geometric steps on the log scale
+    step = zcrit * se if has_se else 0.5
+    ends = []
+    for side in (-1.0, 1.0):
+        first = v_hat * math.exp(side * step)
+        v, found = _end_point(h(side * zcrit), v_hat, side, first, lambda v: v_hat * (v / v_hat) ** 2, None)
+        if not found:
+            _warn_unbounded(label, v, "lower" if side < 0 else "upper")
+            v = 0.0 if side < 0 else np.inf
+        ends.append(v)
+    return ends[0], ends[1]
+
+
+def _guess_sd(prof: _Profiler, k: int, zcrit: float, v_hat: float) -> float:
+    """A first step for an SD without a Wald standard error (a singular fit): where the quadratic
+    f(s) = f_hat + H s^2 / 2 (even in s) reaches d = zcrit^2."""
+    h = prof.H[k, k]
+    if h > 0 and np.isfinite(h):
+        return zcrit / math.sqrt(h)
+    return max(v_hat, 1.0)
+
+
+def _warn_unbounded(label: str, v: float, end: str) -> None:
+    warnings.warn(
+        f"covariance_parameters(method='profile'): the profile deviance of {label} stays below the "
+        f"cutoff up to {v:.4g}; its {end} limit is reported as {'inf' if end == 'upper' else 0}. The "
+        "likelihood is flat in this parameter: the data hardly inform it",
+        GLMMWarning,
+        stacklevel=4,
+    )
