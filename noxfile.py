@@ -98,3 +98,11 @@ def bench_bayes(session: nox.Session) -> None:
     session.run(
         "python", "benchmarks/bayes.py", "--bambi-python", str(bambi_env / "bin" / "python"), *session.posargs
     )
+
+
+@nox.session(python=PYTHON)
+def bench_inference(session: nox.Session) -> None:
+    """Profile intervals, random effects with SEPred and compare vs lme4's confint(method='profile'),
+    ranef(condVar=TRUE) and anova (needs Rscript with lme4); -- --reps N (default 5)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/inference.py", *session.posargs)
