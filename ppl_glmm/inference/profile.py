@@ -219,8 +219,7 @@ class _Profiler:
                 f, g = self.value_grad(ww, free)
                 return f, S.T @ g
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # trial steps may overflow
                 res = so.minimize(
                     fun, np.zeros(len(free)), jac=True, method="BFGS", options={"gtol": _GTOL, "maxiter": 500}
                 )
