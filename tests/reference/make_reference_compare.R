@@ -36,19 +36,10 @@ if (!file.exists("tests/reference/data/mfr.csv"))
 
 data_dir <- "tests/reference/data"
 out_json <- "tests/reference/compare_reference.json"
-rd <- function(f) read.csv(file.path(data_dir, f), stringsAsFactors = FALSE)
-
-mfr <- rd("mfr.csv")
-mfr$factory  <- factor(mfr$factory)
-mfr$supplier <- factor(mfr$supplier, levels = c("C", "B", "A"))
-contrasts(mfr$supplier) <- contr.sum(3)
-
-cbpp_d <- rd("cbpp.csv")
-cbpp_d$herd   <- factor(cbpp_d$herd, levels = sort(unique(cbpp_d$herd)))
-cbpp_d$period <- factor(cbpp_d$period, levels = c(1, 2, 3, 4))
-
-sleep_d <- rd("sleepstudy.csv")
-sleep_d$Subject <- factor(sleep_d$Subject, levels = sort(unique(sleep_d$Subject)))
+source("tests/reference/reference_data.R")
+mfr <- read_mfr()
+cbpp_d <- read_cbpp()
+sleep_d <- read_sleepstudy()
 
 nwc <- rd("normal_weighted_crossed.csv")
 nwc$g <- factor(nwc$g)

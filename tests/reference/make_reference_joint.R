@@ -42,19 +42,10 @@ if (!file.exists(pen_csv))
                        sample = as.character(Penicillin$sample)),
             pen_csv, row.names = FALSE)
 
-rd <- function(f) read.csv(file.path(data_dir, f), stringsAsFactors = FALSE)
-
-mfr <- rd("mfr.csv")
-mfr$factory  <- factor(mfr$factory)
-mfr$supplier <- factor(mfr$supplier, levels = c("C", "B", "A"))
-contrasts(mfr$supplier) <- contr.sum(3)
-
-cbpp_d <- rd("cbpp.csv")
-cbpp_d$herd   <- factor(cbpp_d$herd, levels = sort(unique(cbpp_d$herd)))
-cbpp_d$period <- factor(cbpp_d$period, levels = c(1, 2, 3, 4))
-
-sleep_d <- rd("sleepstudy.csv")
-sleep_d$Subject <- factor(sleep_d$Subject, levels = sort(unique(sleep_d$Subject)))
+source("tests/reference/reference_data.R")
+mfr <- read_mfr()
+cbpp_d <- read_cbpp()
+sleep_d <- read_sleepstudy()
 
 pen <- rd("penicillin.csv")
 pen$plate <- factor(pen$plate, levels = sort(unique(pen$plate)))
