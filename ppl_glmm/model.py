@@ -7,6 +7,7 @@ one function in inference, simulate or fitting; nothing on the object changes af
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 
 import numpy as np
@@ -23,6 +24,18 @@ from .results import FitRecord, FitResult
 from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
 
 __all__ = ["GeneralizedLinearMixedModel"]
+
+
+def _blas_limited(method):
+    """Run a method under the model's BLAS thread limit (``FitRecord.blas_limit``): one thread for
+    a small dense factor, where thread wake-ups cost more than the work."""
+
+    @functools.wraps(method)
+    def limited(self, *args, **kwargs):
+        with self._fit.blas_limit():
+            return method(self, *args, **kwargs)
+
+    return limited
 
 
 class GeneralizedLinearMixedModel:
@@ -248,6 +261,7 @@ class GeneralizedLinearMixedModel:
     def warnings(self) -> tuple[str, ...]:
         return self._result.warnings
 
+    @_blas_limited
     def covariance_parameters(self, alpha: float = 0.05, method: str = "wald"):
         """(psi, dispersion, stats): psi[r] = sigma^2 Lambda_r Lambda_r'; stats one table per term
         (Group, Name1, Name2, Type, Estimate, Lower, Upper) and the Error table.
@@ -279,6 +293,7 @@ class GeneralizedLinearMixedModel:
         state.pop("_joint", None)
         return state
 
+    @_blas_limited
     def random_effects(self, dfmethod: str = "residual", alpha: float = 0.05) -> pd.DataFrame:
         """MATLAB ``randomEffects`` stats: Group, Level, Name, Estimate, SEPred, tStat, DF, pValue,
         Lower, Upper, one row per random effect in MATLAB's b order (terms in formula order,
@@ -293,6 +308,7 @@ class GeneralizedLinearMixedModel:
         df = inference.degrees_of_freedom(dfmethod, self.dfe)
         return inference.random_effects_table(self._fit, self._joint, df, alpha)
 
+    @_blas_limited
     def cond_var(self) -> list[np.ndarray]:
         """lme4's ``condVar``: per random-effects term (formula order, as ``covariance_parameters``'
         psi), an (n_levels x q_r x q_r) array of Cov(b_level | y, beta-hat, theta-hat) =
@@ -302,6 +318,7 @@ class GeneralizedLinearMixedModel:
         canonical links.)"""
         return [v.copy() for v in self._joint.conditional_variances()]
 
+    @_blas_limited
     def coef_ci(self, alpha: float = 0.05, dfmethod: str = "residual") -> tuple[np.ndarray, np.ndarray]:
         """MATLAB ``coefCI``: (p x 2 fixed-effects intervals, q x 2 random-effects intervals), each
         row [Lower, Upper] as in :meth:`fixed_effects` and :meth:`random_effects`."""
@@ -311,6 +328,7 @@ class GeneralizedLinearMixedModel:
         re = inference.random_effects_interval(self._fit, self._joint, df, alpha)
         return fe, re
 
+    @_blas_limited
     def coef_test(self, H=None, c=None, dfmethod: str = "residual", K=None) -> inference.CoefTestResult:
         """MATLAB ``coefTest``: the Wald F test of H beta + K b = c; returns (pValue, F, DF1, DF2).
 
@@ -329,6 +347,7 @@ class GeneralizedLinearMixedModel:
         Hm, cv, Km = inference.check_hypothesis(H, c, K, len(names), self.num_random_effects, default)
         return inference.coef_test(self._fit, self._cov_beta, lambda: self._joint, Hm, cv, Km, df)
 
+    @_blas_limited
     def anova(self, dfmethod: str = "residual") -> pd.DataFrame:
         """MATLAB ``anova``: Term, FStat, DF1, DF2, pValue, one row per fixed-effects term
         (including '(Intercept)'), the marginal (type III) F test of the term's coefficients:
@@ -447,6 +466,7 @@ class GeneralizedLinearMixedModel:
             bic=float(crit["BIC"].iloc[0]),
         )
 
+    @_blas_limited
     def predict(
         self,
         newdata: pd.DataFrame | None = None,

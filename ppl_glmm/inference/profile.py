@@ -307,7 +307,7 @@ def profile_deviance(fit: FitRecord, parameter: int, values) -> np.ndarray:
     """d(v) at each of ``values`` for natural parameter ``parameter`` (an index into
     :func:`~.covariance_parameters.natural_estimates`; not beta), values on the canonical scale."""
     check_profile(fit)
-    with _threads(fit):
+    with fit.blas_limit():
         prof = _Profiler(fit)
         return np.array([prof.profile(parameter, float(v))[0] for v in np.atleast_1d(values)])
 
@@ -334,17 +334,8 @@ def profile_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]:
     """MATLAB ``covarianceParameters`` stats with profile-likelihood Lower/Upper (module docstring):
     the Wald tables' rows and columns, one table per term, then the Error table."""
     check_profile(fit)
-    with _threads(fit):
+    with fit.blas_limit():
         return _profile_tables(fit, alpha)
-
-
-def _threads(fit: FitRecord):
-    """BLAS threads as a fit of this model uses them (one for a small dense factor: several
-    threads on a 36 x 36 matrix cost 16x the time on a busy machine)."""
-    from ..fitting import _THREADS_ABOVE_DENSE, _blas_limit
-
-    dense = fit.ws.re.dense_order + (fit.p if beta_is_inner(fit) else 0)
-    return _blas_limit(None if dense > _THREADS_ABOVE_DENSE else 1)
 
 
 def _profile_tables(fit: FitRecord, alpha: float) -> list[pd.DataFrame]:

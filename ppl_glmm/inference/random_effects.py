@@ -18,28 +18,32 @@ import pandas as pd
 
 from ..results import FitRecord
 from .joint import JointCovariance
-from .tables import coefficient_table
+from .tables import t_columns
 
 __all__ = ["random_effects_interval", "random_effects_table", "re_names"]
 
 
+def _name_columns(fit: FitRecord) -> dict[str, np.ndarray]:
+    """Group, Level, Name for each entry of b, level-major within each term."""
+    groups, levels, names = [], [], []
+    for term in fit.design.terms:
+        size = term.n_levels * term.q_r
+        groups.append(np.full(size, term.group, dtype=object))
+        levels.append(np.repeat(np.asarray(term.levels, dtype=object), term.q_r))
+        names.append(np.tile(np.asarray(term.names, dtype=object), term.n_levels))
+    cat = (lambda parts: np.concatenate(parts)) if groups else (lambda parts: np.zeros(0, dtype=object))
+    return {"Group": cat(groups), "Level": cat(levels), "Name": cat(names)}
+
+
 def re_names(fit: FitRecord) -> pd.DataFrame:
     """Group, Level, Name for each entry of b (MATLAB's ``BNames``)."""
-    rows = []
-    for term in fit.design.terms:
-        for level in term.levels:
-            for name in term.names:
-                rows.append((term.group, level, name))
-    return pd.DataFrame(rows, columns=["Group", "Level", "Name"])
+    return pd.DataFrame(_name_columns(fit))
 
 
 def random_effects_table(fit: FitRecord, joint: JointCovariance, df: float, alpha: float) -> pd.DataFrame:
     """Group, Level, Name, Estimate, SEPred, tStat, DF, pValue, Lower, Upper (module docstring)."""
-    names = re_names(fit)
     se = np.sqrt(np.maximum(joint.b_variance(), 0.0))
-    stats = coefficient_table(names["Name"], fit.result.b, se, df, alpha).drop(columns="Name")
-    stats = stats.rename(columns={"SE": "SEPred"})
-    return pd.concat([names, stats], axis=1)
+    return pd.DataFrame({**_name_columns(fit), **t_columns(fit.result.b, se, df, alpha, se_name="SEPred")})
 
 
 def random_effects_interval(fit: FitRecord, joint: JointCovariance, df: float, alpha: float) -> np.ndarray:

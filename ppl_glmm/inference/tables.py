@@ -14,7 +14,7 @@ import pandas as pd
 
 from .distributions import t_ppf, t_sf
 
-__all__ = ["DF_METHODS", "coefficient_table", "degrees_of_freedom", "model_criterion"]
+__all__ = ["DF_METHODS", "coefficient_table", "degrees_of_freedom", "model_criterion", "t_columns"]
 
 DF_METHODS = ("residual", "none")
 
@@ -40,27 +40,30 @@ def degrees_of_freedom(dfmethod: str, dfe: float) -> float:
     )
 
 
-def coefficient_table(
-    names, estimate: np.ndarray, se: np.ndarray, df: float, alpha: float = 0.05
-) -> pd.DataFrame:
-    """Name, Estimate, SE, tStat, DF, pValue, Lower, Upper (one row per estimate)."""
+def t_columns(estimate: np.ndarray, se: np.ndarray, df: float, alpha: float, se_name: str = "SE") -> dict:
+    """Estimate, SE, tStat, DF, pValue, Lower, Upper as arrays (t = Estimate / SE, two-sided p,
+    Estimate -/+ t_{1-alpha/2, DF} SE)."""
     estimate = np.asarray(estimate, dtype=float)
     se = np.asarray(se, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = estimate / se
     crit = t_ppf(1 - alpha / 2, df)
-    return pd.DataFrame(
-        {
-            "Name": list(names),
-            "Estimate": estimate,
-            "SE": se,
-            "tStat": t,
-            "DF": np.full(len(estimate), df),
-            "pValue": 2 * t_sf(np.abs(t), df),
-            "Lower": estimate - crit * se,
-            "Upper": estimate + crit * se,
-        }
-    )
+    return {
+        "Estimate": estimate,
+        se_name: se,
+        "tStat": t,
+        "DF": np.full(len(estimate), df),
+        "pValue": 2 * t_sf(np.abs(t), df),
+        "Lower": estimate - crit * se,
+        "Upper": estimate + crit * se,
+    }
+
+
+def coefficient_table(
+    names, estimate: np.ndarray, se: np.ndarray, df: float, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Name, Estimate, SE, tStat, DF, pValue, Lower, Upper (one row per estimate)."""
+    return pd.DataFrame({"Name": list(names), **t_columns(estimate, se, df, alpha)})
 
 
 def model_criterion(loglik: float, k: int, n: int) -> pd.DataFrame:
