@@ -387,3 +387,33 @@ def test_compsymm_equals_the_variance_components_formula(fit_method):
     est = a.covariance_parameters()[2][0]["Estimate"].to_numpy()
     np.testing.assert_allclose(est, [np.sqrt(s2), tau2 / s2], rtol=1e-5)
     np.testing.assert_allclose(a._result.beta, b._result.beta, rtol=1e-5)
+
+
+def test_inference_methods_on_a_diagonal_pattern_equal_the_double_bar_model():
+    """The methods of a fitted model work under a pattern: (1 + Days | Subject) with 'Diagonal' is
+    (1 + Days || Subject), whose b holds the same effects in another order (term-major); the
+    SEPred table, condVar, coef_test, predictions with intervals and the LRT against the full
+    model agree with that model's."""
+    d = sleep()
+    diag = pg.fitglme(d, "Reaction ~ Days + (1 + Days | Subject)", covariance_pattern="Diagonal")
+    split = pg.fitglme(d, "Reaction ~ Days + (1 + Days || Subject)")
+    full = pg.fitglme(d, "Reaction ~ Days + (1 + Days | Subject)")
+    a = diag.random_effects().sort_values(["Name", "Level"]).reset_index(drop=True)
+    b = split.random_effects().sort_values(["Name", "Level"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[["Group", "Level", "Name"]], b[["Group", "Level", "Name"]])
+    cols = ["Estimate", "SEPred", "Lower", "Upper"]
+    np.testing.assert_allclose(a[cols].to_numpy(), b[cols].to_numpy(), rtol=1e-5, atol=1e-6)
+    cv = diag.cond_var()[0]  # levels x 2 x 2 (the data couple a subject's intercept and slope, so
+    # the blocks are not diagonal; the || model reports each term's variances alone)
+    assert np.all(np.abs(cv[:, 0, 1]) > 0)
+    np.testing.assert_allclose(cv[:, 0, 0], split.cond_var()[0][:, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(cv[:, 1, 1], split.cond_var()[1][:, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(diag.coef_test().F, split.coef_test().F, rtol=1e-6)
+    for m in (diag, split):
+        assert np.all(np.isfinite(m.predict(d.iloc[:5])[1]))
+    np.testing.assert_allclose(diag.predict()[1], split.predict()[1], rtol=1e-6)
+    lrt = diag.compare(full)
+    assert list(lrt["DF"]) == [5, 6]
+    np.testing.assert_allclose(
+        lrt["LRStat"].iloc[1], 2 * (full.log_likelihood - split.log_likelihood), rtol=1e-6
+    )
