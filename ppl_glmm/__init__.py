@@ -72,8 +72,8 @@ def __getattr__(name: str):
     """Import the submodule behind a public name on first access and keep the name here."""
     import importlib
 
-    if name == "datasets":
-        return importlib.import_module(".datasets", __name__)
+    if name in ("datasets", "bootstrap"):
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ppl_glmm' has no attribute {name!r}")
