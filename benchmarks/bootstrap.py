@@ -56,9 +56,10 @@ def python_timings(nsim: int, workers: int) -> dict:
     )
     ppl_glmm.parametric_bootstrap(model, 5, rng=0, progress=False)  # warm-up
     out = {}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     serial = ppl_glmm.parametric_bootstrap(model, nsim, rng=1, progress=False)
-    out["serial"] = _row(time.perf_counter() - t, nsim, serial)
+    cpu = time.process_time() - c
+    out["serial"] = _row(time.perf_counter() - t, nsim, serial, cpu_seconds=cpu, cpu_per_replicate=cpu / nsim)
     from loky import get_reusable_executor
 
     get_reusable_executor().shutdown(wait=True)  # a cold start: new worker processes
@@ -68,7 +69,44 @@ def python_timings(nsim: int, workers: int) -> dict:
         out[label] = _row(time.perf_counter() - t, nsim, par, workers=workers)
         pd.testing.assert_frame_equal(par.replicates, serial.replicates)  # same seed, same replicates
     out["identical_replicates"] = True
+    out["worker_probe"] = worker_probe(model, workers)
     return out
+
+
+def _probe(token: str, data: bytes, task, indexes: list[int]) -> dict:
+    """Wall and CPU seconds per replicate inside one worker (after 3 untimed replicates)."""
+    from ppl_glmm.bootstrap import runner
+
+    models = runner._worker_models(token, data)
+    runner.run_batch(models, task, indexes[:3])
+    t, c = time.perf_counter(), time.process_time()
+    runner.run_batch(models, task, indexes)
+    return {
+        "wall_per_replicate": (time.perf_counter() - t) / len(indexes),
+        "cpu_per_replicate": (time.process_time() - c) / len(indexes),
+    }
+
+
+def worker_probe(model, workers: int, n: int = 100) -> dict:
+    """Every worker runs n replicates at once: CPU / wall in each worker is the share of a core it
+    got (1: a core to itself, so the speed-up is linear; below 1: other processes took the cores)."""
+    from loky import get_reusable_executor
+
+    from ppl_glmm.bootstrap import runner, statistics
+
+    names = tuple(p.column for p in statistics.default_parameters(model))
+    task = statistics.Task("bootstrap", names, 1, ())
+    token, data = runner._payload((model,))
+    ex = get_reusable_executor(max_workers=workers, timeout=300, env=dict(runner._SINGLE_THREAD_ENV))
+    rows = [
+        f.result() for f in [ex.submit(_probe, token, data, task, list(range(n))) for _ in range(workers)]
+    ]
+    return {
+        "replicates_per_worker": n,
+        "workers": rows,
+        "cpu_share": [r["cpu_per_replicate"] / r["wall_per_replicate"] for r in rows],
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def lme4_timings(nsim: int, ncpus: int) -> dict | None:
@@ -105,8 +143,12 @@ def main() -> int:
     serial = py["serial"]["per_replicate"]
     ratios = {"speedup_loky_warm": serial / py["loky_warm"]["per_replicate"]}
     ratios["speedup_loky_cold"] = serial / py["loky_cold"]["per_replicate"]
+    ratios["cpu_share_in_workers"] = min(py["worker_probe"]["cpu_share"])
     if r:
         boot = r["bootMer"]["per_replicate"]
+        ratios["serial_cpu_vs_bootMer_cpu"] = (
+            py["serial"]["cpu_per_replicate"] / r["bootMer"]["cpu_per_replicate"]
+        )
         for k in ("serial", "loky_cold", "loky_warm"):
             ratios[f"{k}_vs_bootMer"] = py[k]["per_replicate"] / boot
         if r.get("bootMer_multicore"):

@@ -5,7 +5,8 @@
 ## bootMer(fit, FUN, nsim, type = "parametric", use.u = FALSE) with FUN the fixed effects, theta and
 ## logLik (what ppl_glmm's default statistic keeps), serially; with ncpus > 1 also
 ## parallel = "multicore" on ncpus forked processes. Prints one JSON object on stdout:
-##   {"bootMer": {"seconds": s, "nsim": n, "per_replicate": s, "n_failed": k},
+##   {"bootMer": {"seconds": s, "nsim": n, "per_replicate": s, "cpu_seconds": s,
+##                "cpu_per_replicate": s, "n_failed": k},
 ##    "bootMer_multicore": {... , "ncpus": c} or null, "lme4_version": "...", "r_version": "..."}
 ## Everything else goes to stderr.
 
@@ -35,13 +36,17 @@ fit <- glmer(form, data = d, family = poisson)
 stat <- function(m) c(fixef(m), getME(m, "theta"), logLik = as.numeric(logLik(m)))
 invisible(bootMer(fit, stat, nsim = 5, seed = 1))  # warm-up
 
+cpu <- function(p) p[["user.self"]] + p[["sys.self"]] + p[["user.child"]] + p[["sys.child"]]
 run <- function(parallel, ncpus) {
-  t0 <- proc.time()[["elapsed"]]
+  p0 <- proc.time()
   b <- suppressWarnings(bootMer(fit, stat, nsim = nsim, seed = 20240601, type = "parametric",
                                 use.u = FALSE, parallel = parallel, ncpus = ncpus))
-  s <- proc.time()[["elapsed"]] - t0
+  p1 <- proc.time()
+  s <- p1[["elapsed"]] - p0[["elapsed"]]
+  c <- cpu(p1) - cpu(p0)  # this process and its forked children
   failed <- sum(!stats::complete.cases(b$t))
-  list(seconds = s, nsim = nsim, per_replicate = s / nsim, n_failed = failed, ncpus = ncpus)
+  list(seconds = s, nsim = nsim, per_replicate = s / nsim, cpu_seconds = c,
+       cpu_per_replicate = c / nsim, n_failed = failed, ncpus = ncpus)
 }
 serial <- run("no", 1L)
 multi <- if (ncpus > 1) run("multicore", ncpus) else NULL

@@ -141,8 +141,11 @@ class BootstrapResult:
 
     def bias(self, converged_only: bool = False) -> pd.Series:
         """mean(T*) - t0 per statistic (NaN values of T* skipped)."""
-        v = self.values(converged_only)
-        return pd.Series(np.nanmean(_nan_guard(v), axis=0) - self.estimates.to_numpy(), index=self.statistics)
+        v = _nan_guard(self.values(converged_only))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no values: NaN
+            mean = np.nanmean(v, axis=0)
+        return pd.Series(mean - self.estimates.to_numpy(), index=self.statistics)
 
     def se(self, converged_only: bool = False) -> pd.Series:
         """Bootstrap standard error: sd(T*) with divisor R - 1 (NaN values skipped)."""
