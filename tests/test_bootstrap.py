@@ -509,3 +509,34 @@ def test_serial_loky_and_dask_give_identical_replicates(mfr_model, cbpp_herd, cb
         # the default client is used when client is left out
         again = parametric_bootstrap(mfr_model, 3, rng=42, backend="dask", progress=False)
         pd.testing.assert_frame_equal(again.replicates, serial.replicates.iloc[:3])
+
+
+# ------------------------------------------------------------------------------ quoted benchmark
+
+
+SPEED_ROWS = {
+    "`bootMer`, serial": ("lme4", "bootMer"),
+    '`bootMer`, `parallel = "multicore"`, 2 processes': ("lme4", "bootMer_multicore"),
+    "`parametric_bootstrap`, serial": ("ppl_glmm", "serial"),
+    "`n_jobs=2` (loky), workers running": ("ppl_glmm", "loky_warm"),
+    "`n_jobs=2` (loky), workers started by the call": ("ppl_glmm", "loky_cold"),
+}
+
+
+def test_docs_speed_table_is_bootstrap_json():
+    """docs/bootstrap.md's speed table is benchmarks/results/bootstrap.json's: seconds, seconds per
+    replicate and the ratio to bootMer's serial time per replicate, row by row."""
+    import json
+
+    from test_docs import _check, _numbers, _table_row
+
+    r = json.loads((ROOT / "benchmarks" / "results" / "bootstrap.json").read_text())
+    boot = r["lme4"]["bootMer"]["per_replicate"]
+    page = ROOT / "docs" / "bootstrap.md"
+    for label, (side, key) in SPEED_ROWS.items():
+        row = r[side][key]
+        _check(
+            _numbers(_table_row(page, label).replace(",", "")),
+            [row["seconds"], row["per_replicate"], row["per_replicate"] / boot],
+            f"docs/bootstrap.md row {label!r}",
+        )
