@@ -88,6 +88,15 @@ def bench_scaling(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_bootstrap(session: nox.Session) -> None:
+    """1,000 parametric-bootstrap replicates of the mfr model, serial and on 2 loky workers, against
+    lme4's bootMer (serial and multicore) in the same run; writes benchmarks/results/bootstrap.json.
+    -- --nsim N --workers W --r-ncpus C. Needs Rscript with lme4 (bootMer takes several minutes)."""
+    session.install("-e", ".[parallel]")
+    session.run("python", "benchmarks/bootstrap.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench_bayes(session: nox.Session) -> None:
     """fit_bayes vs bambi 0.21 on the mfr model (bambi pins formulae < 0.7: it gets its own venv)."""
     session.install("-e", ".[nutpie]")

@@ -2,7 +2,8 @@
 
 Pipeline: formula -> design (X, sparse Z blocks) -> PyMC model (the single source of the likelihood)
 -> Laplace engine (PIRLS + exact-gradient BFGS) -> fitted model (MATLAB properties and methods)
--> Bayesian fit of the same model (NUTS) and comparison (``ppl_glmm.bayes``).
+-> Bayesian fit of the same model (NUTS) and comparison (``ppl_glmm.bayes``); simulation-based
+inference on a fit (parametric bootstrap, simulated LRT; serial, loky or Dask: ``ppl_glmm.bootstrap``).
 
 ``import ppl_glmm`` loads only the exceptions: everything else (pandas, formulae, SciPy, PyMC,
 PyTensor's backend, ArviZ) is imported on first use of the name that needs it, so a script or a
@@ -26,10 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover - static analysis sees the lazy names as o
     from . import datasets
     from .api import fitglme, fitglme_bayes
     from .bayes import BayesianGLMM, compare_fits, plot_compare
+    from .bootstrap import BootstrapResult, SimulatedLRT, parametric_bootstrap, simulated_lrt
     from .model import GeneralizedLinearMixedModel
 
 __all__ = [
     "BayesianGLMM",
+    "BootstrapResult",
     "ConvergenceWarning",
     "FitError",
     "GLMMError",
@@ -38,12 +41,15 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "SamplingWarning",
+    "SimulatedLRT",
     "SingularFitWarning",
     "compare_fits",
     "datasets",
     "fitglme",
     "fitglme_bayes",
+    "parametric_bootstrap",
     "plot_compare",
+    "simulated_lrt",
 ]
 __version__ = "0.1.0"
 
@@ -55,6 +61,10 @@ _LAZY = {
     "BayesianGLMM": "bayes",
     "compare_fits": "bayes",
     "plot_compare": "bayes",
+    "parametric_bootstrap": "bootstrap",
+    "simulated_lrt": "bootstrap",
+    "BootstrapResult": "bootstrap",
+    "SimulatedLRT": "bootstrap",
 }
 
 
@@ -62,8 +72,8 @@ def __getattr__(name: str):
     """Import the submodule behind a public name on first access and keep the name here."""
     import importlib
 
-    if name == "datasets":
-        return importlib.import_module(".datasets", __name__)
+    if name in ("datasets", "bootstrap"):
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ppl_glmm' has no attribute {name!r}")
