@@ -262,19 +262,30 @@ class GeneralizedLinearMixedModel:
         return self._result.warnings
 
     @_blas_limited
-    def covariance_parameters(self, alpha: float = 0.05, method: str = "wald"):
+    def covariance_parameters(self, alpha: float = 0.05, method: str = "wald", *, nsim=None, **bootstrap):
         """(psi, dispersion, stats): psi[r] = sigma^2 Lambda_r Lambda_r'; stats one table per term
         (Group, Name1, Name2, Type, Estimate, Lower, Upper) and the Error table.
 
         ``method='wald'`` (MATLAB's): Lower/Upper from a normal quantile on the natural scale (log SD,
         log((1+rho)/(1-rho)), log sigma). ``method='profile'`` (lme4's ``confint(method='profile')``):
         {v : 2 (logL_hat - max logL given v) <= chi2_{1,1-alpha}} for each SD, correlation, sigma
-        and negative binomial's theta (docs/algorithms.md); not for pseudo-likelihood fits."""
+        and negative binomial's theta (docs/algorithms.md); not for pseudo-likelihood fits.
+        ``method='bootstrap'``: intervals from a parametric bootstrap of ``nsim`` replicates
+        (default 1000); ``bootstrap`` takes :func:`ppl_glmm.parametric_bootstrap`'s run arguments
+        (``rng``, ``n_jobs``, ``backend``, ``client``, ``batch_size``, ``progress``), ``ci`` (the
+        interval: 'percentile' default, 'basic', 'normal', 'shortest'), ``converged_only``, and
+        ``result`` (an earlier default-statistic bootstrap of this model to reuse)."""
         _check_alpha(alpha)
         method = _check_covariance_method(method)
+        _check_bootstrap_args(method, nsim, bootstrap)
         if method == "profile":
             inference.check_profile(self._fit)
         psis = self._ws.layout.covariances(self._result.theta, self._result.sigma)
+        if method == "bootstrap":
+            from .bootstrap import bootstrap_covariance_intervals
+
+            opts = _bootstrap_options(nsim, bootstrap)
+            return psis, self.dispersion, bootstrap_covariance_intervals(self, alpha=alpha, **opts)
         return psis, self.dispersion, self._covariance_tables(alpha, method)
 
     def _covariance_tables(self, alpha, method: str = "wald"):
@@ -319,12 +330,33 @@ class GeneralizedLinearMixedModel:
         return [v.copy() for v in self._joint.conditional_variances()]
 
     @_blas_limited
-    def coef_ci(self, alpha: float = 0.05, dfmethod: str = "residual") -> tuple[np.ndarray, np.ndarray]:
+    def coef_ci(
+        self,
+        alpha: float = 0.05,
+        dfmethod: str = "residual",
+        *,
+        method: str = "wald",
+        nsim=None,
+        **bootstrap,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """MATLAB ``coefCI``: (p x 2 fixed-effects intervals, q x 2 random-effects intervals), each
-        row [Lower, Upper] as in :meth:`fixed_effects` and :meth:`random_effects`."""
+        row [Lower, Upper] as in :meth:`fixed_effects` and :meth:`random_effects`.
+        ``method='bootstrap'``: the fixed-effects intervals from a parametric bootstrap of ``nsim``
+        replicates (default 1000; ``bootstrap``: the run arguments of :meth:`covariance_parameters`),
+        ``dfmethod`` then unused; the random-effects intervals stay MATLAB's (SEPred-based)."""
         _check_alpha(alpha)
         df = inference.degrees_of_freedom(dfmethod, self.dfe)
-        fe = self.fixed_effects(dfmethod, alpha)[["Lower", "Upper"]].to_numpy()
+        if not isinstance(method, str) or method.lower() not in ("wald", "bootstrap"):
+            raise InputError(f"method: use 'wald' (MATLAB's t intervals) or 'bootstrap', got {method!r}")
+        method = method.lower()
+        _check_bootstrap_args(method, nsim, bootstrap)
+        if method == "bootstrap":
+            from .bootstrap import bootstrap_coefficient_intervals
+
+            opts = _bootstrap_options(nsim, bootstrap)
+            fe = bootstrap_coefficient_intervals(self, alpha=alpha, **opts)[["Lower", "Upper"]].to_numpy()
+        else:
+            fe = self.fixed_effects(dfmethod, alpha)[["Lower", "Upper"]].to_numpy()
         re = inference.random_effects_interval(self._fit, self._joint, df, alpha)
         return fe, re
 
@@ -432,17 +464,34 @@ class GeneralizedLinearMixedModel:
         return inference.rsquared(self._fit)
 
     # ---- model comparison --------------------------------------------------------------------
-    def compare(self, alt: GeneralizedLinearMixedModel, check_nesting: bool = False, *, names=None):
+    def compare(
+        self,
+        alt: GeneralizedLinearMixedModel,
+        check_nesting: bool = False,
+        *,
+        names=None,
+        nsim=None,
+        **simulation,
+    ):
         """Likelihood-ratio test of this model against ``alt`` (MATLAB ``compare``): a DataFrame
         Model, DF, AIC, BIC, LogLik, LRStat, deltaDF, pValue, with LRStat = 2 (LL_alt - LL) and
         pValue = P(chi2_deltaDF > LRStat) in row 2. MATLAB's swap rule, refusals and nesting checks,
         and the boundary note in ``attrs``, are described in :mod:`ppl_glmm.inference.compare`.
-        ``names``: the two model names (default 'GLME', 'ALTGLME')."""
+        ``names``: the two model names (default 'GLME', 'ALTGLME').
+
+        ``nsim``: also a simulated LRT (:func:`ppl_glmm.simulated_lrt`, as MATLAB's LME compare with
+        'NSim'): ``nsim`` responses simulated from the smaller model, both refitted to each, and
+        pSim = (1 + #{LR* >= LR}) / (N + 1) in a column ``pValueSim`` of row 2 (the chi-square
+        pValue stays beside it); ``attrs['simulated_lrt']`` holds the whole result (failures
+        included). ``simulation``: the run arguments (``rng``, ``n_jobs``, ``backend``,
+        ``client``, ``batch_size``, ``progress``)."""
         if not isinstance(alt, GeneralizedLinearMixedModel):
             raise InputTypeError(
                 f"alt: expected a fitted GeneralizedLinearMixedModel (from fitglme), got {type(alt).__name__}"
             )
         _check_flag(check_nesting, "check_nesting")
+        if nsim is None and simulation:
+            raise InputError(f"{sorted(simulation)[0]}: applies to a simulated test; pass nsim=... as well")
         if names is None:
             names = ("GLME", "ALTGLME")
         elif (
@@ -452,9 +501,33 @@ class GeneralizedLinearMixedModel:
             or not all(isinstance(x, str) for x in names)
         ):
             raise InputTypeError(f"names: expected two strings, e.g. names=('m0', 'm1'), got {names!r}")
-        return inference.compare_models(
+        if nsim is not None:
+            from .bootstrap.runner import make_plan
+
+            unknown = sorted(
+                set(simulation) - {"rng", "n_jobs", "backend", "client", "batch_size", "progress"}
+            )
+            if unknown:
+                raise InputError(
+                    f"{unknown[0]}: unknown option of the simulated test; use rng, n_jobs, backend, client, "
+                    "batch_size or progress"
+                )
+            # the run arguments are checked before any work (rng when the run starts: a Generator
+            # must be drawn from once only)
+            make_plan(nsim, **{k: v for k, v in simulation.items() if k != "rng"})
+        table = inference.compare_models(
             self._compared(names[0]), alt._compared(names[1]), bool(check_nesting)
         )
+        if nsim is None:
+            return table
+        from .bootstrap import simulated_lrt
+
+        small, big = (self, alt) if table["Model"].iloc[0] == names[0] else (alt, self)
+        sim = simulated_lrt(small, big, nsim, **simulation)
+        attrs = dict(table.attrs)
+        table["pValueSim"] = [np.nan, sim.p_sim]
+        table.attrs = {**attrs, "simulated_lrt": sim}
+        return table
 
     def _compared(self, name: str) -> inference.ComparedModel:
         crit = self.model_criterion
@@ -761,11 +834,48 @@ def _selected_terms(terms, groups) -> list:
 
 def _check_covariance_method(method) -> str:
     if not isinstance(method, str):
-        raise InputTypeError(f"method: expected 'wald' or 'profile', got {type(method).__name__}")
+        raise InputTypeError(
+            f"method: expected 'wald', 'profile' or 'bootstrap', got {type(method).__name__}"
+        )
     m = method.lower()
-    if m not in ("wald", "profile"):
-        raise InputError(f"method: use 'wald' (MATLAB's intervals) or 'profile' (likelihood), got {method!r}")
+    if m not in ("wald", "profile", "bootstrap"):
+        raise InputError(
+            f"method: use 'wald' (MATLAB's intervals), 'profile' (likelihood) or 'bootstrap', got {method!r}"
+        )
     return m
+
+
+_BOOTSTRAP_OPTIONS = (
+    "rng",
+    "n_jobs",
+    "backend",
+    "client",
+    "batch_size",
+    "progress",
+    "ci",
+    "converged_only",
+    "result",
+)
+
+
+def _check_bootstrap_args(method: str, nsim, options: dict) -> None:
+    """Bootstrap run arguments only with method='bootstrap', and only known ones."""
+    if method != "bootstrap":
+        given = ["nsim"] * (nsim is not None) + sorted(options)
+        if given:
+            raise InputError(f"{given[0]}: applies to method='bootstrap' only")
+        return
+    unknown = sorted(set(options) - set(_BOOTSTRAP_OPTIONS))
+    if unknown:
+        raise InputError(f"{unknown[0]}: unknown bootstrap option; use {', '.join(_BOOTSTRAP_OPTIONS)}")
+
+
+def _bootstrap_options(nsim, options: dict) -> dict:
+    opts = dict(options)
+    if "ci" in opts:
+        opts["method"] = opts.pop("ci")
+    opts.setdefault("progress", False)
+    return {"nsim": 1000 if nsim is None else nsim, **opts}
 
 
 def _check_alpha(alpha) -> None:

@@ -540,3 +540,64 @@ def test_docs_speed_table_is_bootstrap_json():
             [row["seconds"], row["per_replicate"], row["per_replicate"] / boot],
             f"docs/bootstrap.md row {label!r}",
         )
+
+
+# ---------------------------------------------------------------- the facade's bootstrap methods
+
+
+def test_covariance_parameters_and_coef_ci_by_bootstrap_use_the_same_replicates(mfr_model, mfr_boot):
+    """method='bootstrap' runs parametric_bootstrap with the given seed: the intervals equal those
+    of mfr_boot (same model, nsim and seed), and the random-effects intervals of coef_ci stay
+    MATLAB's (SEPred-based)."""
+    _, _, tables = mfr_model.covariance_parameters(method="bootstrap", nsim=30, rng=2024)
+    ci = mfr_boot.ci(0.05).set_index("Name")
+    assert tables[0]["Lower"].iloc[0] == ci.loc["factory: std((Intercept))", "Lower"]
+    assert tables[0]["Upper"].iloc[0] == ci.loc["factory: std((Intercept))", "Upper"]
+    fe, re = mfr_model.coef_ci(method="bootstrap", nsim=30, rng=2024, ci="basic")
+    basic = mfr_boot.ci(0.05, "basic").set_index("Name")
+    np.testing.assert_array_equal(fe, basic.loc[mfr_model.coefficient_names, ["Lower", "Upper"]].to_numpy())
+    np.testing.assert_array_equal(re, mfr_model.coef_ci()[1])
+    # an earlier run is reused as is
+    _, _, again = mfr_model.covariance_parameters(method="bootstrap", result=mfr_boot)
+    pd.testing.assert_frame_equal(again[0], tables[0])
+
+
+def test_compare_with_nsim_adds_the_simulated_p_value(cbpp_herd, cbpp_obs):
+    """compare(nsim=N) simulates from the smaller model whichever way round it is called (MATLAB's
+    swap), and reports simulated_lrt's p-value beside the chi-square one."""
+    small, big = cbpp_herd, cbpp_obs
+    direct = simulated_lrt(small, big, 9, rng=5, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)  # the swap warning, failures
+        t1 = small.compare(big, nsim=9, rng=5, progress=False)
+        t2 = big.compare(small, nsim=9, rng=5, progress=False)
+    for t in (t1, t2):
+        assert list(t.columns)[-1] == "pValueSim"
+        assert math.isnan(t["pValueSim"].iloc[0])
+        assert t["pValueSim"].iloc[1] == direct.p_sim
+        assert t.attrs["simulated_lrt"].LR == pytest.approx(direct.LR, abs=1e-12)
+    assert "pValueSim" not in small.compare(big).columns
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m: m.covariance_parameters(nsim=10), "nsim: applies to method='bootstrap' only"),
+        (lambda m: m.covariance_parameters(method="profile", rng=1), "rng: applies to method='bootstrap'"),
+        (
+            lambda m: m.covariance_parameters(method="bootstrap", nsim=10, seed=1),
+            "seed: unknown bootstrap option",
+        ),
+        (lambda m: m.coef_ci(method="bootstraps"), "method: use 'wald'"),
+        (lambda m: m.coef_ci(nsim=5), "nsim: applies to method='bootstrap' only"),
+        (lambda m: m.compare(m, rng=1), "rng: applies to a simulated test; pass nsim"),
+        (lambda m: m.compare(m, nsim=0), "nsim"),
+        (lambda m: m.compare(m, nsim=5, backend="spark"), "backend"),
+    ],
+)
+def test_bootstrap_arguments_of_the_methods_are_checked_first(mfr_model, call, match, monkeypatch):
+    import ppl_glmm.bootstrap.runner as runner
+
+    monkeypatch.setattr(runner, "run_replicates", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(InputError, match=match):
+        call(mfr_model)
