@@ -304,7 +304,7 @@ def test_pseudo_likelihood_fit_refused():
 
 @pytest.mark.parametrize(
     ("method", "error", "match"),
-    [("bootstrap", InputError, "method: use 'wald'"), (1, InputTypeError, "method: expected")],
+    [("jackknife", InputError, "method: use 'wald'"), (1, InputTypeError, "method: expected")],
 )
 def test_bad_method_refused(method, error, match):
     with pytest.raises(error, match=match):

@@ -142,17 +142,13 @@ class BootstrapResult:
     def bias(self, converged_only: bool = False) -> pd.Series:
         """mean(T*) - t0 per statistic (NaN values of T* skipped)."""
         v = _nan_guard(self.values(converged_only))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no values: NaN
-            mean = np.nanmean(v, axis=0)
+        mean = pd.DataFrame(v).mean(axis=0).to_numpy()  # NaN skipped; no values: NaN, silently
         return pd.Series(mean - self.estimates.to_numpy(), index=self.statistics)
 
     def se(self, converged_only: bool = False) -> pd.Series:
         """Bootstrap standard error: sd(T*) with divisor R - 1 (NaN values skipped)."""
         v = _nan_guard(self.values(converged_only))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sd = np.nanstd(v, axis=0, ddof=1)
+        sd = pd.DataFrame(v).std(axis=0, ddof=1).to_numpy()
         return pd.Series(sd, index=self.statistics)
 
     def ci(
