@@ -86,7 +86,7 @@ def _rows(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return rows
 
 
-def _close(actual, expected, rel, abs_) -> None:
+def _assert_close(actual, expected, rel, abs_) -> None:
     np.testing.assert_allclose(actual, expected, rtol=rel, atol=abs_)
 
 
@@ -97,10 +97,10 @@ def test_profile_matches_exact_R(case):
     rows = _rows(profile(case))
     assert len(rows) == len(R["names"])
     exact = [R["exact"][n] for n in R["names"]]
-    _close(rows["Lower"], [e["lower"] for e in exact], EXACT_REL, EXACT_ABS)
-    _close(rows["Upper"], [e["upper"] for e in exact], EXACT_REL, EXACT_ABS)
+    _assert_close(rows["Lower"], [e["lower"] for e in exact], EXACT_REL, EXACT_ABS)
+    _assert_close(rows["Upper"], [e["upper"] for e in exact], EXACT_REL, EXACT_ABS)
     # the estimates the tables report are the fit's (lme4's to the fits' 1e-4 agreement)
-    _close(rows["Estimate"], R["estimates"], 1e-4, 1e-6)
+    _assert_close(rows["Estimate"], R["estimates"], 1e-4, 1e-6)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c != "sleepstudy_reml"])
@@ -108,8 +108,8 @@ def test_profile_matches_lme4_confint(case):
     R = reference()[case]
     rows = _rows(profile(case))
     lme4 = [R["lme4"][n] for n in R["names"]]
-    _close(rows["Lower"], [e["lower"] for e in lme4], LME4_REL, LME4_ABS)
-    _close(rows["Upper"], [e["upper"] for e in lme4], LME4_REL, LME4_ABS)
+    _assert_close(rows["Lower"], [e["lower"] for e in lme4], LME4_REL, LME4_ABS)
+    _assert_close(rows["Upper"], [e["upper"] for e in lme4], LME4_REL, LME4_ABS)
 
 
 def test_lme4_profiles_reml_fits_by_ml():
@@ -325,8 +325,8 @@ def test_fixed_effects_wald_matches_lme4(case):
     fe = m.fixed_effects(dfmethod="none")
     lo, hi = np.array(R["wald_beta"]["lower"]), np.array(R["wald_beta"]["upper"])
     z = 1.959963984540054
-    _close((fe["Lower"] + fe["Upper"]) / 2, (lo + hi) / 2, 2e-5, 1e-9)
-    _close((fe["Upper"] - fe["Lower"]) / (2 * z), (hi - lo) / (2 * z), 3e-5 if glmm else 5e-6, 0)
+    _assert_close((fe["Lower"] + fe["Upper"]) / 2, (lo + hi) / 2, 2e-5, 1e-9)
+    _assert_close((fe["Upper"] - fe["Lower"]) / (2 * z), (hi - lo) / (2 * z), 3e-5 if glmm else 5e-6, 0)
 
 
 def test_negative_binomial_theta_end_points_solve_cutoff():

@@ -46,6 +46,15 @@ def default_bootstrap(
     return result
 
 
+def _bootstrap_ci(model, nsim, alpha, method, result, converged_only, run: dict) -> pd.DataFrame:
+    """The checked arguments' bootstrap intervals (``BootstrapResult.ci``), indexed by statistic name:
+    ``result`` reused when given, else a new default-statistic run with the run arguments ``run``."""
+    alpha = _check_alpha(alpha)
+    method = _check_method(method)
+    boot = default_bootstrap(model, nsim, result, **run)
+    return boot.ci(alpha, method, converged_only=converged_only).set_index("Name")
+
+
 def bootstrap_coefficient_intervals(
     model,
     nsim: int = 1000,
@@ -65,21 +74,23 @@ def bootstrap_coefficient_intervals(
     of each coefficient (``BootstrapResult.ci``'s ``method``). ``result``: an earlier
     default-statistic :func:`parametric_bootstrap` of this model to reuse (nsim and the run
     arguments are then ignored)."""
-    alpha = _check_alpha(alpha)
-    method = _check_method(method)
-    boot = default_bootstrap(
+    ci = _bootstrap_ci(
         model,
         nsim,
+        alpha,
+        method,
         result,
-        rng=rng,
-        n_jobs=n_jobs,
-        backend=backend,
-        client=client,
-        batch_size=batch_size,
-        progress=progress,
+        converged_only,
+        {
+            "rng": rng,
+            "n_jobs": n_jobs,
+            "backend": backend,
+            "client": client,
+            "batch_size": batch_size,
+            "progress": progress,
+        },
     )
-    ci = boot.ci(alpha, method, converged_only=converged_only).set_index("Name")
-    table = model.fixed_effects(alpha=alpha)
+    table = model.fixed_effects(alpha=_check_alpha(alpha))
     table["Lower"] = ci.loc[table["Name"], "Lower"].to_numpy()
     table["Upper"] = ci.loc[table["Name"], "Upper"].to_numpy()
     return table
@@ -105,20 +116,22 @@ def bootstrap_covariance_intervals(
     bootstrap intervals for every std, corr, sqrt(Dispersion) and negative binomial theta. A
     dispersion fixed at 1 keeps Lower = Upper = 1. ``result``: as in
     :func:`bootstrap_coefficient_intervals`."""
-    alpha = _check_alpha(alpha)
-    method = _check_method(method)
-    boot = default_bootstrap(
+    ci = _bootstrap_ci(
         model,
         nsim,
+        alpha,
+        method,
         result,
-        rng=rng,
-        n_jobs=n_jobs,
-        backend=backend,
-        client=client,
-        batch_size=batch_size,
-        progress=progress,
+        converged_only,
+        {
+            "rng": rng,
+            "n_jobs": n_jobs,
+            "backend": backend,
+            "client": client,
+            "batch_size": batch_size,
+            "progress": progress,
+        },
     )
-    ci = boot.ci(alpha, method, converged_only=converged_only).set_index("Name")
     return covariance_tables_from(model, ci)
 
 
