@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError, InputTypeError
 from ..names import ModelNames
 from .model import build_bayes_model, point_from_ml
+from .pointwise import pointwise_log_likelihood
 from .priors import resolve_priors
 from .results import BayesianGLMM, ModelSpec
 from .sampling import SamplerSettings, sample_nuts
@@ -110,6 +111,11 @@ def fit_bayes(
         r = ml_model._result
         ml_point = point_from_ml(graph, ws.layout, r.beta, r.theta, r.ancillary, r.u)
     idata, seconds = sample_nuts(graph, st, ml_point)
+    from ..pymc_model import observation_function
+
+    idata["log_likelihood"] = pointwise_log_likelihood(
+        idata, design, ws.dist, names, observation_function(ws.graph)
+    )
     idata.attrs.update(
         {
             "ppl_glmm_fit": "NUTS",
