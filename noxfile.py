@@ -110,6 +110,14 @@ def bench_bayes(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_centering(session: nox.Session) -> None:
+    """noncentered='auto' on 8 reference models: rho per term, the pick, and min ESS, ESS/s and
+    divergences of the centred and non-centred forms (writes benchmarks/results/centering.json)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/centering.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench_inference(session: nox.Session) -> None:
     """Profile intervals, random effects with SEPred and compare vs lme4's confint(method='profile'),
     ranef(condVar=TRUE) and anova (needs Rscript with lme4); -- --reps N (default 5)."""

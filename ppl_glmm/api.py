@@ -209,7 +209,7 @@ def fitglme_bayes(
     target_accept: float = 0.9,
     rng=None,
     progress: bool = True,
-    noncentered: bool = True,
+    noncentered: bool | str = "auto",
     covariance_pattern=None,
     **options,
 ):
@@ -234,7 +234,7 @@ def fitglme_bayes(
         progress=progress,
     )
     st = check_settings(**sampler_args)  # refuse bad sampler settings before any work
-    check_noncentered(noncentered)
+    noncentered = check_noncentered(noncentered)
     sampler_args["rng"] = st.seed  # draw the seed once: a Generator passed as rng advances once
     ws, method_key, opts = _prepare(
         data,

@@ -678,7 +678,7 @@ class GeneralizedLinearMixedModel:
         target_accept: float = 0.9,
         rng=None,
         progress: bool = True,
-        noncentered: bool = True,
+        noncentered: bool | str = "auto",
     ):
         """Sample the Bayesian version of this model's PyMC model by NUTS (same design and likelihood).
 
@@ -704,9 +704,11 @@ class GeneralizedLinearMixedModel:
             Seed: the same seed gives the same draws.
         progress : bool
             Show progress bars.
-        noncentered : bool
-            Sample the random effects as u ~ N(0, I) scaled by the Cholesky factor (default, as
-            bambi), or directly as b ~ N(0, Psi) (False: the centred form).
+        noncentered : {'auto', True, False}
+            True: sample the random effects as u ~ N(0, I) scaled by the Cholesky factor (bambi's
+            form); False: directly as b ~ N(0, Psi) (the centred form). 'auto' (default): per term,
+            centred where this ML fit shows the data dominate the prior (less than half of the
+            prior variance of b left, lme4's condVar against Psi), else non-centred (docs/bayes.md).
 
         Returns
         -------

@@ -76,7 +76,7 @@ def test_correlation_priors_need_lkj_of_the_right_size(fitted, no_sampling):
         ({"target_accept": "high"}, InputTypeError, "target_accept: expected a number"),
         ({"rng": -3}, InputError, "rng: a seed must be a non-negative integer"),
         ({"progress": "yes"}, InputTypeError, "progress: expected True or False"),
-        ({"noncentered": "yes"}, InputTypeError, "noncentered: expected True or False"),
+        ({"noncentered": "yes"}, InputTypeError, "noncentered: expected 'auto', True or False"),
     ],
 )
 def test_bad_sampler_settings_are_refused(mfr_model, no_sampling, kwargs, error, match):

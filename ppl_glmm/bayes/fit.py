@@ -18,11 +18,21 @@ from .results import BayesianGLMM, ModelSpec
 from .sampling import SamplerSettings, sample_nuts
 from .summary import diagnostics_table, summarize, warn_diagnostics
 
-__all__ = ["TUNE_AFTER_ML", "TUNE_DEFAULT", "check_noncentered", "check_settings", "fit_bayes"]
+__all__ = [
+    "TUNE_AFTER_ML",
+    "TUNE_DEFAULT",
+    "check_noncentered",
+    "check_settings",
+    "choose_centering",
+    "fit_bayes",
+    "retained_prior_variance",
+]
 
 TUNE_DEFAULT = 1000
 TUNE_AFTER_ML = 300  # tuning steps after an ML warm start (measurements: docs/bayes.md)
 SAMPLERS = ("pymc", "nutpie")
+CENTER_BELOW = 0.5  # noncentered='auto': centre a term whose rho_r is below this
+SINGULAR_LAMBDA = 1e-4  # a |diag Lambda_r| below this: a singular term, never centred
 INITS = ("ml", "auto")
 
 
@@ -79,18 +89,56 @@ def check_settings(
     return SamplerSettings(draws, tune, chains, cores, sampler, init, float(target_accept), seed, progress)
 
 
-def check_noncentered(value) -> bool:
+def check_noncentered(value) -> bool | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     if not isinstance(value, bool):
-        raise InputTypeError(f"noncentered: expected True or False, got {value!r}")
+        raise InputTypeError(f"noncentered: expected 'auto', True or False, got {value!r}")
     return value
 
 
+def retained_prior_variance(ml_model) -> list[float]:
+    """Per random-effects term r, the share of its prior variance that the data leave in the random
+    effects at the ML fit, in the least informed direction:
+
+        rho_r = mean_j lambda_max(Psi_r^-1/2 C_j Psi_r^-1/2),    Psi_r = s^2 Lambda_r Lambda_r',
+        C_j = Cov(b_j | y, beta-hat, theta-hat) (lme4's condVar, :meth:`cond_var`)
+
+    rho_r near 1: the data say little about each level (the posterior of b_j is its prior), near 0:
+    they pin each level down. inf when the ML fit is singular in that term (Psi_r not invertible)."""
+    res, ws = ml_model._result, ml_model._ws
+    out = []
+    for L, C in zip(ws.layout.lambdas(res.theta), ml_model.cond_var()):
+        if np.min(np.abs(np.diag(L))) < SINGULAR_LAMBDA:
+            out.append(float("inf"))
+            continue
+        # Psi^-1/2 C Psi^-1/2 is similar to (s L)^-1 C (s L)^-T: the same eigenvalues
+        Li = np.linalg.inv(res.sigma * L)
+        out.append(float(np.mean([np.linalg.eigvalsh(Li @ c @ Li.T)[-1] for c in C])))
+    return out
+
+
+def choose_centering(noncentered: bool | str, ml_model, n_terms: int) -> tuple[bool, ...]:
+    """Per term: sample b directly (True, centred) or through u (False, non-centred).
+
+    ``'auto'``: centred where the data dominate the prior, rho_r < ``CENTER_BELOW`` (see
+    :func:`retained_prior_variance`). For a normal level mean with prior variance tau^2 and data
+    variance v, rho = v / (v + tau^2); 1/2 is where the data's precision equals the prior's, the
+    classical crossover between the two parametrisations (Papaspiliopoulos, Roberts and Skold 2007).
+    Without an ML fit (``init='auto'``) every term is non-centred."""
+    if noncentered != "auto":
+        return (not noncentered,) * n_terms
+    if ml_model is None:
+        return (False,) * n_terms
+    return tuple(rho < CENTER_BELOW for rho in retained_prior_variance(ml_model))
+
+
 def fit_bayes(
-    ws, ml_model, formula: str, *, priors: Mapping | None, noncentered: bool = True, **settings
+    ws, ml_model, formula: str, *, priors: Mapping | None, noncentered: bool | str = "auto", **settings
 ) -> BayesianGLMM:
     """Sample the Bayesian model of workspace ``ws``; ``ml_model`` (the ML fit, or None) warms NUTS."""
     st = check_settings(**settings)
-    check_noncentered(noncentered)
+    noncentered = check_noncentered(noncentered)
     from ..covariance_patterns import check_bayes_patterns
 
     check_bayes_patterns(ws.patterns)
@@ -103,7 +151,7 @@ def fit_bayes(
         design = replace(design, y=ml_model._result.y)
     names = ModelNames.from_design(design, ws.dist)
     prior_set = resolve_priors(design, ws.dist, ws.link, names, priors)
-    centered = (not noncentered,) * len(names.terms)
+    centered = choose_centering(noncentered, ml_model, len(names.terms))
     spec = ModelSpec(design.detached(), ws.dist, ws.link, names, prior_set, formula, centered)
     graph = build_bayes_model(design, ws.dist, ws.link, names, prior_set, centered)
     ml_point = None

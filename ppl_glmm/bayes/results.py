@@ -258,7 +258,7 @@ class BayesianGLMM:
             f"{_INDENT}{st.chains} chains x {st.draws} draws after {st.tune} tuning steps, init '{st.init}', "
             f"target_accept {st.target_accept:g}; {self._seconds:.3g} s"
         )
-        out.append(f"{_INDENT}random effects: {'centred' if any(s.centered) else 'non-centred'}")
+        out.append(f"{_INDENT}random effects: {_centring(s)}")
         diag = self._diagnostics.set_index("Check")
         out.append(
             f"{_INDENT}divergences {int(diag.loc['divergences', 'Value'])}, max R-hat "
@@ -298,3 +298,15 @@ def _check_prob(p) -> None:
 
     if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p < 1):
         raise InputError(f"ci_prob: must be a number in (0, 1), got {p!r}")
+
+
+def _centring(spec: ModelSpec) -> str:
+    """'centred', 'non-centred', or per term when they differ: 'centred (g), non-centred (h)'."""
+    if all(spec.centered):
+        return "centred"
+    if not any(spec.centered):
+        return "non-centred"
+    labels = [t.label for t in spec.names.terms]
+    c = ", ".join(lab for lab, on in zip(labels, spec.centered) if on)
+    nc = ", ".join(lab for lab, on in zip(labels, spec.centered) if not on)
+    return f"centred ({c}), non-centred ({nc})"
