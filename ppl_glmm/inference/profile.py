@@ -25,7 +25,9 @@ domain, so a profile never stalls there:
 * an SD as a *signed* value s (z = log|s|): the objective is even and smooth in s, so an SD that
   goes to 0 (or starts there, in a singular fit) is an ordinary interior point;
 * a correlation as rho = sin(t): rho = +-1 is reached at t = +-pi/2, where the objective is
-  stationary in t;
+  stationary in t. From three coefficients on, not every combination of correlations in [-1, 1]
+  is a correlation matrix: such points have f = inf (the line search steps back), and a start
+  whose other correlations do not fit with the fixed value shrinks them towards 0 until they do;
 * beta, log sigma and log theta as they are.
 
 Boundaries of the profiled parameter: an SD's lower end is d(0), evaluated at SD = 0 exactly with
@@ -131,12 +133,24 @@ class _Profiler:
                 z[i] = v
         return z
 
+    def _x(self, z: np.ndarray) -> np.ndarray | None:
+        """The optimiser vector at natural parameters z, or None where a term's correlations form
+        no correlation matrix (from three coefficients on, not every combination of correlations
+        in [-1, 1] is positive semi-definite)."""
+        try:
+            return optimizer_vector(self.fit, z)
+        except np.linalg.LinAlgError:
+            return None
+
     def value_grad(self, w: np.ndarray, free: list[int]) -> tuple[float, np.ndarray]:
-        """f at w and its gradient in the coordinates ``free`` of w (chain rule through z and x)."""
+        """f at w and its gradient in the coordinates ``free`` of w (chain rule through z and x);
+        f = inf outside the parameter space."""
         z = self._z(w)
-        x = optimizer_vector(self.fit, z)
-        f, g = self.problem.value_and_grad(x)
+        x = self._x(z)
         gw = np.zeros(len(free))
+        if x is None:
+            return np.inf, gw
+        f, g = self.problem.value_and_grad(x)
         if not np.isfinite(f):
             return np.inf, gw
         for a, i in enumerate(free):
@@ -149,7 +163,13 @@ class _Profiler:
             zp, zm = z.copy(), z.copy()
             zp[i] += h
             zm[i] -= h
-            gz = float(g @ (optimizer_vector(self.fit, zp) - optimizer_vector(self.fit, zm))) / (2 * h)
+            xp, xm = self._x(zp), self._x(zm)
+            if xp is not None and xm is not None:
+                gz = float(g @ (xp - xm)) / (2 * h)
+            elif xp is not None or xm is not None:  # on the edge of the parameter space: one-sided
+                gz = float(g @ (xp - x)) / h if xp is not None else float(g @ (x - xm)) / h
+            else:  # pragma: no cover - x itself is inside
+                gz = 0.0
             kind = self.kinds[i]
             if kind == "std":  # z = log|s|
                 gw[a] = gz / w[i]
@@ -209,6 +229,13 @@ class _Profiler:
         for i in free:  # a signed SD at exactly 0 would be a stationary point BFGS never leaves
             if self.kinds[i] == "std" and w[i] == 0.0:
                 w[i] = 1e-3 * _scale(self.H[i, i])
+        # with v in place, the other correlations of a term of three or more coefficients may form
+        # no correlation matrix: shrink them towards 0 (where any single |v| < 1 is valid) until they do
+        corr_free = [i for i in free if self.kinds[i] == "corr"]
+        for _ in range(60):
+            if not corr_free or self._x(self._z(w)) is not None:
+                break
+            w[corr_free] *= 0.5
         if free:
             S = _preconditioner(self.H[np.ix_(free, free)])
             w0 = w[free].copy()

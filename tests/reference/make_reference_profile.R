@@ -3,9 +3,10 @@
 ## Run from the repository root:
 ##     Rscript tests/reference/make_reference_profile.R
 ##
-## (PROFILE_CASES=a,b limits the run to those cases, for debugging; the JSON then holds only them.)
-## Output: tests/reference/profile_reference.json; the two simulated data sets
-## tests/reference/data/{profile_poisson_small_sd,profile_singular_lmm}.csv are written on the first
+## (PROFILE_CASES=a,b limits the run to those cases and replaces only their entries in the JSON.)
+## Output: tests/reference/profile_reference.json; the three simulated data sets
+## tests/reference/data/{profile_poisson_small_sd,profile_singular_lmm,profile_three_coef_lmm}.csv
+## are written on the first
 ## run (set.seed below) and only read afterwards.
 ##
 ## Per case:
@@ -66,6 +67,19 @@ if (!file.exists(f_sing)) {
   write.csv(data.frame(y = y, x = x, g = g), f_sing, row.names = FALSE)
 }
 
+f_three <- file.path(data_dir, "profile_three_coef_lmm.csv")
+if (!file.exists(f_three)) {
+  ## a linear mixed model with a three-coefficient term (1 + x + z | g): three SDs, three
+  ## correlations and sigma, all interior
+  set.seed(23)
+  ng <- 25; m <- 8
+  g <- rep(1:ng, each = m); x <- round(rnorm(ng * m), 3); z <- round(rnorm(ng * m), 3)
+  S <- diag(c(1, 0.5, 0.3)) %*% matrix(c(1, 0.4, -0.3, 0.4, 1, 0.2, -0.3, 0.2, 1), 3) %*% diag(c(1, 0.5, 0.3))
+  b <- matrix(rnorm(ng * 3), ng) %*% chol(S)
+  y <- round(2 + x - 0.5 * z + b[g, 1] + b[g, 2] * x + b[g, 3] * z + rnorm(ng * m, 0, 0.7), 3)
+  write.csv(data.frame(y = y, x = x, z = z, g = g), f_three, row.names = FALSE)
+}
+
 rd <- function(f) read.csv(file.path(data_dir, f), stringsAsFactors = FALSE)
 sleep_d <- rd("sleepstudy.csv")
 sleep_d$Subject <- factor(sleep_d$Subject, levels = sort(unique(sleep_d$Subject)))
@@ -78,15 +92,36 @@ mfr$supplier <- factor(mfr$supplier, levels = c("C", "B", "A"))
 contrasts(mfr$supplier) <- contr.sum(3)
 small_d <- rd("profile_poisson_small_sd.csv"); small_d$g <- factor(small_d$g)
 sing_d <- rd("profile_singular_lmm.csv"); sing_d$g <- factor(sing_d$g)
+three_d <- rd("profile_three_coef_lmm.csv"); three_d$g <- factor(three_d$g)
 
 ## ---- deviance functions on the sd/cor(/sigma) scale -------------------------------------------
 ## Each returns list(dev = function(par), par = estimates, lower, upper, k = number of covariance
 ## parameters at the front of par (the rest, beta for glmer, are nuisance only), names).
+## TRUE when every term's correlations (lme4's Sv order: per term the lower triangle column by
+## column, SDs on the diagonal) form a positive semi-definite correlation matrix. From three
+## coefficients on, a box of correlations in [-1, 1] is not all valid, and lme4's devfun2 does not
+## refuse such a point: it returns a deviance (below the true profile at cor = +-1 in
+## three_coef_lmm), so the exact profiles below treat those points as infinitely bad.
+valid_cor <- function(par, vlist) {
+  k <- 0
+  for (q in vlist) {
+    C <- diag(q)
+    for (j in seq_len(q)) for (i in j:q) {
+      k <- k + 1
+      if (i > j) C[i, j] <- C[j, i] <- par[k]
+    }
+    if (q > 2 && min(eigen(C, symmetric = TRUE, only.values = TRUE)$values) < -1e-12) return(FALSE)
+  }
+  TRUE
+}
+
 lmm_ml_devfun <- function(fm) {
   f2 <- lme4:::devfun2(fm, useSc = TRUE, signames = FALSE)
   opt <- attr(f2, "optimum")
   np <- length(getME(fm, "theta")) + 1
-  list(dev = f2, par = unname(opt[seq_len(np)]), k = np, names = names(opt)[seq_len(np)])
+  vlist <- lengths(fm@cnms)
+  dev <- function(p) if (valid_cor(p, vlist)) f2(p) else Inf
+  list(dev = dev, par = unname(opt[seq_len(np)]), k = np, names = names(opt)[seq_len(np)])
 }
 
 lmm_reml_devfun <- function(fr) {
@@ -119,10 +154,13 @@ glmm_devfun <- function(gm) {
 
 is_sd <- function(nm) !grepl("^cor_", nm)
 
-## min of fn over bounds: bobyqa (rhoend 1e-10) from start, then nlminb (rel.tol 1e-15) from
+## min of fn over bounds (errors and non-finite values count as 1e100): bobyqa (rhoend 1e-10) from start, then nlminb (rel.tol 1e-15) from
 ## bobyqa's answer, polished twice; the best point
 minimize <- function(fn0, start, lower, upper) {
-  fn <- function(p) { v <- fn0(p); if (is.finite(v)) v else 1e100 }
+  ## a point outside the parameter space (with three or more correlations, a combination whose
+  ## matrix is not positive definite: lme4 stops with "Downdated VtV is not positive definite")
+  ## counts as infinitely bad
+  fn <- function(p) { v <- tryCatch(fn0(p), error = function(e) Inf); if (is.finite(v)) v else 1e100 }
   start <- pmin(pmax(start, lower), upper)
   rng <- pmin(upper - lower, 1e6)
   rb <- min(0.1, 0.2 * min(rng))
@@ -254,11 +292,19 @@ cases <- list(
                                                 optCtrl = list(rhoend = 1e-12, maxfun = 1e5))),
     devfun = lmm_ml_devfun,
     python = list(data = "profile_singular_lmm.csv", formula = "y ~ x + (1|g)",
+                  fit_method = "laplace")),
+  three_coef_lmm = list(
+    fit = function() lmer(y ~ x + z + (1 + x + z | g), three_d, REML = FALSE,
+                          control = lmerControl(optimizer = "bobyqa",
+                                                optCtrl = list(rhoend = 1e-12, maxfun = 1e5))),
+    devfun = lmm_ml_devfun,
+    python = list(data = "profile_three_coef_lmm.csv", formula = "y ~ x + z + (1 + x + z|g)",
                   fit_method = "laplace"))
 )
 
-res <- list()
 only <- Sys.getenv("PROFILE_CASES")
+## with PROFILE_CASES, the other cases' entries are kept from the existing file
+res <- if (nzchar(only) && file.exists(out_file)) fromJSON(out_file, simplifyVector = FALSE) else list()
 for (nm in if (nzchar(only)) strsplit(only, ",")[[1]] else names(cases)) {
   cs <- cases[[nm]]
   m <- suppressMessages(cs$fit())
