@@ -2,14 +2,14 @@
 
 For draw s, ``log p(y_i | eta_i^(s), phi^(s))`` with
 
-    eta^(s) = X beta^(s) + offset + sum_r rowsum(T_r * b_r^(s)[codes_r])
+    eta^(s) = X beta^(s) + offset + Z b^(s)
 
 evaluated by the engine's compiled observation function -- the derivative function compiled from
 the PyMC model's own observation graph (``pymc_model.observation_function``), which the ML fit has
 already compiled or loaded. It is elementwise in (eta, y, weights, trials, phi), so all draws of a
 chunk go through one call on the tiled data. ``phi`` is log sigma (normal, gamma, inverse Gaussian)
 or log nb_theta (negative binomial). The numbers equal ``pm.compute_log_likelihood`` on the
-Bayesian model (the same observation graph; tested to 1e-10), which compiles a new function of the
+Bayesian model (the same observation graph; tested to 1e-11), which compiles a new function of the
 whole model for this (about 1 s of a small fit) and calls it once per draw.
 """
 
@@ -24,14 +24,15 @@ __all__ = ["pointwise_log_likelihood"]
 CHUNK_VALUES = 2_000_000  # draws x rows per call of the observation function (memory bound)
 
 
-def _eta(design, names, post: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    """eta for S draws, shape (S, n), from beta (S, p) and each term's b (S, levels, q)."""
+def _eta(design, names, post: dict[str, np.ndarray], X: np.ndarray, Z) -> np.ndarray:
+    """eta for S draws, shape (S, n), from beta (S, p) and each term's b (S, levels, q) stacked
+    level-major within each term as the ML fit's b (the columns of ``design.Z()``)."""
     eta = post["beta"] @ X.T
     if np.any(design.offset != 0):
         eta = eta + design.offset
-    for term, tn in zip(design.terms, names.terms):
-        b = post[tn.b]  # (S, levels, q)
-        eta = eta + np.einsum("snq,nq->sn", b[:, term.codes, :], term.T)
+    if names.terms:
+        b = np.concatenate([post[tn.b].reshape(len(post["beta"]), -1) for tn in names.terms], axis=1)
+        eta = eta + (Z @ b.T).T
     return eta
 
 
@@ -52,12 +53,11 @@ def pointwise_log_likelihood(idata, design, dist, names, obs_fn):
         v: np.asarray(post[v].values, dtype=float).reshape(chains * draws, *post[v].shape[2:])
         for v in var_names
     }
-    for tn in names.terms:  # (S, levels, q) even when a term's b was stored without its coef dim
-        flat[tn.b] = flat[tn.b].reshape(chains * draws, len(tn.levels), tn.q)
     k = dist.observed_value(design.y, design.weights, design.binomial_size)
     trials = np.rint(design.weights * design.binomial_size) if dist.name == "binomial" else np.ones(n)
     y_dtype = np.dtype(obs_fn.y_dtype)
     X = np.asarray(design.X, dtype=float)
+    Z = design.Z()
     total = chains * draws
     out = np.empty((total, n))
     step = max(1, CHUNK_VALUES // max(n, 1))
@@ -65,7 +65,7 @@ def pointwise_log_likelihood(idata, design, dist, names, obs_fn):
         s1 = min(total, s0 + step)
         chunk = {v: a[s0:s1] for v, a in flat.items()}
         m = s1 - s0
-        eta = _eta(design, names, chunk, X).ravel()
+        eta = _eta(design, names, chunk, X, Z).ravel()
         if names.ancillary is not None:
             phi = np.repeat(np.log(chunk[names.ancillary].reshape(m)), n)
         else:
