@@ -3,6 +3,9 @@
 * :class:`GLMMError` is the base of every exception raised on purpose; :class:`InputError` (also a
   ``ValueError``) and :class:`InputTypeError` (also a ``TypeError``) reject bad arguments before any
   work is done, and name the argument and the fix; :class:`FitError` reports a fit that cannot proceed.
+* :class:`LikelihoodSupportError` is raised inside a compiled likelihood function when a parameter
+  leaves its support (e.g. a negative Poisson mean on an identity link); the engine catches it and
+  steps back, so users see it only from their own calls of such a function.
 * :class:`GLMMWarning` is the base of every warning: :class:`ConvergenceWarning` (the optimiser
   stopped early), :class:`SingularFitWarning` (a variance estimated at zero) and
   :class:`SamplingWarning` (an MCMC diagnostic failed: divergences, R-hat, ESS, E-BFMI).
@@ -17,6 +20,7 @@ __all__ = [
     "GLMMWarning",
     "InputError",
     "InputTypeError",
+    "LikelihoodSupportError",
     "SamplingWarning",
     "SingularFitWarning",
 ]
@@ -36,6 +40,11 @@ class InputTypeError(GLMMError, TypeError):
 
 class FitError(GLMMError, RuntimeError):
     """A fit or a sampler run cannot proceed."""
+
+
+class LikelihoodSupportError(GLMMError, ValueError):
+    """A compiled likelihood was evaluated at a parameter outside its support (PyMC's parameter
+    checks, e.g. mu >= 0, recompiled to raise this class: it carries no import of PyMC)."""
 
 
 class GLMMWarning(UserWarning):

@@ -3,6 +3,13 @@
 A :class:`Workspace` is built once per ``fitglme`` call: the design, the PyMC model, the compiled
 observation function and the engine's problem. ``refit`` reuses it: it swaps the observed
 ``pm.Data`` container, reads it back into the engine and re-optimises; nothing is recompiled.
+
+The PyMC model is built on first use. An ML fit needs only the compiled derivatives of its
+observation log-likelihood, which are cached per (distribution, link) in the process and on disk
+(``pymc_model.observation_function``); a fit whose function is cached therefore skips building the
+model (~25 ms, and importing PyMC in a new process). Until the model is built, the observed values
+a fit loads are kept and put into its ``pm.Data`` container when it is built, so the container
+always holds the last fitted response.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from .engine.structure import REStructure
 from .errors import ConvergenceWarning, FitError, SingularFitWarning
 from .families import Distribution, Link
 from .fit_methods import METHODS, FitSettings
-from .pymc_model import GLMMGraph, build_pymc_model, observation_function
+from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
 __all__ = ["Workspace", "fit", "make_result"]
@@ -83,6 +90,7 @@ class Workspace:
         # every engine problem of this workspace optimises over the patterns' parameters
         self.patterns = patterns or CovariancePatterns.default(self.layout.sizes)
         self._graph = graph
+        self._observed: np.ndarray | None = None  # the last fit's k while the model is unbuilt
         self._templates: dict[tuple, LaplaceProblem] = {}  # FitSettings.problem_key -> template
         self.hess_inv_start: dict[str, np.ndarray | None] = {}  # fit_method -> warm-start matrix
         self.sampler = None
@@ -93,17 +101,19 @@ class Workspace:
     def build(
         cls, design: Design, dist: Distribution, link: Link, patterns: CovariancePatterns | None = None
     ) -> Workspace:
-        ws = cls(design, dist, link, patterns=patterns)
-        ws.graph  # noqa: B018 - build the PyMC model now, as fitglme promises
-        return ws
+        return cls(design, dist, link, patterns=patterns)
 
     @property
     def graph(self) -> GLMMGraph:
-        """The model's PyMC model (built on first use after unpickling)."""
+        """The model's PyMC model, built on first use; its observed container then holds the last
+        fitted response."""
         if self._graph is None:
             with self.lock:
                 if self._graph is None:
-                    self._graph = build_pymc_model(self.design, self.dist, self.link, self.layout)
+                    graph = build_pymc_model(self.design, self.dist, self.link, self.layout)
+                    if self._observed is not None:
+                        graph.set_observed(self._observed)
+                    self._graph = graph
         return self._graph
 
     def __getstate__(self) -> dict:
@@ -116,8 +126,8 @@ class Workspace:
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
         def build() -> LaplaceProblem:
             method = METHODS[fit_method]
-            obs = observation_function(self.graph)
-            extra = {"nodes": observation_function(self.graph, orders=1)} if method.node_function else {}
+            obs = observation_function(self)
+            extra = {"nodes": observation_function(self, orders=1)} if method.node_function else {}
             problem = method.problem(self.design.X, self.re, obs, settings, **extra)
             problem.set_pattern(self.patterns.engine_map)
             return problem
@@ -154,17 +164,21 @@ class Workspace:
         """A per-call problem loaded with observed values ``k`` (the observed container's scale).
 
         ``swap=True`` (fits and refits) sets the PyMC model's observed ``pm.Data`` container to k and
-        reads the engine's data back from the containers; ``swap=False`` (read-only methods such as
-        standard errors) loads k without touching the model."""
+        reads the engine's data back from the containers (if the model is not built yet, k is kept
+        for its container and loaded directly: the same values); ``swap=False`` (read-only methods
+        such as standard errors) loads k without touching the model."""
         problem = self._template(fit_method, settings or FitSettings()).clone()
         if swap:
             with self.lock:
-                self.graph.set_observed(k)
-                self.load_containers(problem)
-        else:
-            d = self.design
-            trials = np.rint(d.weights * d.binomial_size) if self.dist.name == "binomial" else np.ones(d.n)
-            problem.set_data(k, d.weights, trials, d.offset)
+                if self._graph is not None:
+                    self._graph.set_observed(k)
+                    self.load_containers(problem)
+                    return problem
+                self._observed = np.array(k, dtype=Y_DTYPE)
+                k = self._observed
+        d = self.design
+        trials = np.rint(d.weights * d.binomial_size) if self.dist.name == "binomial" else np.ones(d.n)
+        problem.set_data(k, d.weights, trials, d.offset)
         return problem
 
     def load_containers(self, problem: LaplaceProblem) -> None:

@@ -58,7 +58,7 @@ from .fitting import (
     conditional_cov_beta,
     make_result,
 )
-from .pymc_model import ObservationFunction, build_pymc_model, observation_function
+from .pymc_model import LazyModel, ObservationFunction, build_pymc_model, observation_function
 from .results import FitResult
 
 __all__ = ["PLState", "fit_pseudo", "lme_problem", "pl_iterations", "working_response"]
@@ -70,17 +70,18 @@ _POLISH_STEPS = 6
 
 def _lme_observation(ws: Workspace) -> ObservationFunction:
     """The normal/identity observation function of the pseudo-data LME's PyMC model (the
-    workspace's design with a normal response), built on first use; compiled once per process."""
+    workspace's design with a normal response); the model is built only if that function is
+    neither compiled in this process nor stored on disk."""
 
     def build():
         design = replace(ws.design, y=np.zeros(ws.design.n), binomial_size=np.ones(ws.design.n))
         return build_pymc_model(design, _NORMAL, _IDENTITY, ws.layout)
 
-    graph = ws.__dict__.get("_lme_graph")
-    if graph is None:
+    source = ws.__dict__.get("_lme_model")
+    if source is None:
         with ws.lock:
-            graph = ws.__dict__.setdefault("_lme_graph", build())
-    return observation_function(graph)
+            source = ws.__dict__.setdefault("_lme_model", LazyModel(_NORMAL, _IDENTITY, build))
+    return observation_function(source)
 
 
 class _MLProblem(LinearInner, LaplaceProblem):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from .names import OBS_DIM, ModelNames
 
 __all__ = [
     "GLMMGraph",
+    "LazyModel",
+    "ModelSource",
     "ObservationFunction",
     "build_pymc_model",
     "linear_predictor",
@@ -61,12 +63,51 @@ class GLMMGraph:
     link: Link
 
     @property
+    def graph(self) -> GLMMGraph:
+        """Itself: a built model is its own :class:`ModelSource`."""
+        return self
+
+    @property
     def free_parameters(self) -> list:
         return [self.beta, *self.thetas] + ([self.sigma] if self.sigma is not None else [])
 
     def set_observed(self, k: np.ndarray) -> None:
         """Swap the observed-data container (no recompilation of anything compiled from it)."""
         self.containers["y"].set_value(np.asarray(k, dtype=self.containers["y"].dtype))
+
+
+# The observed container's dtype for every family (see model_data): part of each likelihood graph's
+# identity, known before the model is built.
+Y_DTYPE = "float64"
+
+
+class ModelSource(Protocol):
+    """What :func:`observation_function` needs: the family and link, which identify a built-in
+    likelihood graph, and the PyMC model itself, built (``graph``) only when its compiled
+    function is neither in this process nor on disk."""
+
+    dist: Distribution
+    link: Link
+
+    @property
+    def graph(self) -> GLMMGraph: ...
+
+
+class LazyModel:
+    """A :class:`ModelSource` whose PyMC model is built by ``build()`` on first use (thread-safe)."""
+
+    def __init__(self, dist: Distribution, link: Link, build: Callable[[], GLMMGraph]):
+        self.dist, self.link, self._build = dist, link, build
+        self._graph: GLMMGraph | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def graph(self) -> GLMMGraph:
+        if self._graph is None:
+            with self._lock:
+                if self._graph is None:
+                    self._graph = self._build()
+        return self._graph
 
 
 def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[str, Any]:
@@ -78,7 +119,7 @@ def model_data(design: Design, dist: Distribution, names: ModelNames) -> dict[st
     containers = {"X": pm.Data("X", design.X, dims=(OBS_DIM, "coef"))}
     # Counts are held as float64 (exact below 2^53): PyMC casts integer observed data to int32
     # (``intX``), where a count above 2^31 wraps; float data is cast straight to the count's int64.
-    containers["y"] = pm.Data("y_observed", np.asarray(k, dtype=np.float64), dims=OBS_DIM)
+    containers["y"] = pm.Data("y_observed", np.asarray(k, dtype=Y_DTYPE), dims=OBS_DIM)
     containers["weights"] = pm.Data("weights", design.weights, dims=OBS_DIM)
     containers["offset"] = pm.Data("offset", design.offset, dims=OBS_DIM)
     if dist.name == "binomial":
@@ -278,38 +319,40 @@ _SOURCE_DIGEST: str | None = None
 _REGISTERED = (*DISTRIBUTIONS.values(), *LINKS.values())
 
 
-def _index_key(graph: GLMMGraph, mode, orders: int) -> str | None:
+def _index_key(source: ModelSource, mode, orders: int) -> str | None:
     """Name of the index entry that maps a built-in (distribution, link) to its :func:`graph_key`.
 
     A new process reads the graph key from this entry and loads the stored function without
-    building the observation graph and printing it for the hash (~0.1 s of a fresh fit). The name
+    building the PyMC model or its observation graph, and without importing PyMC (~0.7 s of a
+    fresh fit; ~25 ms of every later fit of a new model). The name
     hashes everything the graph is a function of -- distribution and link names, the response
     dtype, the ancillary input, the orders, the backend -- with the versions :func:`graph_key`
     hashes and the source of the modules that build the graph. None unless the distribution and
     the link are the library's registered objects (not a custom or power link, nor one swapped into
     the registry later), and for an explicit mode.
     """
-    registered = any(o is graph.dist for o in _REGISTERED) and any(o is graph.link for o in _REGISTERED)
+    registered = any(o is source.dist for o in _REGISTERED) and any(o is source.link for o in _REGISTERED)
     if mode is not None or not registered or not _source_digest():
         return None
     import hashlib
     import sys
-
-    import pymc
-    import pytensor
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
+    try:  # the installed versions, read without importing PyMC (start-up time)
+        versions = [version("pymc"), version("pytensor")]
+    except PackageNotFoundError:  # pragma: no cover - not an installed distribution: no index
+        return None
     parts = [
-        graph.dist.name,
-        graph.link.name,
-        str(graph.containers["y"].dtype),
-        str(graph.sigma is not None),
+        source.dist.name,
+        source.link.name,
+        Y_DTYPE,
+        str(source.dist.has_ancillary),
         str(orders),
         _backend_tag(None),
         _source_digest(),
-        pymc.__version__,
-        pytensor.__version__,
+        *versions,
         np.__version__,
         sys.version,
         __version__,
@@ -375,6 +418,24 @@ def _store(key: str, out: ObservationFunction) -> None:
         pass
 
 
+def _own_support_checks():
+    """A rewrite turning PyMC's parameter checks (``CheckParameterValue``: raise if mu < 0, ...)
+    into PyTensor's plain ``CheckAndRaise`` raising :class:`~ppl_glmm.errors.LikelihoodSupportError`,
+    with the same conditions and message. The compiled function then refers to no PyMC class, so
+    loading it from disk in a new process does not import PyMC (~0.5 s of start-up)."""
+    from pymc.logprob.utils import CheckParameterValue
+    from pytensor.graph.rewriting.basic import in2out, node_rewriter
+    from pytensor.raise_op import CheckAndRaise
+
+    from .errors import LikelihoodSupportError
+
+    @node_rewriter([CheckParameterValue])
+    def own_check(fgraph, node):
+        return [CheckAndRaise(LikelihoodSupportError, node.op.msg)(*node.inputs)]
+
+    return in2out(own_check, name="ppl_glmm_support_checks")
+
+
 def _observation_graph(graph: GLMMGraph):
     """The model's observation log-density with eta, y, weights, trials (and sigma) as inputs."""
     import pymc as pm
@@ -414,6 +475,7 @@ def _observation_graph(graph: GLMMGraph):
         lp,
         include=("canonicalize", "stabilize"),
         exclude=("local_log1p_plusminus_exp", "logmexpm1_to_log1mexp"),
+        custom_rewrite=_own_support_checks(),
     )
     captured = [a for a in ancestors([lp]) if isinstance(a, SharedVariable)]
     if captured:  # pragma: no cover - would mean the engine reads data behind the containers' back
@@ -421,8 +483,14 @@ def _observation_graph(graph: GLMMGraph):
     return lp, [eta_in, y_in, w_in, trials_in, phi_in]
 
 
-def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int = 3) -> ObservationFunction:
+def observation_function(
+    source: ModelSource, mode: str | None = None, orders: int = 3
+) -> ObservationFunction:
     """Compile the derivatives of the model's observation log-likelihood graph (once per graph).
+
+    ``source`` is a built model (:class:`GLMMGraph`) or anything with ``dist``, ``link`` and a
+    ``graph`` built on first use (a fit's workspace, :class:`LazyModel`): the PyMC model is built
+    only when its function is neither in this process nor indexed on disk.
 
     ``orders=3`` (the engine's): l and its first three eta-derivatives, and for a family with an
     ancillary parameter l_p, l_ep, l_eep. ``orders=1``: l, l_e (and l_p) only, for the quadrature's
@@ -438,14 +506,14 @@ def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int 
     import pytensor
 
     # In one process a likelihood graph is a function of the family and link objects (their code
-    # cannot change; a replaced Link is another object): remember each one's key, so later models
-    # skip building and hashing the graph (~35 ms).
-    memo = (graph.dist, graph.link, graph.containers["y"].dtype, graph.sigma is not None, mode, orders)
+    # cannot change; a replaced Link is another object; the response dtype is always Y_DTYPE):
+    # remember each one's key, so later models skip building the model and hashing the graph.
+    memo = (source.dist, source.link, mode, orders)
     with _CACHE_LOCK:
         known = _KEY_MEMO.get(memo)
         if known is not None and known in _CACHE:
             return _CACHE[known]
-    index = _index_key(graph, mode, orders)
+    index = _index_key(source, mode, orders)
     if index is not None:  # a new process: the graph key from the index, the function from disk
         known = _read_index(index)
         with _CACHE_LOCK:
@@ -460,6 +528,9 @@ def observation_function(graph: GLMMGraph, mode: str | None = None, orders: int 
             if loaded is not None:
                 _KEY_MEMO[memo] = known
                 return loaded
+    graph = source.graph
+    if graph.containers["y"].dtype != Y_DTYPE or (graph.sigma is not None) != graph.dist.has_ancillary:
+        raise RuntimeError("the PyMC model's response dtype or ancillary input is not what its key assumes")
     lp, inputs = _observation_graph(graph)
     key = graph_key(graph, lp, inputs) + ("" if orders == 3 else f"-o{orders}") + _backend_tag(mode)
     if index is not None:

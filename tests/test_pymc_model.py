@@ -127,3 +127,62 @@ def test_index_only_names_the_library_s_own_families_and_links(mfr_model, monkey
     monkeypatch.setitem(families.LINKS, "log", swapped)
     for link in (custom, families.power_link(0.5), swapped):
         assert pymc_model._index_key(dataclasses.replace(graph, link=link), None, 3) is None
+
+
+def _mfr_fit():
+    import ppl_glmm
+    from ppl_glmm.datasets import load_mfr
+
+    return ppl_glmm.fitglme(
+        load_mfr(),
+        "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)",
+        distribution="Poisson",
+        dummy_var_coding="effects",
+    )
+
+
+def test_a_fit_whose_function_is_compiled_builds_the_pymc_model_only_on_use(mfr_model):
+    """The ML fit needs only the compiled likelihood (cached per distribution and link), so the
+    PyMC model is built on first use; its observed container then holds the last fitted response,
+    and later refits swap that container as before."""
+    m = _mfr_fit()
+    assert m._ws._graph is None
+    y1, y2 = m.random(rng=5), m.random(rng=6)  # random builds the model (its forward sampler)
+    m2 = _mfr_fit()
+    assert m2._ws._graph is None
+    new = m2.refit(y1)
+    assert m2._ws._graph is None  # still unbuilt: the refit's response is kept for the container
+    np.testing.assert_array_equal(new._ws.graph.containers["y"].get_value(), y1)
+    assert new.coefficients["Estimate"].tolist() == m.refit(y1).coefficients["Estimate"].tolist()
+    newer = new.refit(y2)  # model built: the container is swapped
+    np.testing.assert_array_equal(newer._ws.graph.containers["y"].get_value(), y2)
+    assert newer.log_likelihood == pytest.approx(m.refit(y2).log_likelihood, abs=1e-8)  # refit tolerance
+
+
+def test_stored_function_refers_to_no_pymc_class_and_raises_its_own_support_error():
+    """PyMC's parameter checks are recompiled as PyTensor's CheckAndRaise raising
+    LikelihoodSupportError (same conditions): loading the function needs no PyMC import, and an
+    identity-link Poisson mean below 0 still raises."""
+    import pickle
+    import pickletools
+
+    from ppl_glmm.errors import LikelihoodSupportError
+
+    obs = _poisson_identity_model()._problem().obs
+    ops = {type(node.op).__module__ for node in obs.fn.maker.fgraph.apply_nodes}
+    assert not any(mod.startswith("pymc") for mod in ops), ops
+    modules = {arg for op, arg, _ in pickletools.genops(pickle.dumps(obs)) if isinstance(arg, str)}
+    assert "ppl_glmm.pymc_model" in modules  # the strings include every global's module
+    assert not [m for m in modules if m == "pymc" or m.startswith("pymc.")]
+    args = (np.ones(3, dtype=obs.y_dtype), np.ones(3), np.ones(3, dtype=obs.trials_dtype), np.zeros(3))
+    l0 = obs.fn(np.array([0.5, 1.0, 2.0]), *args)[0]
+    np.testing.assert_allclose(l0, [np.log(0.5) - 0.5, -1.0, np.log(2.0) - 2.0], rtol=1e-14)
+    with pytest.raises(LikelihoodSupportError):
+        obs.fn(np.array([0.5, -1.0, 2.0]), *args)
+
+
+def _poisson_identity_model():
+    import ppl_glmm
+    from ppl_glmm.datasets import load_mfr
+
+    return ppl_glmm.fitglme(load_mfr(), "defects ~ 1 + (1|factory)", distribution="poisson", link="identity")

@@ -162,7 +162,7 @@ def fit_bayes(
     from ..pymc_model import observation_function
 
     idata["log_likelihood"] = pointwise_log_likelihood(
-        idata, design, ws.dist, names, observation_function(ws.graph)
+        idata, design, ws.dist, names, observation_function(ws)
     )
     idata.attrs.update(
         {

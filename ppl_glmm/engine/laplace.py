@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FitError
+from ..errors import FitError, LikelihoodSupportError
 from ..pymc_model import ObservationFunction
 from .linalg import NotPositiveDefinite
 from .sparse_cholesky import SparseCholesky
@@ -54,10 +54,9 @@ class PirlsFailure(FitError):
 
 def _invalid_parameter_errors() -> tuple[type[BaseException], ...]:
     """Exceptions a likelihood evaluation raises for parameters outside its support (numerical
-    failures, not programming errors): PyMC's parameter checks, e.g. a negative Poisson mean."""
-    from pymc.logprob.utils import ParameterValueError
-
-    return (ParameterValueError, FloatingPointError)
+    failures, not programming errors): PyMC's parameter checks, e.g. a negative Poisson mean, as
+    the compiled observation function raises them (``pymc_model._observation_graph``)."""
+    return (LikelihoodSupportError, FloatingPointError)
 
 
 @dataclass

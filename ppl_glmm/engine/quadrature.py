@@ -49,7 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp
 
 from ..errors import InputError
 from ..pymc_model import ObservationFunction
@@ -115,6 +114,8 @@ class QuadratureProblem(LaplaceProblem):
         self.group = re.cols[:, 0].copy()  # level of each row (internal order = original order)
         n, J = re.n, re.q
         self.G = sp.csr_matrix((np.ones(n), (self.group, np.arange(n))), shape=(J, n))  # group sums
+        # bin of entry (k, i) of a (K, n) node array: level of row i at node k
+        self._node_bins = (np.arange(self.n_agq)[:, None] * J + self.group[None, :]).ravel()
 
     def set_data(self, y: np.ndarray, weights: np.ndarray, trials: np.ndarray, offset: np.ndarray) -> None:
         super().set_data(y, weights, trials, offset)
@@ -153,10 +154,16 @@ class QuadratureProblem(LaplaceProblem):
         R = self._node_sums(l0 - mode.derivs[0][None, :]) - shift * (u[:, None] + 0.5 * shift)
         R += 0.5 * self.z[None, :] ** 2
         R = np.where(np.isnan(R), -np.inf, R)
-        logM = logsumexp(self.log_w[None, :] + R, axis=1)
+        A = self.log_w[None, :] + R
+        top = A.max(axis=1)
+        if not np.all(np.isfinite(top)):
+            return self._failed(mode)
+        E = np.exp(A - top[:, None])
+        total = E.sum(axis=1)  # >= 1: the largest term is exp(0)
+        logM = top + np.log(total)  # log sum_k w_k exp(R_jk), without overflow
         if not np.all(np.isfinite(logM)):
             return self._failed(mode)
-        pi = np.exp(self.log_w[None, :] + R - logM[:, None])
+        pi = E / total[:, None]
         used = (pi > 0)[g].T  # (K, n): nodes that carry weight
         l1 = np.where(used, d[1].reshape(K, n), 0.0)
         lp = np.where(used, d[self._lp_out].reshape(K, n), 0.0) if self.has_phi else None
@@ -166,8 +173,8 @@ class QuadratureProblem(LaplaceProblem):
 
     def _node_sums(self, M: np.ndarray) -> np.ndarray:
         """(J, K) sums over each level's rows of a (K, n) array of node values."""
-        J = self.re.q
-        return np.stack([np.bincount(self.group, weights=row, minlength=J) for row in M], axis=1)
+        J, K = self.re.q, self.n_agq
+        return np.bincount(self._node_bins, weights=M.ravel(), minlength=J * K).reshape(K, J).T
 
     @staticmethod
     def _failed(mode: InnerMode) -> QuadratureMode:
