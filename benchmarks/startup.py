@@ -9,7 +9,8 @@ mfr Poisson GLMM of README.md) no slower than ``Rscript`` running lme4 on the sa
   start), ``python -c 'import ppl_glmm'``, the seed script, and the same lme4 fit by ``Rscript``
   (``library(lme4)``, ``read.csv``, ``glmer``; effects coding as ``contr.sum``);
 * the first-call cost of each piece, in new processes (one warm-up, then ``--reps``): the imports
-  in the order a fit makes them, the design, the PyMC model build, finding and loading the stored
+  in the order a fit makes them, the design, the PyMC model build (none when the function is
+  stored: the model is built on first use), finding and loading the stored
   compiled function, its first call (the backend's own start: Numba's target context), the rest of
   the first fit and a second fit in the same process; once per PyTensor backend: the default
   (Numba), the C backend (``PYTENSOR_FLAGS=linker=cvm``), the C backend with its ``-march`` probe
@@ -120,7 +121,7 @@ def timed(name, fn):
 t = clock(); import ppl_glmm; add("import ppl_glmm", t)
 t = clock(); from ppl_glmm.datasets import load_mfr; data = load_mfr(); add("import pandas, load_mfr()", t)
 t = clock(); import ppl_glmm.api; add("import the fit's modules (formulae, SciPy, ppl_glmm)", t)
-t = clock(); import pymc; add("import pymc (PyTensor, xarray)", t)
+t = clock(); import pytensor; add("import pytensor (not PyMC)", t)
 t = clock(); importlib.import_module(BACKEND_MODULE); add("import the backend: " + BACKEND_MODULE, t)
 
 from ppl_glmm import api, fitting, pymc_model

@@ -1,4 +1,5 @@
-"""``fitglme``: validate every argument, build the design and the PyMC model, fit by the chosen method."""
+"""``fitglme``: validate every argument, build the design, fit by the chosen method (the PyMC model
+is built on first use; see ``fitting.Workspace``)."""
 
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def _prepare(
     covariance_pattern=None,
     bayes: bool = False,
 ) -> tuple[Workspace, str, dict]:
-    """Validate every argument, build the design and the PyMC model (no fitting)."""
+    """Validate every argument, build the design and the workspace (no fitting; the PyMC model is
+    built on first use)."""
     check_pattern_input(covariance_pattern)
     method = get_fit_method(fit_method)
     method_key = method.name
