@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from reference_cases import fit_case
 
 from ppl_glmm.engine.optimize import hessian
 
@@ -129,26 +130,14 @@ def test_index_only_names_the_library_s_own_families_and_links(mfr_model, monkey
         assert pymc_model._index_key(dataclasses.replace(graph, link=link), None, 3) is None
 
 
-def _mfr_fit():
-    import ppl_glmm
-    from ppl_glmm.datasets import load_mfr
-
-    return ppl_glmm.fitglme(
-        load_mfr(),
-        "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)",
-        distribution="Poisson",
-        dummy_var_coding="effects",
-    )
-
-
 def test_a_fit_whose_function_is_compiled_builds_the_pymc_model_only_on_use(mfr_model):
     """The ML fit needs only the compiled likelihood (cached per distribution and link), so the
     PyMC model is built on first use; its observed container then holds the last fitted response,
     and later refits swap that container as before."""
-    m = _mfr_fit()
+    m = fit_case("mfr_poisson_effects")
     assert m._ws._graph is None
     y1, y2 = m.random(rng=5), m.random(rng=6)  # random builds the model (its forward sampler)
-    m2 = _mfr_fit()
+    m2 = fit_case("mfr_poisson_effects")
     assert m2._ws._graph is None
     new = m2.refit(y1)
     assert m2._ws._graph is None  # still unbuilt: the refit's response is kept for the container
