@@ -19,6 +19,7 @@ from .errors import (
     GLMMWarning,
     InputError,
     InputTypeError,
+    LikelihoodSupportError,
     SamplingWarning,
     SingularFitWarning,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "GeneralizedLinearMixedModel",
     "InputError",
     "InputTypeError",
+    "LikelihoodSupportError",
     "SamplingWarning",
     "SimulatedLRT",
     "SingularFitWarning",

@@ -50,6 +50,8 @@ def test_error_hierarchy():
     assert issubclass(InputError, ValueError) and issubclass(InputError, GLMMError)
     assert issubclass(InputTypeError, TypeError) and issubclass(InputTypeError, GLMMError)
     assert issubclass(FitError, GLMMError)
+    assert issubclass(ppl_glmm.LikelihoodSupportError, ValueError)
+    assert issubclass(ppl_glmm.LikelihoodSupportError, GLMMError)
     for w in (ppl_glmm.ConvergenceWarning, ppl_glmm.SingularFitWarning, ppl_glmm.SamplingWarning):
         assert issubclass(w, GLMMWarning)
 
