@@ -24,6 +24,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import monitor
+from .backend import engine_mode
 from .covariance import ThetaLayout
 from .covariance_patterns import CovariancePatterns
 from .design import Design
@@ -126,8 +127,9 @@ class Workspace:
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
         def build() -> LaplaceProblem:
             method = METHODS[fit_method]
-            obs = observation_function(self)
-            extra = {"nodes": observation_function(self, orders=1)} if method.node_function else {}
+            mode = engine_mode(self.design.n)  # one backend for both functions (one start-up)
+            obs = observation_function(self, mode)
+            extra = {"nodes": observation_function(self, mode, orders=1)} if method.node_function else {}
             problem = method.problem(self.design.X, self.re, obs, settings, **extra)
             problem.set_pattern(self.patterns.engine_map)
             return problem
@@ -227,7 +229,7 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     # range (Poisson with identity: means of ~0.4); shrink them until the inner step succeeds.
     k = 0 if problem.inner_beta else problem.p
     for _ in range(4):
-        if np.isfinite(problem.value(x0)):
+        if np.isfinite(problem.value_and_grad(x0)[0]):  # remembered: BFGS starts by evaluating x0
             break
         x0[k : k + problem.n_cov] = ws.cov_from_theta(0.1 * problem.unpack(x0)[1])
     problem.u_start = np.zeros(problem.re.q)

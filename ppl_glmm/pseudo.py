@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import monitor
+from .backend import engine_mode
 from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure
 from .engine.optimize import (
     OptimizationSummary,
@@ -81,7 +82,7 @@ def _lme_observation(ws: Workspace) -> ObservationFunction:
     if source is None:
         with ws.lock:
             source = ws.__dict__.setdefault("_lme_model", LazyModel(_NORMAL, _IDENTITY, build))
-    return observation_function(source)
+    return observation_function(source, engine_mode(ws.design.n))
 
 
 class _MLProblem(LinearInner, LaplaceProblem):

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .backend import C_MODE, c_backend_start, write_atomic
 from .covariance import ThetaLayout
 from .design import Design
 from .families import DISTRIBUTIONS, LINKS, Distribution, Link
@@ -269,6 +270,9 @@ def graph_key(graph: GLMMGraph, lp, inputs: list) -> str:
     return f"{graph.dist.name}-{graph.link.name}-{digest}"
 
 
+_STORED_MODES = (None, C_MODE)  # the modes whose functions are stored on disk and indexed
+
+
 def _backend_tag(mode) -> str:
     """The key's suffix naming the PyTensor backend: none for the default (``mode`` None with
     PyTensor's default mode and linker: Numba), else the mode, or the configured mode and linker
@@ -329,10 +333,10 @@ def _index_key(source: ModelSource, mode, orders: int) -> str | None:
     dtype, the ancillary input, the orders, the backend -- with the versions :func:`graph_key`
     hashes and the source of the modules that build the graph. None unless the distribution and
     the link are the library's registered objects (not a custom or power link, nor one swapped into
-    the registry later), and for an explicit mode.
+    the registry later), and for a mode other than the default and :data:`C_MODE`.
     """
     registered = any(o is source.dist for o in _REGISTERED) and any(o is source.link for o in _REGISTERED)
-    if mode is not None or not registered or not _source_digest():
+    if mode not in _STORED_MODES or not registered or not _source_digest():
         return None
     import hashlib
     import sys
@@ -350,7 +354,7 @@ def _index_key(source: ModelSource, mode, orders: int) -> str | None:
         Y_DTYPE,
         str(source.dist.has_ancillary),
         str(orders),
-        _backend_tag(None),
+        _backend_tag(mode),
         _source_digest(),
         *versions,
         np.__version__,
@@ -369,20 +373,13 @@ def _read_index(name: str) -> str | None:
 
 
 def _write_index(name: str, key: str) -> None:
-    import os
-    import tempfile
-
     path = _disk_path("").parent / f"index-{name}.key"
     try:
         if path.exists() and path.read_text().strip() == key:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        os.replace(tmp, path)  # atomic, as _store
-    except OSError:  # the index is an optimisation only
+    except OSError:
         pass
+    write_atomic(path, key)  # the index is an optimisation only
 
 
 def _load(key: str) -> ObservationFunction | None:
@@ -401,21 +398,15 @@ def _load(key: str) -> ObservationFunction | None:
 
 
 def _store(key: str, out: ObservationFunction) -> None:
-    import os
     import pickle
-    import tempfile
 
     if out.fn.get_shared():  # only self-contained functions (no data captured) may be cached
         return
-    path = _disk_path(key)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(out, fh)
-        os.replace(tmp, path)  # atomic: concurrent processes never read a partial file
-    except (OSError, pickle.PicklingError):  # caching is an optimisation only (read-only disk...)
-        pass
+        data = pickle.dumps(out)
+    except pickle.PicklingError:  # caching is an optimisation only
+        return
+    write_atomic(_disk_path(key), data)
 
 
 def _own_support_checks():
@@ -495,6 +486,8 @@ def observation_function(
     ``orders=3`` (the engine's): l and its first three eta-derivatives, and for a family with an
     ancillary parameter l_p, l_ep, l_eep. ``orders=1``: l, l_e (and l_p) only, for the quadrature's
     nodes, where the higher derivatives are not needed (a separate, smaller compiled function).
+    ``mode``: the PyTensor mode; fits pass :func:`engine_mode` of their size (None: PyTensor's
+    default).
 
     The compiled function takes only inputs (no data is captured), so it is also kept, pickled with
     its already-optimised graph, in PyTensor's compile directory under :func:`graph_key`: a new
@@ -503,8 +496,6 @@ def observation_function(
     not build and hash the graph to find it. The in-process cache is guarded by a lock; two threads
     never compile the same graph twice.
     """
-    import pytensor
-
     # In one process a likelihood graph is a function of the family and link objects (their code
     # cannot change; a replaced Link is another object; the response dtype is always Y_DTYPE):
     # remember each one's key, so later models skip building the model and hashing the graph.
@@ -513,6 +504,15 @@ def observation_function(
         known = _KEY_MEMO.get(memo)
         if known is not None and known in _CACHE:
             return _CACHE[known]
+    with c_backend_start():  # loading or compiling: the C backend's start-up, answered quickly
+        return _find_or_compile(source, mode, orders, memo)
+
+
+def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: tuple) -> ObservationFunction:
+    """The function from this process's cache, the disk (through the index, or the graph's key),
+    or compiled and stored."""
+    import pytensor
+
     index = _index_key(source, mode, orders)
     if index is not None:  # a new process: the graph key from the index, the function from disk
         known = _read_index(index)
@@ -539,7 +539,7 @@ def observation_function(
         _KEY_MEMO[memo] = key
         if key in _CACHE:
             return _CACHE[key]
-        if mode is None:
+        if mode in _STORED_MODES:
             loaded = _load(key)
             if loaded is not None:
                 COMPILE_COUNT["observation_loaded"] += 1
@@ -572,6 +572,6 @@ def observation_function(
             orders,
         )
         _CACHE[key] = out
-        if mode is None:
+        if mode in _STORED_MODES:
             _store(key, out)
         return out

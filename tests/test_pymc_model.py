@@ -64,18 +64,23 @@ def test_hessian_at_the_optimum_is_positive_definite(fitted):
     assert np.all(np.linalg.eigvalsh(H) > 0)
 
 
-def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypatch):
-    """A new process loads the pickled function instead of compiling; it captures no model data."""
+BACKENDS = [pytest.param("CVM", id="c"), pytest.param(None, id="numba")]
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypatch, mode):
+    """A new process loads the pickled function instead of compiling; it captures no model data.
+    Both backends a fit may use (C for small fits, Numba for large) are stored."""
     from ppl_glmm import pymc_model
 
     graph = mfr_model._ws.graph
-    key = mfr_model._problem().obs.key
-    fn = pymc_model._CACHE[key].fn
+    fn = pymc_model.observation_function(graph, mode).fn
+    key = pymc_model._KEY_MEMO[(graph.dist, graph.link, mode, 3)]
     assert fn.get_shared() == []  # inputs only: nothing read behind the pm.Data containers' back
     assert pymc_model._disk_path(key).exists()
     monkeypatch.setattr(pymc_model, "_CACHE", {})
     before = dict(pymc_model.COMPILE_COUNT)
-    loaded = pymc_model.observation_function(graph)
+    loaded = pymc_model.observation_function(graph, mode)
     assert pymc_model.COMPILE_COUNT["observation"] == before["observation"]
     assert pymc_model.COMPILE_COUNT["observation_loaded"] == before["observation_loaded"] + 1
     eta = np.linspace(-1, 2, 5)
@@ -90,13 +95,14 @@ def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypa
         np.testing.assert_array_equal(a, b)
 
 
-def test_new_process_finds_the_stored_function_without_building_the_graph(mfr_model, monkeypatch):
+@pytest.mark.parametrize("mode", BACKENDS)
+def test_new_process_finds_the_stored_function_without_building_the_graph(mfr_model, monkeypatch, mode):
     """The disk index maps a built-in (distribution, link) to its graph key: a new process loads the
     stored function without building and hashing the observation graph (start-up time)."""
     from ppl_glmm import pymc_model
 
     graph = mfr_model._ws.graph
-    key = mfr_model._problem().obs.key
+    key = pymc_model.observation_function(graph, mode).key
     monkeypatch.setattr(pymc_model, "_CACHE", {})  # as in a new process
     monkeypatch.setattr(pymc_model, "_KEY_MEMO", {})
 
@@ -105,7 +111,7 @@ def test_new_process_finds_the_stored_function_without_building_the_graph(mfr_mo
 
     monkeypatch.setattr(pymc_model, "_observation_graph", no_graph)
     before = dict(pymc_model.COMPILE_COUNT)
-    loaded = pymc_model.observation_function(graph)
+    loaded = pymc_model.observation_function(graph, mode)
     assert loaded.key == key
     assert pymc_model.COMPILE_COUNT["observation_loaded"] == before["observation_loaded"] + 1
     assert pymc_model.COMPILE_COUNT["observation"] == before["observation"]
@@ -122,6 +128,7 @@ def test_index_only_names_the_library_s_own_families_and_links(mfr_model, monkey
     assert pymc_model._index_key(graph, None, 3) is not None
     assert pymc_model._index_key(graph, "NUMBA", 3) is None  # an explicit mode is never stored
     assert pymc_model._index_key(graph, None, 3) != pymc_model._index_key(graph, None, 1)
+    assert pymc_model._index_key(graph, "CVM", 3) not in (None, pymc_model._index_key(graph, None, 3))
     custom = families.custom_link(lambda e: e**2, np.sqrt, name="square")
     log = families.LINKS["log"]
     swapped = families.Link("log", log.inverse_pt, log.inverse_np, log.link_np)
