@@ -54,7 +54,13 @@ def test_both_backends_compute_the_same_fit(monkeypatch):
     assert not numba_fit._problem().obs.key.endswith("-CVM")
     graph = c_fit._ws.graph
     rng = np.random.default_rng(0)
-    args = (rng.normal(size=50), rng.poisson(2.0, 50).astype(float), np.ones(50), np.ones(50, "int64"), np.zeros(50))
+    args = (
+        rng.normal(size=50),
+        rng.poisson(2.0, 50).astype(float),
+        np.ones(50),
+        np.ones(50, "int64"),
+        np.zeros(50),
+    )
     fc = pymc_model.observation_function(graph, backend.C_MODE)
     fn = pymc_model.observation_function(graph, None)
     for a, b in zip(fc.fn(*args), fn.fn(*args)):
