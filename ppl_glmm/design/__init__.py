@@ -141,14 +141,17 @@ def _infinite_arg(arr: np.ndarray, arg: str, index: pd.Index) -> None:
 
 
 def _ordered_categories(s: pd.Series) -> pd.Categorical:
+    """``s`` as an ordered categorical of the levels present: a categorical's own order, else
+    sorted (booleans as "false" < "true")."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         present = set(s.dropna().unique())
         cats = [c for c in s.cat.categories if c in present]
     elif pd.api.types.is_bool_dtype(s):
         s = s.map({True: "true", False: "false"})
         cats = [c for c in ("false", "true") if c in set(s)]
-    else:
-        cats = sorted(s.dropna().unique().tolist())
+    else:  # sorted levels and codes in one hashing pass (as sorted(s.unique()), then recoding)
+        codes, uniques = pd.factorize(s, sort=True)
+        return pd.Categorical.from_codes(codes, categories=uniques.tolist(), ordered=True)
     return pd.Categorical(s, categories=cats, ordered=True)
 
 
@@ -192,7 +195,9 @@ def build_design(
     excluded = _exclude_mask(exclude, n_total)
 
     used_cols = sorted({formula.response} | fixed_vars | random_vars | offset_vars)
-    missing = data[used_cols].isna().any(axis=1).to_numpy().copy()
+    missing = np.zeros(n_total, dtype=bool)
+    for c in used_cols:  # column by column: no DataFrame of the used columns is made
+        missing |= data[c].isna().to_numpy()
     missing |= ~np.isfinite(size) | ~np.isfinite(w) | ~np.isfinite(off)
     subset = ~missing & ~excluded
     if not subset.any():
@@ -201,7 +206,10 @@ def build_design(
             f"{int(excluded.sum())} excluded)"
         )
     index = data.index[subset]
-    df = data.loc[subset, used_cols].reset_index(drop=True).copy()
+    rows = None if subset.all() else np.flatnonzero(subset)
+    df = pd.DataFrame(
+        {c: (data[c] if rows is None else data[c].iloc[rows]).reset_index(drop=True) for c in used_cols}
+    )  # a new frame of the used rows and columns (reset_index copies): data is never modified
     size, w, off = size[subset], w[subset], off[subset]
     if np.any(w <= 0):
         raise InputError(

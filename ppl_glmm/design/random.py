@@ -71,8 +71,16 @@ def group_codes(df: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarr
     """Level codes of the grouping factor g1:g2:...; unused combinations are dropped."""
     per_var = []
     for v in group_vars:
-        order = _level_order(df[v])
-        codes = pd.Categorical(df[v], categories=order).codes.astype(np.int64)
+        s = df[v]
+        if isinstance(s.dtype, pd.CategoricalDtype) and not s.isna().any():
+            codes = s.cat.codes.to_numpy().astype(np.int64)
+            used = np.bincount(codes, minlength=len(s.cat.categories)) > 0
+            order = [c for c, u in zip(s.cat.categories, used) if u]  # as _level_order
+            if not used.all():
+                codes = (np.cumsum(used) - 1)[codes]
+        else:
+            order = _level_order(s)
+            codes = pd.Categorical(s, categories=order).codes.astype(np.int64)
         per_var.append((codes, [_level_str(x) for x in order]))
     if len(per_var) == 1:
         return per_var[0][0], tuple(per_var[0][1])
