@@ -74,6 +74,9 @@ class InnerMode:
     joint_fac: SparseCholesky | None = None  # factor of the (u, beta) Newton matrix (ApproximateLaplace)
 
 
+_RECENT_POINTS = 4  # evaluations remembered by value and gradient (the last one also by its mode)
+
+
 class LaplaceProblem:
     """Objective and gradient over the outer parameter vector, with a warm-started inner mode.
 
@@ -96,6 +99,7 @@ class LaplaceProblem:
         self.u_start = np.zeros(re.q)
         self.beta_start = np.zeros(self.p)
         self.n_evals = 0
+        self._forget()
 
     def clone(self) -> LaplaceProblem:
         """A problem of its own for one fit: shares the immutable design (X, the random-effects
@@ -105,6 +109,7 @@ class LaplaceProblem:
         new.u_start = self.u_start.copy()
         new.beta_start = self.beta_start.copy()
         new.n_evals = 0
+        new._forget()
         return new
 
     # ---- data -----------------------------------------------------------------------------
@@ -114,6 +119,7 @@ class LaplaceProblem:
         self.trials = np.ascontiguousarray(trials, dtype=self.obs.trials_dtype)
         self.offset = np.ascontiguousarray(offset, dtype=float)
         self.u_start = np.zeros(self.re.q)
+        self._forget()
 
     # ---- parameter vector -----------------------------------------------------------------
     def set_pattern(self, pattern) -> None:
@@ -122,6 +128,7 @@ class LaplaceProblem:
         instead of theta; None: over theta itself."""
         self.pattern = pattern
         self.n_cov = self.n_theta if pattern is None else pattern.n_params
+        self._forget()
 
     def unpack(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, float]:
         """(beta or None, theta, phi) from the outer vector [beta, theta or v, (phi)]."""
@@ -282,12 +289,48 @@ class LaplaceProblem:
             return np.inf
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        beta, theta, phi = self.unpack(x)
+        """Objective and gradient at x; inf and zeros where the inner step fails. A point among the
+        last few evaluated is not evaluated again (the optimiser's start, which the start-up checks
+        and the first inverse Hessian also evaluate)."""
+        hit = self._recent.get(x.tobytes())
+        if hit is not None:
+            f, g, u, b = hit
+            self._warm(u, b)
+            return f, g.copy()
         try:
-            mode = self.inner(beta, theta, phi)
+            mode, g = self.mode_and_gradient(x)
         except PirlsFailure:
             return np.inf, np.zeros_like(x)
-        return mode.objective, self.outer_gradient(x, mode, phi)
+        return mode.objective, g
+
+    def mode_and_gradient(self, x: np.ndarray) -> tuple[InnerMode, np.ndarray]:
+        """The inner mode and the outer gradient at x (PirlsFailure if the inner step fails); the
+        last point evaluated is remembered with its mode, so asking again costs nothing. The warm
+        start is left at the mode, as by an evaluation."""
+        key = x.tobytes()
+        if self._last is not None and self._last[0] == key:
+            mode, g = self._last[1], self._last[2]
+            self._warm(mode.u, mode.beta)
+            return mode, g.copy()
+        beta, theta, phi = self.unpack(x)
+        mode = self.inner(beta, theta, phi)
+        g = self.outer_gradient(x, mode, phi)
+        self._last = (key, mode, g)
+        self._recent[key] = (mode.objective, g, mode.u, mode.beta)
+        while len(self._recent) > _RECENT_POINTS:
+            del self._recent[next(iter(self._recent))]  # the oldest (dicts keep insertion order)
+        return mode, g.copy()
+
+    def _warm(self, u: np.ndarray, b: np.ndarray) -> None:
+        """The warm start an evaluation ending at (u, b) leaves (``_inner`` copies it before use)."""
+        self.u_start = u
+        if self.inner_beta:
+            self.beta_start = b
+
+    def _forget(self) -> None:
+        """Drop the remembered evaluations (new data, a new parametrisation, a clone)."""
+        self._last: tuple | None = None  # (x bytes, mode, gradient) of the last point evaluated
+        self._recent: dict[bytes, tuple] = {}  # x bytes -> (f, g, u, beta) of the last few points
 
     def gradient(self, mode: InnerMode, phi: float, *, residual: bool = True) -> np.ndarray:
         """Exact gradient (module docstring). ``residual``: include -Q_v dv/dpsi, the term the

@@ -207,18 +207,14 @@ def _minimize(
     options = {"gtol": GTOL, "maxiter": maxiter}
     res = so.minimize(fz, np.zeros(x0.size), jac=True, method="BFGS", options=options, callback=report)
     x = x0 + S @ res.x
-    beta, theta, phi = problem.unpack(x)
-    mode = problem.inner(beta, theta, phi)
-    g = problem.outer_gradient(x, mode, phi)
+    mode, g = problem.mode_and_gradient(x)  # BFGS's last evaluation, as a rule: remembered
     # BFGS's own inverse Hessian (in z) measures the decrement for free when it succeeded
     lam = float(np.sqrt(max(0.0, (S.T @ g) @ res.hess_inv @ (S.T @ g)))) if g.size else 0.0
     steps = 0
     if not res.success or lam > POLISH_ABOVE:
         x, mode, g, lam, steps = _newton_polish(problem, x, mode, g, None if log is None else log.emit)
     x = canonical_theta(problem, x)
-    beta, theta, phi = problem.unpack(x)
-    mode = problem.inner(beta, theta, phi)
-    g = problem.outer_gradient(x, mode, phi)
+    mode, g = problem.mode_and_gradient(x)
     gmax = float(np.max(np.abs(g))) if g.size else 0.0
     converged = bool(np.isfinite(mode.objective) and lam < CONVERGED_TOL)
     message = str(res.message)
@@ -292,16 +288,14 @@ def initial_inverse_hessian(problem: LaplaceProblem, x0: np.ndarray, step: float
     u_saved, b_saved = problem.u_start.copy(), problem.beta_start.copy()
     try:
         H = np.zeros((P, P))
+        mode0, g0 = problem.mode_and_gradient(x0)  # (the start's check evaluated x0: remembered)
         if k:
-            beta, theta, phi = problem.unpack(x0)
-            H[:k, :k] = beta_precision(problem, problem.inner(beta, theta, phi))
-        for j in range(k, P):
+            H[:k, :k] = beta_precision(problem, mode0)
+        for j in range(k, P):  # forward differences: a preconditioner needs no more accuracy
             h = step * max(1.0, abs(x0[j]))
             e = np.zeros(P)
             e[j] = h
-            H[k:, j] = (problem.value_and_grad(x0 + e)[1][k:] - problem.value_and_grad(x0 - e)[1][k:]) / (
-                2 * h
-            )
+            H[k:, j] = (problem.value_and_grad(x0 + e)[1][k:] - g0[k:]) / h
         # far from the optimum the covariance block can be indefinite: use |eigenvalues|
         w, V = np.linalg.eigh(0.5 * (H[k:, k:] + H[k:, k:].T))
         floor = 1e-6 * max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
