@@ -195,9 +195,10 @@ def build_design(
     excluded = _exclude_mask(exclude, n_total)
 
     used_cols = sorted({formula.response} | fixed_vars | random_vars | offset_vars)
+    full = {c: data[c] for c in used_cols}  # column by column: no DataFrame of them is indexed
     missing = np.zeros(n_total, dtype=bool)
-    for c in used_cols:  # column by column: no DataFrame of the used columns is made
-        missing |= data[c].isna().to_numpy()
+    for col in full.values():
+        missing |= col.isna().to_numpy()
     missing |= ~np.isfinite(size) | ~np.isfinite(w) | ~np.isfinite(off)
     subset = ~missing & ~excluded
     if not subset.any():
@@ -207,9 +208,9 @@ def build_design(
         )
     index = data.index[subset]
     rows = None if subset.all() else np.flatnonzero(subset)
-    df = pd.DataFrame(
-        {c: (data[c] if rows is None else data[c].iloc[rows]).reset_index(drop=True) for c in used_cols}
-    )  # a new frame of the used rows and columns (reset_index copies): data is never modified
+    # the used rows of each used column, as new Series (data is never modified); the frame that
+    # formulae reads is made once they are final
+    cols = {c: (col if rows is None else col.iloc[rows]).reset_index(drop=True) for c, col in full.items()}
     size, w, off = size[subset], w[subset], off[subset]
     if np.any(w <= 0):
         raise InputError(
@@ -224,16 +225,18 @@ def build_design(
     if np.any(size <= 0) or np.any(np.abs(size - np.rint(size)) > 0):
         raise InputError("binomial_size: must be positive integers")
     if formula.offsets:
-        off = off + evaluate_offsets(formula.offsets, df, index)
+        off = off + evaluate_offsets(formula.offsets, pd.DataFrame(cols), index)
 
-    cat_cols = categorical_columns(df, fixed_vars | random_vars)
+    cat_cols = categorical_columns(cols, fixed_vars | random_vars)
     categories, text_levels = {}, set()
     for c in cat_cols:
-        df[c], converted = normalize_levels(df[c], c)
+        col, converted = normalize_levels(cols[c], c)
         if converted:
             text_levels.add(c)
-        df[c] = _ordered_categories(df[c])
-        categories[c] = list(df[c].cat.categories)
+        levels = _ordered_categories(col)
+        cols[c] = pd.Series(levels, copy=False)
+        categories[c] = list(levels.categories)
+    df = pd.DataFrame(cols)
     grouping_only = (
         {v for spec in formula.random for v in spec.group_vars}
         - fixed_vars
@@ -249,7 +252,7 @@ def build_design(
             )
     encoder = Encoder(cat_cols, coding)
 
-    raw = df[formula.response]
+    raw = cols[formula.response]
     if pd.api.types.is_bool_dtype(raw):
         raw = raw.astype(float)
     if not pd.api.types.is_numeric_dtype(raw):

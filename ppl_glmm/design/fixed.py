@@ -13,6 +13,7 @@ Level order is a pandas Categorical's order, otherwise sorted. Names follow MATL
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -61,12 +62,13 @@ def coefficient_name(label: str) -> str:
     return ":".join(parts)
 
 
-def categorical_columns(df: pd.DataFrame, names: set[str]) -> list[str]:
-    """Columns among ``names`` that are treated as categorical (non-numeric dtypes)."""
+def categorical_columns(df: Mapping[str, pd.Series] | pd.DataFrame, names: set[str]) -> list[str]:
+    """Columns among ``names`` that are treated as categorical (non-numeric dtypes); ``df`` is a
+    DataFrame or a mapping of column names to Series."""
     return [
         c
         for c in names
-        if c in df.columns and (not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+        if c in df and (not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
     ]
 
 
