@@ -392,8 +392,8 @@ def _load(key: str) -> ObservationFunction | None:
         with path.open("rb") as fh:
             out = pickle.load(fh)
         out.fn.trust_input = True
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
-        return None  # a partial file or one written by other library versions: recompile
+    except Exception:  # a cache: a partial file, one written by other library versions, or one
+        return None  # a backend cannot rebuild (PyTensor errors of any class): recompile
     return out if isinstance(out, ObservationFunction) else None
 
 

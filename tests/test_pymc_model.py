@@ -95,6 +95,24 @@ def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypa
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_stored_function_that_cannot_be_rebuilt_is_recompiled(mfr_model, monkeypatch):
+    """The disk cache is an optimisation: a file that fails to load with any error (PyTensor's
+    C-linker functions, for one, raise NotImplementedError when unpickled) means a recompilation,
+    never a failed fit."""
+    import pickle
+
+    from ppl_glmm import pymc_model
+
+    key = mfr_model._problem().obs.key
+
+    def broken(fh):
+        raise NotImplementedError("Params is immutable")
+
+    monkeypatch.setattr(pickle, "load", broken)
+    assert pymc_model._disk_path(key).exists()
+    assert pymc_model._load(key) is None
+
+
 @pytest.mark.parametrize("mode", BACKENDS)
 def test_new_process_finds_the_stored_function_without_building_the_graph(mfr_model, monkeypatch, mode):
     """The disk index maps a built-in (distribution, link) to its graph key: a new process loads the
