@@ -497,7 +497,8 @@ def test_startup_figures_are_startup_json():
     met = list(r["target_met"].values())
     assert met == [ratio["wall"] <= 1.0, own["wall"] <= 1.0]
     verdict = {(True, True): "is met", (False, True): "is met for", (False, False): "is not met"}
-    assert f"the start-up target (no slower than Rscript) {verdict[tuple(met)]}" in text, "README: the verdict"
+    verdict_text = f"the start-up target (no slower than Rscript) {verdict[tuple(met)]}"
+    assert verdict_text in text, "README.md: the verdict sentence is not the results file's"
     assert f"medians of {r['reps']} new processes of each command" in text
     backends = ("default", "default_own_cache", "numba")
     for name in first["default"]["pieces"]:

@@ -242,7 +242,7 @@ class LaplaceProblem:
             raise PirlsFailure("the log-likelihood is not finite at the starting values")
         dec_prev = np.inf
         last = None  # (C, factor) of the last exact Newton matrix
-        for it in range(1, _MAX_INNER + 1):  # noqa: B007 - `it` is reported after the loop
+        for it in range(1, _MAX_INNER + 1):
             c = -d[2]
             gu = re.tmul(avals, d[1]) - u
             g = np.concatenate([gu, X.T @ d[1]]) if self.inner_beta else gu
