@@ -8,7 +8,8 @@ Python, on the mfr data (100 rows, 20 factories, Poisson, effects coding):
   the process, as after any earlier fit of a Poisson model), against ``glmer`` after a warm-up fit;
 * ``fit_first_in_process``: the first ``fitglme`` in a new process after ``import ppl_glmm, pymc``
   and the fit's modules (``ppl_glmm.api``, which ``import ppl_glmm`` leaves to the first fit);
-  on-disk caches warm, nothing compiled loaded in the process yet: Numba's start-up is paid here;
+  on-disk caches warm, nothing compiled loaded in the process yet: the backend's start-up is paid
+  here (for these 100 rows PyTensor's C backend: reading its module cache and loading the modules);
   reported for information (whole-process start-up: ``benchmarks/startup.py``);
 * ``random``: one ``model.random()`` draw, against ``simulate()``.
 
