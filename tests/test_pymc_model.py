@@ -64,7 +64,16 @@ def test_hessian_at_the_optimum_is_positive_definite(fitted):
     assert np.all(np.linalg.eigvalsh(H) > 0)
 
 
-BACKENDS = [pytest.param("CVM", id="c"), pytest.param(None, id="numba")]
+def _no_cxx() -> bool:
+    import pytensor
+
+    return not pytensor.config.cxx
+
+
+BACKENDS = [
+    pytest.param("CVM", id="c", marks=pytest.mark.skipif(_no_cxx(), reason="PyTensor has no C++ compiler")),
+    pytest.param(None, id="numba"),
+]
 
 
 @pytest.mark.parametrize("mode", BACKENDS)
