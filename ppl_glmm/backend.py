@@ -6,10 +6,10 @@ A fit calls its compiled observation function (the model's log-likelihood deriva
 ========================  ===============================  ================================
                           C (PyTensor mode ``"CVM"``)      Numba (PyTensor's default)
 ========================  ===============================  ================================
-stored function, new      ~0.2 s (+0.5 s for PyTensor's    ~1.4 s (import Numba, rebuild
-process                   compiler probe, cached here)     dispatchers, start its target)
-one call, 100 rows        ~24 us                           ~24 us
-one call, 100,000 rows    ~17 ms                           ~11 ms
+stored function, new      ~0.14 s, +~5 ms per module in    ~1.4 s (import Numba, rebuild
+process                   PyTensor's C module cache        dispatchers, start its target)
+one call, 100 rows        ~26 us                           ~25 us
+one call, 100,000 rows    ~22 ms                           ~15 ms
 ========================  ===============================  ================================
 
 so a fit of up to :data:`C_MAX_POINTS` rows uses the C backend when PyTensor has a C++ compiler,
@@ -25,7 +25,7 @@ __all__ = ["C_MAX_POINTS", "C_MODE", "c_backend_start", "engine_mode", "write_at
 
 C_MODE = "CVM"
 C_MAX_POINTS = 1_000
-_START_LOCK = threading.RLock()  # held while a C function loads or compiles
+_START_LOCK = threading.RLock()  # held while an observation function loads or compiles
 
 
 def engine_mode(points: int) -> str | None:
