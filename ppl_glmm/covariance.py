@@ -12,6 +12,7 @@ listed in column-major lower-triangle order. Natural parameters (for Wald interv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class ThetaLayout:
         out = []
         for q, sl in zip(self.sizes, self.slices()):
             L = np.zeros((q, q))
-            rows, cols = np.triu_indices(q)  # column-major lower triangle = row-major upper of L'
+            rows, cols = _upper_indices(q)  # column-major lower triangle = row-major upper of L'
             L[cols, rows] = theta[sl]
             out.append(L)
         return out
@@ -141,3 +142,12 @@ class ThetaLayout:
             rows, cols = np.triu_indices(q)
             out.append(L[cols, rows])
         return np.concatenate(out) if out else np.zeros(0)
+
+
+@cache
+def _upper_indices(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(q)``, read-only, made once per size (every evaluation builds Lambda)."""
+    rows, cols = np.triu_indices(q)
+    rows.flags.writeable = False
+    cols.flags.writeable = False
+    return rows, cols
