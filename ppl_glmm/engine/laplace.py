@@ -185,7 +185,7 @@ class LaplaceProblem:
             parts.append([phi])
         return np.concatenate(parts)
 
-    def _predict_start(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> None:
+    def _predict_start(self, psi: np.ndarray) -> None:
         """Start the inner step at the first-order prediction of the new mode,
         ``v(psi) ~ v0 + (dv/dpsi)(psi - psi0)``, from the last mode whose gradient is known (its
         ``dv`` is the implicit derivative the gradient computes anyway). Only when the warm start
@@ -197,7 +197,6 @@ class LaplaceProblem:
         psi0, mode0 = self._slope
         if self.u_start is not mode0.u or mode0.dv is None:
             return
-        psi = self._natural(beta, theta, phi)
         if psi.shape != psi0.shape or mode0.dv.shape[1] != psi.size:
             return
         step = mode0.dv @ (psi - psi0)
@@ -359,10 +358,11 @@ class LaplaceProblem:
             self._slope = (self._natural(*self.unpack(x)), mode)
             return mode, g.copy()
         beta, theta, phi = self.unpack(x)
-        self._predict_start(beta, theta, phi)
+        psi = self._natural(beta, theta, phi)
+        self._predict_start(psi)
         mode = self.inner(beta, theta, phi)
         g = self.outer_gradient(x, mode, phi)
-        self._slope = (self._natural(beta, theta, phi), mode)
+        self._slope = (psi, mode)
         self._last = (key, mode, g)
         self._recent[key] = (mode.objective, g, mode.u, mode.beta)
         while len(self._recent) > _RECENT_POINTS:
