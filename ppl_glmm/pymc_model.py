@@ -22,7 +22,8 @@ sigma or theta).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -383,6 +384,11 @@ def _write_index(name: str, key: str) -> None:
 
 
 def _load(key: str) -> ObservationFunction | None:
+    """The stored function, or None. A C function's file names the C modules it uses first:
+    a new process starts PyTensor's C module cache with those only (:mod:`.c_module_cache`).
+    Those are the modules its unpickled graph looks up, which may differ from the ones its
+    compilation looked up (a rebuilt node can hash differently): a load that finds other
+    modules rewrites the list."""
     import pickle
 
     path = _disk_path(key)
@@ -390,20 +396,31 @@ def _load(key: str) -> ObservationFunction | None:
         return None
     try:
         with path.open("rb") as fh:
-            out = pickle.load(fh)
+            modules, blob = pickle.load(fh)
+        if modules:
+            from .c_module_cache import preload, recording
+
+            preload(modules)
+            with recording() as used:
+                out = pickle.loads(blob)
+            if used != set(modules):
+                write_atomic(path, pickle.dumps((tuple(sorted(used)), blob)))
+        else:
+            out = pickle.loads(blob)
         out.fn.trust_input = True
     except Exception:  # a cache: a partial file, one written by other library versions, or one
         return None  # a backend cannot rebuild (PyTensor errors of any class): recompile
     return out if isinstance(out, ObservationFunction) else None
 
 
-def _store(key: str, out: ObservationFunction) -> None:
+def _store(key: str, out: ObservationFunction, modules: Sequence[str] = ()) -> None:
+    """Keep ``out`` on disk as (names of the C module directories it uses, pickled function)."""
     import pickle
 
     if out.fn.get_shared():  # only self-contained functions (no data captured) may be cached
         return
     try:
-        data = pickle.dumps(out)
+        data = pickle.dumps((tuple(sorted(modules)), pickle.dumps(out)))
     except pickle.PicklingError:  # caching is an optimisation only
         return
     write_atomic(_disk_path(key), data)
@@ -559,7 +576,8 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
                     pytensor.grad(d1.sum(), phi_in),
                     pytensor.grad(d2.sum(), phi_in),
                 ]
-        fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+        with _recording_c_modules(mode) as modules:
+            fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
         fn.trust_input = True
         COMPILE_COUNT["observation"] += 1
         out = ObservationFunction(
@@ -573,5 +591,21 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
         )
         _CACHE[key] = out
         if mode in _STORED_MODES:
-            _store(key, out)
+            _store(key, out, modules)
         return out
+
+
+@contextmanager
+def _recording_c_modules(mode) -> Iterator[set[str]]:
+    """The C module directories a compilation in ``mode`` uses (:func:`.c_module_cache.recording`);
+    an empty set for the default backend (Numba, no C modules) or where PyTensor has no compiler."""
+    import pytensor
+
+    c_linker = mode == C_MODE or (mode is None and str(pytensor.config.linker).startswith("c"))
+    if not (c_linker and pytensor.config.cxx):  # (the C linkers: cvm, cvm_nogc, c, c|py...)
+        yield set()
+        return
+    from .c_module_cache import recording
+
+    with recording() as names:
+        yield names
