@@ -6,8 +6,8 @@ A fit calls its compiled observation function (the model's log-likelihood deriva
 ========================  ===============================  ================================
                           C (PyTensor mode ``"CVM"``)      Numba (PyTensor's default)
 ========================  ===============================  ================================
-stored function, new      ~0.14 s, +~5 ms per module in    ~1.4 s (import Numba, rebuild
-process                   PyTensor's C module cache        dispatchers, start its target)
+stored function, new      ~0.11 s (reads only its own      ~1.5 s (import Numba, rebuild
+process                   modules' keys: c_module_cache)   dispatchers, start its target)
 one call, 100 rows        ~26 us                           ~25 us
 one call, 100,000 rows    ~22 ms                           ~15 ms
 ========================  ===============================  ================================
