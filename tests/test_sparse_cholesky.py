@@ -39,6 +39,8 @@ def _structure(kind: str, n: int = 600, seed: int = 0) -> REStructure:
             _term("class", cls, ones),
             _term("rater", rng.integers(0, 30, n), np.hstack([ones, x])),
         ]
+    elif kind.startswith("single"):  # one scalar term: H is diagonal, factored elementwise
+        terms = [_term("g", rng.integers(0, 500 if kind == "single_large" else 40, n), ones)]
     else:
         raise ValueError(kind)
     off = 0
@@ -56,15 +58,16 @@ def _dense_h(re: REStructure, vals, c):
     return A, A.T @ (c[:, None] * A) + np.eye(re.q)
 
 
-@pytest.mark.parametrize("kind", ["crossed", "nested", "three"])
+@pytest.mark.parametrize("kind", ["crossed", "nested", "three", "single", "single_large"])
 def test_factor_matches_dense(kind):
-    re = _structure(kind)
+    re = _structure(kind, n=3000 if kind == "single_large" else 600)
     rng = np.random.default_rng(1)
     lambdas = [np.tril(rng.uniform(0.3, 1.5, (q, q))) for q in re.layout.sizes]
     vals = re.a_values(lambdas, 1.0)
     c = rng.uniform(0.2, 3.0, re.n)
     A, H = _dense_h(re, vals, c)
     fac = re.factor_h(vals, c)
+    assert fac.sym.diagonal == kind.startswith("single")  # (1|g) only; a slope couples its pair
     assert fac.logdet == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
     r = rng.normal(size=(re.q, 3))
     np.testing.assert_allclose(fac.solve(r), np.linalg.solve(H, r), rtol=1e-10, atol=1e-12)
@@ -125,9 +128,13 @@ def test_every_split_gives_the_same_factor(monkeypatch, split):
     )
 
 
-def test_not_positive_definite_is_reported():
-    re = _structure("nested", n=2000)
+@pytest.mark.parametrize("kind", ["nested", "single"])
+def test_not_positive_definite_is_reported(kind):
+    re = _structure(kind, n=2000)
     vals = re.a_values([np.eye(1)] * re.m, 1.0)
     c = np.full(re.n, -5.0)
+    with pytest.raises(NotPositiveDefinite):
+        re.factor_h(vals, c)
+    c[:] = np.nan
     with pytest.raises(NotPositiveDefinite):
         re.factor_h(vals, c)

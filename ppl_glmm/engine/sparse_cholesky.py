@@ -59,6 +59,7 @@ class SymbolicFactor:
     lpos: np.ndarray
     tailstart: np.ndarray  # where each leading column's trailing rows (>= s) begin
     diag: np.ndarray  # position of each diagonal entry in F
+    diagonal: bool = False  # no off-diagonal entry (one scalar random-effects term): L = sqrt(P)
 
     @property
     def m(self) -> int:
@@ -83,6 +84,10 @@ class SymbolicFactor:
         rptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(rr[off], minlength=n), out=rptr[1:])
         rcol = np.ascontiguousarray(cc[off])
+        if not off.any():  # diagonal: every column sparse with no fill, factored elementwise
+            ar = np.arange(n + 1, dtype=np.int64)
+            empty = np.zeros(0, np.int64)
+            return cls(n, n, ar, ar[:-1], np.zeros(n + 1, np.int64), empty, empty, ar[1:], ar[:-1], True)
         if n <= _ALL_DENSE:
             s, colptr = 0, np.zeros(1, np.int64)
             rows = lrptr = lcols = lpos = np.zeros(0, np.int64)
@@ -146,6 +151,14 @@ class SparseCholesky:
     def __init__(self, sym: SymbolicFactor, F: np.ndarray):
         self.sym = sym
         s, m = sym.s, sym.m
+        if sym.diagonal:  # L = sqrt(P), log|P| = sum log P_jj
+            if not np.all(F > 0):  # (also refuses NaN)
+                raise NotPositiveDefinite(f"matrix is not positive definite (column {np.argmin(F > 0)})")
+            self.Lx, self.L22, self._d = np.sqrt(F), np.zeros((0, 0)), F
+            self.logdet = float(np.log(F).sum())
+            if not np.isfinite(self.logdet):
+                raise NotPositiveDefinite("matrix is not positive definite (log-determinant not finite)")
+            return
         if s:
             bad = _kernels().factor_columns(
                 s, m, sym.colptr, sym.rows, sym.lrptr, sym.lcols, sym.lpos, sym.tailstart, F
@@ -173,6 +186,8 @@ class SparseCholesky:
     def solve(self, r: np.ndarray) -> np.ndarray:
         """P^-1 r for a vector or an (n, k) matrix."""
         sym = self.sym
+        if sym.diagonal:
+            return r / (self._d if np.ndim(r) == 1 else self._d[:, None])
         X = np.array(r, dtype=float, order="C", ndmin=2, copy=True)
         vector = np.ndim(r) == 1
         if vector:
@@ -191,6 +206,8 @@ class SparseCholesky:
     def selected_inverse(self) -> np.ndarray:
         """P^-1 on L's pattern, as a value array laid out like F."""
         sym = self.sym
+        if sym.diagonal:
+            return 1.0 / self._d
         sel = np.empty(sym.size)
         if sym.m:
             Zd = sel[sym.nnz :].reshape(sym.m, sym.m, order="F")
