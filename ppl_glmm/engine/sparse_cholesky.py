@@ -16,6 +16,9 @@ the dense block (m = n - s; gamma = 10, BLAS's advantage per flop). The symbolic
 (elimination tree, column counts, pattern, scatter positions) is done once per model structure
 and reused by every evaluation, refit and bootstrap replicate.
 
+A diagonal P (one scalar random-effects term: no two columns share an observation) is factored
+elementwise at any size: L = sqrt(P), log|P| = sum_j log P_jj, P^-1 = 1 / P (``diagonal``).
+
 log|P| = 2 sum_j log L_jj + log|P_22 - L_21 L_21'|. The selected inverse Z = P^-1 on L's pattern
 (all the gradient needs: Z[i, j] for the pairs of columns that share an observation, and diag Z)
 comes from Takahashi's recursion over the sparse columns, after ``Z_22`` from LAPACK's ``potri``.
