@@ -219,3 +219,25 @@ def test_numeric_column_made_categorical_with_C_follows_the_coding():
     np.testing.assert_array_equal(np.unique(X[:, 1]), [-1.0, 1.0])
     m = _fit(formula="defects ~ C(newprocess) + (1|factory)")
     assert m.coefficient_names == ["(Intercept)", "newprocess_1"]
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        (["b", "a", "c", "a"], None),  # pandas' default string dtype
+        (["b", "a", "c", "a"], object),
+        ([3, 1, 2, 1], None),
+        ([3.5, 1.0, 2.0, 1.0], None),
+    ],
+)
+def test_levels_are_sorted_and_codes_recover_the_values(values, dtype):
+    from ppl_glmm.design import _ordered_categories
+
+    s = pd.Series(values, dtype=dtype)
+    cat = _ordered_categories(s)
+    assert cat.ordered
+    assert list(cat.categories) == sorted(set(values))
+    assert list(np.asarray(cat)) == values
+    # object strings get the dtype a list of them is given (str), as before categories were passed
+    # as factorize's Index
+    assert cat.categories.dtype == pd.Index(sorted(set(values))).dtype

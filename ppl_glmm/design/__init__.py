@@ -151,7 +151,10 @@ def _ordered_categories(s: pd.Series) -> pd.Categorical:
         cats = [c for c in ("false", "true") if c in set(s)]
     else:  # sorted levels and codes in one hashing pass (as sorted(s.unique()), then recoding)
         codes, uniques = pd.factorize(s, sort=True)
-        return pd.Categorical.from_codes(codes, categories=uniques.tolist(), ordered=True)
+        # the Index as it is (a list is re-inferred: 17x slower); object strings become str, as
+        # a list of them would
+        cats = uniques.tolist() if uniques.dtype == object else uniques
+        return pd.Categorical.from_codes(codes, categories=cats, ordered=True)
     return pd.Categorical(s, categories=cats, ordered=True)
 
 
