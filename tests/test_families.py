@@ -302,3 +302,32 @@ def test_dispersion_reports():
     assert nb.num_covariance_parameters == 2
     k = nb.num_coefficients + 2
     assert nb.model_criterion.AIC.iloc[0] == pytest.approx(-2 * nb.log_likelihood + 2 * k)
+
+
+@pytest.mark.parametrize(
+    "response, distribution, link, weights",
+    [
+        ("k", "poisson", "log", None),
+        ("k", "poisson", "identity", None),
+        ("ygam", "gamma", "log", "w"),
+        ("ygam", "gamma", "reciprocal", None),
+        ("yig", "inverse_gaussian", None, None),
+        ("k", "negative_binomial", None, None),
+    ],
+)
+def test_glm_start_is_the_glm_fit_the_joint_inner_step_gave(response, distribution, link, weights):
+    """glm_start's Newton iteration on beta alone (p x p) converges where the inner step on the
+    joint (u, beta) system with Lambda = 0 converged: the GLM's score vanishes there."""
+    from ppl_glmm.engine.optimize import glm_start
+
+    _, problem = _problem(_data(), f"{response} ~ x + (1|g) + (1|h)", distribution, link, weights)
+    beta0 = np.linalg.lstsq(problem.X, np.full(problem.re.n, 0.5), rcond=None)[0]
+    beta = glm_start(problem, beta0)
+    problem.inner_beta, problem.beta_start = True, beta0  # the previous start: the joint system
+    joint = problem.inner(None, np.zeros(problem.n_theta), 0.0).beta
+    np.testing.assert_allclose(beta, joint, rtol=1e-9, atol=1e-11)
+    d = problem.obs(
+        problem.X @ beta + problem.offset, problem.y, problem.w, problem.trials, np.zeros(problem.re.n)
+    )
+    score = problem.X.T @ d[1]
+    assert np.max(np.abs(score)) < 1e-6 * max(1.0, float(np.max(np.abs(problem.X.T @ np.abs(d[1])))))

@@ -75,3 +75,34 @@ def test_lazy_names_resolve_and_are_listed():
     assert set(ppl_glmm.__all__) <= set(dir(ppl_glmm))
     with pytest.raises(AttributeError, match="no_such_name"):
         ppl_glmm.no_such_name  # noqa: B018
+
+
+MANY_GROUPS = """
+import json, sys
+import numpy as np, pandas as pd
+import ppl_glmm
+rng = np.random.default_rng(0)
+g = rng.integers(0, 250, 600)
+x = rng.normal(size=600)
+y = rng.poisson(np.exp(0.3 + 0.5 * x + rng.normal(0, 0.5, 250)[g]))
+df = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+ppl_glmm.fitglme(df, "y ~ x + (1|g)", distribution="poisson")
+print(json.dumps({"numba": "numba" in sys.modules}))
+"""
+
+
+def test_a_small_fit_with_many_groups_imports_no_numba():
+    """600 rows, 250 groups: the C backend's fit, whose GLM start factors X'CX (p x p) and whose
+    diagonal H is factored elementwise, compiles no sparse-Cholesky kernel (Numba: ~1.4 s)."""
+    import pytensor
+
+    if not pytensor.config.cxx:
+        pytest.skip("no C++ compiler: small fits use Numba")
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    for _ in range(2):  # the first run may compile and store the likelihood
+        cmd = [sys.executable, "-c", MANY_GROUPS]
+        out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"numba": False}

@@ -59,6 +59,25 @@ def _invalid_parameter_errors() -> tuple[type[BaseException], ...]:
     return (LikelihoodSupportError, FloatingPointError)
 
 
+def newton_converged(it: int, dec: float, dec_prev: float, Q: float, modified: bool) -> bool:
+    """The inner Newton iteration's stop rule (see :meth:`LaplaceProblem._inner`): the decrement
+    ``dec`` is negligible, or (after one step) below 1e-13 relative, or it has reached its noise
+    floor and stops shrinking (exact Newton steps only)."""
+    return (
+        dec < _TOL_DEC
+        or dec < 0
+        or (it > 1 and dec < min(1e-13, 1e-15 * abs(Q)))
+        or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev and not modified)
+    )
+
+
+def step_accepted(t: float, dec: float, Q: float, Q_new: float, modified: bool) -> bool:
+    """Far from the mode a step must increase Q; close to it (quadratic region) Newton's full step
+    is right and Q's rounding noise must not veto it."""
+    near = t == 1.0 and dec < _FULL_STEP_DEC and not modified
+    return bool(np.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near))
+
+
 @dataclass
 class InnerMode:
     """State at the conditional mode for one parameter value (u in the engine's internal order)."""
@@ -275,12 +294,7 @@ class LaplaceProblem:
             # step taken: a start already that close, e.g. a predicted one, is ~sqrt(dec) off the
             # mode, and log|H| in the objective moves with u to first order, so one more step
             # brings its error from ~1e-7 to rounding.)
-            if (
-                dec < _TOL_DEC
-                or dec < 0
-                or (it > 1 and dec < min(1e-13, 1e-15 * abs(Q)))
-                or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev and not modified)
-            ):
+            if newton_converged(it, dec, dec_prev, Q, modified):
                 break
             dec_prev = dec
             t = 1.0
@@ -288,10 +302,7 @@ class LaplaceProblem:
                 u_new = u + t * step[: re.q]
                 b_new = b + t * step[re.q :] if self.inner_beta else b
                 eta_new, d_new, Q_new = evaluate(u_new, b_new)
-                # Far from the mode a step must increase Q; close to it (quadratic region) Newton's
-                # full step is right and Q's rounding noise must not veto it.
-                near = t == 1.0 and dec < _FULL_STEP_DEC and not modified
-                if np.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near):
+                if step_accepted(t, dec, Q, Q_new, modified):
                     break
                 t *= 0.5
                 if t < 1e-10:

@@ -29,7 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize as so
 
-from .laplace import InnerMode, LaplaceProblem, PirlsFailure, beta_precision
+from .laplace import (
+    _MAX_INNER,
+    InnerMode,
+    LaplaceProblem,
+    PirlsFailure,
+    _invalid_parameter_errors,
+    beta_precision,
+    newton_converged,
+    step_accepted,
+)
 
 __all__ = ["IterationRecord", "OptimizationSummary", "canonical_theta", "glm_start", "hessian", "minimize"]
 
@@ -326,13 +335,62 @@ def hessian(problem: LaplaceProblem, x: np.ndarray, step: float = 1e-5) -> np.nd
 
 
 def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
-    """Fixed effects of the GLM without random effects (the inner step with Lambda = 0), from beta0."""
-    saved = problem.inner_beta, problem.u_start, problem.beta_start
-    problem.inner_beta = True
-    problem.beta_start = np.asarray(beta0, dtype=float)
-    try:
-        mode = problem.inner(None, np.zeros(problem.n_theta), 0.0)
-        return mode.beta.copy()
-    finally:
-        problem.inner_beta = saved[0]
-        problem.u_start, problem.beta_start = saved[1], saved[2]
+    """Fixed effects of the GLM without random effects, from beta0: the inner step's Newton
+    iteration (its stop rule, step halving and modified steps) on beta alone, with the p x p
+    matrix X'CX. (With Lambda = 0 the joint (u, beta) system is blockdiag(I, X'CX) and u stays
+    0: factoring the (q + p) joint matrix would give the same steps at q-dependent cost.)"""
+    X, offset = problem.X, problem.offset
+    phis = np.zeros(problem.re.n)
+    invalid = _invalid_parameter_errors()
+
+    def evaluate(b):
+        try:
+            d = problem.obs(X @ b + offset, problem.y, problem.w, problem.trials, phis)
+        except invalid:
+            return None, -np.inf
+        Q = float(d[0].sum())
+        if not np.isfinite(Q) or not np.isfinite(float(d[1].sum() + d[2].sum())):
+            Q = -np.inf
+        return d, Q
+
+    b = np.asarray(beta0, dtype=float)
+    d, Q = evaluate(b)
+    if not np.isfinite(Q):
+        b = np.zeros(problem.p)
+        d, Q = evaluate(b)
+    if not np.isfinite(Q):
+        raise PirlsFailure("the log-likelihood is not finite at the starting values")
+    dec_prev = np.inf
+    for it in range(1, _MAX_INNER + 1):
+        c = -d[2]
+        g = X.T @ d[1]
+        modified = bool(np.any(c < 0))  # (a non-canonical link: safe absolute weights if needed)
+        try:
+            step, modified = _newton_step(X, c, g), False
+        except np.linalg.LinAlgError:
+            if not modified:
+                raise PirlsFailure("the GLM's Newton matrix is not positive definite") from None
+            try:
+                step = _newton_step(X, np.abs(c), g)
+            except np.linalg.LinAlgError:
+                raise PirlsFailure("the GLM's Newton matrix is not positive definite") from None
+        dec = float(g @ step)
+        if newton_converged(it, dec, dec_prev, Q, modified):
+            return b
+        dec_prev, t = dec, 1.0
+        while True:
+            b_new = b + t * step
+            d_new, Q_new = evaluate(b_new)
+            if step_accepted(t, dec, Q, Q_new, modified):
+                break
+            t *= 0.5
+            if t < 1e-10:
+                raise PirlsFailure("GLM step-halving failed to increase the likelihood")
+        b, d, Q = b_new, d_new, Q_new
+    raise PirlsFailure(f"the GLM start did not converge in {_MAX_INNER} iterations")
+
+
+def _newton_step(X: np.ndarray, c: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """(X'CX)^-1 g by Cholesky (LinAlgError when X'CX is not positive definite)."""
+    L = np.linalg.cholesky((X.T * c) @ X)
+    return np.linalg.solve(L.T, np.linalg.solve(L, g))
