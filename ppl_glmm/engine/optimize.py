@@ -338,7 +338,8 @@ def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
     """Fixed effects of the GLM without random effects, from beta0: the inner step's Newton
     iteration (its stop rule, step halving and modified steps) on beta alone, with the p x p
     matrix X'CX. (With Lambda = 0 the joint (u, beta) system is blockdiag(I, X'CX) and u stays
-    0: factoring the (q + p) joint matrix would give the same steps at q-dependent cost.)"""
+    0: factoring the (q + p) joint matrix would give the same steps at q-dependent cost.) Its
+    failures are the inner step's, with the inner step's messages."""
     X, offset = problem.X, problem.offset
     phis = np.zeros(problem.re.n)
     invalid = _invalid_parameter_errors()
@@ -369,11 +370,11 @@ def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
             step, modified = _newton_step(X, c, g), False
         except np.linalg.LinAlgError:
             if not modified:
-                raise PirlsFailure("the GLM's Newton matrix is not positive definite") from None
+                raise PirlsFailure("PIRLS Newton matrix is not positive definite") from None
             try:
                 step = _newton_step(X, np.abs(c), g)
             except np.linalg.LinAlgError:
-                raise PirlsFailure("the GLM's Newton matrix is not positive definite") from None
+                raise PirlsFailure("PIRLS Newton matrix is not positive definite") from None
         dec = float(g @ step)
         if newton_converged(it, dec, dec_prev, Q, modified):
             return b
@@ -385,9 +386,9 @@ def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
                 break
             t *= 0.5
             if t < 1e-10:
-                raise PirlsFailure("GLM step-halving failed to increase the likelihood")
+                raise PirlsFailure("PIRLS step-halving failed to increase the penalized likelihood")
         b, d, Q = b_new, d_new, Q_new
-    raise PirlsFailure(f"the GLM start did not converge in {_MAX_INNER} iterations")
+    raise PirlsFailure(f"PIRLS did not converge in {_MAX_INNER} iterations")
 
 
 def _newton_step(X: np.ndarray, c: np.ndarray, g: np.ndarray) -> np.ndarray:
