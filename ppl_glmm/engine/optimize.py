@@ -365,12 +365,15 @@ def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
     for it in range(1, _MAX_INNER + 1):
         c = -d[2]
         g = X.T @ d[1]
-        modified = bool(np.any(c < 0))  # (a non-canonical link: safe absolute weights if needed)
+        modified = False
         try:
-            step, modified = _newton_step(X, c, g), False
+            step = _newton_step(X, c, g)
         except np.linalg.LinAlgError:
-            if not modified:
+            # negative observed information on some rows (a non-canonical link): a modified
+            # Newton step with safe absolute weights, as in the inner step
+            if not np.any(c < 0):
                 raise PirlsFailure("PIRLS Newton matrix is not positive definite") from None
+            modified = True
             try:
                 step = _newton_step(X, np.abs(c), g)
             except np.linalg.LinAlgError:
