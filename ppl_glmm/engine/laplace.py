@@ -227,6 +227,19 @@ class LaplaceProblem:
         if self.inner_beta:
             self.beta_start = mode0.beta + step[q:]
 
+    def observe(self, eta: np.ndarray, phis: np.ndarray) -> tuple[tuple | None, float]:
+        """The observation function's outputs at ``eta`` and the log-likelihood sum l(eta); -inf
+        (and no outputs) where the value or its first two derivatives are unusable: outside the
+        family's support, or not finite (an overshooting Newton step)."""
+        try:
+            d = self.obs(eta, self.y, self.w, self.trials, phis)
+        except _invalid_parameter_errors():
+            return None, -np.inf
+        loglik = float(d[0].sum())
+        if not math.isfinite(loglik) or not math.isfinite(float(d[1].sum() + d[2].sum())):
+            return None, -np.inf
+        return d, loglik
+
     def _inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float, *, warm: bool) -> InnerMode:
         re, X, p = self.re, self.X, self.p
         scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
@@ -236,19 +249,12 @@ class LaplaceProblem:
         phis = np.full(re.n, phi)
         eta_fixed = None if self.inner_beta else X @ b + self.offset
 
-        invalid = _invalid_parameter_errors()
-
         def evaluate(u, b):
             base = X @ b + self.offset if eta_fixed is None else eta_fixed
             eta = base + re.mul(avals, u)
-            try:
-                d = self.obs(eta, self.y, self.w, self.trials, phis)
-            except invalid:
-                return eta, None, -np.inf
-            Q = float(d[0].sum() - 0.5 * u @ u)  # -inf or nan for an overshooting step
-            if not math.isfinite(Q) or not math.isfinite(float(d[1].sum() + d[2].sum())):
-                Q = -np.inf  # value or derivatives unusable here
-            return eta, d, Q
+            d, loglik = self.observe(eta, phis)
+            Q = loglik - 0.5 * float(u @ u)
+            return eta, d, Q if math.isfinite(Q) else -np.inf
 
         eta, d, Q = evaluate(u, b)
         if not np.isfinite(Q):

@@ -34,7 +34,6 @@ from .laplace import (
     InnerMode,
     LaplaceProblem,
     PirlsFailure,
-    _invalid_parameter_errors,
     beta_precision,
     newton_converged,
     step_accepted,
@@ -342,17 +341,9 @@ def glm_start(problem: LaplaceProblem, beta0: np.ndarray) -> np.ndarray:
     failures are the inner step's, with the inner step's messages."""
     X, offset = problem.X, problem.offset
     phis = np.zeros(problem.re.n)
-    invalid = _invalid_parameter_errors()
 
     def evaluate(b):
-        try:
-            d = problem.obs(X @ b + offset, problem.y, problem.w, problem.trials, phis)
-        except invalid:
-            return None, -np.inf
-        Q = float(d[0].sum())
-        if not np.isfinite(Q) or not np.isfinite(float(d[1].sum() + d[2].sum())):
-            Q = -np.inf
-        return d, Q
+        return problem.observe(X @ b + offset, phis)
 
     b = np.asarray(beta0, dtype=float)
     d, Q = evaluate(b)
