@@ -74,12 +74,16 @@ def __getattr__(name: str):
     """Import the submodule behind a public name on first access and keep the name here."""
     import importlib
 
+    from .gc_pause import gc_paused
+
     if name in ("datasets", "bootstrap"):
-        return importlib.import_module(f".{name}", __name__)
+        with gc_paused():  # the dependencies' import: see ppl_glmm.gc_pause
+            return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ppl_glmm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    with gc_paused():
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later accesses skip __getattr__
     return value
 

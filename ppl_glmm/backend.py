@@ -21,11 +21,41 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-__all__ = ["C_MAX_POINTS", "C_MODE", "c_backend_start", "engine_mode", "write_atomic"]
+__all__ = ["C_MAX_POINTS", "C_MODE", "c_backend_start", "engine_mode", "import_pytensor", "write_atomic"]
 
 C_MODE = "CVM"
 C_MAX_POINTS = 1_000
 _START_LOCK = threading.RLock()  # held while an observation function loads or compiles
+_configured = False  # import_pytensor has run in this process
+
+
+def import_pytensor():
+    """PyTensor, imported with the garbage collector paused (:mod:`ppl_glmm.gc_pause`), and on the
+    first call in a process given a directory for the Python source its Numba backend generates.
+
+    PyTensor writes that source for every Numba function it builds or unpickles; with
+    ``generated_src_dir`` empty (its default) each goes to a new file in the system's temporary
+    directory that is never removed (some four files per new process that fits, and tens of
+    thousands from a test suite). Left empty, it is set to ``<compiledir>/generated_src``:
+    content-addressed files, reused, and pruned by PyTensor itself when unused (as its compiled C
+    modules). A value the user set, in ``PYTENSOR_FLAGS`` or ``pytensor.config``, is kept."""
+    global _configured
+    if not _configured:
+        from pathlib import Path
+
+        from .gc_pause import gc_paused
+
+        with gc_paused():
+            import pytensor
+        with _START_LOCK:
+            if not _configured:
+                config = pytensor.config
+                if not config.generated_src_dir:
+                    config.generated_src_dir = str(Path(config.compiledir) / "generated_src")
+                _configured = True
+    import pytensor
+
+    return pytensor
 
 
 def engine_mode(points: int) -> str | None:
@@ -34,8 +64,7 @@ def engine_mode(points: int) -> str | None:
     :data:`C_MODE` up to :data:`C_MAX_POINTS` points when PyTensor has a C++ compiler, else None
     (PyTensor's default: Numba). When PyTensor is configured otherwise (``PYTENSOR_FLAGS`` mode
     or linker), None: that configuration is used for every fit."""
-    import pytensor
-
+    pytensor = import_pytensor()
     if (str(pytensor.config.mode), str(pytensor.config.linker)) != ("Mode", "auto"):
         return None
     return C_MODE if points <= C_MAX_POINTS and pytensor.config.cxx else None

@@ -264,9 +264,11 @@ class _CompiledInverse:
 
     def _compile(self) -> tuple:
         if self._fns is None:
-            import pytensor
             import pytensor.tensor as pt
 
+            from .backend import import_pytensor
+
+            pytensor = import_pytensor()
             e = pt.vector("eta", dtype="float64")
             mu = self.inverse(e)
             d = pytensor.grad(mu.sum(), e)

@@ -33,6 +33,7 @@ from .backend import C_MODE, c_backend_start, write_atomic
 from .covariance import ThetaLayout
 from .design import Design
 from .families import DISTRIBUTIONS, LINKS, Distribution, Link
+from .gc_pause import gc_paused
 from .names import OBS_DIM, ModelNames
 
 __all__ = [
@@ -397,16 +398,17 @@ def _load(key: str) -> ObservationFunction | None:
     try:
         with path.open("rb") as fh:
             modules, blob = pickle.load(fh)
-        if modules:
-            from .c_module_cache import preload, recording
+        with gc_paused():  # unpickling imports the backend's modules: see ppl_glmm.gc_pause
+            if modules:
+                from .c_module_cache import preload, recording
 
-            preload(modules)
-            with recording() as used:
+                preload(modules)
+                with recording() as used:
+                    out = pickle.loads(blob)
+                if used != set(modules):
+                    write_atomic(path, pickle.dumps((tuple(sorted(used)), blob)))
+            else:
                 out = pickle.loads(blob)
-            if used != set(modules):
-                write_atomic(path, pickle.dumps((tuple(sorted(used)), blob)))
-        else:
-            out = pickle.loads(blob)
         out.fn.trust_input = True
     except Exception:  # a cache: a partial file, one written by other library versions, or one
         return None  # a backend cannot rebuild (PyTensor errors of any class): recompile

@@ -52,6 +52,10 @@ class ForwardSampler:
         from pymc.sampling.forward import compile_forward_sampling_function
         from pytensor.tensor.random.type import RandomGeneratorType
 
+        from .backend import import_pytensor
+
+        import_pytensor()  # its generated source kept in one directory
+
         params = graph.free_parameters
         constant = {v: v.get_value() for v in graph.containers.values()}
         with warnings.catch_warnings():

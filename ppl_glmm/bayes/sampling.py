@@ -67,8 +67,9 @@ def laplace_covariance(fn, x: np.ndarray) -> np.ndarray:
 
 def _backward_function(model):
     """Unconstrained value variables -> constrained free variables (PyMC's transforms, one compile)."""
-    import pytensor
+    from ..backend import import_pytensor
 
+    pytensor = import_pytensor()
     outs = model.replace_rvs_by_values(model.free_RVs)
     fn = pytensor.function(model.value_vars, outs, mode="FAST_COMPILE", on_unused_input="ignore")
     return lambda point: dict(
@@ -125,6 +126,9 @@ def sample_nuts(graph: BayesGraph, settings: SamplerSettings, ml_point: dict | N
     """Sample the posterior; return (DataTree without log_likelihood, seconds of sampling)."""
     import pymc as pm
 
+    from ..backend import import_pytensor
+
+    import_pytensor()  # the sampler's generated source kept in one directory
     model = graph.model
     kwargs = dict(
         draws=settings.draws,

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from importlib import resources
 
-import pandas as pd
+from ..gc_pause import gc_paused
+
+with gc_paused():  # a new process's import of pandas: see ppl_glmm.gc_pause
+    import pandas as pd
 
 __all__ = ["load_mfr"]
 
