@@ -21,10 +21,10 @@ from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from . import monitor
 from .backend import engine_mode
+from .blas import THREADS_ABOVE_DENSE, blas_limit
 from .covariance import ThetaLayout
 from .covariance_patterns import CovariancePatterns
 from .design import Design
@@ -45,20 +45,6 @@ from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_functi
 from .results import FitResult
 
 __all__ = ["Workspace", "fit", "make_result"]
-
-# Small dense blocks run fastest single-threaded (BLAS thread wake-ups dominate a 200 x 200 solve).
-_THREADS_ABOVE_DENSE = 1500
-
-
-_CONTROLLER: ThreadpoolController | None = None
-
-
-def _blas_limit(limit: int | None):
-    """Context limiting BLAS threads; the controller (which scans loaded libraries) is made once."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=limit, user_api="blas")
 
 
 class Workspace:
@@ -324,8 +310,8 @@ def fit(
     k = ws.dist.observed_value(y, d.weights, d.binomial_size)
     problem = ws.new_problem(fit_method, k, swap=True, settings=settings)
     dense = problem.re.dense_order + (problem.p if problem.inner_beta else 0)
-    limit = None if dense > _THREADS_ABOVE_DENSE else 1
-    with _blas_limit(limit):
+    limit = None if dense > THREADS_ABOVE_DENSE else 1
+    with blas_limit(limit):
         try:
             summary, mode = _optimise(ws, problem, fit_method, y, warm, settings)
         except PirlsFailure as err:
@@ -338,7 +324,7 @@ def fit(
         cov_beta = conditional_cov_beta(problem, mode)
     result = make_result(ws, fit_method, problem, summary, mode, y, cov_beta, stacklevel=4)
     if settings.check_hessian:
-        with _blas_limit(limit):
+        with blas_limit(limit):
             result = monitor.check_hessian(ws, problem, result, stacklevel=3)
     return result
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import monitor
 from .backend import engine_mode
+from .blas import THREADS_ABOVE_DENSE, blas_limit
 from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure
 from .engine.optimize import (
     OptimizationSummary,
@@ -52,9 +53,7 @@ from .errors import FitError
 from .families import DISTRIBUTIONS, LINKS
 from .fit_methods import FitSettings
 from .fitting import (
-    _THREADS_ABOVE_DENSE,
     Workspace,
-    _blas_limit,
     _inverse_or_none,
     conditional_cov_beta,
     make_result,
@@ -285,7 +284,7 @@ def fit_pseudo(
     k = ws.dist.observed_value(y, d.weights, d.binomial_size)
     family = ws.new_problem("laplace", k, swap=True)
     sigma_estimated = ws.dist.has_dispersion or settings.dispersion_flag
-    with _blas_limit(1 if ws.re.dense_order + family.p <= _THREADS_ABOVE_DENSE else None):
+    with blas_limit(1 if ws.re.dense_order + family.p <= THREADS_ABOVE_DENSE else None):
         try:
             state = pl_iterations(
                 ws,

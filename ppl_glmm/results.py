@@ -81,10 +81,10 @@ class FitRecord:
         """A context with BLAS threads as a fit of this model uses them: one when the dense part of
         the factorisation is small (thread wake-ups dominate: potri on sleepstudy's 36 x 36 block
         takes 30 ms with two threads on a busy machine, 0.03 ms with one), all above that."""
-        from .fitting import _THREADS_ABOVE_DENSE, _blas_limit
+        from .blas import THREADS_ABOVE_DENSE, blas_limit
 
         dense = self.ws.re.dense_order + self.p
-        return _blas_limit(None if dense > _THREADS_ABOVE_DENSE else 1)
+        return blas_limit(None if dense > THREADS_ABOVE_DENSE else 1)
 
     def problem(self) -> LaplaceProblem:
         """A fresh engine problem loaded with this fit's response, warm-started at its mode (for a

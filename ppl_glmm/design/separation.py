@@ -30,23 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..blas import blas_limit
+
 __all__ = ["Separation", "find_separation"]
 
 _NEWTON_ITER = 30
 _STEP_TOL = 1e-8
 _ETA_MAX = 30.0
 _COMPLETE_MAX_ROWS = 2000
-_CONTROLLER = None
-
-
-def _one_blas_thread():
-    """Small products run fastest on one BLAS thread (16 ms instead of 1 ms on a busy machine)."""
-    global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
-
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -113,7 +104,7 @@ def find_separation(
     X = np.asarray(X, dtype=float)
     k = np.asarray(k, dtype=float)
     if certify:
-        with _one_blas_thread():
+        with blas_limit(1):  # small products: see ppl_glmm.blas
             if _newton_certifies(X, k, m, kind):
                 return None
     scale = np.max(np.abs(X), axis=0)
