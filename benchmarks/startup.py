@@ -213,6 +213,34 @@ def stats(values: list[float]) -> dict:
     }
 
 
+def median_interval(values: list[float], level: float = 0.95) -> dict:
+    """The median of ``values`` and a distribution-free interval for it from their order
+    statistics: (x_(k), x_(n+1-k)), with the largest k whose coverage 1 - 2 P(Binomial(n, 1/2) < k)
+    is at least ``level`` (for 9 values: the 2nd and 8th, coverage 96%); None below 6 values."""
+    import math
+
+    x, n = sorted(values), len(values)
+    out = {"median": statistics.median(x), "interval": None, "coverage": None}
+    k, below = 0, 0.0  # below: P(B < k + 1), B ~ Binomial(n, 1/2)
+    while True:
+        below += math.comb(n, k) / 2**n
+        if 1 - 2 * below < level:
+            break
+        k += 1
+    if k >= 1:
+        cover = 1 - 2 * sum(math.comb(n, j) for j in range(k)) / 2**n
+        out["interval"], out["coverage"] = [x[k - 1], x[n - k]], cover
+    return out
+
+
+def paired_ratios(whole: dict, row: str, reference: str) -> dict:
+    """Round-by-round wall-time ratios of ``row`` to ``reference`` (the commands run interleaved,
+    so each round's two processes met the same load), with :func:`median_interval`."""
+    a, b = whole[row]["wall"]["values"], whole[reference]["wall"]["values"]
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    return {"values": [round(r, 4) for r in ratios], **median_interval(ratios)}
+
+
 def whole_processes(commands: dict, reps: int, cwd: str) -> dict:
     for cmd, env in commands.values():  # warm-up: byte code, PyTensor's and Numba's disk caches
         run(cmd, env, cwd)
@@ -319,7 +347,15 @@ def tables(result: dict) -> str:
     ratio = result["seed_python_over_rscript"]
     own = result["seed_python_own_cache_over_rscript"]
     out += ["", f"seed script / Rscript: {ratio['wall']:.2g}x wall, {ratio['cpu']:.2g}x CPU"]
-    out += [f"the same, the seed's own caches: {own['wall']:.2g}x wall, {own['cpu']:.2g}x CPU", ""]
+    out += [f"the same, the seed's own caches: {own['wall']:.2g}x wall, {own['cpu']:.2g}x CPU"]
+    for name, p in result.get("paired_wall_ratios", {}).items():
+        if p["interval"]:
+            lo, hi = p["interval"]
+            out.append(
+                f"paired wall ratios, {name}: median {p['median']:.2g}x, {100 * p['coverage']:.0f}% "
+                f"interval {lo:.2g}x to {hi:.2g}x"
+            )
+    out.append("")
     fc = result["first_call"]
     out += [
         "| piece (wall) | C (the default up to 1,000 rows) | C, the seed's own cache | Numba |",
@@ -399,6 +435,10 @@ def main() -> int:
         )
         result["seed_python_over_rscript"] = ratio
         result["seed_python_own_cache_over_rscript"] = ratio_own
+        result["paired_wall_ratios"] = {
+            "seed": paired_ratios(whole, SEED, SEED_R_ROW),
+            "seed_own_cache": paired_ratios(whole, SEED_OWN, SEED_R_ROW),
+        }
         result["target_met"] = {
             "seed script wall time <= Rscript (lme4) wall time": ratio["wall"] <= 1.0,
             "the same, PyTensor caches holding only the seed's functions": ratio_own["wall"] <= 1.0,
@@ -421,6 +461,13 @@ def main() -> int:
     if rscript:
         print(f"\nseed script / Rscript: wall {ratio['wall']:.2f}x, CPU {ratio['cpu']:.2f}x")
         print(f"the same, the seed's own caches: wall {ratio_own['wall']:.2f}x, CPU {ratio_own['cpu']:.2f}x")
+        for name, p in result["paired_wall_ratios"].items():
+            if p["interval"]:
+                lo, hi = p["interval"]
+                print(
+                    f"paired wall ratios, {name}: median {p['median']:.2f}x, "
+                    f"{100 * p['coverage']:.0f}% interval {lo:.2f}x to {hi:.2f}x"
+                )
         print(f"(modules in this machine's PyTensor C cache: {result['pytensor_c_cache_modules']})")
     print(f"wrote {args.out}")
     return 0
