@@ -38,6 +38,7 @@ import io
 import json
 import os
 import re
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -504,6 +505,24 @@ def test_startup_figures_are_startup_json():
     }
     verdict_text = f"the start-up target (no slower than Rscript) {verdict[tuple(met)]}"
     assert verdict_text in text, "README.md: the verdict sentence is not the results file's"
+    # the round-by-round ratios: recomputed from the whole-process times, and README.md's reading
+    # of their interval (reliably below Rscript only when the interval lies below 1)
+    paired = r["paired_wall_ratios"]["seed"]
+    a = whole["python seed.py (import ppl_glmm, fit the seed model)"]["wall"]["values"]
+    b = whole["Rscript seed.R (library(lme4), read.csv, glmer)"]["wall"]["values"]
+    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+    assert abs(paired["median"] - statistics.median(ratios)) < 1e-3
+    m = re.search(
+        r"Round by round \(the commands run interleaved\), the seed script's wall time is a median "
+        r"([\d.]+)x Rscript's, with a (\d+)% interval of ([\d.]+)x to ([\d.]+)x",
+        text,
+    )
+    assert m, "README.md: the paired-ratio sentence changed; keep it checked"
+    _check([m[1], m[3], m[4]], [paired["median"], *paired["interval"]], "README.md paired ratios")
+    assert int(m[2]) == round(100 * paired["coverage"])
+    below = paired["interval"][1] < 1.0
+    reading = "reliably below Rscript" if below else "at parity with Rscript, not reliably below it"
+    assert f"start-up is {reading}" in text, "README.md: the reading of the interval is not the file's"
     assert f"medians of {r['reps']} new processes of each command" in text
     backends = ("default", "default_own_cache", "numba")
     for name in first["default"]["pieces"]:
