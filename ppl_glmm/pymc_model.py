@@ -46,6 +46,7 @@ __all__ = [
     "model_data",
     "observation",
     "observation_function",
+    "prune_store",
 ]
 
 
@@ -367,17 +368,69 @@ def _index_key(source: ModelSource, mode, orders: int) -> str | None:
 
 
 def _read_index(name: str) -> str | None:
+    path = _disk_path("").parent / f"index-{name}.key"
     try:
-        key = (_disk_path("").parent / f"index-{name}.key").read_text().strip()
+        key = path.read_text().strip()
     except OSError:
         return None
+    _mark_used(path)
     return key if key and "/" not in key and "\\" not in key else None
+
+
+def _mark_used(path) -> None:
+    """Set ``path``'s modification time to now: :func:`prune_store` removes what was not used for
+    PyTensor's ``cmodule__age_thresh_use`` (its own rule for compiled modules)."""
+    import os
+
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def prune_store(directory=None, now: float | None = None) -> list[str]:
+    """Remove the stored functions and index entries (``observation-*.pkl``, ``index-*.key``) of
+    ``directory`` (default ``<compiledir>/ppl_glmm``) not used for ``cmodule__age_thresh_use``
+    seconds (24 days unless configured), as PyTensor does with its compiled modules; return their
+    names. A load or index lookup marks its file used. Run by every process that stores a new
+    function (which has just compiled: seconds, against this directory listing's milliseconds):
+    without it the store only grows, by about 0.5 MB a family, link and library version.
+    Files another process removes meanwhile are skipped; a process that finds its file gone
+    recompiles it."""
+    import os
+    import time
+    from pathlib import Path
+
+    import pytensor
+
+    folder = Path(directory) if directory is not None else _disk_path("").parent
+    limit = (time.time() if now is None else now) - float(pytensor.config.cmodule__age_thresh_use)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (
+            (name.startswith("observation-") and name.endswith(".pkl"))
+            or (name.startswith("index-") and name.endswith(".key"))
+        ):
+            continue
+        try:
+            if entry.stat().st_mtime < limit:
+                os.unlink(entry.path)
+                removed.append(name)
+        except OSError:
+            pass
+    return removed
 
 
 def _write_index(name: str, key: str) -> None:
     path = _disk_path("").parent / f"index-{name}.key"
     try:
         if path.exists() and path.read_text().strip() == key:
+            _mark_used(path)
             return
     except OSError:
         pass
@@ -410,6 +463,7 @@ def _load(key: str) -> ObservationFunction | None:
             else:
                 out = pickle.loads(blob)
         out.fn.trust_input = True
+        _mark_used(path)
     except Exception:  # a cache: a partial file, one written by other library versions, or one
         return None  # a backend cannot rebuild (PyTensor errors of any class): recompile
     return out if isinstance(out, ObservationFunction) else None
@@ -426,6 +480,7 @@ def _store(key: str, out: ObservationFunction, modules: Sequence[str] = ()) -> N
     except pickle.PicklingError:  # caching is an optimisation only
         return
     write_atomic(_disk_path(key), data)
+    prune_store()
 
 
 def _own_support_checks():

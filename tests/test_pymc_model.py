@@ -209,3 +209,53 @@ def _poisson_identity_model():
     from ppl_glmm.datasets import load_mfr
 
     return ppl_glmm.fitglme(load_mfr(), "defects ~ 1 + (1|factory)", distribution="poisson", link="identity")
+
+
+def test_the_store_keeps_what_is_used_and_prunes_what_is_not(tmp_path):
+    """prune_store removes stored functions and index entries unused for PyTensor's
+    cmodule__age_thresh_use (its rule for its own compiled modules), and nothing else."""
+    import os
+
+    import pytensor
+
+    from ppl_glmm import pymc_model
+
+    age = float(pytensor.config.cmodule__age_thresh_use)
+    now = 2_000_000_000.0
+    names = {
+        "observation-poisson-log-old.pkl": now - age - 10,
+        "index-old.key": now - age - 10,
+        "observation-poisson-log-recent.pkl": now - age + 10,
+        "index-recent.key": now - 1,
+        "march-old.json": now - 10 * age,  # the backend's compiler probe: not the store's
+        "unrelated-old.txt": now - 10 * age,
+    }
+    for name, mtime in names.items():
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    removed = pymc_model.prune_store(tmp_path, now=now)
+    assert sorted(removed) == ["index-old.key", "observation-poisson-log-old.pkl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - set(removed))
+    assert pymc_model.prune_store(tmp_path / "absent", now=now) == []
+
+
+def test_loading_a_stored_function_or_reading_its_index_marks_it_used(mfr_model):
+    import os
+    import time
+
+    from ppl_glmm import pymc_model
+
+    key = mfr_model._problem().obs.key
+    path = pymc_model._disk_path(key)
+    old = time.time() - 86400 * 100
+    os.utime(path, (old, old))
+    assert pymc_model._load(key) is not None
+    assert path.stat().st_mtime > time.time() - 60
+    index = path.parent / "index-test-marks-used.key"
+    index.write_text(key)
+    os.utime(index, (old, old))
+    try:
+        assert pymc_model._read_index("test-marks-used") == key
+        assert index.stat().st_mtime > time.time() - 60
+    finally:
+        index.unlink()
