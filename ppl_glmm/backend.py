@@ -35,8 +35,8 @@ def import_pytensor():
 
     PyTensor writes that source for every Numba function it builds or unpickles; with
     ``generated_src_dir`` empty (its default) each goes to a new file in the system's temporary
-    directory that is never removed (some four files per new process that fits, and tens of
-    thousands from a test suite). Left empty, it is set to ``<compiledir>/generated_src``:
+    directory that is never removed (four files per new process that fits on Numba, and tens
+    of thousands from a test suite). Left empty, it is set to ``<compiledir>/generated_src``:
     content-addressed files, reused, and pruned by PyTensor itself when unused (as its compiled C
     modules). A value the user set, in ``PYTENSOR_FLAGS`` or ``pytensor.config``, is kept."""
     global _configured

@@ -12,8 +12,7 @@ import threading
 
 __all__ = ["THREADS_ABOVE_DENSE", "blas_limit"]
 
-# Small dense blocks run fastest single-threaded (BLAS thread wake-ups dominate a 200 x 200 solve).
-THREADS_ABOVE_DENSE = 1500
+THREADS_ABOVE_DENSE = 1500  # order of the dense part of a fit's factorisation
 
 _LOCK = threading.Lock()
 _controller = None
