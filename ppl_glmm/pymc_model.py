@@ -403,6 +403,15 @@ def prune_store(directory=None, now: float | None = None) -> list[str]:
 
     import pytensor
 
+    from .errors import InputTypeError
+
+    if directory is not None and not isinstance(directory, str | os.PathLike):
+        raise InputTypeError(
+            f"directory: expected a path (str or os.PathLike), got {type(directory).__name__}; "
+            "omit it for <compiledir>/ppl_glmm"
+        )
+    if now is not None and (isinstance(now, bool) or not isinstance(now, int | float)):
+        raise InputTypeError(f"now: expected a POSIX timestamp (a number), got {type(now).__name__}")
     folder = Path(directory) if directory is not None else _disk_path("").parent
     limit = (time.time() if now is None else now) - float(pytensor.config.cmodule__age_thresh_use)
     removed = []

@@ -237,6 +237,13 @@ def test_the_store_keeps_what_is_used_and_prunes_what_is_not(tmp_path):
     assert sorted(removed) == ["index-old.key", "observation-poisson-log-old.pkl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - set(removed))
     assert pymc_model.prune_store(tmp_path / "absent", now=now) == []
+    from ppl_glmm.errors import InputTypeError
+
+    with pytest.raises(InputTypeError, match="directory: expected a path"):
+        pymc_model.prune_store(123)
+    with pytest.raises(InputTypeError, match="now: expected a POSIX timestamp"):
+        pymc_model.prune_store(tmp_path, now="yesterday")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - set(removed))
 
 
 def test_loading_a_stored_function_or_reading_its_index_marks_it_used(mfr_model):
