@@ -75,7 +75,13 @@ def step_accepted(t: float, dec: float, Q: float, Q_new: float, modified: bool) 
     """Far from the mode a step must increase Q; close to it (quadratic region) Newton's full step
     is right and Q's rounding noise must not veto it."""
     near = t == 1.0 and dec < _FULL_STEP_DEC and not modified
-    return bool(np.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near))
+    return math.isfinite(Q_new) and (Q_new >= Q - 1e-13 * abs(Q) or near)
+
+
+def _same(c: np.ndarray, c_last: np.ndarray) -> bool:
+    """Whether C is unchanged (a linear mixed model's); the first entry settles it cheaply for a
+    GLMM, where every Newton step moves it."""
+    return bool(c[0] == c_last[0]) and np.array_equal(c, c_last)
 
 
 @dataclass
@@ -243,7 +249,7 @@ class LaplaceProblem:
     def _inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float, *, warm: bool) -> InnerMode:
         re, X, p = self.re, self.X, self.p
         scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
-        avals = re.a_values(re.layout.lambdas(theta), scale)
+        avals = re.avals(theta, scale)
         u = self.u_start.copy() if warm else np.zeros(re.q)
         b = self.beta_start.copy() if self.inner_beta else np.asarray(beta, dtype=float)
         phis = np.full(re.n, phi)
@@ -257,12 +263,12 @@ class LaplaceProblem:
             return eta, d, Q if math.isfinite(Q) else -np.inf
 
         eta, d, Q = evaluate(u, b)
-        if not np.isfinite(Q):
+        if not math.isfinite(Q):
             u = np.zeros(re.q)
             if self.inner_beta:
                 b = np.zeros(p)
             eta, d, Q = evaluate(u, b)
-        if not np.isfinite(Q):
+        if not math.isfinite(Q):
             raise PirlsFailure("the log-likelihood is not finite at the starting values")
         dec_prev = np.inf
         last = None  # (C, factor) of the last exact Newton matrix
@@ -275,7 +281,7 @@ class LaplaceProblem:
             # absolute weights (a modified Newton step, which converges only linearly)
             modified = False
             try:
-                if last is not None and np.array_equal(c, last[0]):
+                if last is not None and _same(c, last[0]):
                     fac = last[1]  # C does not depend on eta (a linear mixed model): same matrix
                 else:
                     fac = self._newton_matrix(avals, c)
@@ -318,7 +324,7 @@ class LaplaceProblem:
             raise PirlsFailure(f"PIRLS did not converge in {_MAX_INNER} iterations")
         # H at the final point, with the observed information (no safeguard)
         c = -d[2]
-        same = last is not None and np.array_equal(c, last[0])
+        same = last is not None and _same(c, last[0])
         try:
             if self.inner_beta:
                 joint = last[1] if same else re.factor_joint(avals, c, X)
@@ -410,38 +416,36 @@ class LaplaceProblem:
         scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         sel = mode.hfac.selected_inverse()
         h = re.leverages(av, sel)
+        at_d1 = re.tmul(av, d1)  # A'l'
 
-        # per outer parameter: direct effect e on eta, extra rhs term, and likelihood derivatives
-        E_cols, rhs_cols, lpsi, l1psi, l2psi, trace = [], [], [], [], [], []
+        # per outer parameter (columns: beta, theta, phi): direct effect e on eta, the direct part
+        # of the inner right-hand side, l_psi summed, and tr(H^-1 A'C A_psi)
+        k = 0 if self.inner_beta else self.p
+        P = k + len(self.theta_entries) + int(self.has_phi)
+        E = np.zeros((re.n, P))
+        rhs_u = np.zeros((re.q, P))
+        lpsi = np.zeros(P)
+        trace = np.zeros(P)
         if not self.inner_beta:
-            E_cols.append(X)
-            rhs_cols.append(np.zeros((re.q, self.p)))
-            lpsi += [0.0] * self.p
-            trace += [0.0] * self.p
-        for tcol, jcol, slot in self.theta_entries:
+            E[:, :k] = X
+        for col, (tcol, jcol, slot) in enumerate(self.theta_entries, start=k):
             vals = scale * tcol  # dA/dtheta_k: one entry per row, at column jcol
-            E_cols.append((vals * u[jcol])[:, None])
-            rhs_cols.append(np.bincount(jcol, weights=vals * d1, minlength=re.q)[:, None])
-            lpsi.append(0.0)
-            trace.append(float(np.sum(c * vals * re.a_hinv_at(av, sel, slot))))
+            E[:, col] = vals * u[jcol]
+            rhs_u[:, col] = np.bincount(jcol, weights=vals * d1, minlength=re.q)
+            trace[col] = float(np.sum(c * vals * re.a_hinv_at(av, sel, slot)))
         if self.phi_scales_re:  # phi = log sigma: A = sigma Z Lambda, so dA/dphi = A
-            E_cols.append(re.mul(av, u)[:, None])
-            rhs_cols.append(re.tmul(av, d1)[:, None])
-            trace.append(float(re.q - re.trace_inverse(sel)))
-        elif self.has_phi:  # a likelihood parameter only (NB's log theta): no direct effect on eta
-            E_cols.append(np.zeros((re.n, 1)))
-            rhs_cols.append(np.zeros((re.q, 1)))
-            trace.append(0.0)
+            E[:, -1] = re.mul(av, u)
+            rhs_u[:, -1] = at_d1
+            trace[-1] = float(re.q - re.trace_inverse(sel))
+        # (a likelihood parameter only, NB's log theta: no direct effect on eta, zero columns)
         if self.has_phi:
-            lpsi.append(float(mode.derivs[4].sum()))
+            lpsi[-1] = float(mode.derivs[4].sum())
             l1psi, l2psi = mode.derivs[5], mode.derivs[6]
-        E = np.hstack(E_cols)
-        P = E.shape[1]
         CE = c[:, None] * E
-        rhs_u = np.hstack(rhs_cols) - re.tmul(av, CE)
+        rhs_u -= re.tmul(av, CE)
         if self.has_phi:
             rhs_u[:, -1] += re.tmul(av, l1psi)
-        g_inner = re.tmul(av, d1) - u  # the inner gradient: ~0, left by the inner step's stop
+        g_inner = at_d1 - u  # the inner gradient: ~0, left by the inner step's stop
         if self.inner_beta:
             rhs_b = -X.T @ CE
             if self.has_phi:
@@ -456,10 +460,9 @@ class LaplaceProblem:
         dc = -d3[:, None] * deta
         if self.has_phi:
             dc[:, -1] -= l2psi
-        assert dc.shape[1] == P
         # -Q_v dv/dpsi: zero at the exact mode (the envelope theorem); kept, it makes the gradient
         # that of the objective as evaluated, whose mode is exact only to the inner tolerance
-        grad = -(d1 @ E) - np.array(lpsi) + 0.5 * (h @ dc) + np.array(trace)
+        grad = -(d1 @ E) - lpsi + 0.5 * (h @ dc) + trace
         return grad - g_inner @ dv if residual else grad
 
 

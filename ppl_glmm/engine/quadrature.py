@@ -48,12 +48,11 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import InputError
 from ..pymc_model import ObservationFunction
 from .laplace import InnerMode, LaplaceProblem, _invalid_parameter_errors
-from .structure import REStructure
+from .structure import REStructure, column_sums
 
 __all__ = ["QuadratureMode", "QuadratureProblem", "gauss_hermite"]
 
@@ -112,8 +111,7 @@ class QuadratureProblem(LaplaceProblem):
         self.z, self.w = gauss_hermite(self.n_agq)
         self.log_w = np.log(self.w)
         self.group = re.cols[:, 0].copy()  # level of each row (internal order = original order)
-        n, J = re.n, re.q
-        self.G = sp.csr_matrix((np.ones(n), (self.group, np.arange(n))), shape=(J, n))  # group sums
+        J = re.q
         # bin of entry (k, i) of a (K, n) node array: level of row i at node k
         self._node_bins = (np.arange(self.n_agq)[:, None] * J + self.group[None, :]).ravel()
 
@@ -135,10 +133,10 @@ class QuadratureProblem(LaplaceProblem):
         return self._quadrature(mode, phi)
 
     def _quadrature(self, mode: InnerMode, phi: float) -> QuadratureMode:
-        K, G, g, n = self.n_agq, self.G, self.group, self.re.n
+        K, g, n = self.n_agq, self.group, self.re.n
         a = mode.avals[:, 0]
         c = -mode.derivs[2]
-        h = 1.0 + G @ (c * a * a)  # = diag(H) (its blocks are 1 x 1)
+        h = 1.0 + np.bincount(g, weights=c * a * a, minlength=self.re.q)  # = diag(H) (1 x 1 blocks)
         s = 1.0 / np.sqrt(h)
         u = mode.u
         shift = s[:, None] * self.z[None, :]  # (J, K): u_jk - u~_j
@@ -188,7 +186,7 @@ class QuadratureProblem(LaplaceProblem):
         grad = super().gradient(mode, phi, residual=False)  # the Laplace part; the residual is in corr
         if not isinstance(mode, QuadratureMode) or mode.pi is None:
             return grad
-        G, g, X, z = self.G, self.group, self.X, self.z
+        g, X, z = self.group, self.X, self.z
         d1, d3 = mode.derivs[1], mode.derivs[3]
         c = -mode.derivs[2]
         a = mode.avals[:, 0]
@@ -215,10 +213,11 @@ class QuadratureProblem(LaplaceProblem):
             L1p[:, -1] = mode.derivs[5]
             L2p[:, -1] = mode.derivs[6]
 
-        du = (G @ (-(c * a)[:, None] * E + a[:, None] * L1p + d1[:, None] * Ap)) / h[:, None]  # (J, P)
+        J = self.re.q
+        du = column_sums(g, -(c * a)[:, None] * E + a[:, None] * L1p + d1[:, None] * Ap, J) / h[:, None]
         deta = E + a[:, None] * du[g]
         dc = -d3[:, None] * deta - L2p
-        dh = G @ (dc * (a * a)[:, None] + 2.0 * (c * a)[:, None] * Ap)
+        dh = column_sums(g, dc * (a * a)[:, None] + 2.0 * (c * a)[:, None] * Ap, J)
         ds = -0.5 * (s / h)[:, None] * dh
 
         pig = pi[g]  # (n, K)

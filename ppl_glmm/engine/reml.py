@@ -70,7 +70,7 @@ class LinearInner:
     def _inner(self, beta, theta, phi, **_) -> InnerMode:
         re, X = self.re, self.X
         scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
-        avals = re.a_values(re.layout.lambdas(theta), scale)
+        avals = re.avals(theta, scale)
         phis = np.full(re.n, phi)
         d0 = self.obs(self.offset, self.y, self.w, self.trials, phis)  # at u = 0, beta = 0
         try:

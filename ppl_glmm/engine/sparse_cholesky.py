@@ -26,6 +26,7 @@ comes from Takahashi's recursion over the sparse columns, after ``Z_22`` from LA
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = ["SparseCholesky", "SymbolicFactor"]
 
 _GAMMA = 10.0  # flop-rate advantage of a dense LAPACK factorisation over the scalar sparse loop
 _ALL_DENSE = 200  # matrices up to this order are factored dense (no kernel is compiled for them)
+_EMPTY22 = np.zeros((0, 0))  # the (absent) dense block of a diagonal factor; never written
 
 
 def _kernels():
@@ -155,12 +157,16 @@ class SparseCholesky:
         self.sym = sym
         s, m = sym.s, sym.m
         if sym.diagonal:  # L = sqrt(P), log|P| = sum log P_jj
-            if not np.all(F > 0):  # (also refuses NaN)
-                raise NotPositiveDefinite(f"matrix is not positive definite (column {np.argmin(F > 0)})")
-            self.Lx, self.L22, self._d = np.sqrt(F), np.zeros((0, 0)), F
-            self.logdet = float(np.log(F).sum())
-            if not np.isfinite(self.logdet):
-                raise NotPositiveDefinite("matrix is not positive definite (log-determinant not finite)")
+            # one pass: log P_jj is finite exactly when 0 < P_jj < inf (NaN gives NaN), so a finite
+            # sum certifies the whole diagonal (this runs once per inner Newton step)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logdet = float(np.log(F).sum())
+            if not math.isfinite(logdet):
+                bad = np.flatnonzero(~(np.isfinite(F) & (F > 0)))
+                raise NotPositiveDefinite(
+                    f"matrix is not positive definite (column {bad[0] if bad.size else 0})"
+                )
+            self.L22, self._d, self.logdet = _EMPTY22, F, logdet
             return
         if s:
             bad = _kernels().factor_columns(
@@ -185,6 +191,15 @@ class SparseCholesky:
         if not np.isfinite(logdet):
             raise NotPositiveDefinite("matrix is not positive definite (log-determinant not finite)")
         self.logdet = logdet
+
+    @property
+    def Lx(self) -> np.ndarray:
+        """L's leading-column values (for a diagonal P: sqrt P, formed only when asked for)."""
+        return np.sqrt(self._d) if self.sym.diagonal else self._Lx
+
+    @Lx.setter
+    def Lx(self, values: np.ndarray) -> None:
+        self._Lx = values
 
     def solve(self, r: np.ndarray) -> np.ndarray:
         """P^-1 r for a vector or an (n, k) matrix."""

@@ -24,7 +24,15 @@ import numpy as np
 from ..covariance import ThetaLayout
 from .sparse_cholesky import SparseCholesky, SymbolicFactor
 
-__all__ = ["REStructure"]
+__all__ = ["REStructure", "column_sums"]
+
+
+def column_sums(bins: np.ndarray, W: np.ndarray, size: int) -> np.ndarray:
+    """(size, k) sums of the rows of an (N, k) array W by ``bins`` (one bincount for all k columns:
+    entry (i, j) goes to bin ``bins[i] * k + j``)."""
+    k = W.shape[1]
+    idx = (bins[:, None] * k + np.arange(k)).ravel()
+    return np.bincount(idx, weights=W.ravel(), minlength=size * k).reshape(size, k)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +105,25 @@ class REStructure:
         """(n, m) values of A for relative factors ``lambdas`` scaled by ``scale``."""
         return np.concatenate([scale * (T @ L) for T, L in zip(self.T, lambdas)], axis=1)
 
+    def avals(self, theta: np.ndarray, scale: float) -> np.ndarray:
+        """:meth:`a_values` at ``theta``. With scalar terms only, Lambda_r = theta_r and
+        A's values are ``T[:, r] * scale * theta_r``: one product, no factor matrices."""
+        if self._scalar_T is not None:
+            return self._scalar_T * (scale * np.asarray(theta, dtype=float))
+        return self.a_values(self.layout.lambdas(theta), scale)
+
+    @cached_property
+    def _scalar_T(self) -> np.ndarray | None:
+        """The terms' columns side by side (n, m) when every term is scalar, else None."""
+        if any(q != 1 for q in self.layout.sizes):
+            return None
+        return np.ascontiguousarray(np.concatenate(self.T, axis=1), dtype=float)
+
+    @cached_property
+    def _diagonal_col(self) -> np.ndarray | None:
+        """With one scalar term (H diagonal): the column of u of each row; else None."""
+        return np.ascontiguousarray(self.cols[:, 0]) if self.m == 1 else None
+
     def mul(self, vals: np.ndarray, v: np.ndarray) -> np.ndarray:
         """A @ v for a vector v, or A @ V for a (q, k) matrix V."""
         if v.ndim == 1:
@@ -111,10 +138,7 @@ class REStructure:
         flat = self.cols.ravel()
         if w.ndim == 1:
             return np.bincount(flat, weights=(vals * w[:, None]).ravel(), minlength=self.q)
-        out = np.empty((self.q, w.shape[1]))
-        for j in range(w.shape[1]):
-            out[:, j] = np.bincount(flat, weights=(vals * w[:, j : j + 1]).ravel(), minlength=self.q)
-        return out
+        return column_sums(flat, (vals[:, :, None] * w[:, None, :]).reshape(-1, w.shape[1]), self.q)
 
     # ---- H = A'CA + I and the joint matrix, sparse ------------------------------------------
     def _slot_pairs(self) -> tuple[tuple[int, int], ...]:
@@ -165,6 +189,11 @@ class REStructure:
 
     def _scatter(self, pat: _Pattern, vals: np.ndarray, c: np.ndarray) -> np.ndarray:
         """The value array of A'CA + I on the pattern: sum_i c_i a_ia a_ib at each pair's entry."""
+        if pat.sym.diagonal:  # one scalar term: H_jj = 1 + sum over the level's rows of c_i a_i^2
+            a = vals[:, 0]
+            F = np.bincount(self._diagonal_col, weights=c * a * a, minlength=self.q)
+            F += 1.0
+            return F
         w = np.concatenate([c * vals[:, a] * vals[:, b] for a, b in pat.pairs])
         F = np.bincount(pat.pos.ravel(), weights=w, minlength=pat.sym.size)
         F[pat.sym.diag[: self.q]] += 1.0
@@ -198,6 +227,9 @@ class REStructure:
 
     def leverages(self, vals: np.ndarray, sel: np.ndarray) -> np.ndarray:
         """h_i = a_i' H^-1 a_i."""
+        if self._diagonal_col is not None:  # H diagonal: h_i = a_i^2 / H_jj
+            a = vals[:, 0]
+            return a * a * sel[self._diagonal_col]
         h = np.zeros(self.n)
         for a in range(self.m):
             for b in range(a, self.m):
@@ -207,6 +239,8 @@ class REStructure:
 
     def a_hinv_at(self, vals: np.ndarray, sel: np.ndarray, slot: int) -> np.ndarray:
         """(A H^-1)[i, col_i] with col_i the column of ``slot`` in row i."""
+        if self._diagonal_col is not None:
+            return vals[:, 0] * sel[self._diagonal_col]
         out = np.zeros(self.n)
         for a in range(self.m):
             out += vals[:, a] * self._hinv_pair(sel, a, slot)
