@@ -226,7 +226,7 @@ class ObservationFunction:
     trials_dtype: str
     key: str = ""  # graph_key of the likelihood graph it was compiled from
     phi_scales_re: bool = True  # phi = log sigma also scales the random effects (not NB's theta)
-    orders: int = 3  # 1: outputs [l, l_e] (and l_p): the values and slopes quadrature needs at its nodes
+    orders: int = 3  # 1: [l, l_e] (and l_p) at (K, n) quadrature nodes (eta, phi (K, n); y, w, trials (n,))
 
     def __call__(self, eta, y, weights, trials, phi):
         if threading.current_thread() is threading.main_thread():
@@ -557,6 +557,21 @@ def _observation_graph(graph: GLMMGraph):
     return lp, [eta_in, y_in, w_in, trials_in, phi_in]
 
 
+def _node_graph(lp, inputs: list) -> tuple[list, object]:
+    """The log-likelihood at K nodes per row: eta and phi become (K, n) matrices, while y, weights
+    and trials stay (n,) vectors broadcast over the nodes (PyTensor's ``vectorize_graph``). What
+    depends on the data only, e.g. a Poisson's log y!, is then computed once per row, not K times
+    (about 1.5x faster at K = 25 than tiling the data), and the data are never copied K times."""
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import vectorize_graph
+
+    eta_in, y_in, w_in, trials_in, phi_in = inputs
+    eta_nodes = pt.matrix("eta_nodes", dtype="float64")
+    phi_nodes = pt.matrix("phi_nodes", dtype="float64")
+    lp_nodes = vectorize_graph(lp, replace={eta_in: eta_nodes, phi_in: phi_nodes})
+    return [eta_nodes, y_in, w_in, trials_in, phi_nodes], lp_nodes
+
+
 def observation_function(
     source: ModelSource, mode: str | None = None, orders: int = 3
 ) -> ObservationFunction:
@@ -568,7 +583,9 @@ def observation_function(
 
     ``orders=3`` (the engine's): l and its first three eta-derivatives, and for a family with an
     ancillary parameter l_p, l_ep, l_eep. ``orders=1``: l, l_e (and l_p) only, for the quadrature's
-    nodes, where the higher derivatives are not needed (a separate, smaller compiled function).
+    nodes, where the higher derivatives are not needed (a separate, smaller compiled function); it
+    takes eta and phi as (K, n) matrices of node values and y, weights, trials as (n,) vectors, and
+    returns (K, n) arrays (:func:`_node_graph`).
     ``mode``: the PyTensor mode; fits pass :func:`engine_mode` of their size (None: PyTensor's
     default).
 
@@ -615,7 +632,9 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
     if graph.containers["y"].dtype != Y_DTYPE or (graph.sigma is not None) != graph.dist.has_ancillary:
         raise RuntimeError("the PyMC model's response dtype or ancillary input is not what its key assumes")
     lp, inputs = _observation_graph(graph)
-    key = graph_key(graph, lp, inputs) + ("" if orders == 3 else f"-o{orders}") + _backend_tag(mode)
+    # orders=1 takes (K, n) nodes (:func:`_node_graph`): "k" keeps it apart from the per-row
+    # function that orders=1 named before
+    key = graph_key(graph, lp, inputs) + ("" if orders == 3 else f"-o{orders}k") + _backend_tag(mode)
     if index is not None:
         _write_index(index, key)
     with _CACHE_LOCK:
@@ -629,10 +648,13 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
                 _CACHE[key] = loaded
                 return loaded
         eta_in, _, _, _, phi_in = inputs
-        d1 = pytensor.grad(lp.sum(), eta_in)
-        if orders == 1:  # values and first derivatives only (quadrature nodes)
+        if orders == 1:  # values and first derivatives only, at quadrature nodes
+            inputs, lp = _node_graph(lp, inputs)
+            eta_in, phi_in = inputs[0], inputs[4]
+            d1 = pytensor.grad(lp.sum(), eta_in)
             outputs = [lp, d1] + ([pytensor.grad(lp.sum(), phi_in)] if graph.sigma is not None else [])
         else:
+            d1 = pytensor.grad(lp.sum(), eta_in)
             d2 = pytensor.grad(d1.sum(), eta_in)
             d3 = pytensor.grad(d2.sum(), eta_in)
             outputs = [lp, d1, d2, d3]

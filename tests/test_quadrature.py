@@ -201,6 +201,32 @@ def test_gradient_matches_central_differences(case):
             assert abs(f - f_l) > 1e-3
 
 
+@pytest.mark.parametrize("case", ["gamma", "binomial", "negative_binomial"])
+def test_node_function_broadcasts_the_data_and_equals_the_engine_function(case):
+    """The quadrature's node function takes eta and phi as (K, n) node values and the data as (n,)
+    vectors; its l, l_e (and l_phi) equal the engine's per-row function on the data tiled K times."""
+    from ppl_glmm.pymc_model import observation_function
+
+    load, formula, kw, _ = _gradient_cases()[case]
+    model = ppl_glmm.fitglme(load(), formula, **kw)
+    ws, d = model._ws, model._ws.design
+    nodes, rows = observation_function(ws, orders=1), observation_function(ws)
+    assert nodes.orders == 1 and rows.orders == 3
+    K, n = 5, d.n
+    k = ws.dist.observed_value(model._result.y, d.weights, d.binomial_size)
+    y = np.ascontiguousarray(k, nodes.y_dtype)
+    w = np.ascontiguousarray(d.weights, float)
+    trials = np.ascontiguousarray(d.binomial_size, nodes.trials_dtype)
+    eta = (d.X @ model._result.beta)[None, :] + np.linspace(-0.5, 0.5, K)[:, None]
+    phi = np.full((K, n), -0.4)
+    out = nodes(eta, y, w, trials, phi)
+    ref = rows(eta.ravel(), np.tile(y, K), np.tile(w, K), np.tile(trials, K), phi.ravel())
+    assert len(out) == (3 if ws.dist.has_ancillary else 2)
+    for got, want in zip(out, [ref[0], ref[1], *ref[4:5]]):
+        assert got.shape == (K, n)
+        np.testing.assert_allclose(got, want.reshape(K, n), rtol=1e-13, atol=1e-12)
+
+
 def test_gradient_with_a_dispersion_that_does_not_scale_the_random_effects():
     """phi_scales_re = False (negative binomial's log theta): phi only enters the likelihood."""
     sleep = _data("sleepstudy.csv")

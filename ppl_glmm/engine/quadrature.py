@@ -115,10 +115,15 @@ class QuadratureProblem(LaplaceProblem):
         # bin of entry (k, i) of a (K, n) node array: level of row i at node k
         self._node_bins = (np.arange(self.n_agq)[:, None] * J + self.group[None, :]).ravel()
 
-    def set_data(self, y: np.ndarray, weights: np.ndarray, trials: np.ndarray, offset: np.ndarray) -> None:
-        super().set_data(y, weights, trials, offset)
-        K = self.n_agq
-        self.yK, self.wK, self.trialsK = np.tile(self.y, K), np.tile(self.w, K), np.tile(self.trials, K)
+    def _at_nodes(self, eta_nodes: np.ndarray, phi: float) -> list[np.ndarray]:
+        """The node function's outputs at a (K, n) array of eta: the node function takes the
+        matrix with the (n,) data broadcast; the engine's function (no ``nodes=`` given), rows
+        tiled K times."""
+        K, n = eta_nodes.shape
+        if self._lp_out == 2:
+            return self.nodes(eta_nodes, self.y, self.w, self.trials, np.full((K, n), phi))
+        tile = (np.tile(v, K) for v in (self.y, self.w, self.trials))
+        return self.nodes(eta_nodes.ravel(), *tile, np.full(n * K, phi))
 
     def _re_scale(self, phi: float) -> float:
         """s in A = s Z Lambda: sigma when phi = log sigma scales the random effects, else 1."""
@@ -143,7 +148,7 @@ class QuadratureProblem(LaplaceProblem):
         eta_nodes = mode.eta[None, :] + (a[None, :] * shift[g].T)  # (K, n)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                d = self.nodes(eta_nodes.ravel(), self.yK, self.wK, self.trialsK, np.full(n * K, phi))
+                d = self._at_nodes(eta_nodes, phi)
         except _invalid_parameter_errors():
             # a node outside the likelihood's support (e.g. a negative Poisson mean on an identity
             # link): the quadrature cannot be formed here; the outer line search steps back
