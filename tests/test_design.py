@@ -241,3 +241,54 @@ def test_levels_are_sorted_and_codes_recover_the_values(values, dtype):
     # object strings get the dtype a list of them is given (str), as before categories were passed
     # as factorize's Index
     assert cat.categories.dtype == pd.Index(sorted(set(values))).dtype
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1|g)",
+        "y ~ 1 + x + k + (1|g)",
+        "y ~ 0 + x + k + (1|g)",
+        "y ~ s + x + (1|g)",
+        "y ~ x + s + t + (1|g)",
+        "y ~ t + (1|g)",
+        "y ~ 1 + (1|g)",
+    ],
+)
+@pytest.mark.parametrize("coding", ["reference", "effects"])
+def test_main_effects_design_equals_formulae(formula, coding):
+    """A right-hand side of main effects (numeric columns, text factors) is built without formulae:
+    the same X, names and order as formulae's, and new data still evaluate through formulae."""
+    from ppl_glmm.design.fixed import _main_effects
+
+    rng = np.random.default_rng(3)
+    n = 60
+    data = pd.DataFrame(
+        {
+            "y": rng.poisson(3, n),
+            "x": rng.normal(size=n),
+            "k": rng.integers(0, 5, n),  # an integer column: numeric, one column
+            "s": rng.choice(["b", "a", "c"], n),
+            "t": pd.Categorical(rng.choice(["lo", "hi", "mid"], n), categories=["mid", "lo", "hi"]),
+            "g": np.repeat(np.arange(12), 5).astype(str),
+        }
+    )
+    m = ppl_glmm.fitglme(data, formula, distribution="poisson", dummy_var_coding=coding)
+    fixed = m._ws.design.fixed
+    simple = _main_effects(fixed.rhs, fixed.frame, m._ws.design.encoder)
+    if coding == "effects" and any(v in formula for v in ("s", "t")):
+        assert simple is None  # other codings go to formulae
+        return
+    assert simple is not None and fixed.matrices is None  # the direct path was taken
+    dm = ppl_glmm.design.fixed.formulae.design_matrices(
+        fixed.rhs, fixed.frame, na_action="error", extra_namespace=ppl_glmm.design.fixed.Encoder.namespace
+    )
+    X = np.asarray(dm.common.design_matrix, dtype=float)
+    labels = [lab for term in dm.common.terms.values() for lab in term.labels]
+    names = tuple(ppl_glmm.design.fixed.coefficient_name(lab) for lab in labels)
+    assert fixed.names == names
+    np.testing.assert_array_equal(fixed.X, X)
+    # predictions on new rows go through formulae's object, built from the fitted rows on demand
+    new = data.iloc[[5, 0, 17]].reset_index(drop=True)
+    at_rows = m.predict(conditional=False)[0][[5, 0, 17]]
+    np.testing.assert_allclose(m.predict(new, conditional=False)[0], at_rows)

@@ -121,9 +121,56 @@ class FixedDesign:
         return self.matrices
 
 
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
+
+
+def _main_effects(encoded: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign | None:
+    """X for a right-hand side of main effects only -- ``1``/``0``, numeric columns, and with an
+    intercept text-level factors in reference coding -- built directly: the columns formulae
+    gives (the intercept, each numeric column, one indicator per level after the first, in term
+    order), at ~1/30 of its cost (~1.3 ms on 300 rows, most of a small fit's design time). Anything
+    else (a transform, an interaction, a removed term, another coding) returns None and goes to
+    formulae. formulae's own object is built from ``frame`` only if new data are evaluated."""
+    tokens = [t.strip() for t in encoded.split("+")]
+    if len(set(tokens)) != len(tokens) or not tokens:
+        return None
+    intercept = "0" not in tokens
+    cols, labels = [np.ones(len(df))] if intercept else [], ["Intercept"] if intercept else []
+    for tok in tokens:
+        if tok in ("0", "1"):
+            continue
+        if not _NAME.match(tok) or tok not in df.columns:
+            return None
+        col = df[tok]
+        if tok not in encode.cat_cols:
+            if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                return None
+            cols.append(col.to_numpy(dtype=float))
+            labels.append(tok)
+            continue
+        if encode.coding != "reference" or not intercept or not isinstance(col.dtype, pd.CategoricalDtype):
+            return None
+        levels = col.cat.categories
+        if not all(isinstance(v, str) for v in levels):
+            return None
+        codes = col.cat.codes.to_numpy()
+        for j in range(1, len(levels)):
+            cols.append((codes == j).astype(float))
+            labels.append(f"{tok}[{levels[j]}]")
+    if not cols:
+        return None
+    X = np.column_stack(cols)
+    return FixedDesign(
+        X=X, names=tuple(coefficient_name(lab) for lab in labels), rhs=encoded, matrices=None, frame=df
+    )
+
+
 def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
     """Evaluate the fixed-effects right-hand side on the (already filtered, ordered) data."""
     encoded = encode(rhs)
+    simple = _main_effects(encoded, df, encode)
+    if simple is not None:
+        return simple
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # build_design refuses them
             dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
