@@ -238,5 +238,8 @@ class QuadratureProblem(LaplaceProblem):
         return grad - corr
 
 
+_INNER_FIELDS = tuple(f.name for f in dataclasses.fields(InnerMode))
+
+
 def _fields(mode: InnerMode) -> dict:
-    return {f.name: getattr(mode, f.name) for f in dataclasses.fields(InnerMode)}
+    return {name: getattr(mode, name) for name in _INNER_FIELDS}
