@@ -75,9 +75,15 @@ class FitMethod:
 
 
 def _laplace_problem(inner_beta: bool):
+    """The Laplace problem; for the linear mixed model's ML (normal, identity link, beta outer) the
+    one with sigma profiled out."""
+
     def make(X, re, obs, settings: FitSettings):
         from .engine.laplace import LaplaceProblem
+        from .engine.reml import LinearMLProblem
 
+        if not inner_beta and obs.key.startswith("normal-identity-"):
+            return LinearMLProblem(X, re, obs)
         return LaplaceProblem(X, re, obs, inner_beta=inner_beta)
 
     return make

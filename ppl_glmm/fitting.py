@@ -211,6 +211,12 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
     problem.beta_start = beta0
     x0 = np.concatenate(parts)
+    profile = getattr(problem, "profile_phi", None)
+    if profile is not None:  # sigma in closed form (the LMM's REML): the optimiser's first point
+        try:
+            x0[-1] = profile(x0[:-1])
+        except PirlsFailure:
+            pass
     # SDs of 1/rms on the linear-predictor scale can be far too wide for a link with a restricted
     # range (Poisson with identity: means of ~0.4); shrink them until the inner step succeeds.
     k = 0 if problem.inner_beta else problem.p

@@ -69,6 +69,8 @@ def formulae_reason(err: Exception) -> str:
 
 def check_columns(data: pd.DataFrame, arg: str = "data") -> None:
     """Refuse duplicated column names: ``data[name]`` would be a table, not a column."""
+    if data.columns.is_unique:  # (cached by pandas on the Index: no hashing per fit)
+        return
     dup = data.columns[data.columns.duplicated()]
     if len(dup):
         names = ", ".join(repr(c) for c in dict.fromkeys(dup))

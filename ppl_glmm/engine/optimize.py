@@ -194,30 +194,45 @@ def _minimize(
 ) -> tuple[OptimizationSummary, InnerMode]:
     t0 = time.perf_counter()
     evals0 = problem.n_evals
-    S = _preconditioner(x0.size, hess_inv0)
     evaluate = problem.value_and_grad if log is None else log
+    # a problem that profiles phi out (the linear mixed model's REML: sigma in closed form) is
+    # optimised over the other parameters; its gradient there is the full one without phi's entry
+    profile = getattr(problem, "profile_phi", None)
+    k = x0.size - 1 if profile is not None else x0.size
+    if profile is not None and hess_inv0 is not None and hess_inv0.shape[0] == x0.size:
+        hess_inv0 = hess_inv0[:k, :k]  # = the profiled objective's inverse Hessian (Schur complement)
+    S = _preconditioner(k, hess_inv0)
+    base = x0[:k]
+
+    def full(z: np.ndarray) -> np.ndarray:
+        xr = base + S @ z
+        return xr if profile is None else np.append(xr, profile(xr))
 
     def fz(z):
-        f, g = evaluate(x0 + S @ z)
-        return f, S.T @ g
+        try:
+            x = full(z)
+        except PirlsFailure:  # no finite profiled phi here: the line search steps back
+            return np.inf, np.zeros(k)
+        f, g = evaluate(x)
+        return f, S.T @ g[:k]
 
     report = None
     if log is not None:
         last = [x0, 0]  # previous iterate, iteration count
 
         def report(intermediate_result):
-            x_k = x0 + S @ intermediate_result.x
+            x_k = full(intermediate_result.x)
             f, g = log.points.get(x_k.tobytes(), (intermediate_result.fun, None))
             step = float(np.max(np.abs(x_k - last[0]))) if x_k.size else 0.0
             last[0], last[1] = x_k, last[1] + 1
             log.emit("bfgs", last[1], f, g, step)
 
     options = {"gtol": GTOL, "maxiter": maxiter}
-    res = so.minimize(fz, np.zeros(x0.size), jac=True, method="BFGS", options=options, callback=report)
-    x = x0 + S @ res.x
+    res = so.minimize(fz, np.zeros(k), jac=True, method="BFGS", options=options, callback=report)
+    x = full(res.x)
     mode, g = problem.mode_and_gradient(x)  # BFGS's last evaluation, as a rule: remembered
     # BFGS's own inverse Hessian (in z) measures the decrement for free when it succeeded
-    lam = float(np.sqrt(max(0.0, (S.T @ g) @ res.hess_inv @ (S.T @ g)))) if g.size else 0.0
+    lam = float(np.sqrt(max(0.0, (S.T @ g[:k]) @ res.hess_inv @ (S.T @ g[:k])))) if k else 0.0
     steps = 0
     if not res.success or lam > POLISH_ABOVE:
         x, mode, g, lam, steps = _newton_polish(problem, x, mode, g, None if log is None else log.emit)
@@ -290,20 +305,30 @@ def _newton_polish(
 def initial_inverse_hessian(problem: LaplaceProblem, x0: np.ndarray, step: float = 1e-5) -> np.ndarray | None:
     """BFGS's starting matrix: the inverse of blockdiag(beta precision given theta, FD Hessian of the
     covariance-parameter block) at x0. beta and theta live on very different scales; starting from
-    the identity cost BFGS tens of evaluations to learn that."""
+    the identity cost BFGS tens of evaluations to learn that. For a problem that profiles phi out
+    (``profile_phi``; x0's phi must be the profiled one) the matrix is that of the profiled
+    objective, without phi's row and column."""
     k = 0 if problem.inner_beta else problem.p
-    P = x0.size
+    profile = getattr(problem, "profile_phi", None)
+    P = x0.size - (profile is not None)  # a profiled phi: the Hessian of the profiled objective
     u_saved, b_saved = problem.u_start.copy(), problem.beta_start.copy()
+
+    def gradient(x: np.ndarray) -> np.ndarray:
+        if profile is not None:
+            x = np.append(x[:P], profile(x[:P]))
+        return problem.value_and_grad(x)[1][:P]
+
     try:
         H = np.zeros((P, P))
         mode0, g0 = problem.mode_and_gradient(x0)  # (the start's check evaluated x0: remembered)
+        g0 = g0[:P]
         if k:
             H[:k, :k] = beta_precision(problem, mode0)
         for j in range(k, P):  # forward differences: a preconditioner needs no more accuracy
             h = step * max(1.0, abs(x0[j]))
-            e = np.zeros(P)
+            e = np.zeros(x0.size)
             e[j] = h
-            H[k:, j] = (problem.value_and_grad(x0 + e)[1][k:] - g0[k:]) / h
+            H[k:, j] = (gradient(x0 + e)[k:] - g0[k:]) / h
         # far from the optimum the covariance block can be indefinite: use |eigenvalues|
         w, V = np.linalg.eigh(0.5 * (H[k:, k:] + H[k:, k:].T))
         floor = 1e-6 * max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
