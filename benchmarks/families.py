@@ -4,10 +4,12 @@
 Every ppl_glmm row is the median over ``--reps`` fits in a warm process (after one warm-up fit of the
 same model, so compiled functions are loaded: the same footing as R after its warm-up fit). The R
 rows come from ``benchmarks/families_bench.R`` in the same run (median of ``--reps`` after a
-warm-up). On both sides a fit whose first timed run took under 0.5 s is timed at least 25 times: a
-median of 5 fits of 20-100 ms moves with the machine's load by tens of percent. The core families'
-ratio (the mfr Poisson warm fit against glmer, ``run.py``) is measured in the same run too, since
-the issue's target is "no slower than the core families' ratios".
+warm-up), called for each case right after its own fit is timed, so that both sides of a ratio
+meet the same load (``ratio_min``, the ratio of the fastest fits, is recorded too). On both sides
+a fit whose first timed run took under 0.5 s is timed at least 25 times: a median of 5 fits of
+20-100 ms moves with the machine's load by tens of percent. The core families' ratio (the mfr
+Poisson warm fit against glmer, ``run.py``) is measured in the same run too, since the issue's
+target is "no slower than the core families' ratios".
 
 Writes ``benchmarks/results/families.json`` and prints the table.
 """
@@ -109,11 +111,13 @@ CASES: dict[str, tuple] = {
 SMALL_FIT, SMALL_REPS = 0.5, 25  # a fit under SMALL_FIT s is timed at least SMALL_REPS times (as in R)
 
 
-def python_timings(reps: int) -> dict:
+def python_timings(reps: int, names: list[str] | None = None) -> dict:
     import ppl_glmm
 
     out = {}
     for name, (load, formula, kw, _) in CASES.items():
+        if names is not None and name not in names:
+            continue
         data = load()
         ppl_glmm.fitglme(data, formula, **kw)  # warm-up: compiles or loads the family's functions
         ts: list[float] = []
@@ -129,7 +133,8 @@ def python_timings(reps: int) -> dict:
     return out
 
 
-def r_timings(reps: int) -> dict | None:
+def r_timings(reps: int, names: tuple[str, ...] = ()) -> dict | None:
+    """families_bench.R's timings of the R fits ``names`` (all when empty)."""
     rscript = shutil.which("Rscript")
     if rscript is None:
         print(
@@ -137,8 +142,23 @@ def r_timings(reps: int) -> dict | None:
             file=sys.stderr,
         )
         return None
-    subprocess.run([rscript, "benchmarks/families_bench.R", str(reps)], cwd=ROOT, check=True)
+    subprocess.run([rscript, "benchmarks/families_bench.R", str(reps), *names], cwd=ROOT, check=True)
     return json.loads((ROOT / "benchmarks" / "results" / "families_r.json").read_text())
+
+
+def paired_timings(reps: int) -> tuple[dict, dict | None]:
+    """Each case's own fit and then its R fits, case by case: the two sides of a ratio are timed
+    minutes apart at most, not the whole Python run against the whole R run (this machine's speed
+    moved by up to 2x between phases of a run). Writes the R timings together in families_r.json."""
+    py: dict = {}
+    r: dict | None = {} if shutil.which("Rscript") else None
+    for name, (*_, r_keys) in CASES.items():
+        py.update(python_timings(reps, [name]))
+        if r is not None:
+            r.update(r_timings(reps, r_keys) or {})
+    if r is not None:
+        (ROOT / "benchmarks" / "results" / "families_r.json").write_text(json.dumps(r, indent=2) + "\n")
+    return py, r
 
 
 def core_ratio(reps: int) -> dict | None:
@@ -179,18 +199,18 @@ def main() -> int:
     info = meta(
         f"python benchmarks/families.py --reps {args.reps}", with_r=shutil.which("Rscript") is not None
     )
-    py = python_timings(args.reps)
-    r = r_timings(args.reps)
+    py, r = paired_timings(args.reps)
     core = core_ratio(max(args.reps, 20))  # run.py's repetitions: the ratio is the target's yardstick
     rows = []
     for name, (_, _, _, r_keys) in CASES.items():
         for rk in r_keys:
-            theirs = r.get(rk) if r else None
-            theirs = theirs["median"] if isinstance(theirs, dict) else theirs
+            entry = r.get(rk) if r else None
+            theirs = entry["median"] if entry else None
             ratio = py[name]["median"] / theirs if theirs else None
-            rows.append(
-                {"case": name, "ppl_glmm": py[name]["median"], "r_case": rk, "r": theirs, "ratio": ratio}
-            )
+            row = {"case": name, "ppl_glmm": py[name]["median"], "r_case": rk, "r": theirs, "ratio": ratio}
+            if entry and entry.get("min"):  # the fastest fit on each side: the load's least effect
+                row["ratio_min"] = py[name]["min"] / entry["min"]
+            rows.append(row)
     result = {"meta": info, "reps": args.reps, "ppl_glmm": py, "r": r, "rows": rows}
     result["core"], result["core_ratio"] = core, core["ratio"] if core else None
     print(f"\n{'case':22s} {'ppl_glmm (s)':>12s} {'R fit':>28s} {'R (s)':>8s} {'ratio':>7s}")

@@ -2,7 +2,9 @@
 ## REML, PQL) with each package's default settings.
 ##
 ## Usage (from the repository root):
-##     Rscript benchmarks/families_bench.R [reps]
+##     Rscript benchmarks/families_bench.R [reps [case ...]]
+## (benchmarks/families.py names each case's R fits right after timing its own fit, so that both
+## sides of a ratio meet the same load on this shared machine)
 ##
 ## Each case is fitted once as a warm-up, then `reps` times (default 5; at least 25
 ## when the first timed fit took under 0.5 s); the statistic is the median of
@@ -13,7 +15,7 @@
 ## groups, y ~ x + (1|g), the gamma_log / nb_single models; agq_large.csv has 20,000
 ## Bernoulli rows in 5,000 groups (the agq_bernoulli model).
 ##
-## Writes benchmarks/results/families_r.json: {"case": {"median": seconds, "reps": n}, ...}.
+## Writes benchmarks/results/families_r.json: {"case": {"median": s, "min": s, "reps": n}, ...}.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -25,6 +27,7 @@ suppressPackageStartupMessages({
 
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args) >= 1) as.integer(args[1]) else 5L
+only <- if (length(args) >= 2) args[-1] else NULL   # case names: time only these
 ## a fit under 0.5 s (its first timed fit) is timed at least 25 times: its median over 5 moves with
 ## the machine's load by tens of percent (benchmarks/families.py applies the same rule)
 small_fit <- 0.5
@@ -64,6 +67,11 @@ cases <- list(
   glmer_nb_nb_large = function() glmer.nb(y ~ x + (1 | g), data = nb_large)
 )
 
+if (!is.null(only)) {
+  unknown <- setdiff(only, names(cases))
+  if (length(unknown)) stop("unknown case(s): ", paste(unknown, collapse = ", "))
+  cases <- cases[only]
+}
 res <- list()
 for (nm in names(cases)) {
   f <- cases[[nm]]
@@ -72,7 +80,7 @@ for (nm in names(cases)) {
   t <- one()
   n <- if (t < small_fit) max(reps, small_reps) else reps
   t <- c(t, vapply(seq_len(n - 1), function(i) one(), numeric(1)))
-  res[[nm]] <- list(median = median(t), reps = n)
+  res[[nm]] <- list(median = median(t), min = min(t), reps = n)
   message(sprintf("%-28s median %.4f s (min %.4f, max %.4f, %d reps)", nm, median(t), min(t), max(t), n))
 }
 writeLines(toJSON(res, auto_unbox = TRUE, pretty = TRUE, digits = NA), out)
