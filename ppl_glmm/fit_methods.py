@@ -80,7 +80,7 @@ def _laplace_problem(inner_beta: bool):
 
     def make(X, re, obs, settings: FitSettings):
         from .engine.laplace import LaplaceProblem
-        from .engine.reml import LinearMLProblem
+        from .engine.lmm import LinearMLProblem
 
         if not inner_beta and obs.key.startswith("normal-identity-"):
             return LinearMLProblem(X, re, obs)

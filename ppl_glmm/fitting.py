@@ -212,7 +212,7 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     problem.beta_start = beta0
     x0 = np.concatenate(parts)
     profile = getattr(problem, "profile_phi", None)
-    if profile is not None:  # sigma in closed form (the LMM's REML): the optimiser's first point
+    if profile is not None:  # sigma in closed form (the LMM, engine.lmm): the optimiser's first point
         try:
             x0[-1] = profile(x0[:-1])
         except PirlsFailure:

@@ -196,8 +196,8 @@ def _minimize(
     t0 = time.perf_counter()
     evals0 = problem.n_evals
     evaluate = problem.value_and_grad if log is None else log
-    # a problem that profiles phi out (the linear mixed model's REML: sigma in closed form) is
-    # optimised over the other parameters; its gradient there is the full one without phi's entry
+    # a problem that profiles phi out (the linear mixed model, ML or REML: sigma in closed form; see
+    # engine.lmm) is optimised over the other parameters, with the full gradient without phi's entry
     profile = getattr(problem, "profile_phi", None)
     k = x0.size - 1 if profile is not None else x0.size
     if profile is not None and hess_inv0 is not None and hess_inv0.shape[0] == x0.size:
@@ -237,7 +237,7 @@ def _minimize(
     if profile is not None and res.success and lam > FINISH_BELOW:
         # a profiled linear mixed model converges in a few cheap evaluations, and BFGS's test
         # leaves it ~1e-7 from the optimum in the parameters: one more quasi-Newton step on BFGS's
-        # own inverse Hessian takes it to ~1e-10 (kept only if the decrement falls)
+        # own inverse Hessian takes it to ~1e-8 (kept only if the decrement falls)
         z = res.x - res.hess_inv @ (S.T @ g[:k])
         try:
             mode_n, g_n = problem.mode_and_gradient(full(z))
