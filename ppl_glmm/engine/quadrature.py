@@ -96,7 +96,7 @@ class QuadratureProblem(LaplaceProblem):
         re: REStructure,
         obs: ObservationFunction,
         n_agq: int,
-        nodes: ObservationFunction | None = None,
+        nodes: ObservationFunction,
     ):
         if len(re.T) != 1 or re.m != 1:
             raise InputError(
@@ -104,9 +104,9 @@ class QuadratureProblem(LaplaceProblem):
                 "use fit_method='laplace'"
             )
         super().__init__(X, re, obs, inner_beta=False)
-        # at the nodes only l, l_e (and l_p) are needed: a function compiled without l_ee, l_eee
-        self.nodes = nodes if nodes is not None else obs
-        self._lp_out = 2 if getattr(self.nodes, "orders", 3) == 1 else 4
+        # at the nodes only l, l_e (and l_p) are needed: a function compiled without l_ee, l_eee,
+        # taking (K, n) node values with the data broadcast (observation_function(orders=1))
+        self.nodes = nodes
         self.n_agq = int(n_agq)
         self.z, self.w = gauss_hermite(self.n_agq)
         self.log_w = np.log(self.w)
@@ -116,14 +116,8 @@ class QuadratureProblem(LaplaceProblem):
         self._node_bins = (np.arange(self.n_agq)[:, None] * J + self.group[None, :]).ravel()
 
     def _at_nodes(self, eta_nodes: np.ndarray, phi: float) -> list[np.ndarray]:
-        """The node function's outputs at a (K, n) array of eta: the node function takes the
-        matrix with the (n,) data broadcast; the engine's function (no ``nodes=`` given), rows
-        tiled K times."""
-        K, n = eta_nodes.shape
-        if self._lp_out == 2:
-            return self.nodes(eta_nodes, self.y, self.w, self.trials, np.full((K, n), phi))
-        tile = (np.tile(v, K) for v in (self.y, self.w, self.trials))
-        return self.nodes(eta_nodes.ravel(), *tile, np.full(n * K, phi))
+        """[l, l_e, (l_phi)] at a (K, n) array of eta, the (n,) data broadcast over the nodes."""
+        return self.nodes(eta_nodes, self.y, self.w, self.trials, np.full(eta_nodes.shape, phi))
 
     def _re_scale(self, phi: float) -> float:
         """s in A = s Z Lambda: sigma when phi = log sigma scales the random effects, else 1."""
@@ -169,7 +163,7 @@ class QuadratureProblem(LaplaceProblem):
         pi = E / total[:, None]
         used = (pi > 0)[g].T  # (K, n): nodes that carry weight
         l1 = np.where(used, d[1].reshape(K, n), 0.0)
-        lp = np.where(used, d[self._lp_out].reshape(K, n), 0.0) if self.has_phi else None
+        lp = np.where(used, d[2].reshape(K, n), 0.0) if self.has_phi else None
         fields = _fields(mode)
         fields["objective"] = mode.objective - float(logM.sum())
         return QuadratureMode(**fields, laplace=mode.objective, s=s, h=h, pi=pi, l1_nodes=l1, lp_nodes=lp)

@@ -166,6 +166,7 @@ class SparseCholesky:
                 raise NotPositiveDefinite(
                     f"matrix is not positive definite (column {bad[0] if bad.size else 0})"
                 )
+            # (L = sqrt(P) is never formed: solves and the inverse divide by P itself)
             self.L22, self._d, self.logdet = _EMPTY22, F, logdet
             return
         if s:
@@ -191,15 +192,6 @@ class SparseCholesky:
         if not np.isfinite(logdet):
             raise NotPositiveDefinite("matrix is not positive definite (log-determinant not finite)")
         self.logdet = logdet
-
-    @property
-    def Lx(self) -> np.ndarray:
-        """L's leading-column values (for a diagonal P: sqrt P, formed only when asked for)."""
-        return np.sqrt(self._d) if self.sym.diagonal else self._Lx
-
-    @Lx.setter
-    def Lx(self, values: np.ndarray) -> None:
-        self._Lx = values
 
     def solve(self, r: np.ndarray) -> np.ndarray:
         """P^-1 r for a vector or an (n, k) matrix."""
