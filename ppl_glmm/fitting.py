@@ -206,7 +206,10 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     parts.append(ws.start_cov())
     if problem.has_phi:  # sigma or theta from moments at the GLM means
         with np.errstate(all="ignore"):
-            mu = ws.dist.clip_mean(ws.link.inverse_np(d.X @ beta0 + d.offset))
+            eta0 = d.X @ beta0 + d.offset
+            mu = ws.dist.clip_mean(ws.link.inverse_np(eta0))
+            if problem.phi_scales_re:
+                mu = _within_level_means(ws, y, eta0, mu)
             value = ws.dist.ancillary_start(y, mu, d.weights)
         parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
     problem.beta_start = beta0
@@ -226,6 +229,26 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         x0[k : k + problem.n_cov] = ws.cov_from_theta(0.1 * problem.unpack(x0)[1])
     problem.u_start = np.zeros(problem.re.q)
     return x0
+
+
+def _within_level_means(ws: Workspace, y: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """The GLM means shifted, on the link scale, to each level's mean response (first random-effects
+    term): eta_i + g(ybar_j) - g(mubar_j), weighted means over level j's rows. The dispersion's moment
+    start then sees the residual variation within levels, not the random effects' too (which made
+    it several times too large). Unshifted where a shifted mean is out of range."""
+    d = ws.design
+    codes = d.terms[0].codes
+    J = d.terms[0].n_levels
+    w = d.weights
+    sw = np.bincount(codes, weights=w, minlength=J)
+    with np.errstate(all="ignore"):
+        ybar = np.bincount(codes, weights=w * y, minlength=J) / sw
+        mubar = np.bincount(codes, weights=w * mu, minlength=J) / sw
+        shift = ws.link.link_np(ybar) - ws.link.link_np(mubar)
+        shifted = ws.link.inverse_np(eta + shift[codes])
+    lo, hi = ws.dist.mean_range
+    ok = np.isfinite(shifted) & (shifted > lo) & (shifted < hi)
+    return np.where(ok, shifted, mu)
 
 
 def _pl_start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitSettings) -> np.ndarray:
