@@ -45,6 +45,7 @@ and O(n (K + P)) NumPy work for P outer parameters; no finite differences.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,14 +58,19 @@ from .structure import REStructure, column_sums
 __all__ = ["QuadratureMode", "QuadratureProblem", "gauss_hermite"]
 
 
+@functools.lru_cache(maxsize=32)
 def gauss_hermite(k: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes z and weights w with sum_k w_k g(z_k) ~ E g(Z), Z ~ N(0, 1) (lme4's ``GHrule(k)``).
 
     Made symmetric as lme4 >= 2.0 and MixedModels.jl do (z <- (z - rev z)/2, w <- (w + rev w)/2),
-    so an odd rule has the node z = 0 exactly; agrees with lme4 1.1's rule to 2e-13 relative."""
+    so an odd rule has the node z = 0 exactly; agrees with lme4 1.1's rule to 2e-13 relative.
+    Computed once per k in a process (~0.3 ms, a tenth of a small fit): the arrays are read-only."""
     z, w = np.polynomial.hermite_e.hermegauss(k)
     w = w / w.sum()
-    return 0.5 * (z - z[::-1]), 0.5 * (w + w[::-1])
+    z, w = 0.5 * (z - z[::-1]), 0.5 * (w + w[::-1])
+    z.flags.writeable = False
+    w.flags.writeable = False
+    return z, w
 
 
 @dataclass
@@ -108,8 +114,8 @@ class QuadratureProblem(LaplaceProblem):
         # taking (K, n) node values with the data broadcast (observation_function(orders=1))
         self.nodes = nodes
         self.n_agq = int(n_agq)
-        self.z, self.w = gauss_hermite(self.n_agq)
-        self.log_w = np.log(self.w)
+        self.z, gh_weights = gauss_hermite(self.n_agq)  # (self.w is the prior weights: set_data)
+        self.log_w = np.log(gh_weights)
         self.group = re.cols[:, 0].copy()  # level of each row (internal order = original order)
         J = re.q
         # bin of entry (k, i) of a (K, n) node array: level of row i at node k
