@@ -32,7 +32,7 @@ from .checks import (
     offset_variables,
     rows_text,
 )
-from .fixed import Encoder, FixedDesign, build_fixed, categorical_columns
+from .fixed import Encoder, FixedDesign, UsedRows, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, z_matrix
 
 __all__ = ["Design", "RandomTerm", "build_design", "check_new_response", "new_data_design"]
@@ -145,17 +145,29 @@ def _ordered_categories(s: pd.Series) -> pd.Categorical:
     sorted (booleans as "false" < "true")."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         present = set(s.dropna().unique())
-        cats = [c for c in s.cat.categories if c in present]
-    elif pd.api.types.is_bool_dtype(s):
+        return pd.Categorical(s, categories=[c for c in s.cat.categories if c in present], ordered=True)
+    if pd.api.types.is_bool_dtype(s):
         s = s.map({True: "true", False: "false"})
-        cats = [c for c in ("false", "true") if c in set(s)]
-    else:  # sorted levels and codes in one hashing pass (as sorted(s.unique()), then recoding)
-        codes, uniques = pd.factorize(s, sort=True)
-        # the Index as it is (a list is re-inferred: 17x slower); object strings become str, as
-        # a list of them would
-        cats = uniques.tolist() if uniques.dtype == object else uniques
-        return pd.Categorical.from_codes(codes, categories=cats, ordered=True)
-    return pd.Categorical(s, categories=cats, ordered=True)
+        return pd.Categorical(s, categories=[c for c in ("false", "true") if c in set(s)], ordered=True)
+    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        # text: NumPy's sort of the values gives the sorted levels and the codes at once (a few
+        # hundred rows: ~0.1 ms instead of pandas' factorize's ~0.3 ms in a fit); values Python
+        # cannot order go to factorize
+        try:
+            uniques, codes = np.unique(s.to_numpy(dtype=object), return_inverse=True)
+        except TypeError:
+            pass
+        else:
+            # the categories factorize gives: the column's string dtype, or object strings as str
+            cats = pd.Index(uniques.tolist()) if s.dtype == object else pd.Index(uniques, dtype=s.dtype)
+            dtype = pd.CategoricalDtype(cats, ordered=True)
+            return pd.Categorical.from_codes(codes.reshape(-1), dtype=dtype, validate=False)
+    # sorted levels and codes in one hashing pass (as sorted(s.unique()), then recoding)
+    codes, uniques = pd.factorize(s, sort=True)
+    # the Index as it is (a list is re-inferred: 17x slower); object strings become str, as
+    # a list of them would
+    cats = uniques.tolist() if uniques.dtype == object else uniques
+    return pd.Categorical.from_codes(codes, categories=cats, ordered=True)
 
 
 def build_design(
@@ -239,7 +251,7 @@ def build_design(
         levels = _ordered_categories(col)
         cols[c] = pd.Series(levels, copy=False)
         categories[c] = list(levels.categories)
-    df = pd.DataFrame(cols)
+    df = UsedRows(cols, int(subset.sum()))
     grouping_only = (
         {v for spec in formula.random for v in spec.group_vars}
         - fixed_vars

@@ -94,6 +94,44 @@ class Encoder:
         return rhs
 
 
+class UsedRows:
+    """The used rows' columns (filtered, categorical columns coded) as the design reads them: by
+    name, with ``columns`` and ``len`` (the rows). pandas' DataFrame of them, which only formulae
+    needs (a transform, an interaction, another coding; new data), is built on first use
+    (:func:`as_frame`): a model of main effects never builds it (0.3-1 ms of a small fit)."""
+
+    def __init__(self, cols: Mapping[str, pd.Series], n: int):
+        self._cols = dict(cols)
+        self._n = int(n)
+        self._frame: pd.DataFrame | None = None
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return self._cols[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._cols
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self._cols)
+
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:  # two threads may both build it: the same frame
+            self._frame = pd.DataFrame(self._cols)
+        return self._frame
+
+    def __getstate__(self) -> dict:
+        return {"_cols": self._cols, "_n": self._n, "_frame": None}
+
+
+def as_frame(df: pd.DataFrame | UsedRows) -> pd.DataFrame:
+    """The DataFrame of ``df`` (a :class:`UsedRows` builds it once)."""
+    return df.frame() if isinstance(df, UsedRows) else df
+
+
 @dataclass(frozen=True)
 class FixedDesign:
     """X with its coefficient names. ``matrices`` (formulae's design object, which evaluates the
@@ -104,7 +142,7 @@ class FixedDesign:
     names: tuple[str, ...]
     rhs: str  # formulae right-hand side actually used (after coding)
     matrices: Any  # formulae CommonEffectsMatrix, for evaluate_new_data
-    frame: pd.DataFrame | None = None  # the used rows X was built from
+    frame: pd.DataFrame | UsedRows | None = None  # the used rows X was built from
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "matrices": None}
@@ -115,7 +153,7 @@ class FixedDesign:
             if self.frame is None:
                 raise FitError("this design has no data to evaluate new rows with")
             dm = formulae.design_matrices(
-                self.rhs, self.frame, na_action="error", extra_namespace=Encoder.namespace
+                self.rhs, as_frame(self.frame), na_action="error", extra_namespace=Encoder.namespace
             )
             object.__setattr__(self, "matrices", dm.common)
         return self.matrices
@@ -124,7 +162,7 @@ class FixedDesign:
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
-def _main_effects(encoded: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign | None:
+def _main_effects(encoded: str, df: pd.DataFrame | UsedRows, encode: Encoder) -> FixedDesign | None:
     """X for a right-hand side of main effects only -- ``1``/``0``, numeric columns, and with an
     intercept text-level factors in reference coding -- built directly: the columns formulae
     gives (the intercept, each numeric column, one indicator per level after the first, in term
@@ -165,7 +203,7 @@ def _main_effects(encoded: str, df: pd.DataFrame, encode: Encoder) -> FixedDesig
     )
 
 
-def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
+def build_fixed(rhs: str, df: pd.DataFrame | UsedRows, encode: Encoder) -> FixedDesign:
     """Evaluate the fixed-effects right-hand side on the (already filtered, ordered) data."""
     encoded = encode(rhs)
     simple = _main_effects(encoded, df, encode)
@@ -173,7 +211,9 @@ def build_fixed(rhs: str, df: pd.DataFrame, encode: Encoder) -> FixedDesign:
         return simple
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # build_design refuses them
-            dm = formulae.design_matrices(encoded, df, na_action="error", extra_namespace=encode.namespace)
+            dm = formulae.design_matrices(
+                encoded, as_frame(df), na_action="error", extra_namespace=encode.namespace
+            )
     except Exception as err:  # formulae raises many types; name the argument for the user
         raise InputError(
             f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..formula import RandomTermSpec
 from .checks import formulae_reason
-from .fixed import coefficient_name
+from .fixed import UsedRows, as_frame, coefficient_name
 
 __all__ = ["RandomTerm", "build_random_term", "group_codes", "z_matrix"]
 
@@ -67,7 +67,9 @@ def _level_str(v: object) -> str:
     return str(v)
 
 
-def group_codes(df: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+def group_codes(
+    df: pd.DataFrame | UsedRows, group_vars: tuple[str, ...]
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Level codes of the grouping factor g1:g2:...; unused combinations are dropped."""
     per_var = []
     for v in group_vars:
@@ -98,14 +100,14 @@ def group_codes(df: pd.DataFrame, group_vars: tuple[str, ...]) -> tuple[np.ndarr
     return codes.astype(np.int64), tuple(levels)
 
 
-def build_random_term(spec: RandomTermSpec, df: pd.DataFrame, encode) -> RandomTerm:
+def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode) -> RandomTerm:
     """Columns of ``spec`` evaluated by formulae (``encode`` applies the dummy coding)."""
     rhs = ("1" if spec.intercept else "0") + (f" + {spec.expr}" if spec.expr else "")
     if spec.expr:
         try:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by build_design
                 dm = formulae.design_matrices(
-                    encode(rhs), df, na_action="error", extra_namespace=encode.namespace
+                    encode(rhs), as_frame(df), na_action="error", extra_namespace=encode.namespace
                 )
         except Exception as err:
             raise InputError(

@@ -75,6 +75,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
     offset terms on newdata."""
     from ..design import new_data_design
     from ..design.checks import evaluate_offsets
+    from ..design.fixed import as_frame
 
     d = fit.design
     if newdata is None:
@@ -103,7 +104,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
             if not np.all(np.isfinite(off)):
                 raise InputError("offset: contains NaN or infinite values")
         if d.formula.offsets:
-            off = off + evaluate_offsets(d.formula.offsets, d.fixed.frame, pd.RangeIndex(n))
+            off = off + evaluate_offsets(d.formula.offsets, as_frame(d.fixed.frame), pd.RangeIndex(n))
         return d.X, None, off, d.subset
     if not isinstance(newdata, pd.DataFrame):
         raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
