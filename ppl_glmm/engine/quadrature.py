@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,7 @@ class QuadratureProblem(LaplaceProblem):
         self.n_agq = int(n_agq)
         self.z, gh_weights = gauss_hermite(self.n_agq)  # (self.w is the prior weights: set_data)
         self.log_w = np.log(gh_weights)
+        self._log_w_half_z2 = self.log_w + 0.5 * self.z**2  # log w_k + z_k^2 / 2
         self.group = re.cols[:, 0].copy()  # level of each row (internal order = original order)
         J = re.q
         # bin of entry (k, i) of a (K, n) node array: level of row i at node k
@@ -145,7 +147,7 @@ class QuadratureProblem(LaplaceProblem):
         s = 1.0 / np.sqrt(h)
         u = mode.u
         shift = s[:, None] * self.z[None, :]  # (J, K): u_jk - u~_j
-        eta_nodes = mode.eta[None, :] + (a[None, :] * shift[g].T)  # (K, n)
+        eta_nodes = mode.eta[None, :] + self.z[:, None] * (a * s[g])[None, :]  # (K, n)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 d = self._at_nodes(eta_nodes, phi)
@@ -154,24 +156,28 @@ class QuadratureProblem(LaplaceProblem):
             # link): the quadrature cannot be formed here; the outer line search steps back
             return self._failed(mode)
         l0 = d[0].reshape(K, n)
-        R = self._node_sums(l0 - mode.derivs[0][None, :]) - shift * (u[:, None] + 0.5 * shift)
-        R += 0.5 * self.z[None, :] ** 2
-        R = np.where(np.isnan(R), -np.inf, R)
-        A = self.log_w[None, :] + R
+        # R_jk = log of the integrand at node k over its value at the mode, plus z_k^2 / 2 (the
+        # Gaussian weight the rule carries); A = log w_k + R
+        A = self._node_sums(l0 - mode.derivs[0][None, :]) - shift * (u[:, None] + 0.5 * shift)
+        A += self._log_w_half_z2
+        A[np.isnan(A)] = -np.inf
         top = A.max(axis=1)
-        if not np.all(np.isfinite(top)):
+        if not math.isfinite(float(top.sum())):
             return self._failed(mode)
         E = np.exp(A - top[:, None])
         total = E.sum(axis=1)  # >= 1: the largest term is exp(0)
-        logM = top + np.log(total)  # log sum_k w_k exp(R_jk), without overflow
-        if not np.all(np.isfinite(logM)):
+        log_m = float((top + np.log(total)).sum())  # sum_j log sum_k w_k exp(R_jk), without overflow
+        if not math.isfinite(log_m):
             return self._failed(mode)
         pi = E / total[:, None]
-        used = (pi > 0)[g].T  # (K, n): nodes that carry weight
-        l1 = np.where(used, d[1].reshape(K, n), 0.0)
-        lp = np.where(used, d[2].reshape(K, n), 0.0) if self.has_phi else None
+        l1 = d[1].reshape(K, n)
+        lp = d[2].reshape(K, n) if self.has_phi else None
+        if not pi.all():  # nodes without weight (underflow) take no part in the gradient
+            used = (pi > 0)[g].T  # (K, n)
+            l1 = np.where(used, l1, 0.0)
+            lp = np.where(used, lp, 0.0) if lp is not None else None
         fields = _fields(mode)
-        fields["objective"] = mode.objective - float(logM.sum())
+        fields["objective"] = mode.objective - log_m
         return QuadratureMode(**fields, laplace=mode.objective, s=s, h=h, pi=pi, l1_nodes=l1, lp_nodes=lp)
 
     def _node_sums(self, M: np.ndarray) -> np.ndarray:
@@ -202,39 +208,43 @@ class QuadratureProblem(LaplaceProblem):
         t = self.theta_entries[0][0]  # the term's column: d a / d theta = s t
         phi_re = self.has_phi and getattr(self, "phi_scales_re", True)
 
-        # per parameter: e = d eta / d psi and a' = d a / d psi at fixed u; l'_psi, l''_psi at fixed eta
+        # per parameter: e = d eta / d psi and a' = d a / d psi at fixed u; l'_psi, l''_psi at fixed
+        # eta (the last column only, phi's: L1p = l_e,phi and L2p = l_ee,phi, zero elsewhere)
         P = p + 1 + int(self.has_phi)
-        E = np.zeros((n, P))
+        E = np.empty((n, P))
         Ap = np.zeros((n, P))
         E[:, :p] = X
         Ap[:, p] = scale * t
         E[:, p] = Ap[:, p] * ug
-        L1p = np.zeros((n, P))
-        L2p = np.zeros((n, P))
         if self.has_phi:
             if phi_re:
                 Ap[:, -1] = a
                 E[:, -1] = a * ug
-            L1p[:, -1] = mode.derivs[5]
-            L2p[:, -1] = mode.derivs[6]
+            else:
+                E[:, -1] = 0.0
 
         J = self.re.q
-        du = column_sums(g, -(c * a)[:, None] * E + a[:, None] * L1p + d1[:, None] * Ap, J) / h[:, None]
-        deta = E + a[:, None] * du[g]
-        dc = -d3[:, None] * deta - L2p
-        dh = column_sums(g, dc * (a * a)[:, None] + 2.0 * (c * a)[:, None] * Ap, J)
+        ca = c * a
+        M = d1[:, None] * Ap - ca[:, None] * E
+        if self.has_phi:
+            M[:, -1] += a * mode.derivs[5]
+        du = column_sums(g, M, J) / h[:, None]
+        dc = -d3[:, None] * (E + a[:, None] * du[g])
+        if self.has_phi:
+            dc[:, -1] -= mode.derivs[6]
+        dh = column_sums(g, dc * (a * a)[:, None] + 2.0 * ca[:, None] * Ap, J)
         ds = -0.5 * (s / h)[:, None] * dh
 
-        pig = pi[g]  # (n, K)
-        r = np.einsum("ik,ki->i", pig, mode.l1_nodes)  # sum_k pi l'(eta_ik)
-        r2 = s[g] * np.einsum("ik,k,ki->i", pig, z, mode.l1_nodes)  # s_j sum_k pi z_k l'(eta_ik)
-        u_nodes = mode.u[:, None] + s[:, None] * z[None, :]
-        dQ = self._node_sums(mode.l1_nodes * a[None, :]) - u_nodes  # Q'_jk
-        q1 = np.sum(pi * dQ, axis=1)
-        q2 = np.sum(pi * dQ * z[None, :], axis=1)
-        corr = (r - d1) @ E + r2 @ Ap + q1 @ du + q2 @ ds
+        l1 = mode.l1_nodes
+        pig = pi.T[:, g]  # (K, n): pi of each row's level
+        W = pig * l1
+        r = W.sum(axis=0)  # sum_k pi l'(eta_ik)
+        r2 = s[g] * (z @ W)  # s_j sum_k pi z_k l'(eta_ik)
+        dQ = self._node_sums(l1 * a[None, :]) - (mode.u[:, None] + s[:, None] * z[None, :])  # Q'_jk
+        V = pi * dQ
+        corr = (r - d1) @ E + r2 @ Ap + V.sum(axis=1) @ du + (V @ z) @ ds
         if self.has_phi:
-            corr[-1] += float(np.sum(np.einsum("ik,ki->i", pig, mode.lp_nodes) - mode.derivs[4]))
+            corr[-1] += float(np.sum(pig * mode.lp_nodes) - mode.derivs[4].sum())
         return grad - corr
 
 
