@@ -245,6 +245,25 @@ def test_gradient_with_a_dispersion_that_does_not_scale_the_random_effects():
     assert abs(f - lap.value(x)) > 1e-6
 
 
+def test_gradient_where_node_weights_underflow():
+    """Levels without a single count and a wide random-effects SD: at the far nodes exp(eta) is
+    huge, the nodes' weights pi_jk underflow to 0 and those nodes leave the gradient's sums."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(10), 5)
+    x = rng.normal(size=g.size)
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 1.0, 10)[g]))
+    y[g < 3] = 0  # three levels without a count
+    model = ppl_glmm.fitglme(
+        pd.DataFrame({"y": y, "x": x, "g": g.astype(str)}), "y ~ x + (1|g)", distribution="poisson"
+    )
+    _, (q,) = problems(model, [25])
+    xx = model._result.x + np.array([0.0, 0.0, 2.5])  # theta 2.5 above its estimate
+    assert np.sum(q.inner(*q.unpack(xx)).pi == 0) > 0  # measured: 19 of 250 weights
+    _, gq = q.value_and_grad(xx)
+    # measured: 2e-10 relative to max|g|
+    assert np.max(np.abs(gq - central_difference(q, xx))) < 2e-9 * np.max(np.abs(gq))
+
+
 def test_quadrature_converges_to_the_exact_integral(cbpp_laplace):
     """At fixed parameters the K-node objective tends to the marginal likelihood computed by
     one-dimensional integration (scipy's quad) of the binomial likelihood, constants included."""
