@@ -450,9 +450,12 @@ _SEPARATION_LINKS = {
 
 
 def _check_complete_with_groups(fixed: FixedDesign, terms, y, m, arg: str) -> None:
-    from .separation import find_complete_separation_with_groups
+    from .separation import find_complete_separation_with_groups, may_separate_completely
 
-    dz = find_complete_separation_with_groups(fixed.X, z_matrix(tuple(terms), len(y)), np.rint(y * m), m)
+    k = np.rint(y * m)
+    if not may_separate_completely(k, m):  # decided before Z is built (most data: a row with both)
+        return
+    dz = find_complete_separation_with_groups(fixed.X, z_matrix(tuple(terms), len(y)), k, m)
     if dz is None:
         return
     groups = [str(t.spec) for t in terms if np.any(dz[t.offset : t.offset + t.size] != 0)]

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..blas import blas_limit
 
-__all__ = ["Separation", "find_separation"]
+__all__ = ["Separation", "find_separation", "may_separate_completely"]
 
 _NEWTON_ITER = 30
 _STEP_TOL = 1e-8
@@ -164,6 +164,14 @@ def _complete(St: np.ndarray, a_eq) -> bool:
     return bool(res.status == 0 and -res.fun > 1e-9)
 
 
+def may_separate_completely(k: np.ndarray, m: np.ndarray) -> bool:
+    """Whether :func:`find_complete_separation_with_groups` has an LP to solve: no row has both
+    outcomes (such a row cannot be predicted exactly), and there are at most 2,000 rows (the LP
+    takes ~50 ms there; exact prediction of every row by the random effects is a small-data
+    problem)."""
+    return k.size <= _COMPLETE_MAX_ROWS and not np.any((k > 0) & (k < m))
+
+
 def find_complete_separation_with_groups(X: np.ndarray, Z, k: np.ndarray, m: np.ndarray) -> np.ndarray | None:
     """Binomial rows predicted exactly by fixed and random effects together: a direction ``d`` with
     ``s_i [X Z]_i d > 0`` on every row (``s_i = +1`` all successes, ``-1`` all failures).
@@ -176,13 +184,11 @@ def find_complete_separation_with_groups(X: np.ndarray, Z, k: np.ndarray, m: np.
     from scipy.optimize import linprog
 
     k = np.asarray(k, dtype=float)
-    if np.any((k > 0) & (k < m)):  # a row with both outcomes cannot be predicted exactly
+    if not may_separate_completely(k, m):
         return None
     sign = np.where(k >= m, 1.0, -1.0)
     n, p = X.shape
     q = Z.shape[1]
-    if n > _COMPLETE_MAX_ROWS:  # the LP takes ~50 ms at 2,000 rows; exact prediction of every row
-        return None  # by the random effects is a small-data problem
     scale = np.max(np.abs(X), axis=0)
     scale[scale == 0] = 1.0
     A = sp.hstack([sp.csr_matrix(X / scale), sp.csr_matrix(Z)]).tocsr()
