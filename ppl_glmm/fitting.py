@@ -208,8 +208,8 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         with np.errstate(all="ignore"):
             eta0 = d.X @ beta0 + d.offset
             mu = ws.dist.clip_mean(ws.link.inverse_np(eta0))
-            if problem.phi_scales_re:
-                mu = _within_level_means(ws, y, eta0, mu)
+            if problem.phi_scales_re and getattr(problem, "profile_phi", None) is None:
+                mu = _within_level_means(ws, y, eta0, mu)  # (a profiled phi is replaced below)
             value = ws.dist.ancillary_start(y, mu, d.weights)
         parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
     problem.beta_start = beta0
