@@ -37,9 +37,12 @@ random effects (``phi_scales_re``, the normal family), a' = e = 0 when phi enter
 likelihood. At the z = 0 node Q'_jk = Q'(u~_j) is the inner step's residual, which the Laplace
 gradient (envelope step) drops; keeping it corrects the gradient to first order in that residual
 (errors of ~1e-6 at a badly scaled mode fall to ~1e-9), so with K = 1 the gradient is Laplace's
-minus sum_j Q'(u~_j) du~_j, equal to it to the inner precision. Cost of one evaluation: the inner step,
-the Laplace gradient, one call of the compiled observation function on the n K node values of eta,
-and O(n (K + P)) NumPy work for P outer parameters; no finite differences.
+minus sum_j Q'(u~_j) du~_j, equal to it to the inner precision.
+
+Cost of one evaluation: the inner step, one call of the compiled observation function on the n K
+node values of eta, and three Numba kernels (:mod:`._quadrature_kernels`, O(n (K + P)) for P outer
+parameters): the node values, the node weights, and the whole gradient (this scalar term's Laplace
+gradient and the correction) in two passes over the rows; no finite differences.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import numpy as np
 from ..errors import InputError
 from ..pymc_model import ObservationFunction
 from .laplace import InnerMode, LaplaceProblem, _invalid_parameter_errors
-from .structure import REStructure, column_sums
+from .structure import REStructure
 
 __all__ = ["QuadratureMode", "QuadratureProblem", "gauss_hermite"]
 
@@ -115,13 +118,13 @@ class QuadratureProblem(LaplaceProblem):
         # taking (K, n) node values with the data broadcast (observation_function(orders=1))
         self.nodes = nodes
         self.n_agq = int(n_agq)
-        self.z, gh_weights = gauss_hermite(self.n_agq)  # (self.w is the prior weights: set_data)
+        z, gh_weights = gauss_hermite(self.n_agq)  # (self.w is the prior weights: set_data)
+        self.z = z.copy()  # writable: the kernels take writable arrays (one compiled signature)
         self.log_w = np.log(gh_weights)
         self._log_w_half_z2 = self.log_w + 0.5 * self.z**2  # log w_k + z_k^2 / 2
-        self.group = re.cols[:, 0].copy()  # level of each row (internal order = original order)
-        J = re.q
-        # bin of entry (k, i) of a (K, n) node array: level of row i at node k
-        self._node_bins = (np.arange(self.n_agq)[:, None] * J + self.group[None, :]).ravel()
+        self.group = np.ascontiguousarray(re.cols[:, 0], dtype=np.int64)  # level of each row
+        self._X = np.ascontiguousarray(X, dtype=float)  # the kernels' layout
+        self._t = np.ascontiguousarray(self.theta_entries[0][0], dtype=float)  # d a / d theta = s t
 
     def _at_nodes(self, eta_nodes: np.ndarray, phi: float) -> list[np.ndarray]:
         """[l, l_e, (l_phi)] at a (K, n) array of eta, the (n,) data broadcast over the nodes."""
@@ -140,14 +143,9 @@ class QuadratureProblem(LaplaceProblem):
         return self._quadrature(mode, phi)
 
     def _quadrature(self, mode: InnerMode, phi: float) -> QuadratureMode:
-        K, g, n = self.n_agq, self.group, self.re.n
-        a = mode.avals[:, 0]
+        k = _kernels()
         c = -mode.derivs[2]
-        h = 1.0 + np.bincount(g, weights=c * a * a, minlength=self.re.q)  # = diag(H) (1 x 1 blocks)
-        s = 1.0 / np.sqrt(h)
-        u = mode.u
-        shift = s[:, None] * self.z[None, :]  # (J, K): u_jk - u~_j
-        eta_nodes = mode.eta[None, :] + self.z[:, None] * (a * s[g])[None, :]  # (K, n)
+        h, s, eta_nodes = k.node_etas(mode.eta, mode.avals[:, 0], c, self.group, self.z, self.re.q)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 d = self._at_nodes(eta_nodes, phi)
@@ -155,35 +153,15 @@ class QuadratureProblem(LaplaceProblem):
             # a node outside the likelihood's support (e.g. a negative Poisson mean on an identity
             # link): the quadrature cannot be formed here; the outer line search steps back
             return self._failed(mode)
-        l0 = d[0].reshape(K, n)
-        # R_jk = log of the integrand at node k over its value at the mode, plus z_k^2 / 2 (the
-        # Gaussian weight the rule carries); A = log w_k + R
-        A = self._node_sums(l0 - mode.derivs[0][None, :]) - shift * (u[:, None] + 0.5 * shift)
-        A += self._log_w_half_z2
-        A[np.isnan(A)] = -np.inf
-        top = A.max(axis=1)
-        if not math.isfinite(float(top.sum())):
-            return self._failed(mode)
-        E = np.exp(A - top[:, None])
-        total = E.sum(axis=1)  # >= 1: the largest term is exp(0)
-        log_m = float((top + np.log(total)).sum())  # sum_j log sum_k w_k exp(R_jk), without overflow
+        log_m, pi = k.node_weights(
+            d[0], mode.derivs[0], self.group, s, mode.u, self.z, self._log_w_half_z2, self.re.q
+        )
         if not math.isfinite(log_m):
             return self._failed(mode)
-        pi = E / total[:, None]
-        l1 = d[1].reshape(K, n)
-        lp = d[2].reshape(K, n) if self.has_phi else None
-        if not pi.all():  # nodes without weight (underflow) take no part in the gradient
-            used = (pi > 0)[g].T  # (K, n)
-            l1 = np.where(used, l1, 0.0)
-            lp = np.where(used, lp, 0.0) if lp is not None else None
         fields = _fields(mode)
         fields["objective"] = mode.objective - log_m
-        return QuadratureMode(**fields, laplace=mode.objective, s=s, h=h, pi=pi, l1_nodes=l1, lp_nodes=lp)
-
-    def _node_sums(self, M: np.ndarray) -> np.ndarray:
-        """(J, K) sums over each level's rows of a (K, n) array of node values."""
-        J, K = self.re.q, self.n_agq
-        return np.bincount(self._node_bins, weights=M.ravel(), minlength=J * K).reshape(K, J).T
+        lp = d[2] if self.has_phi else _EMPTY_NODES
+        return QuadratureMode(**fields, laplace=mode.objective, s=s, h=h, pi=pi, l1_nodes=d[1], lp_nodes=lp)
 
     @staticmethod
     def _failed(mode: InnerMode) -> QuadratureMode:
@@ -193,59 +171,47 @@ class QuadratureProblem(LaplaceProblem):
 
     # ---- gradient -------------------------------------------------------------------------
     def gradient(self, mode: InnerMode, phi: float) -> np.ndarray:
-        """Exact gradient of the quadrature objective (module docstring)."""
-        grad = super().gradient(mode, phi, residual=False)  # the Laplace part; the residual is in corr
+        """Exact gradient of the quadrature objective (module docstring), Laplace part included,
+        in one kernel pass; sets ``mode.dv`` as :meth:`LaplaceProblem.gradient` does."""
         if not isinstance(mode, QuadratureMode) or mode.pi is None:
-            return grad
-        g, X, z = self.group, self.X, self.z
-        d1, d3 = mode.derivs[1], mode.derivs[3]
-        c = -mode.derivs[2]
-        a = mode.avals[:, 0]
-        s, h, pi = mode.s, mode.h, mode.pi
-        ug = mode.u[g]
-        n, p = self.re.n, self.p
-        scale = self._re_scale(phi)
-        t = self.theta_entries[0][0]  # the term's column: d a / d theta = s t
-        phi_re = self.has_phi and getattr(self, "phi_scales_re", True)
+            return super().gradient(mode, phi)
+        dv_ = mode.derivs
+        if self.has_phi:
+            d4, d5, d6 = dv_[4], dv_[5], dv_[6]
+        else:
+            d4 = d5 = d6 = _EMPTY
+        grad, mode.dv = _kernels().scalar_gradient(
+            self._X,
+            self.group,
+            mode.avals[:, 0],
+            -dv_[2],
+            dv_[1],
+            dv_[3],
+            mode.u,
+            mode.h,
+            mode.s,
+            self._t,
+            self._re_scale(phi),
+            bool(self.has_phi and getattr(self, "phi_scales_re", True)),
+            d4,
+            d5,
+            d6,
+            mode.pi,
+            self.z,
+            mode.l1_nodes,
+            mode.lp_nodes,
+        )
+        return grad
 
-        # per parameter: e = d eta / d psi and a' = d a / d psi at fixed u; l'_psi, l''_psi at fixed
-        # eta (the last column only, phi's: L1p = l_e,phi and L2p = l_ee,phi, zero elsewhere)
-        P = p + 1 + int(self.has_phi)
-        E = np.empty((n, P))
-        Ap = np.zeros((n, P))
-        E[:, :p] = X
-        Ap[:, p] = scale * t
-        E[:, p] = Ap[:, p] * ug
-        if self.has_phi:
-            if phi_re:
-                Ap[:, -1] = a
-                E[:, -1] = a * ug
-            else:
-                E[:, -1] = 0.0
 
-        J = self.re.q
-        ca = c * a
-        M = d1[:, None] * Ap - ca[:, None] * E
-        if self.has_phi:
-            M[:, -1] += a * mode.derivs[5]
-        du = column_sums(g, M, J) / h[:, None]
-        dc = -d3[:, None] * (E + a[:, None] * du[g])
-        if self.has_phi:
-            dc[:, -1] -= mode.derivs[6]
-        dh = column_sums(g, dc * (a * a)[:, None] + 2.0 * ca[:, None] * Ap, J)
-        ds = -0.5 * (s / h)[:, None] * dh
+_EMPTY = np.empty(0)  # (the kernels compile once per argument type: these are writable arrays)
+_EMPTY_NODES = np.empty((0, 0))
 
-        l1 = mode.l1_nodes
-        pig = pi.T[:, g]  # (K, n): pi of each row's level
-        W = pig * l1
-        r = W.sum(axis=0)  # sum_k pi l'(eta_ik)
-        r2 = s[g] * (z @ W)  # s_j sum_k pi z_k l'(eta_ik)
-        dQ = self._node_sums(l1 * a[None, :]) - (mode.u[:, None] + s[:, None] * z[None, :])  # Q'_jk
-        V = pi * dQ
-        corr = (r - d1) @ E + r2 @ Ap + V.sum(axis=1) @ du + (V @ z) @ ds
-        if self.has_phi:
-            corr[-1] += float(np.sum(pig * mode.lp_nodes) - mode.derivs[4].sum())
-        return grad - corr
+
+def _kernels():
+    from . import _quadrature_kernels
+
+    return _quadrature_kernels
 
 
 _INNER_FIELDS = tuple(f.name for f in dataclasses.fields(InnerMode))
