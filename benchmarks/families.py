@@ -79,6 +79,14 @@ CASES: dict[str, tuple] = {
         {"distribution": "poisson", "fit_method": "quadrature", "n_agq": 25},
         ("glmer_nAGQ25_agq_poisson",),
     ),
+    # not a target row: the same 180 rows fitted by Laplace (the core method) against glmer's
+    # Laplace, the yardstick of what a fit of this size costs apart from the quadrature
+    "agq_poisson_laplace": (
+        lambda: pd.read_csv(DATA / "agq_poisson.csv"),
+        "y ~ x + (1|g)",
+        {"distribution": "poisson"},
+        ("glmer_laplace_agq_poisson",),
+    ),
     "agq_large_nagq9": (
         lambda: pd.read_csv(DATA / "agq_large.csv"),
         "y ~ x + (1|g)",

@@ -59,6 +59,7 @@ cases <- list(
   glmmTMB_nbinom2_nb_single = function() glmmTMB(y ~ x + (1 | g), nb_single, family = nbinom2),
   glmer_nb_nb_single = function() glmer.nb(y ~ x + (1 | g), data = nb_single),
   glmer_nAGQ25_agq_poisson = function() glmer(y ~ x + (1 | g), agq_poisson, family = poisson, nAGQ = 25),
+  glmer_laplace_agq_poisson = function() glmer(y ~ x + (1 | g), agq_poisson, family = poisson),
   glmer_nAGQ9_agq_large = function() glmer(y ~ x + (1 | g), agq_large, family = binomial, nAGQ = 9),
   glmer_nAGQ25_agq_large = function() glmer(y ~ x + (1 | g), agq_large, family = binomial, nAGQ = 25),
   glmer_nAGQ9_cbpp = function() glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
