@@ -175,18 +175,18 @@ class QuadratureProblem(LaplaceProblem):
         in one kernel pass; sets ``mode.dv`` as :meth:`LaplaceProblem.gradient` does."""
         if not isinstance(mode, QuadratureMode) or mode.pi is None:
             return super().gradient(mode, phi)
-        dv_ = mode.derivs
+        der = mode.derivs  # l, l', l'', l''' (and l_phi, l'_phi, l''_phi) at the mode
         if self.has_phi:
-            d4, d5, d6 = dv_[4], dv_[5], dv_[6]
+            d4, d5, d6 = der[4], der[5], der[6]
         else:
             d4 = d5 = d6 = _EMPTY
         grad, mode.dv = _kernels().scalar_gradient(
             self._X,
             self.group,
             mode.avals[:, 0],
-            -dv_[2],
-            dv_[1],
-            dv_[3],
+            -der[2],
+            der[1],
+            der[3],
             mode.u,
             mode.h,
             mode.s,
