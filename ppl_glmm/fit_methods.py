@@ -111,10 +111,10 @@ _PL_OPTIONS = ("dispersion_flag", "pl_iterations", "pl_tolerance", "mu_start")
 PL_FAMILIES = ("normal", "binomial", "poisson", "gamma", "inverse_gaussian")  # MATLAB's
 
 
-def _quadrature_problem(X, re, obs, settings: FitSettings, nodes=None):
+def _quadrature_problem(X, re, obs, settings: FitSettings, nodes=None, kernels=False):
     from .engine.quadrature import QuadratureProblem
 
-    return QuadratureProblem(X, re, obs, settings.n_agq, nodes=nodes)
+    return QuadratureProblem(X, re, obs, settings.n_agq, nodes=nodes, kernels=kernels)
 
 
 def _check_quadrature(design, dist, settings: FitSettings) -> None:

@@ -115,7 +115,9 @@ class Workspace:
             method = METHODS[fit_method]
             mode = engine_mode(self.design.n)  # one backend for both functions (one start-up)
             obs = observation_function(self, mode)
-            extra = {"nodes": observation_function(self, mode, orders=1)} if method.node_function else {}
+            extra = {}
+            if method.node_function:  # (quadrature: its Numba kernels only where Numba is loaded anyway)
+                extra = {"nodes": observation_function(self, mode, orders=1), "kernels": mode is None}
             problem = method.problem(self.design.X, self.re, obs, settings, **extra)
             problem.set_pattern(self.patterns.engine_map)
             return problem

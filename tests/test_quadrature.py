@@ -65,13 +65,18 @@ def fit(case: str, K: int, **extra):
     return ppl_glmm.fitglme(load(), formula, fit_method="quadrature", n_agq=K, **kw, **extra)
 
 
-def problems(model, Ks):
-    """Laplace and quadrature problems (K in Ks) loaded with the model's data."""
+def problems(model, Ks, kernels: bool | None = None):
+    """Laplace and quadrature problems (K in Ks) loaded with the model's data; ``kernels`` forces
+    the quadrature's Numba kernels (True) or its NumPy steps (False)."""
     ws = model._ws
     d = ws.design
     k = ws.dist.observed_value(model._result.y, d.weights, d.binomial_size)
     lap = ws.new_problem("laplace", k, swap=False)
-    return lap, [ws.new_problem("quadrature", k, swap=False, settings=FitSettings(n_agq=K)) for K in Ks]
+    qs = [ws.new_problem("quadrature", k, swap=False, settings=FitSettings(n_agq=K)) for K in Ks]
+    if kernels is not None:
+        for q in qs:
+            q.kernels = kernels
+    return lap, qs
 
 
 def central_difference(problem, x, step=1e-4):
@@ -183,11 +188,12 @@ def _gradient_cases():
     }
 
 
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "numba"])
 @pytest.mark.parametrize("case", list(_gradient_cases()))
-def test_gradient_matches_central_differences(case):
+def test_gradient_matches_central_differences(case, kernels):
     load, formula, kw, dx = _gradient_cases()[case]
     model = ppl_glmm.fitglme(load(), formula, **kw)
-    lap, qs = problems(model, [9, 25])
+    lap, qs = problems(model, [9, 25], kernels=kernels)
     x = model._result.x + np.asarray(dx)  # away from the optimum: every component non-zero
     for q in qs:
         f, g = q.value_and_grad(x)
@@ -201,14 +207,15 @@ def test_gradient_matches_central_differences(case):
             assert abs(f - f_l) > 1e-3
 
 
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "numba"])
 @pytest.mark.parametrize("case", ["gamma", "negative_binomial", "normal_log", "binomial_covariate"])
-def test_one_node_gradient_is_the_laplace_gradient_for_every_outer_column(case):
-    """With K = 1 the quadrature kernel's gradient (its own scalar-term Laplace gradient, in one
-    pass) equals the general Laplace gradient: phi scaling the random effects (gamma, normal),
-    phi in the likelihood only (NB), a covariate as the term's column."""
+def test_one_node_gradient_is_the_laplace_gradient_for_every_outer_column(case, kernels):
+    """With K = 1 the quadrature's gradient (its own scalar-term Laplace gradient, in the Numba
+    kernel and in NumPy) equals the general Laplace gradient: phi scaling the random effects
+    (gamma, normal), phi in the likelihood only (NB), a covariate as the term's column."""
     load, formula, kw, dx = _gradient_cases()[case]
     model = ppl_glmm.fitglme(load(), formula, **kw)
-    lap, (q1,) = problems(model, [1])
+    lap, (q1,) = problems(model, [1], kernels=kernels)
     x = model._result.x + np.asarray(dx)
     mode_l, g_l = lap.mode_and_gradient(x)
     mode_q, g_q = q1.mode_and_gradient(x)
@@ -264,9 +271,50 @@ def test_gradient_with_a_dispersion_that_does_not_scale_the_random_effects():
     assert abs(f - lap.value(x)) > 1e-6
 
 
-def test_gradient_where_node_weights_underflow():
-    """Levels without a single count and a wide random-effects SD: at the far nodes exp(eta) is
-    huge, the nodes' weights pi_jk underflow to 0 and those nodes leave the gradient's sums."""
+@pytest.mark.parametrize("case", [*_gradient_cases(), "underflow"])
+def test_numba_kernels_equal_the_numpy_steps(case):
+    """The two implementations of the quadrature's steps (Numba kernels above 1,000 rows, NumPy on
+    the C backend) agree: objective, node weights, gradient and the mode's slope, at K = 9 and 25
+    away from the optimum (and where node weights underflow)."""
+    if case == "underflow":
+        model, xx = _underflow_model()
+    else:
+        load, formula, kw, dx = _gradient_cases()[case]
+        model = ppl_glmm.fitglme(load(), formula, **kw)
+        xx = model._result.x + np.asarray(dx)
+    _, (q9, q25) = problems(model, [9, 25], kernels=False)
+    _, (k9, k25) = problems(model, [9, 25], kernels=True)
+    for q, k in ((q9, k9), (q25, k25)):
+        mq, gq = q.mode_and_gradient(xx)
+        mk, gk = k.mode_and_gradient(xx)
+        # measured: objectives identical, weights to 2.2e-16, gradients to 3.3e-15 relative, dv 2.7e-16
+        assert mk.objective == pytest.approx(mq.objective, rel=1e-13)
+        assert np.max(np.abs(mk.pi - mq.pi)) < 1e-13
+        assert np.max(np.abs(gk - gq)) < 1e-12 * np.max(np.abs(gq))
+        assert np.max(np.abs(mk.dv - mq.dv)) < 1e-12 * np.max(np.abs(mq.dv))
+
+
+def test_a_fit_on_the_kernels_equals_the_fit_on_numpy(monkeypatch):
+    """Where the fit's functions run on Numba (engine_mode None: more than 1,000 rows by default)
+    the quadrature uses its kernels; the fit ends where the NumPy fit does (the two paths' rounding
+    differs, so the optimiser's last steps may)."""
+    import ppl_glmm.fitting as fitting
+    from ppl_glmm.backend import C_MODE
+
+    small = fit("cbpp_agq", 9)
+    assert small._ws._template("quadrature", FitSettings(n_agq=9)).kernels is False  # the C backend
+    real = fitting.observation_function
+    monkeypatch.setattr(fitting, "engine_mode", lambda points: None)
+    monkeypatch.setattr(fitting, "observation_function", lambda src, mode, **kw: real(src, C_MODE, **kw))
+    load, formula, kw = CASES["cbpp_agq"]
+    on_kernels = ppl_glmm.fitglme(load(), formula, fit_method="quadrature", n_agq=9, **kw)
+    assert on_kernels._ws._template("quadrature", FitSettings(n_agq=9)).kernels is True
+    assert on_kernels.log_likelihood == pytest.approx(small.log_likelihood, abs=1e-9)
+    np.testing.assert_allclose(on_kernels._result.x, small._result.x, rtol=1e-6, atol=1e-7)
+
+
+def _underflow_model():
+    """Levels without a single count, and theta 2.5 above its estimate (see below)."""
     rng = np.random.default_rng(1)
     g = np.repeat(np.arange(10), 5)
     x = rng.normal(size=g.size)
@@ -275,8 +323,15 @@ def test_gradient_where_node_weights_underflow():
     model = ppl_glmm.fitglme(
         pd.DataFrame({"y": y, "x": x, "g": g.astype(str)}), "y ~ x + (1|g)", distribution="poisson"
     )
-    _, (q,) = problems(model, [25])
-    xx = model._result.x + np.array([0.0, 0.0, 2.5])  # theta 2.5 above its estimate
+    return model, model._result.x + np.array([0.0, 0.0, 2.5])
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "numba"])
+def test_gradient_where_node_weights_underflow(kernels):
+    """Levels without a single count and a wide random-effects SD: at the far nodes exp(eta) is
+    huge, the nodes' weights pi_jk underflow to 0 and those nodes leave the gradient's sums."""
+    model, xx = _underflow_model()
+    _, (q,) = problems(model, [25], kernels=kernels)
     assert np.sum(q.inner(*q.unpack(xx)).pi == 0) > 0  # measured: 19 of 250 weights
     _, gq = q.value_and_grad(xx)
     # measured: 2e-10 relative to max|g|

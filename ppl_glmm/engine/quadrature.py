@@ -40,9 +40,12 @@ gradient (envelope step) drops; keeping it corrects the gradient to first order 
 minus sum_j Q'(u~_j) du~_j, equal to it to the inner precision.
 
 Cost of one evaluation: the inner step, one call of the compiled observation function on the n K
-node values of eta, and three Numba kernels (:mod:`._quadrature_kernels`, O(n (K + P)) for P outer
-parameters): the node values, the node weights, and the whole gradient (this scalar term's Laplace
-gradient and the correction) in two passes over the rows; no finite differences.
+node values of eta, and three steps of O(n (K + P)) for P outer parameters: the node values, the
+node weights, and the whole gradient (this scalar term's Laplace gradient and the correction); no
+finite differences. The steps are Numba kernels (:mod:`._quadrature_kernels`, one or two passes
+over the rows) where the fit's functions run on Numba (more than ``backend.C_MAX_POINTS`` rows,
+by default), and NumPy (:mod:`._quadrature_numpy`, ~0.2 ms more per evaluation of a small model)
+on the C backend, whose point is that a new process need not import Numba.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class QuadratureProblem(LaplaceProblem):
         obs: ObservationFunction,
         n_agq: int,
         nodes: ObservationFunction,
+        kernels: bool = False,
     ):
         if len(re.T) != 1 or re.m != 1:
             raise InputError(
@@ -117,6 +121,9 @@ class QuadratureProblem(LaplaceProblem):
         # at the nodes only l, l_e (and l_p) are needed: a function compiled without l_ee, l_eee,
         # taking (K, n) node values with the data broadcast (observation_function(orders=1))
         self.nodes = nodes
+        # the Numba kernels where the fit's functions run on Numba anyway; NumPy on the C backend,
+        # so that a small fit in a new process does not import Numba (fitting.Workspace._template)
+        self.kernels = bool(kernels)
         self.n_agq = int(n_agq)
         z, gh_weights = gauss_hermite(self.n_agq)  # (self.w is the prior weights: set_data)
         self.z = z.copy()  # writable: the kernels take writable arrays (one compiled signature)
@@ -143,7 +150,7 @@ class QuadratureProblem(LaplaceProblem):
         return self._quadrature(mode, phi)
 
     def _quadrature(self, mode: InnerMode, phi: float) -> QuadratureMode:
-        k = _kernels()
+        k = self._steps()
         c = -mode.derivs[2]
         h, s, eta_nodes = k.node_etas(mode.eta, mode.avals[:, 0], c, self.group, self.z, self.re.q)
         try:
@@ -169,10 +176,20 @@ class QuadratureProblem(LaplaceProblem):
         fields["objective"] = np.inf
         return QuadratureMode(**fields, laplace=mode.objective)
 
+    def _steps(self):
+        """The module computing the node values, weights and gradient: the Numba kernels or NumPy."""
+        if self.kernels:
+            from . import _quadrature_kernels
+
+            return _quadrature_kernels
+        from . import _quadrature_numpy
+
+        return _quadrature_numpy
+
     # ---- gradient -------------------------------------------------------------------------
     def gradient(self, mode: InnerMode, phi: float) -> np.ndarray:
-        """Exact gradient of the quadrature objective (module docstring), Laplace part included,
-        in one kernel pass; sets ``mode.dv`` as :meth:`LaplaceProblem.gradient` does."""
+        """Exact gradient of the quadrature objective (module docstring), Laplace part included;
+        sets ``mode.dv`` as :meth:`LaplaceProblem.gradient` does."""
         if not isinstance(mode, QuadratureMode) or mode.pi is None:
             return super().gradient(mode, phi)
         der = mode.derivs  # l, l', l'', l''' (and l_phi, l'_phi, l''_phi) at the mode
@@ -180,7 +197,7 @@ class QuadratureProblem(LaplaceProblem):
             d4, d5, d6 = der[4], der[5], der[6]
         else:
             d4 = d5 = d6 = _EMPTY
-        grad, mode.dv = _kernels().scalar_gradient(
+        grad, mode.dv = self._steps().scalar_gradient(
             self._X,
             self.group,
             mode.avals[:, 0],
@@ -206,12 +223,6 @@ class QuadratureProblem(LaplaceProblem):
 
 _EMPTY = np.empty(0)  # (the kernels compile once per argument type: these are writable arrays)
 _EMPTY_NODES = np.empty((0, 0))
-
-
-def _kernels():
-    from . import _quadrature_kernels
-
-    return _quadrature_kernels
 
 
 _INNER_FIELDS = tuple(f.name for f in dataclasses.fields(InnerMode))
