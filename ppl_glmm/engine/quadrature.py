@@ -182,9 +182,13 @@ class QuadratureProblem(LaplaceProblem):
             from . import _quadrature_kernels
 
             return _quadrature_kernels
-        from . import _quadrature_numpy
+        steps = self.__dict__.get("_numpy_steps")
+        if steps is None or steps.K != self.n_agq:
+            from ._quadrature_numpy import NumpySteps
 
-        return _quadrature_numpy
+            P = self.p + 1 + int(self.has_phi)
+            steps = self._numpy_steps = NumpySteps(self.group, self.n_agq, self.re.q, P)
+        return steps
 
     # ---- gradient -------------------------------------------------------------------------
     def gradient(self, mode: InnerMode, phi: float) -> np.ndarray:
