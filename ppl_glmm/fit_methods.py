@@ -71,7 +71,9 @@ class FitMethod:
     families: tuple[str, ...] | None = None
     options: tuple[str, ...] = ()
     check: Callable[..., None] | None = None
-    node_function: bool = False  # the problem also takes ``nodes=``: l and l_e only (orders=1)
+    # the problem also takes ``nodes=`` (l and l_e only, orders=1) and ``kernels=`` (the fit runs on
+    # Numba: its own Numba kernels cost no extra start-up)
+    node_function: bool = False
 
 
 def _laplace_problem(inner_beta: bool):

@@ -44,7 +44,7 @@ node values of eta, and three steps of O(n (K + P)) for P outer parameters: the 
 node weights, and the whole gradient (this scalar term's Laplace gradient and the correction); no
 finite differences. The steps are Numba kernels (:mod:`._quadrature_kernels`, one or two passes
 over the rows) where the fit's functions run on Numba (more than ``backend.C_MAX_POINTS`` rows,
-by default), and NumPy (:mod:`._quadrature_numpy`, ~0.2 ms more per evaluation of a small model)
+by default), and NumPy (:mod:`._quadrature_numpy`, ~0.1 ms more per evaluation of a small model)
 on the C backend, whose point is that a new process need not import Numba.
 """
 
@@ -177,7 +177,8 @@ class QuadratureProblem(LaplaceProblem):
         return QuadratureMode(**fields, laplace=mode.objective)
 
     def _steps(self):
-        """The module computing the node values, weights and gradient: the Numba kernels or NumPy."""
+        """What computes the node values, weights and gradient: the Numba kernels' module, or this
+        problem's :class:`NumpySteps` (made on first use)."""
         if self.kernels:
             from . import _quadrature_kernels
 
