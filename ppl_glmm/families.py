@@ -57,6 +57,9 @@ class Link:
     mu_eta_np: Callable | None = None  # d mu / d eta = 1 / g'(mu), in NumPy
     power: float | None = None  # exponent of a power link g(mu) = mu^power
     builtin: bool = True
+    # eta has no units (log: log-ratios; logit, probit, ...: bounded means): the default start of
+    # the random effects' SDs, 1 / rms of their columns, is on the right scale
+    scale_free: bool = False
 
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         """d mu / d eta at ``eta`` (NumPy): 1 / g'(mu), used for Fisher weights."""
@@ -166,7 +169,7 @@ def poisson_logp(value, mu):
 
 LINKS: dict[str, Link] = {
     "identity": Link("identity", lambda e: e, lambda e: e, lambda m: m, None, np.ones_like),
-    "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log, None, np.exp),
+    "log": Link("log", lambda e: _pt().exp(e), np.exp, np.log, None, np.exp, scale_free=True),
     "logit": Link(
         "logit",
         lambda e: _pt().sigmoid(e),
@@ -174,6 +177,7 @@ LINKS: dict[str, Link] = {
         sps.logit,
         lambda e: e,
         lambda e: sps.expit(e) * sps.expit(-e),
+        scale_free=True,
     ),
     "probit": Link(
         "probit",
@@ -182,6 +186,7 @@ LINKS: dict[str, Link] = {
         sps.ndtri,
         _probit_logit,
         lambda e: np.exp(-0.5 * e * e) / math.sqrt(2.0 * math.pi),
+        scale_free=True,
     ),
     "comploglog": Link(
         "comploglog",
@@ -190,6 +195,7 @@ LINKS: dict[str, Link] = {
         lambda m: np.log(-np.log1p(-m)),
         _cloglog_logit,
         lambda e: np.exp(e - np.exp(e)),
+        scale_free=True,
     ),
     "loglog": Link(
         "loglog",
@@ -198,6 +204,7 @@ LINKS: dict[str, Link] = {
         lambda m: -np.log(-np.log(m)),
         _loglog_logit,
         lambda e: np.exp(-e - np.exp(-e)),
+        scale_free=True,
     ),
 }
 LINKS["reciprocal"] = Link(
@@ -450,6 +457,24 @@ def _nb_theta_start(y, mu, w):
     return float(np.sum(mu**2) / excess) if excess > 0 else 100.0
 
 
+NB_POISSON_LIMIT = 1e8  # theta beyond which NB2 and Poisson log-densities differ by < ~mu^2 / 1e8
+
+
+def _nb_theta_restart(y, mu, w, phi):
+    """log theta to fit again from when a fit ended at theta > ``NB_POISSON_LIMIT``, or None.
+
+    PyMC's NB2 log-density is the Poisson one above theta = 1e10, where it no longer depends on
+    theta: a first BFGS step from a start far below the optimum (log theta moved by ~30) can land
+    there, and the gradient test is then met at the Poisson fit (49 log-likelihood units below
+    glmmTMB's on one data set). If the counts are overdispersed about the fit's conditional means
+    mu (moment estimate finite and below the limit), the optimum is at a finite theta: restart."""
+    if phi <= np.log(NB_POISSON_LIMIT):
+        return None
+    excess = float(np.sum((y - mu) ** 2 - mu))
+    theta = float(np.sum(mu**2) / excess) if excess > 0 else np.inf
+    return float(np.log(theta)) if 0 < theta < NB_POISSON_LIMIT else None
+
+
 @dataclass(frozen=True)
 class Distribution:
     """One conditional distribution y | b: a declarative record (adding a family = one entry).
@@ -473,6 +498,9 @@ class Distribution:
     response: Callable = _counts_to_response
     ancillary: Ancillary | None = None
     ancillary_start: Callable | None = None
+    # (y, conditional means, w, phi) -> phi to fit again from, where phi ended in a region the
+    # likelihood does not depend on (negative binomial's Poisson limit), or None
+    ancillary_restart: Callable | None = None
     bad_links: tuple[str, ...] = ()  # links that are allowed with a warning (MATLAB)
     counts: bool = False  # observed values are integers (weights must be positive integers)
 
@@ -605,6 +633,7 @@ DISTRIBUTIONS: dict[str, Distribution] = {
         observed=_rint_counts,
         ancillary=_NB_THETA,
         ancillary_start=_nb_theta_start,
+        ancillary_restart=_nb_theta_restart,
         bad_links=("identity",),
         counts=True,
     ),

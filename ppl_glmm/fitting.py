@@ -138,10 +138,10 @@ class Workspace:
         """The engine's random-effects structure (shared by every problem of this design)."""
         return REStructure.from_terms(self.design.terms, self.design.n)
 
-    def start_cov(self) -> np.ndarray:
-        """The covariance parameters' start: each Lambda_r diagonal at 1 / rms of its column (see
-        ``ThetaLayout.start``), mapped to the patterns' parameters."""
-        theta = self.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in self.design.terms])
+    def start_cov(self, scale: float = 1.0) -> np.ndarray:
+        """The covariance parameters' start: each Lambda_r diagonal at ``scale`` / rms of its column
+        (see ``ThetaLayout.start``), mapped to the patterns' parameters."""
+        theta = scale * self.layout.start([np.sqrt(np.mean(t.T**2, axis=0)) for t in self.design.terms])
         return theta if self.patterns.is_identity else self.patterns.params_from_theta(theta)
 
     def cov_from_theta(self, theta: np.ndarray) -> np.ndarray:
@@ -181,8 +181,9 @@ class Workspace:
 def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitSettings) -> np.ndarray:
     """The outer optimiser's start: ``init_pl_iterations`` pseudo-likelihood iterations (MATLAB's
     start) when asked for; else the GLM fit (from least squares of g(mu_start) on X) for beta, each
-    random-effect SD at 1/rms of its column, sigma or theta from moments (the family's
-    ``ancillary_start``)."""
+    random-effect SD at 1/rms of its column (times the data's level SD on the link scale for a link
+    with units: :func:`_link_scale`), sigma or theta from moments about the level means (the
+    family's ``ancillary_start``)."""
     if settings.init_pl_iterations:
         try:
             return _pl_start(ws, problem, y, settings)
@@ -205,15 +206,21 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
     beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
-    parts.append(ws.start_cov())
+    phi0 = None
     if problem.has_phi:  # sigma or theta from moments at the GLM means
         with np.errstate(all="ignore"):
             eta0 = d.X @ beta0 + d.offset
             mu = ws.dist.clip_mean(ws.link.inverse_np(eta0))
-            if problem.phi_scales_re and getattr(problem, "profile_phi", None) is None:
+            if getattr(problem, "profile_phi", None) is None:
                 mu = _within_level_means(ws, y, eta0, mu)  # (a profiled phi is replaced below)
             value = ws.dist.ancillary_start(y, mu, d.weights)
-        parts.append([np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0])
+        phi0 = np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0
+    scale = _link_scale(ws, y, beta0)
+    if scale is not None and phi0 is not None and problem.phi_scales_re:
+        scale /= np.exp(phi0)  # theta is relative to sigma
+    parts.append(ws.start_cov(1.0 if scale is None else scale))
+    if phi0 is not None:
+        parts.append([phi0])
     problem.beta_start = beta0
     x0 = np.concatenate(parts)
     profile = getattr(problem, "profile_phi", None)
@@ -231,6 +238,41 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         x0[k : k + problem.n_cov] = ws.cov_from_theta(0.1 * problem.unpack(x0)[1])
     problem.u_start = np.zeros(problem.re.q)
     return x0
+
+
+def _link_scale(ws: Workspace, y: np.ndarray, beta0: np.ndarray) -> float | None:
+    """The SD of the first random-effects term's level effects on the link scale, for a link whose
+    scale has units (identity, reciprocal, power; custom links), where the default start of SDs
+    1 / rms of their columns ignores the data's scale (a gamma model with an identity link on a
+    response of ~1e6 started its SD ~1e6 times too small, where the likelihood is flat, and stayed
+    there). None (the default start) for a scale-free link (log, logit, probit, ...) and for the
+    linear mixed model, whose theta is relative to a sigma in the response's units.
+
+    One-way method of moments on the working residuals r_i = g'(mu_i) (y_i - mu_i) at the GLM fit
+    (the delta method): with level means rbar_j of n_j rows and the pooled within-level variance
+    s_w^2, sigma_b^2 = var_j(rbar_j) - mean_j(s_w^2 / n_j), at least a tenth of var_j(rbar_j)."""
+    if ws.link.scale_free or (ws.dist.name == "normal" and ws.link.name == "identity"):
+        return None
+    d = ws.design
+    codes, J = d.terms[0].codes, d.terms[0].n_levels
+    with np.errstate(all="ignore"):
+        eta = d.X @ beta0 + d.offset
+        mu = ws.dist.clip_mean(ws.link.inverse_np(eta))
+        r = (y - mu) / ws.link.mu_eta(eta)
+    ok = np.isfinite(r)
+    n_j = np.bincount(codes[ok], minlength=J).astype(float)
+    used = n_j > 0
+    if used.sum() < 2:
+        return None
+    means = np.bincount(codes[ok], weights=r[ok], minlength=J) / np.maximum(n_j, 1.0)
+    rbar = means[used]
+    within = r[ok] - means[codes[ok]]
+    df = ok.sum() - used.sum()
+    s2w = float(within @ within) / df if df > 0 else 0.0
+    between = float(np.var(rbar, ddof=1))
+    var_b = max(between - s2w * float(np.mean(1.0 / n_j[used])), 0.1 * between)
+    sd = float(np.sqrt(var_b))
+    return sd if np.isfinite(sd) and sd > 0 else None
 
 
 def _within_level_means(ws: Workspace, y: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -317,9 +359,39 @@ def _optimise(
     except PirlsFailure:
         x0 = _start(ws, problem, y, replace(settings, init_pl_iterations=0))
         summary, mode = minimize(problem, x0, callback=report)
+    summary, mode = _restart_from_limit(ws, problem, y, summary, mode, report)
     if report is not None:
         report.finish(summary)
     return summary, mode
+
+
+def _restart_from_limit(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, summary, mode, report):
+    """Fit again from the family's ``ancillary_restart`` when phi ended where the likelihood does
+    not depend on it (negative binomial at its Poisson limit); the better of the two fits."""
+    restart = ws.dist.ancillary_restart
+    if restart is None or not problem.has_phi:
+        return summary, mode
+    with np.errstate(all="ignore"):
+        mu = ws.dist.clip_mean(ws.link.inverse_np(mode.eta))
+    phi = restart(y, mu, ws.design.weights, float(summary.x[-1]))
+    if phi is None:
+        return summary, mode
+    x0 = summary.x.copy()
+    x0[-1] = phi
+    problem.u_start, problem.beta_start = mode.u.copy(), mode.beta.copy()
+    try:
+        again, mode2 = minimize(problem, x0, hess_inv0=initial_inverse_hessian(problem, x0), callback=report)
+    except PirlsFailure:
+        return summary, mode
+    if not again.objective < summary.objective:
+        return summary, mode
+    n = summary.n_evaluations + again.n_evaluations
+    return replace(
+        again,
+        n_evaluations=n,
+        message=again.message
+        + "; fitted again from the family's restart for phi (the first fit ended at its limit)",
+    ), mode2
 
 
 def fit(

@@ -387,10 +387,15 @@ def initial_inverse_hessian(problem: LaplaceProblem, x0: np.ndarray, step: float
             e = np.zeros(x0.size)
             e[j] = h
             H[k:, j] = (gradient(x0 + e)[k:] - g0[k:]) / h
-        # far from the optimum the covariance block can be indefinite: use |eigenvalues|
-        w, V = np.linalg.eigh(0.5 * (H[k:, k:] + H[k:, k:].T))
+        # far from the optimum the covariance block can be indefinite: use |eigenvalues|, of the
+        # block scaled to a unit diagonal, so that the floor does not depend on the parameters'
+        # units (theta in units of y on an identity link, phi a log: curvatures 1e10 apart)
+        B = 0.5 * (H[k:, k:] + H[k:, k:].T)
+        d = np.sqrt(np.abs(np.diag(B)))
+        d = np.where(d > 0, d, 1.0)
+        w, V = np.linalg.eigh(B / np.outer(d, d))
         floor = 1e-6 * max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
-        H[k:, k:] = (V * np.maximum(np.abs(w), floor)) @ V.T
+        H[k:, k:] = np.outer(d, d) * ((V * np.maximum(np.abs(w), floor)) @ V.T)
         np.linalg.cholesky(H)
         Hi = np.linalg.inv(H)
         return 0.5 * (Hi + Hi.T)
