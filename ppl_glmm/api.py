@@ -180,7 +180,7 @@ def _prepare(
         exclude=exclude,
         link=lnk,
     )
-    check_mu_start(opts, design.n, dist)
+    check_mu_start(opts, design.n, dist, lnk)
     if method.check is not None:
         method.check(design, dist, opts)
     patterns = parse_patterns(covariance_pattern, design.terms)

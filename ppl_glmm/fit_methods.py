@@ -283,7 +283,7 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
         if not (np.isfinite(v) and v > 0):
             raise InputError(f"pl_tolerance: must be a positive finite number, got {v}")
         out["pl_tolerance"] = float(v)
-    if "mu_start" in options:
+    if options.get("mu_start") is not None:  # (an explicit None: the default start)
         v = options["mu_start"]
         try:
             mu = np.asarray(v, dtype=float).reshape(-1)
@@ -298,9 +298,10 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
     return FitSettings(**out)
 
 
-def check_mu_start(settings: FitSettings, n: int, dist=None) -> None:
+def check_mu_start(settings: FitSettings, n: int, dist=None, link=None) -> None:
     """The options that depend on the data (known once the design is built): ``mu_start`` has one
-    value per row used, inside the family's open range of means (``dist.mean_range``);
+    value per row used, inside the family's open range of means (``dist.mean_range``) and the
+    link's domain (g(mu) finite: a negative mean under a log link);
     pseudo-likelihood starts (``init_pl_iterations``) exist for MATLAB's families only."""
     mu = settings.mu_start
     if mu is not None and mu.size != n:
@@ -316,6 +317,15 @@ def check_mu_start(settings: FitSettings, n: int, dist=None) -> None:
                 f"(first: position {bad[0]}, value {mu[bad[0]]:g}). Pass means inside the range, "
                 "or leave mu_start out for MATLAB's start"
             )
+        if link is not None:
+            with np.errstate(all="ignore"):
+                bad = np.flatnonzero(~np.isfinite(link.link_np(mu)))
+            if bad.size:
+                raise InputError(
+                    f"mu_start: the {link.name} link is not defined at {bad.size} value(s) "
+                    f"(first: position {bad[0]}, value {mu[bad[0]]:g}). Pass means in the link's "
+                    "domain, or leave mu_start out for MATLAB's start"
+                )
     if settings.init_pl_iterations and dist.name not in PL_FAMILIES:
         raise InputError(
             f"init_pl_iterations: pseudo-likelihood starts exist for {', '.join(PL_FAMILIES)}, "

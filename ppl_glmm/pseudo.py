@@ -40,7 +40,7 @@ import numpy as np
 from . import monitor
 from .backend import engine_mode
 from .blas import THREADS_ABOVE_DENSE, blas_limit
-from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure
+from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure, _invalid_parameter_errors
 from .engine.optimize import (
     OptimizationSummary,
     canonical_theta,
@@ -301,6 +301,15 @@ def fit_pseudo(
             raise FitError(
                 f"fit_method='{fit_method}': a pseudo-data linear mixed model cannot be fitted ({err}); "
                 "check for a predictor that separates the outcomes or means at the edge of their range"
+            ) from err
+        except (*_invalid_parameter_errors(), np.linalg.LinAlgError) as err:
+            # the iterations diverged: a pseudo-data fit put the linear predictor outside the link's
+            # domain (e.g. eta <= 0 under a reciprocal link), where the likelihood is undefined
+            start = "from the given mu_start" if settings.mu_start is not None else "from MATLAB's start"
+            raise FitError(
+                f"fit_method='{fit_method}': the pseudo-likelihood iterations diverged {start}: the "
+                f"linear predictor left the link's domain ({err}). Start from means closer to the "
+                "data (mu_start, or leave it out), or use fit_method='laplace'"
             ) from err
         if fit_method not in ws.hess_inv_start:
             with ws.lock:
