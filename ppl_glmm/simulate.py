@@ -45,6 +45,7 @@ class ForwardSampler:
     fn: Any
     rngs: list
     inputs: list[str]
+    guarded: bool = False  # a second output flags rows whose drawn mean is outside the family's range
     lock: Any = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -58,12 +59,13 @@ class ForwardSampler:
 
         params = graph.free_parameters
         constant = {v: v.get_value() for v in graph.containers.values()}
+        outputs = _guarded_response(graph)
         with warnings.catch_warnings():
             # PyTensor's Numba backend has no Wald sampler and says it falls back to object mode
             # (inverse Gaussian): a speed note for PyTensor's developers, not for our users
             warnings.filterwarnings("ignore", message=".*Numba will use object mode.*")
             fn, _ = compile_forward_sampling_function(
-                outputs=[graph.y],
+                outputs=outputs,
                 vars_in_trace=params,
                 basic_rvs=graph.model.basic_RVs,
                 constant_data=constant,
@@ -73,15 +75,60 @@ class ForwardSampler:
         COMPILE_COUNT["sampler"] += 1
         rngs = [s for s in fn.get_shared() if isinstance(s.type, RandomGeneratorType)]
         names = [i.variable.name for i in fn.maker.inputs if not i.shared]
-        return cls(fn, rngs, names)
+        return cls(fn, rngs, names, guarded=len(outputs) > 1)
 
-    def draw(self, values: dict[str, np.ndarray], seed: int) -> np.ndarray:
+    def draw(self, values: dict[str, np.ndarray], seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The observed values drawn, and a mask of the rows whose drawn mean is outside the
+        family's range (None where the link cannot leave it)."""
         from pymc.pytensorf import reseed_rngs
 
         with self.lock:
             reseed_rngs(self.rngs, seed)
             out = self.fn(**{k: values[k] for k in self.inputs})
-        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return np.asarray(out[0]), (np.asarray(out[1], dtype=bool) if self.guarded else None)
+
+
+def _guarded_response(graph: GLMMGraph) -> list:
+    """[y] to draw; for a link that can put the mean outside the family's range (identity,
+    reciprocal, power, custom links on a bounded range: gamma's mu = 1 / eta for eta <= 0),
+    [y drawn at a valid mean on those rows, the rows' mask]. PyMC's generators do not agree on
+    such means (gamma drew negative responses, the inverse Gaussian raised NumPy's 'mean <= 0');
+    the caller makes those rows NaN, as MATLAB's generators give. Scale-free links keep [y], so
+    their draws are unchanged."""
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import graph_replace
+
+    lo, hi = graph.dist.mean_range
+    if graph.link.scale_free or (np.isinf(lo) and np.isinf(hi)):
+        return [graph.y]
+    eta = graph.eta
+    mu = graph.link.inverse_pt(eta)
+    invalid = pt.or_(pt.or_(pt.isnan(mu), pt.lt(mu, lo)), pt.gt(mu, hi))
+    middle = 1.0 if np.isinf(hi) else 0.5 * (lo + hi)  # a valid mean for the flagged rows
+    with np.errstate(all="ignore"):
+        eta_valid = float(graph.link.link_np(np.array(middle)))
+    y = graph_replace([graph.y], {eta: pt.switch(invalid, eta_valid, eta)}, strict=False)[0]
+    return [y, invalid]
+
+
+def _invalid_to_nan(y: np.ndarray, invalid: np.ndarray | None, dist, link) -> np.ndarray:
+    """NaN where the drawn mean is outside the family's range, with a warning counting them."""
+    if invalid is None or not invalid.any():
+        return y
+    from .errors import GLMMWarning
+
+    y = np.array(y, dtype=float)
+    y[invalid] = np.nan
+    lo, hi = dist.mean_range
+    warnings.warn(
+        f"random: {int(invalid.sum())} of {invalid.size} drawn means fell outside the {dist.name} "
+        f"range ({lo:g}, {hi:g}) under the {link.name} link; those responses are NaN (as MATLAB's "
+        "generators give for invalid parameters). A log link keeps every mean in range",
+        GLMMWarning,
+        stacklevel=4,
+    )
+    return y
 
 
 def simulate_fitted_rows(ws, values: dict[str, np.ndarray], seed: int) -> np.ndarray:
@@ -90,9 +137,11 @@ def simulate_fitted_rows(ws, values: dict[str, np.ndarray], seed: int) -> np.nda
         with ws.lock:
             if ws.sampler is None:
                 ws.sampler = ForwardSampler.compile(ws.graph)
-    k = ws.sampler.draw(values, seed)
+    k, invalid = ws.sampler.draw(values, seed)
     d = ws.design
-    return ws.dist.response_from_observed(k, d.weights, d.binomial_size)
+    return _invalid_to_nan(
+        ws.dist.response_from_observed(k, d.weights, d.binomial_size), invalid, ws.dist, ws.link
+    )
 
 
 def simulate_new_rows(
@@ -111,8 +160,9 @@ def simulate_new_rows(
             if len(ws.newdata_samplers) >= 4:
                 ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
             ws.newdata_samplers[key] = sampler
-    k = sampler.draw(values, seed)
-    return ws.dist.response_from_observed(k, design.weights, design.binomial_size)
+    k, invalid = sampler.draw(values, seed)
+    y = ws.dist.response_from_observed(k, design.weights, design.binomial_size)
+    return _invalid_to_nan(y, invalid, ws.dist, ws.link)
 
 
 def _design_key(design) -> str:

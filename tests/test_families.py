@@ -331,3 +331,43 @@ def test_glm_start_is_the_glm_fit_the_joint_inner_step_gave(response, distributi
     )
     score = problem.X.T @ d[1]
     assert np.max(np.abs(score)) < 1e-6 * max(1.0, float(np.max(np.abs(problem.X.T @ np.abs(d[1])))))
+
+
+# ---- random() where a drawn mean leaves the family's range ------------------------------------
+
+
+def _reciprocal_gamma_data() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=200)
+    mu = 1 / (0.5 * np.exp(rng.normal(scale=0.5, size=20))[g])
+    return pd.DataFrame({"y": rng.gamma(5, mu / 5), "x": x, "g": g.astype(str)})
+
+
+@pytest.mark.parametrize("distribution", ["gamma", "inverse_gaussian"])
+def test_random_gives_nan_where_a_drawn_mean_is_outside_the_range(distribution):
+    """Under the reciprocal link a new level's b can make eta <= 0, a negative mean: gamma drew
+    negative responses there (90 of 2000) and the inverse Gaussian raised NumPy's 'mean <= 0'. Those
+    rows are NaN (MATLAB's generators give NaN for invalid parameters), with a warning counting
+    them; the other rows are in the support, and the flagged rows are exactly those with eta <= 0."""
+    m = ppl_glmm.fitglme(
+        _reciprocal_gamma_data(), "y ~ 1 + (1|g)", distribution=distribution, link="reciprocal"
+    )
+    new = pd.DataFrame({"g": [f"z{i}" for i in range(2000)]})
+    with pytest.warns(ppl_glmm.GLMMWarning, match=r"random: \d+ of 2000 drawn means fell outside"):
+        y = m.random(new, rng=2)
+    nan = np.isnan(y)
+    assert 50 < nan.sum() < 250  # 90 and 139 measured
+    assert np.all(y[~nan] > 0)
+    beta = float(m.coefficients["Estimate"].iloc[0])
+    sd = float(np.sqrt(m.covariance_parameters()[0][0][0, 0]))
+    expected = 2000 * sps.ndtr(-beta / sd)  # P(eta <= 0) for a new level
+    assert nan.sum() == pytest.approx(expected, abs=4 * np.sqrt(expected))
+
+
+def test_random_under_a_scale_free_link_draws_as_before():
+    """The guard is only compiled for links that can leave the range: a log-link gamma model's
+    sampler has one output, and its draws have no NaN."""
+    m = ppl_glmm.fitglme(_reciprocal_gamma_data(), "y ~ 1 + (1|g)", distribution="gamma", link="log")
+    y = m.random(rng=3)
+    assert not m._ws.sampler.guarded and np.all(y > 0)
