@@ -82,6 +82,9 @@ class Workspace:
         self.hess_inv_start: dict[str, np.ndarray | None] = {}  # fit_method -> warm-start matrix
         self.sampler = None
         self.newdata_samplers: dict = {}  # design fingerprint -> sampler
+        # (beta's, theta's) finite-difference units for a link whose scale has units, from the first
+        # fit's start (_start, _link_scale); None: unit 1 (fd_units)
+        self.fd_unit: tuple[float, float] | None = None
         self.lock = threading.RLock()
 
     @classmethod
@@ -104,11 +107,27 @@ class Workspace:
         return self._graph
 
     def __getstate__(self) -> dict:
-        return {k: self.__dict__[k] for k in ("design", "dist", "link", "hess_inv_start", "patterns")}
+        keep = ("design", "dist", "link", "hess_inv_start", "patterns", "fd_unit")
+        return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["design"], state["dist"], state["link"], patterns=state.get("patterns"))
         self.hess_inv_start = dict(state["hess_inv_start"])
+        self.fd_unit = state.get("fd_unit")
+
+    def fd_units(self, problem: LaplaceProblem) -> np.ndarray | None:
+        """Units of ``problem``'s outer parameters for finite-difference steps
+        (``step * max(unit, |x|)``, ``engine.optimize.fd_steps``): beta and theta in the link
+        scale's units for a link with units (a gamma/reciprocal model of y ~ 1e6 has eta ~ 1e-6,
+        where steps of 1e-5 gave NaN intervals and joint-Hessian SEs 300 times too large); log
+        sigma and pattern parameters 1. None: all 1."""
+        if self.fd_unit is None:
+            return None
+        u_beta, u_theta = self.fd_unit
+        k = 0 if problem.inner_beta else problem.p
+        cov = u_theta if self.patterns.is_identity else 1.0
+        units = [np.full(k, u_beta), np.full(problem.n_cov, cov), np.ones(int(problem.has_phi))]
+        return np.concatenate(units)
 
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:
         def build() -> LaplaceProblem:
@@ -158,6 +177,7 @@ class Workspace:
         for its container and loaded directly: the same values); ``swap=False`` (read-only methods
         such as standard errors) loads k without touching the model."""
         problem = self._template(fit_method, settings or FitSettings()).clone()
+        problem.fd_units = self.fd_units(problem)
         if swap:
             with self.lock:
                 if self._graph is not None:
@@ -216,8 +236,14 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
             value = ws.dist.ancillary_start(y, mu, d.weights)
         phi0 = np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0
     scale = _link_scale(ws, y, beta0)
-    if scale is not None and phi0 is not None and problem.phi_scales_re:
-        scale /= np.exp(phi0)  # theta is relative to sigma
+    if scale is not None:
+        u_beta = scale
+        if phi0 is not None and problem.phi_scales_re:
+            scale /= np.exp(phi0)  # theta is relative to sigma
+        with ws.lock:
+            if ws.fd_unit is None:  # the first fit's (refits keep it: the same data's scale)
+                ws.fd_unit = (u_beta, scale)
+        problem.fd_units = ws.fd_units(problem)
     parts.append(ws.start_cov(1.0 if scale is None else scale))
     if phi0 is not None:
         parts.append([phi0])
@@ -457,7 +483,10 @@ def make_result(
     u = problem.re.to_original(mode.u)
     b = _b_from_u(ws, u, lambdas, sigma)
     diag = ws.layout.is_diagonal()
-    singular = bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL))
+    # lme4's tolerance, in theta's units for a link with units (theta ~2e-6 is not a boundary for a
+    # gamma/identity model of y ~ 1e-6: its start scale is ~2e-6)
+    unit = ws.fd_unit[1] if ws.fd_unit is not None else 1.0
+    singular = bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL * unit))
     msgs = []
     if not summary.converged:
         msgs.append(

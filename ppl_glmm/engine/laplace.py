@@ -132,6 +132,7 @@ class LaplaceProblem:
         self.theta_entries = re.theta_entries()
         self.pattern = None  # covariance patterns: a map v -> theta (None: the parameters are theta)
         self.n_cov = self.n_theta  # covariance parameters in the outer vector
+        self.fd_units: np.ndarray | None = None  # finite-difference units (optimize.fd_steps)
         self.u_start = np.zeros(re.q)
         self.beta_start = np.zeros(self.p)
         self.n_evals = 0

@@ -360,6 +360,15 @@ def _newton_polish(
     return x, mode, g, lam, steps
 
 
+def fd_steps(problem: LaplaceProblem, x: np.ndarray, step: float) -> np.ndarray:
+    """Finite-difference steps ``step * max(unit_k, |x_k|)``: unit 1, or the units a workspace gave
+    the problem for a link whose scale has units (``problem.fd_units``, ``Workspace.fd_units``)."""
+    units = getattr(problem, "fd_units", None)
+    if units is None or units.size != x.size:
+        units = np.ones(x.size)
+    return step * np.maximum(units, np.abs(x))
+
+
 def initial_inverse_hessian(problem: LaplaceProblem, x0: np.ndarray, step: float = 1e-5) -> np.ndarray | None:
     """BFGS's starting matrix: the inverse of blockdiag(beta precision given theta, FD Hessian of the
     covariance-parameter block) at x0. beta and theta live on very different scales; starting from
@@ -382,8 +391,9 @@ def initial_inverse_hessian(problem: LaplaceProblem, x0: np.ndarray, step: float
         g0 = g0[:P]
         if k:
             H[:k, :k] = beta_precision(problem, mode0)
+        steps = fd_steps(problem, x0, step)
         for j in range(k, P):  # forward differences: a preconditioner needs no more accuracy
-            h = step * max(1.0, abs(x0[j]))
+            h = steps[j]
             e = np.zeros(x0.size)
             e[j] = h
             H[k:, j] = (gradient(x0 + e)[k:] - g0[k:]) / h
@@ -410,8 +420,9 @@ def hessian(problem: LaplaceProblem, x: np.ndarray, step: float = 1e-5) -> np.nd
     P = x.size
     H = np.zeros((P, P))
     u_saved, b_saved = problem.u_start.copy(), problem.beta_start.copy()
+    steps = fd_steps(problem, x, step)
     for k in range(P):
-        h = step * max(1.0, abs(x[k]))
+        h = steps[k]
         e = np.zeros(P)
         e[k] = h
         gp = problem.value_and_grad(x + e)[1]

@@ -89,16 +89,20 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
         # chain rule: dx/dz by central differences of the (cheap, closed-form) map
         J = np.empty((x.size, P))
         for j in range(P):
-            h = 1e-6 * max(1.0, abs(z[j]))
+            h = 1e-6 * max(units[j], abs(z[j]))
             e = np.zeros(P)
             e[j] = h
             J[:, j] = (optimizer_vector(fit, z + e) - optimizer_vector(fit, z - e)) / (2 * h)
         return J.T @ g
 
+    # beta's steps in the link scale's units (natural covariance parameters are logs or angles)
+    units = np.ones(P)
+    if problem.fd_units is not None and not beta_is_inner(fit):
+        units[: len(fit.result.beta)] = problem.fd_units[: len(fit.result.beta)]
     H = np.zeros((P, P))
     try:
         for j in range(P):
-            h = 1e-4 * max(1.0, abs(z0[j]))
+            h = 1e-4 * max(units[j], abs(z0[j]))
             e = np.zeros(P)
             e[j] = h
             H[:, j] = (grad(z0 + e) - grad(z0 - e)) / (2 * h)

@@ -113,6 +113,18 @@ class _Profiler:
             raise AssertionError("profile: the table rows do not match the natural parameters")
         return kinds
 
+    def _units(self) -> np.ndarray:
+        """Finite-difference units of w: beta's and the SDs' (link-scale units) from the workspace
+        for a link with units (``Workspace.fd_units``), 1 otherwise and for logs and angles."""
+        units = np.ones(self.P)
+        fd = self.problem.fd_units
+        if fd is not None:
+            k0 = self.kinds.count("beta")
+            units[:k0] = fd[:k0]
+            link_unit = self.fit.ws.fd_unit[0]
+            units[[i for i, kind in enumerate(self.kinds) if kind == "std"]] = link_unit
+        return units
+
     def _w_from_z(self, i: int, z: float) -> float:
         kind = self.kinds[i]
         if kind == "std":
@@ -184,8 +196,9 @@ class _Profiler:
         """Hessian of f in w at the estimate (central differences of the exact gradient)."""
         free = list(range(self.P))
         H = np.zeros((self.P, self.P))
+        units = self._units()
         for j in range(self.P):
-            h = 1e-4 * max(1.0, abs(self.w_hat[j]))
+            h = 1e-4 * max(units[j], abs(self.w_hat[j]))
             wp, wm = self.w_hat.copy(), self.w_hat.copy()
             wp[j] += h
             wm[j] -= h
