@@ -159,6 +159,11 @@ def _parse_bar(inner: str) -> list[RandomTermSpec]:
     if len(parts) != 2:
         raise InputError(f"formula: random term '({inner})' must have exactly one '|'")
     lhs, grp = parts[0].strip(), parts[1].strip()
+    if not lhs:
+        raise InputError(
+            f"formula: random term '({inner})' has nothing before the bar; write '(1|{grp})' for a "
+            "random intercept"
+        )
     intercept, cols = True, []
     for sign, term in _signed_terms(lhs):
         if term in ("0", "-1") or (sign == "-" and term == "1"):

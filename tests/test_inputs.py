@@ -480,3 +480,44 @@ def test_data_is_never_mutated(case):
     pd.testing.assert_frame_equal(data, before, check_dtype=True, check_categorical=True, check_exact=True)
     pd.testing.assert_series_equal(data.dtypes, dtypes)
     assert [type(v) for v in data["f"]] == [type(v) for v in before["f"]]
+
+
+# ---- formulas and responses a hunt against lme4 found accepted or crashing ---------------------
+
+
+@pytest.mark.parametrize("formula", ["y ~ 0 + (1|g)", "y ~ -1 + (1|g)"])
+def test_a_model_without_fixed_effects_is_refused_clearly(formula):
+    """lme4 fits these; they crashed with an AttributeError from the design builder."""
+    _refuse(_frame(), formula, r"formula: the model has no fixed effects")
+
+
+def test_an_empty_random_term_is_refused():
+    """'(|g)' was read as '(1|g)'; R stops with a syntax error."""
+    _refuse(_frame(), "y ~ x + (|g)", r"formula: random term '\(\|g\)' has nothing before the bar")
+
+
+def test_a_random_term_with_dependent_columns_is_refused():
+    """Under full dummy coding '(f|g)' has an intercept equal to the sum of f's columns: it was fitted
+    with 4 SDs and 6 correlations the data cannot determine (AIC counted 4 parameters too many)."""
+    _refuse(
+        _frame(),
+        "y ~ 0 + f + (f|g)",
+        r"formula: random term \(1 \+ f \| g\): its columns \(Intercept\), f_a, f_b, f_c are "
+        r"linearly dependent",
+        dummy_var_coding="full",
+    )
+    m = ppl_glmm.fitglme(_frame(), "y ~ 0 + f + (0 + f|g)", dummy_var_coding="full")  # the fix it names
+    assert m.num_coefficients == 3
+
+
+def test_binomial_proportions_with_binomial_size_name_the_response_and_the_fix():
+    d = _frame().assign(n=3)
+    d["p"] = d["s"] / 3.0  # proportions, not counts
+    msg = _refuse(
+        d,
+        "p ~ x + (1|g)",
+        r"formula: binomial response 'p' must hold success counts",
+        distribution="binomial",
+        binomial_size="n",
+    )
+    assert "pass the counts, not proportions" in msg

@@ -290,8 +290,16 @@ def build_design(
                 f"formula: binomial response '{formula.response}' must hold success counts "
                 "in 0..binomial_size"
             )
+        bad = np.abs(y - np.rint(y)) > np.sqrt(np.finfo(float).eps) * np.maximum(1, np.abs(y))
+        if np.any(bad):
+            rows = rows_text(np.flatnonzero(bad) if index is None else np.asarray(index)[bad])
+            raise InputError(
+                f"formula: binomial response '{formula.response}' must hold success counts (whole "
+                f"numbers in 0..binomial_size) when binomial_size is given, and does not in {rows}; "
+                "pass the counts, not proportions"
+            )
         y = y / size
-    dist.check_response(y, w, size, f"response '{formula.response}'", index)
+    dist.check_response(y, w, size, f"formula: response '{formula.response}'", index)
     _check_constant_response(y, dist, f"response '{formula.response}'")
 
     fixed = build_fixed(formula.fixed, df, encoder)

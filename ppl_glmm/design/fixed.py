@@ -219,6 +219,11 @@ def build_fixed(rhs: str, df: pd.DataFrame | UsedRows, encode: Encoder) -> Fixed
         raise InputError(
             f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"
         ) from err
+    if dm.common is None:  # '0 +' or '- 1' and nothing else
+        raise InputError(
+            f"formula: the model has no fixed effects ('{rhs}'); ppl_glmm needs at least one "
+            "fixed-effect column: keep the intercept (drop '0 +' or '- 1') or add a predictor"
+        )
     X = np.asarray(dm.common.design_matrix, dtype=float)
     labels = [lab for term in dm.common.terms.values() for lab in term.labels]
     names = tuple(coefficient_name(lab) for lab in labels)

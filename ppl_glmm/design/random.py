@@ -100,6 +100,28 @@ def group_codes(
     return codes.astype(np.int64), tuple(levels)
 
 
+def _check_term_rank(spec: RandomTermSpec, T: np.ndarray, names: tuple[str, ...]) -> None:
+    """Refuse a term whose columns are linearly dependent (e.g. ``(a|g)`` under
+    ``dummy_var_coding='full'``: the intercept is the sum of a's columns). Its covariance would have
+    parameters the data cannot determine, and AIC/BIC would count them. Rank of T'T scaled to a unit
+    diagonal, relative tolerance 1e-10 (n x q_r work)."""
+    if T.shape[1] < 2:
+        return
+    G = T.T @ T
+    d = np.sqrt(np.diag(G))
+    if np.any(d == 0):
+        j = int(np.flatnonzero(d == 0)[0])
+        raise InputError(f"formula: random term {spec}: column '{names[j]}' is zero in every row used")
+    w = np.linalg.eigvalsh(G / np.outer(d, d))
+    if w[0] <= 1e-10 * w[-1]:
+        raise InputError(
+            f"formula: random term {spec}: its columns {', '.join(names)} are linearly dependent "
+            "(with dummy_var_coding='full' an intercept equals the sum of a factor's columns), so "
+            "some of its covariance parameters cannot be determined; remove the intercept "
+            "('0 + ...') or use dummy_var_coding='reference'"
+        )
+
+
 def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode) -> RandomTerm:
     """Columns of ``spec`` evaluated by formulae (``encode`` applies the dummy coding)."""
     rhs = ("1" if spec.intercept else "0") + (f" + {spec.expr}" if spec.expr else "")
@@ -115,6 +137,7 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode)
             ) from err
         T = np.asarray(dm.common.design_matrix, dtype=float)
         names = tuple(coefficient_name(lab) for term in dm.common.terms.values() for lab in term.labels)
+        _check_term_rank(spec, T, names)
     else:
         T = np.ones((len(df), 1))
         names = ("(Intercept)",)
