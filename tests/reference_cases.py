@@ -31,6 +31,17 @@ def _mfr() -> pd.DataFrame:
     return d
 
 
+def gamma_reciprocal_data() -> pd.DataFrame:
+    """Gamma responses (shape 5) about means 1 / (0.5 e^b), b ~ N(0, 0.5^2), 20 levels of 10 rows,
+    and an unused covariate x (a bug hunt's data: PL diverging from mu_start, random() draws with
+    eta <= 0 under the reciprocal link)."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=200)
+    mu = 1 / (0.5 * np.exp(rng.normal(scale=0.5, size=20))[g])
+    return pd.DataFrame({"y": rng.gamma(5, mu / 5), "x": x, "g": g.astype(str)})
+
+
 def _cbpp() -> pd.DataFrame:
     d = _data("cbpp.csv")
     d["period"] = d["period"].astype(str)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import scipy.special as sps
 import scipy.stats as stats
+from reference_cases import gamma_reciprocal_data
 
 import ppl_glmm
 from ppl_glmm.api import _prepare
@@ -336,14 +337,6 @@ def test_glm_start_is_the_glm_fit_the_joint_inner_step_gave(response, distributi
 # ---- random() where a drawn mean leaves the family's range ------------------------------------
 
 
-def _reciprocal_gamma_data() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    g = np.repeat(np.arange(20), 10)
-    x = rng.normal(size=200)
-    mu = 1 / (0.5 * np.exp(rng.normal(scale=0.5, size=20))[g])
-    return pd.DataFrame({"y": rng.gamma(5, mu / 5), "x": x, "g": g.astype(str)})
-
-
 @pytest.mark.parametrize("distribution", ["gamma", "inverse_gaussian"])
 def test_random_gives_nan_where_a_drawn_mean_is_outside_the_range(distribution):
     """Under the reciprocal link a new level's b can make eta <= 0, a negative mean: gamma drew
@@ -351,7 +344,7 @@ def test_random_gives_nan_where_a_drawn_mean_is_outside_the_range(distribution):
     rows are NaN (MATLAB's generators give NaN for invalid parameters), with a warning counting
     them; the other rows are in the support, and the flagged rows are exactly those with eta <= 0."""
     m = ppl_glmm.fitglme(
-        _reciprocal_gamma_data(), "y ~ 1 + (1|g)", distribution=distribution, link="reciprocal"
+        gamma_reciprocal_data(), "y ~ 1 + (1|g)", distribution=distribution, link="reciprocal"
     )
     new = pd.DataFrame({"g": [f"z{i}" for i in range(2000)]})
     with pytest.warns(ppl_glmm.GLMMWarning, match=r"random: \d+ of 2000 drawn means fell outside"):
@@ -368,6 +361,6 @@ def test_random_gives_nan_where_a_drawn_mean_is_outside_the_range(distribution):
 def test_random_under_a_scale_free_link_draws_as_before():
     """The guard is only compiled for links that can leave the range: a log-link gamma model's
     sampler has one output, and its draws have no NaN."""
-    m = ppl_glmm.fitglme(_reciprocal_gamma_data(), "y ~ 1 + (1|g)", distribution="gamma", link="log")
+    m = ppl_glmm.fitglme(gamma_reciprocal_data(), "y ~ 1 + (1|g)", distribution="gamma", link="log")
     y = m.random(rng=3)
     assert not m._ws.sampler.guarded and np.all(y > 0)

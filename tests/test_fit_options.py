@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from reference_cases import _data
+from reference_cases import _data, gamma_reciprocal_data
 
 import ppl_glmm
 from ppl_glmm import ConvergenceWarning, InputError, InputTypeError
@@ -189,23 +189,12 @@ def test_every_method_accepts_both_options_and_they_select_no_template(method):
 # ---- mu_start: the link's domain, divergence, an explicit None --------------------------------
 
 
-def _gamma_reciprocal_data():
-    """Gamma responses (shape 5) about means 1 / (0.5 e^b), b ~ N(0, 0.5^2), 20 levels of 10 rows."""
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    g = np.repeat(np.arange(20), 10)
-    x = rng.normal(size=200)
-    mu = 1 / (0.5 * np.exp(rng.normal(scale=0.5, size=20))[g])
-    return pd.DataFrame({"y": rng.gamma(5, mu / 5), "x": x, "g": g.astype(str)})
-
-
 @pytest.mark.parametrize("method", ["mpl", "rempl"])
 def test_pseudo_likelihood_that_diverges_from_mu_start_raises_a_fit_error_naming_it(method):
     """A constant mu_start of 2 (inside gamma's range) sends the PL iterations' linear predictor to
     eta <= 0 under the reciprocal link: a FitError naming mu_start, not the likelihood's internal
     support error (which the engine documents a fit never raises)."""
-    d = _gamma_reciprocal_data()
+    d = gamma_reciprocal_data()
     with pytest.raises(ppl_glmm.FitError, match="diverged from the given mu_start"):
         ppl_glmm.fitglme(
             d, "y ~ x + (1|g)", distribution="gamma", fit_method=method, mu_start=np.full(200, 2.0)
@@ -213,7 +202,7 @@ def test_pseudo_likelihood_that_diverges_from_mu_start_raises_a_fit_error_naming
 
 
 def test_mu_start_outside_the_links_domain_is_refused_before_any_work():
-    d = _gamma_reciprocal_data().assign(y=lambda t: np.log(t.y))
+    d = gamma_reciprocal_data().assign(y=lambda t: np.log(t.y))
     with pytest.raises(InputError, match=r"mu_start: the log link is not defined at 200 value\(s\)"):
         ppl_glmm.fitglme(
             d,
@@ -226,7 +215,7 @@ def test_mu_start_outside_the_links_domain_is_refused_before_any_work():
 
 
 def test_an_explicit_mu_start_none_is_the_default_start():
-    d = _gamma_reciprocal_data()
+    d = gamma_reciprocal_data()
     default = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method="mpl")
     explicit = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method="mpl", mu_start=None)
     assert explicit.log_likelihood == default.log_likelihood

@@ -488,12 +488,19 @@ def test_data_is_never_mutated(case):
 @pytest.mark.parametrize("formula", ["y ~ 0 + (1|g)", "y ~ -1 + (1|g)"])
 def test_a_model_without_fixed_effects_is_refused_clearly(formula):
     """lme4 fits these; they crashed with an AttributeError from the design builder."""
-    _refuse(_frame(), formula, r"formula: the model has no fixed effects")
+    msg = _refuse(_frame(), formula, r"formula: the model has no fixed effects")
+    assert msg == (
+        "formula: the model has no fixed effects ('0'); ppl_glmm needs at least one fixed-effect "
+        "column: keep the intercept (drop '0 +' or '- 1') or add a predictor"
+    )
 
 
 def test_an_empty_random_term_is_refused():
     """'(|g)' was read as '(1|g)'; R stops with a syntax error."""
-    _refuse(_frame(), "y ~ x + (|g)", r"formula: random term '\(\|g\)' has nothing before the bar")
+    msg = _refuse(_frame(), "y ~ x + (|g)", r"formula: random term '\(\|g\)' has nothing before the bar")
+    assert msg == (
+        "formula: random term '(|g)' has nothing before the bar; write '(1|g)' for a random intercept"
+    )
 
 
 def test_a_random_term_with_dependent_columns_is_refused():
