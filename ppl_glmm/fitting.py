@@ -82,8 +82,9 @@ class Workspace:
         self.hess_inv_start: dict[str, np.ndarray | None] = {}  # fit_method -> warm-start matrix
         self.sampler = None
         self.newdata_samplers: dict = {}  # design fingerprint -> sampler
-        # (beta's, theta's) finite-difference units for a link whose scale has units, from the first
-        # fit's start (_start, _link_scale); None: unit 1 (fd_units)
+        # (beta's, theta's) units for a link whose scale has units, from the first fit's start
+        # (_start, _link_scale): finite-difference steps (fd_units) and the singular tolerance
+        # (make_result); None: unit 1
         self.fd_unit: tuple[float, float] | None = None
         self.lock = threading.RLock()
 
