@@ -21,12 +21,29 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-__all__ = ["C_MAX_POINTS", "C_MODE", "c_backend_start", "engine_mode", "import_pytensor", "write_atomic"]
+__all__ = [
+    "C_MAX_POINTS",
+    "C_MODE",
+    "PYMC_CXXFLAGS",
+    "c_backend_start",
+    "engine_mode",
+    "import_pytensor",
+    "pymc_cxxflags",
+    "write_atomic",
+]
 
 C_MODE = "CVM"
 C_MAX_POINTS = 1_000
 _START_LOCK = threading.RLock()  # held while an observation function loads or compiles
 _configured = False  # import_pytensor has run in this process
+# What importing PyMC appends to PyTensor's ``gcc__cxxflags`` (``pymc/__init__.py``,
+# ``__set_compiler_flags``): see :func:`pymc_cxxflags`.
+PYMC_CXXFLAGS = (
+    "-Wno-c++11-narrowing",
+    "-fno-exceptions",
+    "-fno-unwind-tables",
+    "-fno-asynchronous-unwind-tables",
+)
 
 
 def import_pytensor():
@@ -68,6 +85,24 @@ def engine_mode(points: int) -> str | None:
     if (str(pytensor.config.mode), str(pytensor.config.linker)) != ("Mode", "auto"):
         return None
     return C_MODE if points <= C_MAX_POINTS and pytensor.config.cxx else None
+
+
+def pymc_cxxflags() -> None:
+    """Give PyTensor's ``gcc__cxxflags`` the flags importing PyMC appends (:data:`PYMC_CXXFLAGS`),
+    each once, after the others: the value it has in a process that imported PyMC once.
+
+    Every C module's key holds the compiler flags. A process that compiles an observation function
+    has built its PyMC model, so PyMC is imported and its flags are set; one that loads the stored
+    function imports no PyMC. Without this their lookups would find different modules (each
+    compiling its own the first time), and a process that imports PyMC while loading (a full
+    refresh of the module cache unpickles keys naming PyMC classes) would change its flags midway.
+    Run before every load or compilation and after every full refresh of the module cache."""
+    from pytensor import config
+
+    flags = str(config.gcc__cxxflags)
+    canonical = " ".join([*(f for f in flags.split() if f not in PYMC_CXXFLAGS), *PYMC_CXXFLAGS])
+    if flags != canonical:
+        config.gcc__cxxflags = canonical
 
 
 def _probe_path():
@@ -124,6 +159,7 @@ def c_backend_start():
     from pytensor.link.c.cmodule import GCC_compiler
 
     with _START_LOCK:
+        pymc_cxxflags()
         path = _probe_path() if GCC_compiler.march_flags is None else None
         if path is not None:
             try:

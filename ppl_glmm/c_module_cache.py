@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pytensor import config
 from pytensor.link.c import cmodule
 
+from .backend import pymc_cxxflags
+
 __all__ = ["TargetedModuleCache", "preload", "recording"]
 
 
@@ -72,6 +74,7 @@ class TargetedModuleCache(cmodule.ModuleCache):
     def refresh(self, *args, **kwargs):
         out = super().refresh(*args, **kwargs)
         self.complete = True
+        pymc_cxxflags()  # unpickling the other keys may have imported PyMC, which appends its flags
         return out
 
     def _on_atexit(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .backend import C_MODE, c_backend_start, write_atomic
+from .backend import C_MODE, c_backend_start, pymc_cxxflags, write_atomic
 from .covariance import ThetaLayout
 from .design import Design
 from .families import DISTRIBUTIONS, LINKS, Distribution, Link
@@ -664,6 +664,7 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
                     pytensor.grad(d1.sum(), phi_in),
                     pytensor.grad(d2.sum(), phi_in),
                 ]
+        pymc_cxxflags()  # building the model imported PyMC, which appended its flags again
         with _recording_c_modules(mode) as modules:
             fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
         fn.trust_input = True

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import json, pickle
+{pre}
 import ppl_glmm
 from ppl_glmm.datasets import load_mfr
 from ppl_glmm.pymc_model import _CACHE
@@ -37,15 +38,17 @@ print(json.dumps(dict(after_fit=after_fit, stored=stored, dirname=str(cache.dirn
 """
 
 
-def _probe(other: bool) -> dict:
+def _run(code: str) -> dict:
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     )
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(other=other)], env=env, cwd=ROOT, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _probe(other: bool, pre: str = "") -> dict:
+    return _run(PROBE.format(other=other, pre=pre))
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,51 @@ def test_a_stored_function_starts_the_cache_with_its_own_modules_only(needs_cxx)
     assert (cache["complete"], cache["compiled"]) == (False, 0)
     in_directory = [d for d in Path(probe["dirname"]).iterdir() if (d / "key.pkl").exists()]
     assert len(in_directory) > len(stored)  # the others (the suite's, the probe's own) stay unread
+
+
+def test_a_process_that_imported_pymc_looks_up_the_same_modules(needs_cxx):
+    """Importing PyMC appends compiler flags to PyTensor's, and every C module's key holds them: a
+    process that imported PyMC (a user's script, a bootstrap worker) found other modules and
+    rewrote the list, and the next process without PyMC missed, refreshed the whole cache and
+    imported PyMC while unpickling its keys (ppl_glmm.backend.pymc_cxxflags)."""
+    with_pymc = _probe(other=False, pre="import pymc")
+    probe = _probe(other=False)
+    assert probe["stored"] == with_pymc["stored"]
+    [stored] = probe["stored"]
+    cache = probe["after_fit"]
+    assert (cache["kind"], cache["complete"], cache["compiled"]) == ("TargetedModuleCache", False, 0)
+    assert len(cache["keys"]) == len(stored)
+
+
+FLAGS = """
+import json
+from pytensor import config
+before = str(config.gcc__cxxflags)
+import pymc
+after = str(config.gcc__cxxflags)
+from ppl_glmm.backend import pymc_cxxflags
+pymc_cxxflags()
+print(json.dumps([before, after, str(config.gcc__cxxflags)]))
+"""
+
+
+def test_the_flags_are_those_importing_pymc_appends():
+    from ppl_glmm.backend import PYMC_CXXFLAGS
+
+    before, after, canonical = _run(FLAGS)
+    assert after.split() == before.split() + list(PYMC_CXXFLAGS)
+    assert canonical.split() == after.split()  # once imported, nothing to add
+
+
+def test_the_flags_are_added_once_after_the_others(monkeypatch):
+    from pytensor import config
+
+    from ppl_glmm.backend import PYMC_CXXFLAGS, pymc_cxxflags
+
+    twice = " ".join(["-O2", *PYMC_CXXFLAGS, "-g", *PYMC_CXXFLAGS])
+    monkeypatch.setattr(config, "gcc__cxxflags", twice)
+    pymc_cxxflags()
+    assert config.gcc__cxxflags.split() == ["-O2", "-g", *PYMC_CXXFLAGS]
 
 
 def test_a_module_not_preloaded_is_found_not_recompiled(needs_cxx):
