@@ -389,6 +389,7 @@ class GeneralizedLinearMixedModel:
 
     def fitted(self, conditional: bool = True) -> np.ndarray:
         """Fitted means g^-1(eta) for every input row (NaN for unused rows); proportions for binomial."""
+        _check_flag(conditional, "conditional")
         d = self._ws.design
         eta = self._result.eta if conditional else d.X @ self._result.beta + d.offset
         mu = self._ws.dist.clip_mean(self._ws.link.inverse_np(eta))
@@ -660,7 +661,7 @@ class GeneralizedLinearMixedModel:
                 f" (one per row of the data) or {n} (one per row used)" if n != n_total else ""
             )
             raise InputError(f"ynew: expected {rows}, got {y.size}")
-        dist.check_response(y, d.weights, d.binomial_size, "ynew")
+        dist.check_response(y, d.weights, d.binomial_size, "ynew", d.used_index())
         check_new_response(d, dist, self._ws.link, y, "ynew")
         return y
 

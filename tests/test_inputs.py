@@ -418,6 +418,57 @@ def test_refit_refuses_a_constant_or_separated_response():
         m.refit((d.x > 0).astype(float))
 
 
+def test_refit_names_a_bad_row_by_its_label_as_fitglme_does():
+    d = _frame().set_axis(np.arange(1000, 1060))
+    d.loc[1002, "x"] = np.nan  # a missing row: positions among the used rows shift after it
+    m = _poisson_on(d, "k ~ x + (1|g)")
+    for bad, message in [
+        (np.nan, "ynew: contains NaN or infinite values in row 1010; remove or impute them"),
+        (-1.0, "ynew: Poisson responses must be >= 0, and are not in row 1010"),
+        (0.5, "ynew: Poisson responses (times weights) must be integer counts, and are not in row 1010"),
+    ]:
+        y = d.k.to_numpy(dtype=float)
+        y[10] = bad
+        with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+            m.refit(y)
+    d2 = d.assign(k=np.where(np.arange(60) == 10, -1, d.k))
+    _refuse(d2, "k ~ x + (1|g)", r"^formula: response 'k': Poisson .* in row 1010$", distribution="poisson")
+
+
+def test_an_empty_exclude_excludes_nothing():
+    a, b = _poisson("k ~ x + (1|g)", exclude=[]), _poisson("k ~ x + (1|g)")
+    assert (a.num_observations, a.num_excluded) == (60, 0)
+    assert a.log_likelihood == b.log_likelihood
+
+
+def test_a_logical_response_read_with_missing_values_is_logical():
+    """True/False/None in an object column (a logical column read with gaps) fits as the nullable
+    'boolean' dtype does: the None rows are missing, the rest 0/1."""
+    d = _frame()
+    d["b"] = pd.Series([bool(v) for v in d.s], dtype=object)
+    d.loc[3, "b"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "b ~ x + (1|g)", distribution="binomial")
+        nullable = ppl_glmm.fitglme(
+            d.assign(b=d.b.astype("boolean")), "b ~ x + (1|g)", distribution="binomial"
+        )
+    assert (m.num_observations, m.num_missing) == (59, 1)
+    assert m.log_likelihood == nullable.log_likelihood
+    _refuse(
+        d.assign(b=d.b.map({True: "yes", False: "no", None: None})),
+        "b ~ x + (1|g)",
+        r"^formula: response 'b' must be numeric \(or logical\), got values such as 'yes'$",
+        distribution="binomial",
+    )
+
+
+def _poisson_on(data, formula, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        return ppl_glmm.fitglme(data, formula, distribution="poisson", **kw)
+
+
 # ---- model methods -------------------------------------------------------------------------------
 def test_random_takes_newdata_and_rng_positionally():
     m = _poisson("k ~ x + (1|g)")

@@ -174,3 +174,99 @@ def test_refused_newdata(sleep, fitted):
         sleep.predict(offset=np.zeros(7))
     with pytest.raises(InputError, match="offset"):
         sleep.predict(pd.DataFrame({"Days": [1.0], "Subject": [308]}), offset=[0.0, 1.0])
+
+
+def _slopes_data(seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(12), 15)
+    x = rng.normal(2.0, 1.5, g.size)
+    f = rng.choice(["lo", "mid", "hi"], g.size)
+    b0, b1 = rng.normal(0, 0.5, 12), rng.normal(0, 0.2, 12)
+    mu = np.exp(0.2 + 0.1 * x + b0[g] + b1[g] * x + 0.4 * (f == "hi"))
+    return pd.DataFrame({"y": rng.poisson(mu), "x": x, "f": f, "g": [f"g{i}" for i in g]})
+
+
+@pytest.fixture(scope="module")
+def slopes():
+    return ppl_glmm.fitglme(_slopes_data(), "y ~ x + (1 + x | g)", distribution="poisson")
+
+
+def test_new_rows_are_predicted_alone_as_together(slopes):
+    """One row, or rows whose x is 0 or constant, are routine new data: their random-term columns
+    are the fitted term's, evaluated, not a new term checked for rank (which refused them)."""
+    new = pd.DataFrame({"x": [0.0, 0.0, 1.5, 1.5, 3.0], "g": ["g0", "g5", "g0", "g99", "g7"]})
+    together, ci = slopes.predict(new)
+    for rows in ([0], [0, 1], [2, 3], [4]):
+        alone, ci_alone = slopes.predict(new.iloc[rows])
+        np.testing.assert_allclose(alone, together[rows], rtol=1e-12)
+        np.testing.assert_allclose(ci_alone, ci[rows], rtol=1e-12)
+    draws = slopes.random(new.iloc[[0]], rng=1)
+    assert draws.shape == (1,) and draws[0] >= 0
+
+
+def test_a_stateful_transform_in_a_random_term_keeps_the_fits_mean_and_sd():
+    """(1 + scale(x) | g) on new rows scales x by the fit's mean and SD (as lme4's predict), not the
+    new rows' own: the fit's rows given back as new data predict their fitted values."""
+    df = _slopes_data()
+    m = ppl_glmm.fitglme(df, "y ~ x + (1 + scale(x) | g)", distribution="poisson")
+    mu = m.fitted()
+    np.testing.assert_allclose(m.predict(df.iloc[:12])[0], mu[:12], rtol=1e-12)
+    np.testing.assert_allclose(m.predict(df.iloc[[5]])[0], mu[[5]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + f + (1 | g)", "y ~ x + (1 + f | g)"])
+def test_new_rows_holding_some_levels_of_a_factor_under_effects_coding(formula):
+    df = _slopes_data()
+    m = ppl_glmm.fitglme(df, formula, distribution="poisson", dummy_var_coding="effects")
+    new = df.iloc[:20]
+    together = m.predict(new)[0]
+    some = np.flatnonzero(new.f != "hi")
+    np.testing.assert_allclose(m.predict(new.iloc[some])[0], together[some], rtol=1e-12)
+    np.testing.assert_allclose(m.predict(new.iloc[[0]])[0], together[[0]], rtol=1e-12)
+
+
+def test_refused_new_rows_and_flags(slopes):
+    new = pd.DataFrame({"x": [0.5, 1.0], "g": ["g0", "g1"]})
+    with pytest.raises(InputError, match=r"^newdata: duplicate column names 'x'; rename them"):
+        slopes.predict(pd.concat([new, new[["x"]]], axis=1))
+    with pytest.raises(InputError, match=r"^newdata: has no rows; pass at least one row to evaluate$"):
+        slopes.predict(new.iloc[:0])
+    with pytest.raises(InputError, match=r"^newdata: has no rows"):
+        slopes.random(new.iloc[:0])
+    with pytest.raises(
+        InputError,
+        match=r"^offset: expected a vector \(one value per row\), got an array of shape \(1, 2, 2\)$",
+    ):
+        slopes.predict(new, offset=np.zeros((1, 2, 2)))
+    with pytest.raises(InputError, match=r"^offset: expected a vector .* shape \(90, 2\)$"):
+        slopes.predict(offset=np.zeros((90, 2)))
+    shifted = slopes.predict(new, offset=[[0.5], [0.5]])[0]  # a column vector is a vector
+    np.testing.assert_allclose(shifted, slopes.predict(new)[0] * np.exp(0.5), rtol=1e-12)
+    with pytest.raises(InputTypeError, match=r"^conditional: expected True or False, got 'no'$"):
+        slopes.fitted("no")
+    with pytest.raises(InputTypeError, match=r"^conditional: expected True or False, got None$"):
+        slopes.fitted(None)
+    bad = _slopes_data().assign(x=lambda d: d.x.where(d.index != 3, -1.0))
+    m = ppl_glmm.fitglme(
+        _slopes_data().assign(x=lambda d: d.x.abs() + 0.1),
+        "y ~ x + (1 + np.log(x) | g)",
+        distribution="poisson",
+    )
+    with pytest.raises(
+        InputError, match=r"^newdata: column of random term .* 'np.log\(x\)' has non-finite values"
+    ):
+        m.predict(bad.iloc[:5])
+
+
+def test_the_optimisation_record_is_read_only(slopes):
+    import copy
+    import pickle
+
+    for record in (
+        slopes.optimization,
+        pickle.loads(pickle.dumps(slopes)).optimization,
+        copy.deepcopy(slopes).optimization,
+    ):
+        with pytest.raises(ValueError, match="read-only"):
+            record.x[0] = 0.0
+    np.testing.assert_array_equal(slopes.optimization.x, pickle.loads(pickle.dumps(slopes)).optimization.x)

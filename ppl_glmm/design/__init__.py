@@ -24,6 +24,7 @@ from ..errors import InputError, InputTypeError
 from ..families import Distribution
 from ..formula import ParsedFormula, quote_name
 from .checks import (
+    as_vector,
     check_columns,
     check_finite,
     evaluate_offsets,
@@ -33,9 +34,9 @@ from .checks import (
     rows_text,
 )
 from .fixed import Encoder, FixedDesign, UsedRows, build_fixed, categorical_columns
-from .random import RandomTerm, build_random_term, z_matrix
+from .random import RandomTerm, build_random_term, group_codes, z_matrix
 
-__all__ = ["Design", "RandomTerm", "build_design", "check_new_response", "new_data_design"]
+__all__ = ["Design", "RandomTerm", "build_design", "check_new_data", "check_new_response", "new_data_design"]
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,22 @@ class Design:
     def Z(self) -> sp.csr_matrix:
         return z_matrix(self.terms, self.n)
 
+    def used_index(self) -> pd.Index:
+        """The labels of the used rows in the input table (its positions for a design without it),
+        which messages about a row name, as ``fitglme``'s do."""
+        full = self.data.index if self.data is not None else pd.RangeIndex(self.subset.size)
+        return full[self.subset]
+
     def detached(self) -> Design:
         """A copy without formulae's design object (it references modules, so it cannot be pickled):
         everything a PyMC model is built from, but no ``new_data_design``."""
         from dataclasses import replace
 
-        return replace(self, fixed=replace(self.fixed, matrices=None, frame=None))
+        return replace(
+            self,
+            fixed=replace(self.fixed, matrices=None, frame=None),
+            terms=tuple(replace(t, matrices=None) for t in self.terms),
+        )
 
 
 def _var_names(rhs: str, df: pd.DataFrame, arg: str) -> set[str]:
@@ -101,12 +112,13 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
             raise InputError(f"{arg}: column '{value}' not found in data")
         value = data[value]
     try:
-        arr = np.asarray(value, dtype=float).reshape(-1)
+        arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
         raise InputTypeError(
             f"{arg}: expected numbers (an array with one value per row, or a column name), "
             f"got {type(value).__name__} with non-numeric values"
         ) from None
+    arr = as_vector(arr, arg)
     if arr.size == 1 and n != 1:
         arr = np.full(n, float(arr[0]))
     if arr.size != n:
@@ -119,6 +131,8 @@ def _exclude_mask(exclude, n: int) -> np.ndarray:
     if exclude is None:
         return mask
     arr = np.asarray(exclude).reshape(-1)
+    if arr.size == 0:  # (an empty list is float to NumPy)
+        return mask
     if arr.dtype == bool:
         if arr.size != n:
             raise InputError(f"exclude: a boolean mask needs {n} values, got {arr.size}")
@@ -268,7 +282,9 @@ def build_design(
     encoder = Encoder(cat_cols, coding)
 
     raw = cols[formula.response]
-    if pd.api.types.is_bool_dtype(raw):
+    if pd.api.types.is_bool_dtype(raw) or (
+        raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=False) == "boolean"
+    ):  # (an object column of True/False: a logical column read with missing values)
         raw = raw.astype(float)
     if not pd.api.types.is_numeric_dtype(raw):
         raise InputError(
@@ -361,7 +377,7 @@ def check_new_response(design: Design, dist: Distribution, link, y: np.ndarray, 
     _check_constant_response(y, dist, arg)
     if dist.name == "normal":
         _check_exact_fit(design.fixed, design.terms, y, arg)
-    index = pd.RangeIndex(design.subset.size)[design.subset]
+    index = design.used_index()
     _check_separation(
         design.fixed, y, design.weights, design.binomial_size, dist, link, index, arg, design.terms
     )
@@ -526,6 +542,15 @@ def _check_separation(
     )
 
 
+def check_new_data(newdata) -> None:
+    """Refuse what no method can evaluate: not a DataFrame, duplicate column names, no rows."""
+    if not isinstance(newdata, pd.DataFrame):
+        raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+    check_columns(newdata, "newdata")
+    if len(newdata) == 0:
+        raise InputError("newdata: has no rows; pass at least one row to evaluate")
+
+
 def new_data_design(
     design: Design, newdata: pd.DataFrame, *, weights=None, binomial_size=None, offset=None
 ) -> Design:
@@ -535,12 +560,10 @@ def new_data_design(
     levels are taken from ``newdata`` afresh (every level gets a new random effect). Weights,
     binomial sizes and offset default to 1, 1 and 0.
     """
-    if not isinstance(newdata, pd.DataFrame):
-        raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+    check_new_data(newdata)
     for v in design.predictors:
         if v not in newdata.columns:
             raise InputError(f"newdata: column '{v}' is missing")
-    check_columns(newdata, "newdata")
     df = newdata[list(design.predictors)].reset_index(drop=True).copy()
     if df.isna().any().any():
         raise InputError("newdata: contains missing values in model variables; remove those rows")
@@ -558,7 +581,9 @@ def new_data_design(
             raise InputError(
                 f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}"
             )
-        df[c] = pd.Categorical(vals, categories=cats, ordered=True)
+        # unordered: formulae's C() takes an ordered column's categories as the levels present and
+        # refuses rows that hold only some of them; the fitted terms keep the levels and coding
+        df[c] = pd.Categorical(vals, categories=cats)
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused below
             X = np.asarray(design.fixed.model_matrices().evaluate_new_data(df).design_matrix, dtype=float)
@@ -577,7 +602,16 @@ def new_data_design(
         off = off + evaluate_offsets(design.formula.offsets, df, newdata.index, "newdata")
     terms, start = [], 0
     for t in design.terms:
-        new = build_random_term(t.spec, df, design.encoder)
+        T = t.evaluate_new_data(design.fixed.frame, df)
+        check_finite(
+            T,
+            t.names,
+            f"newdata: column of random term {t.spec}",
+            newdata.index,
+            "remove or correct those rows",
+        )
+        codes, levels = group_codes(df, t.spec.group_vars)
+        new = RandomTerm(spec=t.spec, names=t.names, levels=levels, codes=codes, T=T, rhs=t.rhs)
         terms.append(_with_offset(new, start))
         start += new.size
     return Design(

@@ -67,6 +67,14 @@ def formulae_reason(err: Exception) -> str:
     return str(err)
 
 
+def as_vector(arr: np.ndarray, arg: str) -> np.ndarray:
+    """``arr`` as a 1-D vector: a column or row vector (n x 1, 1 x n) is one; a table is refused,
+    never flattened."""
+    if arr.ndim > 1 and sorted(arr.shape)[-2] != 1:
+        raise InputError(f"{arg}: expected a vector (one value per row), got an array of shape {arr.shape}")
+    return arr.reshape(-1)
+
+
 def check_columns(data: pd.DataFrame, arg: str = "data") -> None:
     """Refuse duplicated column names: ``data[name]`` would be a table, not a column."""
     if data.columns.is_unique:  # (cached by pandas on the Index: no hashing per fit)

@@ -8,7 +8,8 @@ terms in formula order (MATLAB).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import formulae
 import numpy as np
@@ -18,7 +19,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..formula import RandomTermSpec
 from .checks import formulae_reason
-from .fixed import UsedRows, as_frame, coefficient_name
+from .fixed import Encoder, UsedRows, as_frame, coefficient_name
 
 __all__ = ["RandomTerm", "build_random_term", "group_codes", "z_matrix"]
 
@@ -32,6 +33,33 @@ class RandomTerm:
     T: np.ndarray  # (n, q_r) the term's columns
     rhs: str  # formulae right-hand side for the columns
     offset: int = 0  # first column of this block in b
+    # formulae's object for the columns (None for an intercept-only term, and after unpickling:
+    # it cannot be pickled; :meth:`evaluate_new_data` rebuilds it from the fit's rows)
+    matrices: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "matrices": None}
+
+    def evaluate_new_data(self, frame: pd.DataFrame | UsedRows, newdata: pd.DataFrame) -> np.ndarray:
+        """The term's columns on ``newdata`` as fitted: a stateful transform (``center``,
+        ``scale``) keeps the fit's mean and SD and a factor the fit's levels and coding (formulae's
+        ``evaluate_new_data``), and no rank check (one row or a constant column is routine in new
+        data). ``frame`` holds the rows the term was built from."""
+        if not self.spec.expr:
+            return np.ones((len(newdata), 1))
+        if self.matrices is None:
+            dm = formulae.design_matrices(
+                self.rhs, as_frame(frame), na_action="error", extra_namespace=Encoder.namespace
+            )
+            object.__setattr__(self, "matrices", dm.common)
+        try:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by the caller
+                T = self.matrices.evaluate_new_data(newdata).design_matrix
+        except Exception as err:
+            raise InputError(
+                f"newdata: cannot evaluate the columns of random term {self.spec}: {formulae_reason(err)}"
+            ) from err
+        return np.asarray(T, dtype=float).reshape(len(newdata), -1)
 
     @property
     def group(self) -> str:
@@ -142,7 +170,10 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode)
         T = np.ones((len(df), 1))
         names = ("(Intercept)",)
     codes, levels = group_codes(df, spec.group_vars)
-    return RandomTerm(spec=spec, names=names, levels=levels, codes=codes, T=T, rhs=encode(rhs))
+    matrices = dm.common if spec.expr else None
+    return RandomTerm(
+        spec=spec, names=names, levels=levels, codes=codes, T=T, rhs=encode(rhs), matrices=matrices
+    )
 
 
 def z_matrix(terms: tuple[RandomTerm, ...], n: int) -> sp.csr_matrix:

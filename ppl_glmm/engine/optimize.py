@@ -71,6 +71,18 @@ class OptimizationSummary:
     newton_decrement: float = np.nan
     newton_steps: int = 0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "x", _read_only(self.x))  # the record's own copy (it is frozen)
+
+    def __setstate__(self, state: dict) -> None:  # unpickled arrays are writeable again
+        self.__dict__.update(state, x=_read_only(state["x"]))
+
+
+def _read_only(x) -> np.ndarray:
+    x = np.array(x, dtype=float)
+    x.flags.writeable = False
+    return x
+
 
 @dataclass(frozen=True)
 class IterationRecord:

@@ -73,8 +73,8 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
     row; default 0) plus the formula's offset terms on those rows. With newdata: X and the matched
     Z from ``newdata`` (validated), ``offset`` (array or column name; default 0) plus the formula's
     offset terms on newdata."""
-    from ..design import new_data_design
-    from ..design.checks import evaluate_offsets
+    from ..design import check_new_data, new_data_design
+    from ..design.checks import as_vector, evaluate_offsets
     from ..design.fixed import as_frame
 
     d = fit.design
@@ -86,11 +86,12 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
             if isinstance(offset, str):
                 raise InputTypeError("offset: a column name needs newdata; pass the offset values instead")
             try:
-                off = np.asarray(offset, dtype=float).reshape(-1)
+                off = np.asarray(offset, dtype=float)
             except (TypeError, ValueError) as err:
                 raise InputTypeError(
                     f"offset: expected a numeric vector, got {type(offset).__name__}"
                 ) from err
+            off = as_vector(off, "offset")
             if off.size == n_total:
                 off = off[d.subset]
             elif off.size == 1:
@@ -106,8 +107,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
         if d.formula.offsets:
             off = off + evaluate_offsets(d.formula.offsets, as_frame(d.fixed.frame), pd.RangeIndex(n))
         return d.X, None, off, d.subset
-    if not isinstance(newdata, pd.DataFrame):
-        raise InputTypeError(f"newdata: expected a pandas DataFrame, got {type(newdata).__name__}")
+    check_new_data(newdata)
     _check_dtypes(d, newdata)
     nd = new_data_design(d, newdata, offset=offset)
     Z = _matched_z(d.terms, nd.terms, nd.n, d.q)
