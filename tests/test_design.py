@@ -116,6 +116,10 @@ def test_exclude_by_mask_and_positions():
     assert _fit(exclude=[0, 1]).num_excluded == 2
     with pytest.raises(ValueError, match="exclude"):
         _fit(exclude=[200])
+    with pytest.raises(
+        ValueError, match=r"^exclude: row position 0 is given 95 times; .* np.asarray\(mask, dtype=bool\)\)$"
+    ):
+        _fit(exclude=mask.astype(int))  # a 0/1 mask of integers is not positions {0, 1}
 
 
 def test_caller_dataframe_is_not_modified():

@@ -141,6 +141,13 @@ def _exclude_mask(exclude, n: int) -> np.ndarray:
         raise InputError("exclude: give a boolean mask or integer row positions (0-based)")
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         raise InputError(f"exclude: row positions must be in 0..{n - 1}")
+    values, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):  # e.g. a 0/1 mask of integers, read as the positions 0 and 1
+        j = int(np.argmax(counts))
+        raise InputError(
+            f"exclude: row position {values[j]} is given {counts[j]} times; positions name each "
+            "excluded row once (for a 0/1 mask pass booleans, e.g. np.asarray(mask, dtype=bool))"
+        )
     mask[arr] = True
     return mask
 
