@@ -120,6 +120,14 @@ CASES: dict[str, tuple] = {
         {"distribution": "binomial"},
         "lme4",
     ),
+    # an observation-level effect on 0/1 data: fitted by lme4 and glmmTMB (SD 0.078), once refused
+    # as complete separation by the random effects
+    "binary_olre": (
+        lambda: _data("binary_slope.csv").assign(obs=lambda d: np.arange(len(d))),
+        "y ~ x + (1|obs)",
+        {"distribution": "binomial"},
+        "lme4",
+    ),
 }
 
 

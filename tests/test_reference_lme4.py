@@ -10,7 +10,10 @@ glmmTMB for the non-canonical links). The largest difference measured on these c
   the engine is 8e-10 above lme4 and glmmTMB in logLik and within 7e-7 of glmmTMB's estimates,
   while lme4 and glmmTMB differ from each other by 1.6e-5.
 * variance components (SDs, correlations): 1e-5 relative (measured <= 1.3e-6, sleepstudy_lmm,
-  where lme4 and glmmTMB differ by 7e-5); residual SD 1e-6 (measured <= 1.5e-8).
+  where lme4 and glmmTMB differ by 7e-5); residual SD 1e-6 (measured <= 1.5e-8). binary_olre
+  (an observation-level effect on 0/1 data) 3e-4, and its conditional modes too: the logLik is
+  flat in the SD to 2e-11 over 0.077977 (lme4 tight), 0.077984 (lme4 defaults) and 0.077996
+  (glmmTMB); ours is 0.077984 (8.7e-5 from lme4 tight), with a logLik 3e-11 above lme4's.
 * conditional SEs: 5e-6 relative (measured <= 5.3e-7, grouseticks): they move with the estimates.
 * conditional modes: 1e-5 of the largest |mode| (measured <= 3.1e-6, grouseticks, same reason as its
   fixed effects).
@@ -32,7 +35,8 @@ LOGLIK_ABS = 1e-6
 CRITERION_ABS = 2e-6
 FIXEF_REL = {"grouseticks_nested_crossed": 3e-5}  # see the module docstring
 FIXEF_REL_DEFAULT = 1e-5
-VARCOMP_REL = 1e-5
+VARCOMP_REL = {"binary_olre": 3e-4}  # see the module docstring
+VARCOMP_REL_DEFAULT = 1e-5
 SIGMA_REL = 1e-6
 SE_REL = 5e-6
 RANEF_REL = 1e-5
@@ -66,7 +70,8 @@ def test_variance_components(fitted, name):
         (v["group"], v["name1"], v["name2"], v["type"]) for v in R["varcorr"]
     ]
     est = np.array([r["Estimate"] for r in rows])
-    np.testing.assert_allclose(est, [v["estimate"] for v in R["varcorr"]], rtol=VARCOMP_REL, atol=0)
+    rtol = VARCOMP_REL.get(name, VARCOMP_REL_DEFAULT)
+    np.testing.assert_allclose(est, [v["estimate"] for v in R["varcorr"]], rtol=rtol, atol=0)
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -129,7 +134,8 @@ def test_conditional_modes_match_ranef(fitted, name):
         assert set(got) == set(expected)
         e = np.array([expected[lv] for lv in got])
         g = np.array(list(got.values()))
-        assert np.max(np.abs(g - e)) < RANEF_REL * np.max(np.abs(e)), (key, name1)
+        tol = VARCOMP_REL.get(name, RANEF_REL)  # (the modes scale with the SD)
+        assert np.max(np.abs(g - e)) < tol * np.max(np.abs(e)), (key, name1)
 
 
 def test_probit_and_cloglog_are_exact_laplace_not_lme4_fisher_weights(fitted):

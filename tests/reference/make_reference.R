@@ -113,6 +113,8 @@ sleep_d$Subject <- factor(sleep_d$Subject, levels = sort(unique(sleep_d$Subject)
 
 bs <- rd("binary_slope.csv")
 bs$subject <- factor(bs$subject)
+bs_olre <- bs
+bs_olre$obs <- factor(seq_len(nrow(bs)) - 1)  # an observation-level effect on 0/1 data (row 0..599)
 
 ## hard cases (issue 6)
 plarge <- rd("poisson_large.csv")
@@ -206,7 +208,13 @@ cases <- list(
     family = "binomial", link = "logit", method = "Laplace",
     names_python = c("(Intercept)", "x"),
     re = list(list(py = "subject", key = "subject", grp = "subject",
-                   cn = c("(Intercept)", "x"))))
+                   cn = c("(Intercept)", "x")))),
+  binary_olre = list(
+    data = "binary_slope.csv", df = bs_olre,
+    r_formula = "y ~ x + (1 | obs)",
+    family = "binomial", link = "logit", method = "Laplace",
+    names_python = c("(Intercept)", "x"),
+    re = list(list(py = "obs", key = "obs", grp = "obs", cn = "(Intercept)")))
 )
 
 ## ---- hard cases (issue 6) -------------------------------------------------
