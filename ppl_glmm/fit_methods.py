@@ -229,6 +229,8 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(sorted(known))}"
         )
     for opt in options:
+        if opt == "dispersion_flag" and options[opt] is False:
+            continue  # MATLAB ignores it outside PL: False is what every other method does
         if opt not in _EVERY_METHOD and opt not in method.options:
             users = [m.name for m in METHODS.values() if opt in m.options]
             raise InputError(
@@ -238,7 +240,7 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
     out: dict[str, Any] = {}
     if "covariance_method" in options:
         v = options["covariance_method"]
-        key = v.strip().lower().replace("_", "") if isinstance(v, str) else None
+        key = v.lower().replace("_", "").replace(" ", "") if isinstance(v, str) else None
         if key not in _COVARIANCE_METHODS:
             raise InputError(
                 f"covariance_method: unknown value {v!r}; use one of {', '.join(_COVARIANCE_METHODS)}"

@@ -185,6 +185,65 @@ def test_restricted_fits(model):
         model("sleep_int").compare(r_full)
 
 
+def test_restricted_fits_of_the_same_fixed_effects_coded_differently_are_refused():
+    """The restricted log-likelihood moves by log|det A| when X becomes X A (lme4's too): the same
+    REML model under effects and reference coding of a three-level factor is log 3 apart."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(12), 8)
+    f = rng.choice(["a", "b", "c"], g.size)
+    d = pd.DataFrame({"g": g, "f": f, "y": rng.normal(0, 1, 12)[g] + (f == "b") + rng.normal(size=g.size)})
+    ref = ppl_glmm.fitglme(d, "y ~ f + (1|g)", fit_method="reml")
+    eff = ppl_glmm.fitglme(d, "y ~ f + (1|g)", fit_method="reml", dummy_var_coding="effects")
+    assert eff.log_likelihood - ref.log_likelihood == pytest.approx(-np.log(3), abs=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)  # (f:g's variance may be estimated as zero)
+        bigger = ppl_glmm.fitglme(d, "y ~ f + (1|g) + (1|f:g)", fit_method="reml")
+    with pytest.raises(
+        InputError,
+        match=r"^alt: both models are fitted by reml with the same fixed effects coded differently "
+        r"\(X_alt = X A, log\|det A\| = 1\.099\); .* scaling of the predictors$",
+    ):
+        eff.compare(bigger)
+    t = ref.compare(bigger)  # the same coding: compared
+    assert t["LRStat"].iloc[1] == pytest.approx(2 * (bigger.log_likelihood - ref.log_likelihood), rel=1e-12)
+
+
+def test_a_pseudo_likelihood_is_not_compared_with_a_likelihood(model):
+    cb = _cbpp()
+    kw = {"distribution": "binomial", "binomial_size": "size"}
+    mpl1 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="mpl", **kw)
+    with pytest.raises(
+        InputError,
+        match=r"^alt: a pseudo-likelihood fit \(mpl\) cannot be compared with a likelihood fit \(laplace\)",
+    ):
+        model("cbpp0").compare(mpl1)
+    q9 = ppl_glmm.fitglme(cb, "incidence ~ 1 + (1|herd)", fit_method="quadrature", n_agq=9, **kw)
+    q5 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="quadrature", n_agq=5, **kw)
+    q9.compare(q5)  # both approximate the marginal likelihood (lme4 compares them)
+    with pytest.raises(
+        InputError, match=r"^check_nesting: .* different numbers of nodes \(n_agq = 9 and 5\)"
+    ):
+        q9.compare(q5, check_nesting=True)
+
+
+def test_no_boundary_note_where_the_null_is_interior(model):
+    """A correlation (Full against Diagonal) or an estimated dispersion tested at 1 is not at a
+    boundary: the chi-square holds, and there is no note."""
+    d = _sleep()
+    diag = ppl_glmm.fitglme(d, "Reaction ~ Days + (Days|Subject)", covariance_pattern="diagonal")
+    split = ppl_glmm.fitglme(d, "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)")
+    for smaller in (diag, split):
+        t = smaller.compare(model("sleep_full"))
+        assert t["deltaDF"].iloc[1] == 1
+        assert t.attrs["note"] == "" and np.isnan(t.attrs["pValue_mixture"])
+    cb = _cbpp()
+    kw = {"distribution": "binomial", "binomial_size": "size", "fit_method": "mpl"}
+    fixed = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", **kw)
+    free = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", dispersion_flag=True, **kw)
+    t = fixed.compare(free)
+    assert t["deltaDF"].iloc[1] == 1 and t.attrs["note"] == ""
+
+
 def test_check_nesting_fit_methods_and_pseudo_likelihood(model):
     cb = _cbpp()
     kw = {"distribution": "binomial", "binomial_size": "size"}

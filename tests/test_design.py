@@ -173,6 +173,16 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
         _fit(**kwargs)
 
 
+def test_matlab_spellings_a_laplace_fit_accepts():
+    """dispersion_flag=False is what a Laplace fit does (MATLAB ignores the flag there); spaces in
+    covariance_method are ignored as documented."""
+    base = _fit()
+    same = _fit(dispersion_flag=False, covariance_method="Joint Hessian")
+    assert same.log_likelihood == base.log_likelihood
+    joint = _fit(covariance_method="jointhessian")
+    np.testing.assert_array_equal(same.coefficient_covariance, joint.coefficient_covariance)
+
+
 def test_bad_formula_and_data_errors():
     with pytest.raises(TypeError, match="data: expected a pandas DataFrame"):
         ppl_glmm.fitglme(load_mfr().to_numpy(), MFR, distribution="poisson")

@@ -234,6 +234,26 @@ def test_complete_separation_by_fixed_and_random_effects():
     assert "(1 | g)" in msg and "variance" in msg
 
 
+def test_an_observation_level_effect_separates_only_rows_of_several_trials():
+    """A level with one trial fits its outcome at any variance and gains nothing as it grows, so
+    (1|obs) on 0/1 data is fitted (binary_olre against lme4); with 3 trials a row all successes or
+    all failures is a group of 3 alike, and (1|obs) then separates them completely."""
+    d = _frame().assign(obs=np.arange(60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d, "s ~ x + (1|obs)", distribution="binomial")
+    assert np.isfinite(m.log_likelihood) and m.converged
+    k = 3 * d.s  # every row 0 or 3 successes of 3
+    msg = _refuse(
+        d.assign(k=k),
+        "k ~ x + (1|obs)",
+        "fixed and random effects together",
+        distribution="binomial",
+        binomial_size=3,
+    )
+    assert "(1 | obs)" in msg
+
+
 def test_single_level_factor_in_the_fixed_part():
     d = _frame().assign(f="a")
     msg = _refuse(d, "y ~ f*x + (1|g)", "factor 'f' has a single level")
@@ -566,6 +586,34 @@ def test_a_random_term_with_dependent_columns_is_refused():
     )
     m = ppl_glmm.fitglme(_frame(), "y ~ 0 + f + (0 + f|g)", dummy_var_coding="full")  # the fix it names
     assert m.num_coefficients == 3
+
+
+def test_binomial_counts_times_weights_whole_fit_as_the_counts_they_make():
+    """MATLAB's rule: w n y whole. Counts of 0.5 with weights 2 (or, without binomial_size, values
+    in {0, 0.5, 1} with weights 2) are w counts of w n trials, as the integer data are."""
+    rng = np.random.default_rng(3)
+    d = _frame().assign(n=rng.integers(2, 8, 60), w=2)
+    d["k"] = rng.binomial(d.n * 2, 0.4)
+    d["c"], d["wn"] = d.k / 2, d.n * 2
+    kw = {"distribution": "binomial"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        halves = ppl_glmm.fitglme(d, "c ~ x + (1|g)", binomial_size="n", weights="w", **kw)
+        whole = ppl_glmm.fitglme(d, "k ~ x + (1|g)", binomial_size="wn", **kw)
+        d["h"], d["two"] = rng.binomial(2, 0.4, 60), 2
+        no_size = ppl_glmm.fitglme(d.assign(p=d.h / 2), "p ~ x + (1|g)", weights="w", **kw)
+        trials = ppl_glmm.fitglme(d, "h ~ x + (1|g)", binomial_size="two", **kw)
+    assert halves.log_likelihood == pytest.approx(whole.log_likelihood, abs=1e-9)
+    assert no_size.log_likelihood == pytest.approx(trials.log_likelihood, abs=1e-9)
+    _refuse(
+        d.assign(c=d.k / 3),
+        "c ~ x + (1|g)",
+        "with weights w, counts times w whole",
+        binomial_size="n",
+        weights="w",
+        **kw,
+    )
+    _refuse(d.assign(p=d.h / 3), "p ~ x + (1|g)", r"^binomial_size: .* multiples of 1/w", weights="w", **kw)
 
 
 def test_binomial_proportions_with_binomial_size_name_the_response_and_the_fix():

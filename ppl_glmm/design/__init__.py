@@ -303,23 +303,26 @@ def build_design(
         y[:, None], [formula.response], "formula: response", index, "remove those rows or correct them"
     )
     if dist.name == "binomial":
-        if binomial_size is None and np.any((y != 0) & (y != 1)):
+        # MATLAB's rule: w n y whole, y = counts / n, i.e. counts x weights whole (w = 2, counts 0.5)
+        k = y * w
+        bad = np.abs(k - np.rint(k)) > np.sqrt(np.finfo(float).eps) * np.maximum(1, np.abs(k))
+        if binomial_size is None and np.any(bad | (y < 0) | (y > 1)):
             raise InputError(
-                "binomial_size: the binomial response holds values other than 0/1; give the number "
-                "of trials per row (binomial_size=array or column name) with success counts as response"
+                "binomial_size: the binomial response holds values other than 0/1 (or, with weights "
+                "w, multiples of 1/w in [0, 1]); give the number of trials per row "
+                "(binomial_size=array or column name) with success counts as response"
             )
         if np.any((y < 0) | (y > size)):
             raise InputError(
                 f"formula: binomial response '{formula.response}' must hold success counts "
                 "in 0..binomial_size"
             )
-        bad = np.abs(y - np.rint(y)) > np.sqrt(np.finfo(float).eps) * np.maximum(1, np.abs(y))
         if np.any(bad):
             rows = rows_text(np.flatnonzero(bad) if index is None else np.asarray(index)[bad])
             raise InputError(
                 f"formula: binomial response '{formula.response}' must hold success counts (whole "
-                f"numbers in 0..binomial_size) when binomial_size is given, and does not in {rows}; "
-                "pass the counts, not proportions"
+                f"numbers in 0..binomial_size; with weights w, counts times w whole) when "
+                f"binomial_size is given, and does not in {rows}; pass the counts, not proportions"
             )
         y = y / size
     dist.check_response(y, w, size, f"formula: response '{formula.response}'", index)

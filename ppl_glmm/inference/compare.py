@@ -26,13 +26,14 @@ and A's term columns lie in the span of B's term columns (a sufficient condition
 of A's terms that fail it are tested one at a time by sparse least squares (``lsqr``) on the
 column-equilibrated Z_B, with the same 1e-6 relative residual.
 
-Boundary note: when the random-effects parts differ (terms or covariance-parameter counts), a
-variance is tested at the boundary of its space and the chi-square p-value is conservative (Self
-and Liang 1987). When the fixed effects are the same and B has exactly one more random-effects
-dimension than A (one added variance, with its covariances, deltaDF = d), the null distribution
-is the 50:50 mixture of chi2_{d-1} and chi2_d (Stram and Lee 1994; chi2_0 is a point mass at 0),
-whose p-value ``0.5 P(chi2_{d-1} > LR) + 0.5 P(chi2_d > LR)`` is returned in
-``attrs['pValue_mixture']`` (NaN otherwise). ``attrs['note']`` holds the note ('' if none).
+Boundary note: when the random-effects columns differ (as (grouping, column) pairs), a variance
+is tested at the boundary of its space and the chi-square p-value is conservative (Self and Liang
+1987). With the same columns (a correlation, a covariance pattern or an estimated dispersion
+tested) the null is an interior point: no note. When the fixed effects are the same and B has
+exactly one more random-effects dimension than A (one added variance, with its covariances,
+deltaDF = d), the null distribution is the 50:50 mixture of chi2_{d-1} and chi2_d (Stram and Lee
+1994; chi2_0 is a point mass at 0), whose p-value ``0.5 P(chi2_{d-1} > LR) + 0.5 P(chi2_d > LR)``
+is returned in ``attrs['pValue_mixture']`` (NaN otherwise). ``attrs['note']`` holds the note ('' if none).
 """
 
 from __future__ import annotations
@@ -168,6 +169,28 @@ def _check_comparable(a: ComparedModel, b: ComparedModel) -> None:
             "design, so they are not comparable across fixed effects. Refit both by maximum "
             "likelihood (fit_method='laplace', or 'mpl' instead of 'rempl') to test fixed effects"
         )
+    if ra and (shift := _coding_shift(a.fit.design.X, b.fit.design.X)) > LL_TOL:
+        raise InputError(
+            f"alt: both models are fitted by {a.fit.result.fit_method} with the same fixed effects "
+            f"coded differently (X_alt = X A, log|det A| = {shift:.4g}); a restricted log-likelihood "
+            "changes by log|det A| with the coding (lme4's does too), so the two are not comparable: "
+            "fit both with the same formula terms, dummy_var_coding and scaling of the predictors"
+        )
+    pa, pb = METHODS[a.fit.result.fit_method].pseudo, METHODS[b.fit.result.fit_method].pseudo
+    if pa != pb:
+        raise InputError(
+            f"alt: a pseudo-likelihood fit ({(a if pa else b).fit.result.fit_method}) cannot be compared "
+            f"with a likelihood fit ({(b if pa else a).fit.result.fit_method}): the pseudo-likelihood is "
+            "that of the final pseudo data, not of the response; refit both with the same fit_method "
+            "(e.g. 'laplace')"
+        )
+
+
+def _coding_shift(Xa: np.ndarray, Xb: np.ndarray) -> float:
+    """|log|det A|| for Xb = Xa A (same column space): what a restricted log-likelihood moves by
+    between the two codings (0 for the same X, a column permutation or sign changes)."""
+    A = np.linalg.lstsq(Xa, Xb, rcond=None)[0]
+    return abs(float(np.linalg.slogdet(A)[1]))
 
 
 def _same_fixed(a: FitRecord, b: FitRecord) -> bool:
@@ -182,6 +205,11 @@ def _check_nesting(a: ComparedModel, b: ComparedModel) -> None:
         raise InputError(
             f"check_nesting: the models are fitted by different methods ({ma} and {mb}); refit them "
             "with the same fit_method"
+        )
+    if ma == "quadrature" and a.fit.settings.n_agq != b.fit.settings.n_agq:
+        raise InputError(
+            f"check_nesting: the models are fitted by quadrature with different numbers of nodes "
+            f"(n_agq = {a.fit.settings.n_agq} and {b.fit.settings.n_agq}); refit them with the same n_agq"
         )
     if ma == "rempl":
         raise InputError(
@@ -212,9 +240,9 @@ def _check_nesting(a: ComparedModel, b: ComparedModel) -> None:
 def _boundary(a: ComparedModel, b: ComparedModel, lr: float, ddf: float) -> tuple[str, float]:
     """The boundary note and the chi-square mixture p-value (module docstring)."""
     da, db = a.fit.design, b.fit.design
-    specs_a, specs_b = [str(t.spec) for t in da.terms], [str(t.spec) for t in db.terms]
-    ncov_a, ncov_b = a.df - a.fit.p, b.df - b.fit.p
-    if specs_a == specs_b and ncov_a == ncov_b:
+    if _random_columns(da.terms) == _random_columns(db.terms):
+        # the same random-effects columns: what differs (a correlation, a covariance pattern, an
+        # estimated dispersion) is tested at an interior point, where the chi-square holds
         return "", float("nan")
     note = (
         "The models differ in their random effects: a variance tested at zero lies on the boundary "
@@ -232,6 +260,12 @@ def _boundary(a: ComparedModel, b: ComparedModel, lr: float, ddf: float) -> tupl
         )
         return note, mix
     return note, float("nan")
+
+
+def _random_columns(terms) -> list[tuple]:
+    """The random-effects columns as (grouping, column name) pairs, whatever the terms' split
+    (``(1 + x || g)`` has those of ``(1 + x | g)``)."""
+    return sorted((t.spec.group_vars, name) for t in terms for name in t.names)
 
 
 def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool = False) -> pd.DataFrame:
