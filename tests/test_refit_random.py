@@ -1,5 +1,7 @@
 """random and refit: PyMC forward sampling, no recompilation, validation, immutability."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -204,6 +206,39 @@ def test_random_newdata_errors(mfr_model):
         mfr_model.random(offset=np.zeros(100))
 
 
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            {"weights": 1.5},
+            "weights: poisson prior weights must be positive integers, and are not in rows 0, 1, 2, 3",
+        ),
+        (
+            {"weights": 0},
+            "weights: prior weights must be positive, and are not in rows 0, 1, 2, 3 "
+            "(remove those rows of newdata)",
+        ),
+        ({"weights": [1, 1, np.nan, 1]}, "weights: contains NaN; give a value for every row of newdata"),
+        ({"binomial_size": 3}, "binomial_size: only valid with distribution='binomial'"),
+    ],
+)
+def test_random_newdata_weights_are_checked_as_fitglme_checks_them(mfr_model, kwargs, message):
+    """They were not: weights 1.5 drew non-integer Poisson counts, and negative ones -0."""
+    new = load_mfr().iloc[:4]
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        mfr_model.random(newdata=new, rng=0, **kwargs)
+
+
+def test_random_newdata_binomial_sizes_are_checked(fitted):
+    cbpp = fitted("cbpp_binomial")
+    new = cbpp.variables.iloc[:3]
+    for size in (2.5, 0, -3):
+        with pytest.raises(ValueError, match=r"^binomial_size: must be positive integers$"):
+            cbpp.random(newdata=new, rng=0, binomial_size=size)
+    draws = cbpp.random(newdata=new, rng=0, binomial_size=[4, 5, 6])
+    assert np.all((draws >= 0) & (draws <= 1)) and np.allclose(draws * [4, 5, 6], np.rint(draws * [4, 5, 6]))
+
+
 def test_random_accepts_newdata_positionally_like_matlab(mfr_model):
     new = load_mfr().iloc[:6]
     y = mfr_model.random(new)  # glme.random(tblnew)
@@ -222,3 +257,31 @@ def test_the_refit_warm_start_hessian_is_computed_by_the_first_refit_only():
     assert hinv.shape == (m._result.x.size,) * 2 and np.all(np.linalg.eigvalsh(hinv) > 0)
     m2.refit(m.random(rng=2))
     assert m._ws.hess_inv_start["laplace"] is hinv
+
+
+def test_a_refit_does_not_stop_at_a_flat_point_uphill():
+    """A bug hunt's singular two-term Poisson refit: a line-search step of 1869 landed on a flat
+    region 311 log-likelihood units uphill, where the gradient is ~0 too, and BFGS's gradient test
+    stopped there (beta0 = -1191.8, converged=True). Only points no higher than the best so far
+    may meet the test: the refit equals a fresh fit of the same response."""
+    import warnings
+
+    from ppl_glmm import GLMMWarning
+
+    rng = np.random.default_rng(114)
+    g = np.repeat(np.arange(10), 6).astype(str)
+    h = np.tile(np.arange(6), 10).astype(str)
+    x, w, off = rng.normal(size=60), rng.integers(1, 3, 60).astype(float), rng.uniform(-0.3, 0.3, 60)
+    eta = 0.8 + rng.normal(0, 0.5, 10)[np.repeat(np.arange(10), 6)] + off
+    df = pd.DataFrame({"y": rng.poisson(w * np.exp(eta)) / w, "x": x, "g": g, "h": h, "w": w, "off": off})
+    kw = {"distribution": "poisson", "weights": "w", "offset": "off"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        small = ppl_glmm.fitglme(df, "y ~ 1 + (1|g)", **kw)
+        big = ppl_glmm.fitglme(df, "y ~ 1 + (1|g) + (1|h)", **kw)  # singular: sd(h) ~ 4e-10
+        ys = small.random(rng=8763579550078684524)
+        refitted = big.refit(ys)
+        fresh = ppl_glmm.fitglme(df.assign(y=ys), "y ~ 1 + (1|g) + (1|h)", **kw)
+    assert refitted.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-6)
+    assert refitted.log_likelihood >= small.refit(ys).log_likelihood - 1e-6  # it contains the small model
+    assert abs(refitted.coefficients.Estimate.iloc[0]) < 5

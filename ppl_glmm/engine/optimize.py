@@ -223,6 +223,8 @@ def _minimize(
         xr = base + S @ z
         return xr if profile is None else np.append(xr, profile(xr))
 
+    best = [np.inf]  # the lowest objective evaluated so far
+
     def fz(z):
         try:
             x = full(z)
@@ -230,8 +232,14 @@ def _minimize(
             return np.inf, np.zeros(k)
         f, g = evaluate(x)
         gz = S.T @ g[:k]
-        if profile is None and k and np.isfinite(f) and float(np.max(np.abs(gz))) <= GTOL:
-            raise _GradientTestMet(z, f)  # BFGS's own stopping test, met at any point evaluated
+        # BFGS's own stopping test, met at any point evaluated that is no higher than the best
+        # so far (a step can land on a flat region far uphill, where the gradient is ~0 too: a
+        # singular two-term Poisson refit stopped there 311 log-likelihood units low)
+        low = f <= best[0] + 1e-9 * max(1.0, abs(best[0])) if np.isfinite(best[0]) else True
+        if profile is None and k and np.isfinite(f) and low and float(np.max(np.abs(gz))) <= GTOL:
+            raise _GradientTestMet(z, f)
+        if np.isfinite(f):
+            best[0] = min(best[0], f)
         return f, gz
 
     report = None
