@@ -151,7 +151,9 @@ def simulate_new_rows(
     from .design import new_data_design
     from .pymc_model import build_pymc_model
 
-    design = new_data_design(ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset)
+    design = new_data_design(
+        ws.design, newdata, weights=weights, binomial_size=binomial_size, offset=offset, dist=ws.dist
+    )
     key = _design_key(design)
     with ws.lock:
         sampler = ws.newdata_samplers.get(key)

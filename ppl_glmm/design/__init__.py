@@ -248,18 +248,7 @@ def build_design(
     # formulae reads is made once they are final
     cols = {c: (col if rows is None else col.iloc[rows]).reset_index(drop=True) for c, col in full.items()}
     size, w, off = size[subset], w[subset], off[subset]
-    if np.any(w <= 0):
-        raise InputError(
-            f"weights: prior weights must be positive, and are not in "
-            f"{rows_text(index[np.flatnonzero(w <= 0)])} (exclude those rows instead)"
-        )
-    if dist.counts and np.any(np.abs(w - np.rint(w)) > 0):
-        raise InputError(
-            f"weights: {dist.name} prior weights must be positive integers, and are not in "
-            f"{rows_text(index[np.flatnonzero(np.abs(w - np.rint(w)) > 0)])}"
-        )
-    if np.any(size <= 0) or np.any(np.abs(size - np.rint(size)) > 0):
-        raise InputError("binomial_size: must be positive integers")
+    check_weights_and_size(w, size, dist, index, "exclude those rows instead")
     if formula.offsets:
         off = off + evaluate_offsets(formula.offsets, pd.DataFrame(cols), index)
 
@@ -552,6 +541,23 @@ def _check_separation(
     )
 
 
+def check_weights_and_size(w: np.ndarray, size: np.ndarray, dist: Distribution, index, fix: str) -> None:
+    """MATLAB's rules: positive weights (integers for the count families), positive integer
+    binomial sizes; rows named by ``index``."""
+    if np.any(w <= 0):
+        raise InputError(
+            f"weights: prior weights must be positive, and are not in "
+            f"{rows_text(index[np.flatnonzero(w <= 0)])} ({fix})"
+        )
+    if dist.counts and np.any(np.abs(w - np.rint(w)) > 0):
+        raise InputError(
+            f"weights: {dist.name} prior weights must be positive integers, and are not in "
+            f"{rows_text(index[np.flatnonzero(np.abs(w - np.rint(w)) > 0)])}"
+        )
+    if np.any(size <= 0) or np.any(np.abs(size - np.rint(size)) > 0):
+        raise InputError("binomial_size: must be positive integers")
+
+
 def check_new_data(newdata) -> None:
     """Refuse what no method can evaluate: not a DataFrame, duplicate column names, no rows."""
     if not isinstance(newdata, pd.DataFrame):
@@ -562,15 +568,32 @@ def check_new_data(newdata) -> None:
 
 
 def new_data_design(
-    design: Design, newdata: pd.DataFrame, *, weights=None, binomial_size=None, offset=None
+    design: Design,
+    newdata: pd.DataFrame,
+    *,
+    weights=None,
+    binomial_size=None,
+    offset=None,
+    dist: Distribution | None = None,
 ) -> Design:
     """Design for simulating at new rows (MATLAB ``random(glme, tblnew)``).
 
     X uses the fitted coding; categorical predictors must use levels seen in the fit. Grouping
     levels are taken from ``newdata`` afresh (every level gets a new random effect). Weights,
-    binomial sizes and offset default to 1, 1 and 0.
+    binomial sizes and offset default to 1, 1 and 0; with ``dist`` (a simulation) they are checked
+    as ``fitglme`` checks them, and every value must be finite.
     """
     check_new_data(newdata)
+    if dist is not None and binomial_size is not None and dist.name != "binomial":
+        raise InputError("binomial_size: only valid with distribution='binomial'")
+    w = _vector_arg(weights, newdata, "weights", 1.0)
+    size = _vector_arg(binomial_size, newdata, "binomial_size", 1.0)
+    if dist is not None:
+        for arr, arg in ((w, "weights"), (size, "binomial_size")):
+            _infinite_arg(arr, arg, newdata.index)
+            if np.isnan(arr).any():
+                raise InputError(f"{arg}: contains NaN; give a value for every row of newdata")
+        check_weights_and_size(w, size, dist, newdata.index, "remove those rows of newdata")
     for v in design.predictors:
         if v not in newdata.columns:
             raise InputError(f"newdata: column '{v}' is missing")
@@ -629,8 +652,8 @@ def new_data_design(
         fixed=fixed,
         terms=tuple(terms),
         y=np.zeros(n),
-        weights=_vector_arg(weights, newdata, "weights", 1.0),
-        binomial_size=_vector_arg(binomial_size, newdata, "binomial_size", 1.0),
+        weights=w,
+        binomial_size=size,
         offset=off,
         subset=np.ones(n, dtype=bool),
         missing=np.zeros(n, dtype=bool),
