@@ -3,6 +3,7 @@
 import arviz as az
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 
 import ppl_glmm
@@ -146,3 +147,46 @@ def test_ml_datatree_of_a_singular_fit_holds_the_sds(recwarn):
         post = m.to_inference_data(draws=50, rng=0, predictive=False)["posterior"]
     assert np.unique(post["sd_g"].values).size == 1
     assert post["beta"].values.std() > 0
+
+
+def _short(model, **kw):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit_bayes(draws=20, tune=20, chains=1, cores=1, rng=3, progress=False, **kw)
+
+
+def test_compare_fits_refuses_another_coding_or_offset(mfr_model):
+    """The same formula, data and response coded otherwise (reference against effects) or with an
+    offset on one side only: the coefficients mean different things, and were compared."""
+    from ppl_glmm.datasets import load_mfr
+
+    formula = "defects ~ 1 + newprocess + time_dev + temp_dev + supplier + (1|factory)"
+    reference = ppl_glmm.fitglme(load_mfr(), formula, distribution="Poisson")
+    with pytest.raises(InputError, match=r"fixed-effects coding, offset and binomial sizes must agree"):
+        ppl_glmm.compare_fits(mfr_model, _short(reference))
+    shifted = ppl_glmm.fitglme(
+        load_mfr(), formula, distribution="Poisson", dummy_var_coding="effects", offset=np.log(2.0)
+    )
+    with pytest.raises(InputError, match="not of the same model and data"):
+        ppl_glmm.compare_fits(mfr_model, _short(shifted))
+
+
+def test_levels_holding_a_comma_and_independent_terms_of_one_group():
+    """random_effects split 'Smith, G00, (Intercept)' at its first ', ' (Level 'Smith'), and the
+    display of (1 + x || g) printed both terms' rows under each of its two 'Group: g' blocks."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(8), 12)
+    x = rng.normal(size=g.size)
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 0.4, 8)[g] + rng.normal(0, 0.3, 8)[g] * x))
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"Smith, G{i:02d}" for i in g]})
+    b = _short(ppl_glmm.fitglme(d, "y ~ x + (1 + x || g)", distribution="poisson"))
+    re = b.random_effects()
+    assert re["Level"].iloc[:2].tolist() == ["Smith, G00", "Smith, G01"]
+    assert set(re["Name"]) == {"(Intercept)", "x"} and len(re) == 16
+    text = str(b)
+    blocks = text.split("Group: g (8 Levels)")[1:]
+    assert len(blocks) == 2
+    assert "(Intercept)" in blocks[0].split("Group:")[0] and "{'x'}" not in blocks[0].split("Group:")[0]
+    assert "{'x'}" in blocks[1].split("Group:")[0] and "(Intercept)" not in blocks[1].split("Group:")[0]

@@ -32,6 +32,15 @@ def no_sampling(monkeypatch):
         ({"beta": pm.Normal.dist(0, 1, shape=4)}, InputError, r"shape \(4,\) does not fit the 6"),
         ({"newprocess": pm.Normal.dist(0, 1, shape=2)}, InputError, r"shape \(2,\).*give a scalar"),
         ({"sd_factory": pm.Normal.dist(0, 1)}, InputError, "prior on positive values"),
+        # negative values the old check (the log-density at -1 only) let through: SD draws < 0
+        ({"sd_factory": pm.Uniform.dist(-0.5, 2)}, InputError, "prior on positive values"),
+        ({"sd_factory": pm.TruncatedNormal.dist(0, 1, lower=-0.5)}, InputError, "prior on positive values"),
+        ({"sd_factory": pm.Uniform.dist(-3, -2)}, InputError, "prior on positive values"),
+        (
+            {"newprocess": pm.Normal.dist(0, 1), "beta[newprocess]": pm.Normal.dist(0, 5)},
+            InputError,
+            r"^priors: 'newprocess' and 'beta\[newprocess\]' name the same parameter; give one of them$",
+        ),
         ({"beta": 2.5}, InputTypeError, r"expected a PyMC distribution made with .dist\(\)"),
         ({"beta": pm.math.exp(pm.Normal.dist(0, 1))}, InputTypeError, "got an expression"),
         ([("beta", pm.Normal.dist(0, 1))], InputTypeError, "priors: expected a dict"),
@@ -45,6 +54,42 @@ def no_sampling(monkeypatch):
 def test_bad_priors_are_refused(mfr_model, no_sampling, priors, error, match):
     with pytest.raises(error, match=match):
         mfr_model.fit_bayes(priors=priors, progress=False)
+
+
+def test_priors_on_positive_values_are_accepted(mfr_model, monkeypatch):
+    from ppl_glmm.bayes.priors import _check_positive
+
+    for d in (
+        pm.HalfNormal.dist(1),
+        pm.Exponential.dist(1),
+        pm.Gamma.dist(2, 1),
+        pm.InverseGamma.dist(3, 1),
+        pm.LogNormal.dist(0, 1),
+        pm.HalfCauchy.dist(1),
+        pm.Uniform.dist(0, 10),
+        pm.TruncatedNormal.dist(0, 1, lower=0),
+        pm.HalfNormal.dist(1, shape=(2,)),
+    ):
+        _check_positive("sd_g", d)
+
+
+def test_one_distribution_object_may_be_the_prior_of_two_coefficients(mfr_model):
+    """The docs say priors are cloned: {'x': d, 'z': d} ended in PyMC's bare 'too many values to
+    unpack' (both coefficients' nodes shared d's random generator)."""
+    import numpy as np
+
+    from ppl_glmm.bayes.model import build_bayes_model
+    from ppl_glmm.bayes.priors import resolve_priors
+    from ppl_glmm.names import ModelNames
+
+    ws = mfr_model._ws
+    names = ModelNames.from_design(ws.design, ws.dist)
+    one = pm.Normal.dist(0, 1)
+    priors = resolve_priors(ws.design, ws.dist, ws.link, names, {"newprocess": one, "time_dev": one})
+    model = build_bayes_model(ws.design, ws.dist, ws.link, names, priors).model
+    assert {"beta_newprocess", "beta_time_dev"} <= set(model.named_vars)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    assert one.owner is not None and not one.name  # the user's object is untouched
 
 
 def test_a_named_model_variable_is_refused_as_a_prior(mfr_model, no_sampling):

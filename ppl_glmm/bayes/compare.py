@@ -43,11 +43,16 @@ def _check_pair(ml, bayes) -> ModelNames:
         and np.array_equal(d_ml.subset, d_b.subset)
         and np.allclose(ml._result.y, d_b.y)
         and np.allclose(d_ml.weights, d_b.weights)
+        and d_ml.X.shape == d_b.X.shape
+        and np.array_equal(d_ml.X, d_b.X)  # the same coding: coefficients that mean the same
+        and np.allclose(d_ml.offset, d_b.offset)
+        and np.array_equal(d_ml.binomial_size, d_b.binomial_size)
     )
     if not same:
         raise InputError(
             "bayes: the two fits are not of the same model and data (formula, distribution, link, rows, "
-            "response and weights must agree); fit the Bayesian model with ml.fit_bayes()"
+            "response, weights, fixed-effects coding, offset and binomial sizes must agree); fit the "
+            "Bayesian model with ml.fit_bayes()"
         )
     return bayes.names
 

@@ -159,9 +159,7 @@ def _shape_of(value) -> tuple[int, ...]:
 def _resized(value, shape: tuple[int, ...]):
     from pymc.distributions.shape_utils import change_dist_size
 
-    if _shape_of(value) == tuple(shape):
-        return value.owner.clone().default_output()
-    return change_dist_size(value, new_size=shape)
+    return change_dist_size(value, new_size=shape)  # a new node, also when the shape is the same
 
 
 def _check_shape(key: str, value, allowed: list[tuple[int, ...]], what: str) -> None:
@@ -177,8 +175,18 @@ def _check_positive(key: str, value, what: str = "a standard deviation") -> None
     ndim_supp = getattr(value.owner.op, "ndim_supp", 0)
     if ndim_supp:
         raise InputError(f"priors['{key}']: expected a univariate distribution, got a multivariate one")
-    logp = float(np.max(pm.logp(value, -np.ones(_shape_of(value))).eval()))
-    if logp != -np.inf:
+    # the log-density at negative values from -1e-8 to -1e8, and 200 draws: -inf at each and all
+    # draws positive for a prior on positive values (evaluating at -1 only let Uniform(-0.5, 2) and
+    # Uniform(-3, -2) through)
+    from pymc.distributions.shape_utils import change_dist_size
+
+    shape = _shape_of(value)
+    grid = -np.logspace(-8, 8, 65)
+    points = np.broadcast_to(grid.reshape((-1,) + (1,) * len(shape)), grid.shape + shape)
+    many = change_dist_size(value, new_size=grid.shape, expand=True)
+    logp = pm.logp(many, points).eval(mode="FAST_COMPILE")  # (Python: no backend compile)
+    draws = pm.draw(many, draws=4, random_seed=0, mode="FAST_COMPILE")  # 4 x 65 draws
+    if np.any(np.asarray(logp) != -np.inf) or np.any(np.asarray(draws) <= 0):
         raise InputError(
             f"priors['{key}']: {what} needs a prior on positive values, e.g. "
             "pm.HalfNormal.dist(1) or pm.Exponential.dist(1)"
@@ -304,6 +312,7 @@ def resolve_priors(design, dist, link, names: ModelNames, priors: Mapping | None
     etas: list[float | None] = [DEFAULT_LKJ_ETA if tn.q > 1 else None for tn in names.terms]
     own: dict[int, Prior] = {}
     keys = _key_map(names)
+    named: dict[tuple[str, int | None], str] = {}  # parameter -> the key that set it
     for key, value in priors.items():
         if not isinstance(key, str) or key not in keys:
             corr_hint = ""
@@ -312,6 +321,11 @@ def resolve_priors(design, dist, link, names: ModelNames, priors: Mapping | None
             valid = ", ".join(repr(k) for k in keys if not k.startswith("beta["))
             raise InputError(f"priors: unknown parameter {key!r}{corr_hint}; use one of {valid}")
         kind, idx = keys[key]
+        if (kind, idx) in named:
+            raise InputError(
+                f"priors: {named[kind, idx]!r} and {key!r} name the same parameter; give one of them"
+            )
+        named[kind, idx] = key
         _check_dist(key, value)
         if kind == "beta":
             _check_shape(key, value, [(), (p,)], f"the {p} fixed-effects coefficients")

@@ -190,13 +190,13 @@ class BayesianGLMM:
         frames = []
         for tn in self._spec.names.terms:
             t = self._table([tn.b], ci_prob)
-            lev_name = t["Label"].str.split(", ", n=1, expand=True)
+            level, name = zip(*(_level_and_name(label, tn.names) for label in t["Label"]))
             frames.append(
                 pd.DataFrame(
                     {
                         "Group": tn.group,
-                        "Level": lev_name[0].to_numpy(),
-                        "Name": lev_name[1].to_numpy(),
+                        "Level": list(level),
+                        "Name": list(name),
                         **{c: t[c].to_numpy() for c in ["Mean", "SD", "Lower", "Upper", "Rhat", "ESS_bulk"]},
                     }
                 )
@@ -270,10 +270,13 @@ class BayesianGLMM:
         out += ["", "Random effects covariance parameters (posterior):"]
         cov = self.covariance_parameters()
         cols = ["Name1", "Name2", "Type", "Mean", "Median", "SD", "Lower", "Upper", "Rhat", "ESS_bulk"]
-        for tn in names.terms:
+        start = 0
+        for tn in names.terms:  # the rows come term by term, q (q + 1) / 2 each
+            stop = start + tn.q * (tn.q + 1) // 2
             out.append(f"Group: {tn.group} ({len(tn.levels)} Levels)")
-            out += format_table(cov[cov["Group"] == tn.group][cols].drop_duplicates())
+            out += format_table(cov.iloc[start:stop][cols])
             out.append("")
+            start = stop
         out.append("Group: Error")
         if not names.has_dispersion:
             out += format_table(pd.DataFrame({"Name": ["sqrt(Dispersion)"], "Estimate": [1.0]}))
@@ -310,3 +313,14 @@ def _centring(spec: ModelSpec) -> str:
     c = ", ".join(lab for lab, on in zip(labels, spec.centered) if on)
     nc = ", ".join(lab for lab, on in zip(labels, spec.centered) if not on)
     return f"centred ({c}), non-centred ({nc})"
+
+
+def _level_and_name(label: str, names) -> tuple[str, str]:
+    """ArviZ's label 'level, name' of a random effect split at the coefficient name (a level may
+    hold ', ' itself: 'Smith, G00, (Intercept)')."""
+    for name in sorted(names, key=len, reverse=True):
+        if label.endswith(", " + name):
+            return label[: -len(name) - 2], name
+    level, _, name = label.rpartition(", ")  # pragma: no cover - every label ends with a name
+    return level, name
+
