@@ -323,4 +323,3 @@ def _level_and_name(label: str, names) -> tuple[str, str]:
             return label[: -len(name) - 2], name
     level, _, name = label.rpartition(", ")  # pragma: no cover - every label ends with a name
     return level, name
-
