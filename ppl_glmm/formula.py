@@ -209,6 +209,11 @@ def parse_formula(formula: str) -> ParsedFormula:
     if "~" not in formula:
         raise InputError("formula: expected a string 'response ~ terms', e.g. 'y ~ 1 + x + (1|g)'")
     _split_top(formula, "~")  # raises on unbalanced parentheses
+    if re.sub(r"`[^`]*`", "", formula).count("~") > 1:
+        raise InputError(
+            f"formula: '{formula}' has more than one '~'; give one response and one right-hand side, "
+            "e.g. 'y ~ 1 + x + (1|g)'"
+        )
     lhs, rhs = formula.split("~", 1)
     response = lhs.strip()
     if not response:

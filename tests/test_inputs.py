@@ -352,6 +352,16 @@ def test_formula_type_error():
         ppl_glmm.fitglme(_frame(), 3)
 
 
+def test_a_second_tilde_is_named():
+    """'y ~ x + (1|g) ~ e' was refused as having no random-effects term."""
+    _refuse(
+        _frame(),
+        "y ~ x + (1|g) ~ e",
+        r"^formula: 'y ~ x \+ \(1\|g\) ~ e' has more than one '~'; give one response and one "
+        r"right-hand side, e.g. 'y ~ 1 \+ x \+ \(1\|g\)'$",
+    )
+
+
 def test_numpy_functions_work_in_the_fixed_part():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GLMMWarning)
