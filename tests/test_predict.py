@@ -174,6 +174,11 @@ def test_refused_newdata(sleep, fitted):
         sleep.predict(offset=np.zeros(7))
     with pytest.raises(InputError, match="offset"):
         sleep.predict(pd.DataFrame({"Days": [1.0], "Subject": [308]}), offset=[0.0, 1.0])
+    # new rows must give every value: the message does not offer NaN as "missing" there
+    new_rows = pd.DataFrame({"Days": [1.0, 2.0], "Subject": [308, 309]}, index=[10, 11])
+    with pytest.raises(InputError) as err:
+        sleep.predict(new_rows, offset=[0.0, np.inf])
+    assert str(err.value) == "offset: infinite values in row 11; give finite values"
 
 
 def _slopes_data(seed: int = 3) -> pd.DataFrame:

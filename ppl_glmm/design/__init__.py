@@ -152,12 +152,14 @@ def _exclude_mask(exclude, n: int) -> np.ndarray:
     return mask
 
 
-def _infinite_arg(arr: np.ndarray, arg: str, index: pd.Index) -> None:
+def _infinite_arg(arr: np.ndarray, arg: str, index: pd.Index, missing_note: bool = True) -> None:
+    """Refuse infinite values of ``arg``, naming the rows. ``missing_note``: say that NaN marks a
+    row missing (true of a fit's data; new data must give every value)."""
     bad = np.isinf(arr)
     if bad.any():
+        note = " (NaN marks a row as missing)" if missing_note else ""
         raise InputError(
-            f"{arg}: infinite values in {rows_text(index[np.flatnonzero(bad)])}; give finite values "
-            "(NaN marks a row as missing)"
+            f"{arg}: infinite values in {rows_text(index[np.flatnonzero(bad)])}; give finite values{note}"
         )
 
 
@@ -590,7 +592,7 @@ def new_data_design(
     size = _vector_arg(binomial_size, newdata, "binomial_size", 1.0)
     if dist is not None:
         for arr, arg in ((w, "weights"), (size, "binomial_size")):
-            _infinite_arg(arr, arg, newdata.index)
+            _infinite_arg(arr, arg, newdata.index, missing_note=False)
             if np.isnan(arr).any():
                 raise InputError(f"{arg}: contains NaN; give a value for every row of newdata")
         check_weights_and_size(w, size, dist, newdata.index, "remove those rows of newdata")
@@ -628,7 +630,7 @@ def new_data_design(
     )
     n = len(df)
     off = _vector_arg(offset, newdata, "offset", 0.0)
-    _infinite_arg(off, "offset", newdata.index)
+    _infinite_arg(off, "offset", newdata.index, missing_note=False)
     if np.isnan(off).any():
         raise InputError("offset: contains NaN; give a value for every row of newdata")
     if design.formula.offsets:
