@@ -44,7 +44,7 @@ from .fit_methods import METHODS, FitSettings
 from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
-__all__ = ["Workspace", "fit", "make_result"]
+__all__ = ["Workspace", "boundary_terms", "fit", "make_result"]
 
 
 class Workspace:
@@ -459,6 +459,15 @@ def fit(
     return result
 
 
+def boundary_terms(ws, theta: np.ndarray) -> np.ndarray:
+    """Which random-effects terms are on the boundary (singular): a diagonal entry of their
+    Lambda_r below lme4's tolerance, in theta's units for a link with units (theta ~2e-6 is not a
+    boundary for a gamma/identity model of y ~ 1e-6: its start scale is ~2e-6)."""
+    unit = ws.fd_unit[1] if ws.fd_unit is not None else 1.0
+    small = (np.abs(theta) < SINGULAR_TOL * unit) & ws.layout.is_diagonal()
+    return np.array([bool(small[sl].any()) for sl in ws.layout.slices()], dtype=bool)
+
+
 def make_result(
     ws: Workspace,
     fit_method: str,
@@ -483,11 +492,7 @@ def make_result(
     lambdas = ws.layout.lambdas(theta)
     u = problem.re.to_original(mode.u)
     b = _b_from_u(ws, u, lambdas, sigma)
-    diag = ws.layout.is_diagonal()
-    # lme4's tolerance, in theta's units for a link with units (theta ~2e-6 is not a boundary for a
-    # gamma/identity model of y ~ 1e-6: its start scale is ~2e-6)
-    unit = ws.fd_unit[1] if ws.fd_unit is not None else 1.0
-    singular = bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL * unit))
+    singular = bool(boundary_terms(ws, theta).any())
     msgs = []
     if not summary.converged:
         msgs.append(

@@ -149,6 +149,26 @@ def test_ml_datatree_of_a_singular_fit_holds_the_sds(recwarn):
     assert post["beta"].values.std() > 0
 
 
+def test_ml_datatree_of_a_singular_fit_draws_the_other_terms():
+    """Only the boundary term is held: the other term's SD and sigma are drawn with their Wald spread."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    g, h, x = np.repeat(np.arange(8), 6), np.tile(np.arange(6), 8), rng.normal(size=48)
+    y = 1 + 0.5 * x + rng.normal(0, 0.6, 6)[h] + rng.normal(0, 1, 48)
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h]})
+    with pytest.warns(ppl_glmm.SingularFitWarning):
+        m = ppl_glmm.fitglme(data, "y ~ x + (1|g) + (1|h)")
+    with pytest.warns(ppl_glmm.SingularFitWarning, match="term\\(s\\) of g are on the boundary"):
+        post = m.to_inference_data(draws=4000, rng=0, predictive=False)["posterior"]
+    assert np.unique(post["sd_g"].values).size == 1
+    log_sd_h = np.log(post["sd_h"].values.ravel())
+    with pytest.warns(UserWarning):
+        h_row = m.covariance_parameters()[2][1].iloc[0]
+    wald_sd = (np.log(h_row.Upper) - np.log(h_row.Estimate)) / 1.959963984540054
+    assert log_sd_h.std() == pytest.approx(wald_sd, rel=0.05)
+
+
 def _short(model, **kw):
     import warnings
 

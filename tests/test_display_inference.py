@@ -130,13 +130,39 @@ def test_repr_and_properties(mfr_model):
     assert mfr_model.converged and mfr_model.optimization.n_evaluations > 0
 
 
-def test_singular_fit_has_no_wald_intervals():
+def test_singular_fit_has_no_wald_intervals_for_the_boundary_term():
     data = pd.DataFrame({"g": np.repeat(np.arange(8), 5), "y": np.tile([0, 1, 2, 4, 3], 8)})
     with pytest.warns(SingularFitWarning):
         m = ppl_glmm.fitglme(data, "y ~ 1 + (1|g)", distribution="poisson")
-    with pytest.warns(UserWarning, match="confidence intervals unavailable"):
+    with pytest.warns(UserWarning, match=r"term\(s\) of g are on the boundary"):
         stats = m.covariance_parameters()[2]
     assert stats[0][["Lower", "Upper"]].isna().all().all()
+
+
+def _singular_two_term_data() -> pd.DataFrame:
+    """48 rows, crossed g (8 levels) and h (6): y depends on h only, and g's SD is fitted as 0."""
+    rng = np.random.default_rng(0)
+    g, h, x = np.repeat(np.arange(8), 6), np.tile(np.arange(6), 8), rng.normal(size=48)
+    y = 1 + 0.5 * x + rng.normal(0, 0.6, 6)[h] + rng.normal(0, 1, 48)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h]})
+
+
+@pytest.mark.parametrize("fit_method", ["laplace", "reml", "mpl"])
+def test_singular_fit_keeps_the_other_terms_intervals(fit_method):
+    """A term at SD 0 is held at its estimate: the other term's and sqrt(Dispersion)'s Wald intervals
+    are those of the model without it (whose likelihood surface is the same), not NaN."""
+    d = _singular_two_term_data()
+    with pytest.warns(SingularFitWarning):
+        m = ppl_glmm.fitglme(d, "y ~ x + (1|g) + (1|h)", fit_method=fit_method)
+    alone = ppl_glmm.fitglme(d, "y ~ x + (1|h)", fit_method=fit_method)
+    with pytest.warns(UserWarning, match=r"term\(s\) of g are on the boundary.*hold them at their estimates"):
+        g_table, h_table, error = m.covariance_parameters()[2]
+    h_alone, error_alone = alone.covariance_parameters()[2]
+    assert g_table[["Lower", "Upper"]].isna().all().all()
+    cols = ["Estimate", "Lower", "Upper"]
+    np.testing.assert_allclose(h_table[cols].to_numpy(), h_alone[cols].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(error[cols].to_numpy(), error_alone[cols].to_numpy(), rtol=1e-6)
+    assert np.isfinite(h_table[["Lower", "Upper"]].to_numpy()).all()
 
 
 def test_returned_tables_are_copies(mfr_model):

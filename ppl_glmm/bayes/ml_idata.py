@@ -9,8 +9,9 @@ SDs, sigma and theta stay positive and correlations inside (-1, 1)::
     sigma (or negative binomial's nb_theta) = exp(z_last)
 
 For ApproximateLaplace beta is not an outer parameter: beta ~ N(beta_hat, coefficient_covariance),
-independent of z. At a boundary (singular) fit the Hessian in log SD does not exist: the covariance
-parameters are held at their estimates and only beta varies (with a warning).
+independent of z. At a boundary (singular) fit the Hessian in log SD does not exist: the parameters
+of each term on the boundary are held at their estimates, and the others drawn from the inverse
+Hessian of the free parameters (``natural_covariance``), with a warning.
 
 posterior_predictive: one response per draw from ``random()`` (new random effects, then y | b, at
 the ML estimates) on the observed variable's scale (counts for binomial, Poisson and negative
@@ -24,7 +25,7 @@ import warnings
 import numpy as np
 
 from ..errors import SingularFitWarning
-from ..inference import beta_is_inner, natural_covariance, natural_estimates
+from ..inference import beta_is_inner, held_terms, natural_covariance, natural_estimates
 from ..names import ModelNames
 from ..simulate import seed_from
 
@@ -45,19 +46,29 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     beta_cov = model.coefficient_covariance
     if cov is None:
         warnings.warn(
-            "to_inference_data: the fit is on the boundary (a variance at zero), so the covariance "
-            "parameters have no asymptotic normal distribution; they are held at their estimates",
+            "to_inference_data: the Hessian of the covariance parameters is singular, so they have no "
+            "asymptotic normal distribution; they are held at their estimates",
             SingularFitWarning,
             stacklevel=3,
         )
         beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")
         z = np.tile(z0[0 if inner_beta else p :], (draws, 1))
-    elif inner_beta:
-        beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")
-        z = rng.multivariate_normal(z0, cov, size=draws, method="eigh")
     else:
-        zz = rng.multivariate_normal(z0, cov, size=draws, method="eigh")
-        beta, z = zz[:, :p], zz[:, p:]
+        if np.isnan(cov).any():
+            groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(model._fit)) if held)
+            warnings.warn(
+                f"to_inference_data: the random-effects term(s) of {groups} are on the boundary (a "
+                "variance at zero), so their covariance parameters have no asymptotic normal "
+                "distribution; they are held at their estimates",
+                SingularFitWarning,
+                stacklevel=3,
+            )
+        if inner_beta:
+            beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")
+            z = _normal_draws(z0, cov, draws, rng)
+        else:
+            zz = _normal_draws(z0, cov, draws, rng)
+            beta, z = zz[:, :p], zz[:, p:]
     out = {"beta": beta}
     for tn, sl in zip(names.terms, layout.slices()):
         canon = np.array([layout.from_natural(row[sl], tn.q) for row in z])
@@ -73,6 +84,15 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     if names.ancillary is not None:  # log sigma or log theta is the last natural parameter
         out[names.ancillary] = np.exp(z[:, -1]) if cov is not None else np.full(draws, res.ancillary)
     return out
+
+
+def _normal_draws(z0: np.ndarray, cov: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of N(z0, cov); the parameters a singular fit holds at their estimates (NaN rows of
+    ``cov``: :func:`~ppl_glmm.inference.natural_covariance`) stay at them."""
+    free = ~np.isnan(np.diag(cov))
+    z = np.tile(z0, (draws, 1))
+    z[:, free] = rng.multivariate_normal(z0[free], cov[np.ix_(free, free)], size=draws, method="eigh")
+    return z
 
 
 def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = True, chains: int = 1):

@@ -18,6 +18,7 @@ from .compare import ComparedModel, compare_models
 from .covariance_parameters import (
     beta_is_inner,
     covariance_tables,
+    held_terms,
     joint_hessian_cov_beta,
     natural_covariance,
     natural_estimates,
@@ -51,6 +52,7 @@ __all__ = [
     "covariance_tables",
     "degrees_of_freedom",
     "fixed_terms",
+    "held_terms",
     "joint_covariance",
     "joint_hessian_cov_beta",
     "model_criterion",

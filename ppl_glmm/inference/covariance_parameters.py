@@ -23,6 +23,7 @@ from .distributions import norm_ppf
 __all__ = [
     "beta_is_inner",
     "covariance_tables",
+    "held_terms",
     "joint_hessian_cov_beta",
     "natural_covariance",
     "natural_estimates",
@@ -69,50 +70,71 @@ def natural_estimates(fit: FitRecord) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def held_terms(fit: FitRecord) -> np.ndarray:
+    """Which random-effects terms are on the boundary (a variance at zero): their parameters are
+    held at their estimates by :func:`natural_covariance`."""
+    from ..fitting import boundary_terms
+
+    if not fit.result.singular:
+        return np.zeros(len(fit.ws.layout.sizes), dtype=bool)
+    return boundary_terms(fit.ws, fit.result.theta)
+
+
 def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
 
-    Returns None for a boundary (singular) fit: an SD at 0 has log SD = -inf.
+    In a singular fit, the parameters of each term on the boundary (:func:`held_terms`: an SD at 0
+    has log SD = -inf) are held at their estimates: the other parameters' covariance is the inverse
+    of the Hessian of the free parameters alone (the reduced Hessian of a constrained optimum), and
+    the held ones' rows and columns are NaN. Returns None when the free parameters' Hessian cannot
+    be formed or inverted.
     """
-    if fit.result.singular:
-        return None
     z0 = natural_estimates(fit)
-    if not np.all(np.isfinite(z0)):
-        return None
-    problem = fit.problem()
     P = z0.size
+    k0 = 0 if beta_is_inner(fit) else len(fit.result.beta)
+    free = np.ones(P, dtype=bool)
+    for held, sl in zip(held_terms(fit), fit.ws.patterns.param_slices()):
+        if held:
+            free[k0 + sl.start : k0 + sl.stop] = False
+    if not free.any() or not np.all(np.isfinite(z0[free])):
+        return None
+    idx = np.flatnonzero(free)
+    problem = fit.problem()
     saved_u, saved_b = problem.u_start.copy(), problem.beta_start.copy()
 
     def grad(z):
         x = optimizer_vector(fit, z)
         _, g = problem.value_and_grad(x)
         # chain rule: dx/dz by central differences of the (cheap, closed-form) map
-        J = np.empty((x.size, P))
-        for j in range(P):
+        J = np.empty((x.size, idx.size))
+        for c, j in enumerate(idx):
             h = 1e-6 * max(units[j], abs(z[j]))
             e = np.zeros(P)
             e[j] = h
-            J[:, j] = (optimizer_vector(fit, z + e) - optimizer_vector(fit, z - e)) / (2 * h)
+            J[:, c] = (optimizer_vector(fit, z + e) - optimizer_vector(fit, z - e)) / (2 * h)
         return J.T @ g
 
     # beta's steps in the link scale's units (natural covariance parameters are logs or angles)
     units = np.ones(P)
     if problem.fd_units is not None and not beta_is_inner(fit):
         units[: len(fit.result.beta)] = problem.fd_units[: len(fit.result.beta)]
-    H = np.zeros((P, P))
+    H = np.zeros((idx.size, idx.size))
     try:
-        for j in range(P):
+        for c, j in enumerate(idx):
             h = 1e-4 * max(units[j], abs(z0[j]))
             e = np.zeros(P)
             e[j] = h
-            H[:, j] = (grad(z0 + e) - grad(z0 - e)) / (2 * h)
+            H[:, c] = (grad(z0 + e) - grad(z0 - e)) / (2 * h)
     finally:
         problem.u_start, problem.beta_start = saved_u, saved_b
     H = 0.5 * (H + H.T)
     try:
-        return np.linalg.inv(H)
+        inv = np.linalg.inv(H)
     except np.linalg.LinAlgError:
         return None
+    cov = np.full((P, P), np.nan)
+    cov[np.ix_(idx, idx)] = inv
+    return cov
 
 
 def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]:
@@ -123,8 +145,17 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
     cov = natural_covariance(fit) if alpha is not None else None
     if cov is None and alpha is not None:
         warnings.warn(
-            "covariance_parameters: confidence intervals unavailable (a parameter is on the boundary "
-            "or the Hessian is singular); Lower/Upper are NaN",
+            "covariance_parameters: confidence intervals unavailable (the Hessian of the covariance "
+            "parameters is singular); Lower/Upper are NaN",
+            GLMMWarning,
+            stacklevel=3,
+        )
+    elif alpha is not None and np.isnan(cov).any():
+        groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(fit)) if held)
+        warnings.warn(
+            f"covariance_parameters: the random-effects term(s) of {groups} are on the boundary (a "
+            "variance estimated as zero): their Lower/Upper are NaN; the other intervals hold them at "
+            "their estimates",
             GLMMWarning,
             stacklevel=3,
         )
@@ -155,7 +186,7 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
         table = pd.DataFrame(rows)
         table.attrs["title"] = f"Covariance Type: {pat.type_name}"
         tables.append(table)
-    if _dispersion_estimated(fit) and cov is not None:
+    if _dispersion_estimated(fit) and cov is not None and cov[-1, -1] >= 0:
         half = zcrit * np.sqrt(cov[-1, -1])
         lo, hi = res.sigma * np.exp(-half), res.sigma * np.exp(half)
     elif _dispersion_estimated(fit):
