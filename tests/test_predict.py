@@ -119,6 +119,41 @@ def test_decreasing_link_keeps_lower_below_upper():
     assert np.all(ci[:, 0] < yp) and np.all(yp < ci[:, 1])
 
 
+def test_reciprocal_link_interval_crossing_its_pole():
+    """gamma/reciprocal at a new row where eta-hat > 0 but eta-hat - crit se < 0: the valid means are
+    [1/(eta-hat + crit se), inf) (was [eps, 1/(eta-hat + crit se)], which left out mu-hat)."""
+    d = pd.read_csv(REF / "data" / "gamma_inverse.csv")
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="reciprocal")
+    new = pd.DataFrame({"x": [-4.9, 0.0], "g": ["new", "new"]})
+    y, ci = m.predict(new, conditional=False)
+    x = np.array([[1.0, -4.9], [1.0, 0.0]])
+    eta = x @ m.coefficients["Estimate"].to_numpy()
+    se = np.sqrt(np.einsum("ip,pq,iq->i", x, m.coefficient_covariance, x))
+    crit = stats.t.ppf(0.975, m.num_observations - 2)
+    assert eta[0] - crit * se[0] < 0 < eta[0]
+    np.testing.assert_allclose(y, 1 / eta, rtol=1e-12)
+    np.testing.assert_allclose(ci[0], [1 / (eta[0] + crit * se[0]), np.inf], rtol=1e-12)
+    np.testing.assert_allclose(ci[1], np.sort(1 / (eta[1] + [crit * se[1], -crit * se[1]])), rtol=1e-12)
+    with pytest.warns(ppl_glmm.GLMMWarning, match="1 of 1 predicted linear predictors are not positive"):
+        y_out, ci_out = m.predict(pd.DataFrame({"x": [-40.0], "g": ["new"]}), conditional=False)
+    assert np.isnan(y_out).all() and np.isnan(ci_out).all()
+
+
+def test_inverse_gaussian_canonical_simultaneous_intervals_hold_their_predictions():
+    """power(-2): eta^(-1/2) of a negative lower end was NaN (37 of 400 Scheffe upper bounds)."""
+    d = pd.read_csv(REF / "data" / "invgauss_canonical.csv")
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian")
+    y, ci = m.predict(simultaneous=True)
+    assert not np.isnan(ci).any()
+    assert np.all((ci[:, 0] <= y) & (y <= ci[:, 1]))
+    open_above = np.isinf(ci[:, 1])
+    assert open_above.sum() >= 30  # rows whose eta interval reaches below 0
+    # their lower bound is g^-1 of the eta interval's upper end
+    eta = y[open_above] ** -2.0
+    upper_eta = ci[open_above, 0] ** -2.0
+    assert np.all(upper_eta > eta)
+
+
 def test_offset_rule(fitted):
     """fitted uses the fitting offset; predict adds only the formula's offset(...) terms plus its
     own ``offset`` argument (default 0)."""

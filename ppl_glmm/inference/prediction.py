@@ -7,6 +7,10 @@ For each prediction row with fixed-effects row x and random-effects row z (MATLA
 The interval is built on eta and mapped through g^-1, then sorted so Lower <= Upper:
 
     [g^-1(eta-hat + offset - crit se), g^-1(eta-hat + offset + crit se)]
+
+(:func:`mean_interval`: for a power or reciprocal link only the part of the eta interval above 0,
+the link's domain, is mapped, its end at 0 giving g^-1(0+), +inf for a negative power; outside
+the domain the prediction is NaN, with a warning), where
     se^2 = Var(x'beta-hat + z'(b-hat - b)) from the joint covariance (conditional; :mod:`.joint`),
            or x' Cov(beta-hat) x (marginal, Cov by the fit's covariance method)
     crit = t_{1-alpha/2, DF} (pointwise) or sqrt(k F_{1-alpha}(k, DF)) (Scheffe, simultaneous)
@@ -21,15 +25,59 @@ contributes no random effect (its entries of z are 0, and so is their part of th
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError, InputTypeError
+from ..errors import GLMMWarning, InputError, InputTypeError
 from ..results import FitRecord
 from .distributions import f_ppf, t_ppf
 
-__all__ = ["predict", "prediction_rows"]
+__all__ = ["mean_interval", "predict", "prediction_rows"]
+
+
+def _positive_domain(link, dist) -> float | None:
+    """The exponent p of a power link (-1 for the reciprocal) whose linear predictor must be
+    positive for a valid mean; None for links defined on the whole line. A power link needs
+    eta > 0 (eta^(1/p) is NaN, or not monotone, below 0); the reciprocal link too, except for a
+    distribution whose means may be negative (normal), where 1/eta is valid on both sides of 0."""
+    if not link.builtin:
+        return None
+    if link.name == "reciprocal":
+        return -1.0 if dist.mean_range[0] >= 0 else None
+    return link.power
+
+
+def mean_interval(link, dist, eta: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mu-hat, [Lower, Upper]): g^-1 of eta and of the valid part of [eta - half, eta + half].
+
+    g^-1 is monotone on its domain, so the interval is the image of its ends, sorted and clipped
+    to the distribution's mean range. A power link (and the reciprocal link for positive means)
+    is defined for eta > 0 only: the ends are taken on [max(eta - half, 0), eta + half], and the
+    end at 0 maps to g^-1(0+) (+inf for p < 0, 0 for p > 0); mu-hat and the interval are NaN where
+    eta, or the whole interval, is outside the domain. The reciprocal link of a normal model maps
+    an interval around 0 to (-inf, inf) (its two branches meet at infinity)."""
+    inverse, clip = link.inverse_np, dist.clip_mean
+    a, b = eta - half, eta + half
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        p = _positive_domain(link, dist)
+        if p is None:
+            ypred = clip(inverse(eta))
+            ci = np.sort(np.column_stack([clip(inverse(a)), clip(inverse(b))]), axis=1)
+            if link.builtin and link.name == "reciprocal":  # normal: the pole inside the interval
+                ci[(a < 0) & (b > 0)] = [-np.inf, np.inf]
+            return ypred, ci
+        at_zero = np.inf if p < 0 else 0.0
+        ypred = np.where(eta > 0, clip(inverse(np.where(eta > 0, eta, 1.0))), np.nan)
+        ends = [
+            np.where(a > 0, inverse(np.where(a > 0, a, 1.0)), at_zero),
+            inverse(np.where(b > 0, b, 1.0)),
+        ]
+        ci = np.sort(np.column_stack([clip(e) for e in ends]), axis=1)
+        ci[b <= 0] = np.nan
+    return ypred, ci
 
 
 def _check_dtypes(design, newdata: pd.DataFrame) -> None:
@@ -148,13 +196,17 @@ def predict(
         crit = float(np.sqrt(k * f_ppf(1 - alpha, k, df)))
     else:
         crit = float(t_ppf(1 - alpha / 2, df))
-    inverse = ws.link.inverse_np
-    clip = ws.dist.clip_mean
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        ypred = clip(inverse(eta + off))
-        lo = clip(inverse(eta + off - crit * se))
-        hi = clip(inverse(eta + off + crit * se))
-    ci = np.sort(np.column_stack([lo, hi]), axis=1)
+    ypred, ci = mean_interval(ws.link, ws.dist, eta + off, crit * se)
+    outside = np.isnan(ypred) & np.isfinite(eta + off)
+    if outside.any():
+        ci[outside] = np.nan
+        warnings.warn(
+            f"predict: {int(outside.sum())} of {outside.size} predicted linear predictors are not "
+            f"positive, outside the domain of the '{ws.link.name}' link: their predictions and "
+            "intervals are NaN",
+            GLMMWarning,
+            stacklevel=3,
+        )
     if used is not None:
         full = np.full(used.size, np.nan)
         full[used] = ypred
