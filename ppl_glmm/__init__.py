@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysis sees the lazy names as o
     from .api import fitglme, fitglme_bayes
     from .bayes import BayesianGLMM, compare_fits, plot_compare
     from .bootstrap import BootstrapResult, SimulatedLRT, parametric_bootstrap, simulated_lrt
+    from .families import custom_link
     from .model import GeneralizedLinearMixedModel
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "SimulatedLRT",
     "SingularFitWarning",
     "compare_fits",
+    "custom_link",
     "datasets",
     "fitglme",
     "fitglme_bayes",
@@ -67,6 +69,7 @@ _LAZY = {
     "simulated_lrt": "bootstrap",
     "BootstrapResult": "bootstrap",
     "SimulatedLRT": "bootstrap",
+    "custom_link": "families",
 }
 
 
@@ -89,4 +92,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted((set(globals()) - {"TYPE_CHECKING"}) | set(__all__))

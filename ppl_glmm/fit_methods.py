@@ -125,7 +125,7 @@ def _check_quadrature(design, dist, settings: FitSettings) -> None:
     if len(terms) != 1 or terms[0].q_r != 1:
         found = ", ".join(f"{t.spec} ({t.q_r} column{'s' if t.q_r > 1 else ''})" for t in terms)
         raise InputError(
-            "fit_method='quadrature' needs exactly one random-effects term with one column, such as "
+            "fit_method: 'quadrature' needs exactly one random-effects term with one column, such as "
             f"(1 | g) or (0 + x | g); this model has {len(terms)} term{'s' if len(terms) > 1 else ''}: "
             f"{found}. Use fit_method='laplace' for this model"
         )

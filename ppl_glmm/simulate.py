@@ -112,6 +112,10 @@ def _guarded_response(graph: GLMMGraph) -> list:
     return [y, invalid]
 
 
+# the links that keep every mean of a family inside its range (binomial: not the log link)
+_IN_RANGE = {"binomial": "A logit, probit, comploglog or loglog link"}
+
+
 def _invalid_to_nan(y: np.ndarray, invalid: np.ndarray | None, dist, link) -> np.ndarray:
     """NaN where the drawn mean is outside the family's range, with a warning counting them."""
     if invalid is None or not invalid.any():
@@ -124,7 +128,8 @@ def _invalid_to_nan(y: np.ndarray, invalid: np.ndarray | None, dist, link) -> np
     warnings.warn(
         f"random: {int(invalid.sum())} of {invalid.size} drawn means fell outside the {dist.name} "
         f"range ({lo:g}, {hi:g}) under the {link.name} link; those responses are NaN (as MATLAB's "
-        "generators give for invalid parameters). A log link keeps every mean in range",
+        f"generators give for invalid parameters). {_IN_RANGE.get(dist.name, 'A log link')} keeps every "
+        "mean in range",
         GLMMWarning,
         stacklevel=4,
     )

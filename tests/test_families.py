@@ -358,6 +358,22 @@ def test_random_gives_nan_where_a_drawn_mean_is_outside_the_range(distribution):
     assert nan.sum() == pytest.approx(expected, abs=4 * np.sqrt(expected))
 
 
+def test_random_nan_warning_for_binomial_names_links_that_keep_the_range():
+    """The hint named the log link, which can give p > 1 for a binomial."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(10), 20)
+    y = rng.binomial(1, np.clip(0.5 + rng.normal(0, 0.15, 10)[g], 0.05, 0.95))
+    with pytest.warns(ppl_glmm.GLMMWarning):
+        m = ppl_glmm.fitglme(
+            pd.DataFrame({"y": y, "g": g}), "y ~ 1 + (1|g)", distribution="binomial", link="identity"
+        )
+    new = pd.DataFrame({"g": [f"z{i}" for i in range(4000)]})
+    with pytest.warns(ppl_glmm.GLMMWarning) as caught:
+        m.random(new, rng=1)
+    message = next(str(w.message) for w in caught if "drawn means fell outside" in str(w.message))
+    assert message.endswith("A logit, probit, comploglog or loglog link keeps every mean in range")
+
+
 def test_random_under_a_scale_free_link_draws_as_before():
     """The guard is only compiled for links that can leave the range: a log-link gamma model's
     sampler has one output, and its draws have no NaN."""

@@ -77,6 +77,10 @@ def test_lazy_names_resolve_and_are_listed():
     assert ppl_glmm.fitglme is fitglme
     assert ppl_glmm.GeneralizedLinearMixedModel is GeneralizedLinearMixedModel
     assert set(ppl_glmm.__all__) <= set(dir(ppl_glmm))
+    assert "TYPE_CHECKING" not in dir(ppl_glmm)
+    from ppl_glmm.families import custom_link
+
+    assert ppl_glmm.custom_link is custom_link  # as docs/api.md names it
     with pytest.raises(AttributeError, match="no_such_name"):
         ppl_glmm.no_such_name  # noqa: B018
 

@@ -114,7 +114,7 @@ class QuadratureProblem(LaplaceProblem):
     ):
         if len(re.T) != 1 or re.m != 1:
             raise InputError(
-                "fit_method='quadrature' needs exactly one random-effects term with one column; "
+                "fit_method: 'quadrature' needs exactly one random-effects term with one column; "
                 "use fit_method='laplace'"
             )
         super().__init__(X, re, obs, inner_beta=False)

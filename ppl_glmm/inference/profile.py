@@ -78,8 +78,9 @@ def check_profile(fit: FitRecord) -> None:
     method = METHODS[fit.result.fit_method]
     if method.pseudo:
         raise InputError(
-            f"method='profile': a {method.display} fit maximises the likelihood of pseudo-data that "
-            "change with the estimates, not a likelihood of the data, so it has no profile likelihood. "
+            f"method: 'profile' is not available for a {method.display} fit, which maximises the "
+            "likelihood of pseudo-data that change with the estimates, not a likelihood of the data, so "
+            "it has no profile likelihood. "
             "Use method='wald', or refit with fit_method='laplace' (or 'reml' for a normal response)"
         )
 
