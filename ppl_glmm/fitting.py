@@ -44,7 +44,7 @@ from .fit_methods import METHODS, FitSettings
 from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
-__all__ = ["Workspace", "boundary_terms", "fit", "make_result"]
+__all__ = ["Workspace", "boundary_terms", "fit", "make_result", "off_the_boundary"]
 
 
 class Workspace:
@@ -372,7 +372,7 @@ def _optimise(
     if warm is not None:
         if fit_method not in ws.hess_inv_start:
             _warm_start_hessian(ws, fit_method, warm, settings)
-        x0 = warm.x.copy()
+        x0 = off_the_boundary(ws, problem, warm.x, lambda: _start(ws, problem, y, settings))
         problem.u_start = problem.re.to_internal(warm.u)
         problem.beta_start = warm.beta.copy()
         hinv = ws.hess_inv_start.get(fit_method)
@@ -457,6 +457,29 @@ def fit(
         with blas_limit(limit):
             result = monitor.check_hessian(ws, problem, result, stacklevel=3)
     return result
+
+
+def off_the_boundary(ws: Workspace, problem: LaplaceProblem, x0: np.ndarray, fresh) -> np.ndarray:
+    """A warm start ``x0`` with the covariance parameters of each random-effects term on the
+    boundary (:func:`boundary_terms`) replaced by those of ``fresh()``, the start a fresh fit takes.
+
+    At a diagonal theta_jj = 0 the objective is even in theta_jj, so its gradient there is 0 and an
+    optimiser started on the boundary never leaves it: a refit of a singular fit stayed at a zero
+    variance (and reported convergence) where a fresh fit of the same response found one, with a
+    higher likelihood. ``fresh`` is called only when a term is on the boundary."""
+    x0 = np.array(x0, dtype=float)
+    _, theta, _ = problem.unpack(x0)
+    held = boundary_terms(ws, theta)
+    if not held.any():
+        return x0
+    _, theta_fresh, _ = problem.unpack(fresh())
+    theta = np.array(theta, dtype=float)
+    for r, sl in enumerate(ws.layout.slices()):
+        if held[r]:
+            theta[sl] = theta_fresh[sl]
+    k = 0 if problem.inner_beta else problem.p
+    x0[k : k + problem.n_cov] = ws.cov_from_theta(theta)
+    return x0
 
 
 def boundary_terms(ws, theta: np.ndarray) -> np.ndarray:

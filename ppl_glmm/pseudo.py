@@ -57,6 +57,7 @@ from .fitting import (
     _inverse_or_none,
     conditional_cov_beta,
     make_result,
+    off_the_boundary,
 )
 from .pymc_model import LazyModel, ObservationFunction, build_pymc_model, observation_function
 from .results import FitResult
@@ -244,7 +245,7 @@ def pl_iterations(
         _set_lme_data(lme, z, W)
         if x is None:
             if warm is not None:
-                x = warm.x.copy()
+                x = off_the_boundary(ws, lme, warm.x, lambda: _lme_start(ws, lme, z, W))
                 lme.u_start = lme.re.to_internal(warm.u)
                 lme.beta_start = warm.beta.copy()
             else:
