@@ -245,7 +245,7 @@ def pl_iterations(
         _set_lme_data(lme, z, W)
         if x is None:
             if warm is not None:
-                x = off_the_boundary(ws, lme, warm.x, lambda: _lme_start(ws, lme, z, W))
+                x = off_the_boundary(ws, lme, warm.x, lambda z=z, W=W: _lme_start(ws, lme, z, W))
                 lme.u_start = lme.re.to_internal(warm.u)
                 lme.beta_start = warm.beta.copy()
             else:
