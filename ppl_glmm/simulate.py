@@ -94,13 +94,17 @@ def _guarded_response(graph: GLMMGraph) -> list:
     reciprocal, power, custom links on a bounded range: gamma's mu = 1 / eta for eta <= 0),
     [y drawn at a valid mean on those rows, the rows' mask]. PyMC's generators do not agree on
     such means (gamma drew negative responses, the inverse Gaussian raised NumPy's 'mean <= 0');
-    the caller makes those rows NaN, as MATLAB's generators give. Scale-free links keep [y], so
-    their draws are unchanged."""
+    the caller makes those rows NaN, as MATLAB's generators give. A scale-free link the family
+    allows without a warning (log for counts and positive means; logit, probit, comploglog and
+    loglog) keeps [y], so its draws are unchanged; binomial's log link is guarded (PyMC drew every
+    trial a success for p > 1)."""
     import pytensor.tensor as pt
     from pytensor.graph.replace import graph_replace
 
     lo, hi = graph.dist.mean_range
-    if graph.link.scale_free or (np.isinf(lo) and np.isinf(hi)):
+    link = graph.link
+    in_range = link.builtin and link.scale_free and link.name not in graph.dist.bad_links
+    if in_range or (np.isinf(lo) and np.isinf(hi)):  # (binomial's log link can give p > 1)
         return [graph.y]
     eta = graph.eta
     mu = graph.link.inverse_pt(eta)

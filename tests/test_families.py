@@ -374,6 +374,26 @@ def test_random_nan_warning_for_binomial_names_links_that_keep_the_range():
     assert message.endswith("A logit, probit, comploglog or loglog link keeps every mean in range")
 
 
+def test_binomial_log_link_draws_nan_where_the_mean_exceeds_one():
+    """PyMC's binomial draws every trial a success for p > 1: random() gave proportions of exactly 1
+    there, with no warning (the log link was taken as one that cannot leave the range)."""
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(12), 20)
+    x = rng.uniform(0, 2, g.size)
+    y = rng.binomial(1, np.exp(-1.3 + 0.5 * x + rng.normal(0, 0.1, 12)[g]))
+    with pytest.warns(ppl_glmm.GLMMWarning, match="can give means outside"):
+        m = ppl_glmm.fitglme(
+            pd.DataFrame({"y": y, "x": x, "g": g}), "y ~ x + (1|g)", distribution="binomial", link="log"
+        )
+    beta = m.coefficients["Estimate"].to_numpy()
+    x_new = np.array([0.5, 1.0, -beta[0] / beta[1] + 1.0])  # the last: eta = beta_x > 0, p > 1
+    new = pd.DataFrame({"x": np.repeat(x_new, 200), "g": ["z"] * 600})
+    with pytest.warns(ppl_glmm.GLMMWarning, match="drawn means fell outside the binomial range"):
+        p = m.random(new, rng=5, binomial_size=10).reshape(3, 200)
+    assert np.isnan(p[2]).mean() > 0.5  # a new level's b ~ N(0, sd) rarely brings eta below 0
+    assert not np.isnan(p[0]).any() and 0 < np.nanmean(p[0]) < 1
+
+
 def test_random_under_a_scale_free_link_draws_as_before():
     """The guard is only compiled for links that can leave the range: a log-link gamma model's
     sampler has one output, and its draws have no NaN."""
