@@ -171,11 +171,23 @@ class PLState:
 
 
 def start_eta(ws: Workspace, y: np.ndarray, settings: FitSettings) -> np.ndarray:
-    """eta = g(mu_start) with MATLAB's mu_start (or the user's), clipped to the family's range."""
+    """eta = g(mu_start) with MATLAB's mu_start (or the user's, checked to lie in the link's
+    domain), clipped to the family's range. Where MATLAB's mu_start = y is outside the link's
+    domain (a normal response y <= 0 under a log link: g(y) is NaN, and the iterations could not
+    start), those rows start at g(mean y) (or g(mean |y|), or g(1), the first that is defined)."""
     d = ws.design
     mu = settings.mu_start if settings.mu_start is not None else ws.dist.mu_start(y, d.binomial_size)
-    with np.errstate(divide="ignore"):
-        return ws.link.link_np(ws.dist.clip_mean(np.asarray(mu, dtype=float)))
+    mu = ws.dist.clip_mean(np.asarray(mu, dtype=float))
+    with np.errstate(all="ignore"):
+        eta = ws.link.link_np(mu)
+        bad = ~np.isfinite(eta)
+        if bad.any():
+            for value in (np.mean(mu), np.mean(np.abs(mu)), 1.0):
+                fill = float(ws.link.link_np(np.array(ws.dist.clip_mean(np.array(value)))))
+                if np.isfinite(fill):
+                    eta = np.where(bad, fill, eta)
+                    break
+    return eta
 
 
 def _lme_start(ws: Workspace, lme: LaplaceProblem, z: np.ndarray, W: np.ndarray) -> np.ndarray:

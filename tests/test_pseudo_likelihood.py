@@ -367,3 +367,22 @@ def test_inverse_gaussian_pl_converges_and_restricted_is_wider():
     assert mpl.converged and rempl.converged and mpl.optimization.n_iterations < 30
     assert _sd_of_b(rempl) > _sd_of_b(mpl)  # REML's degrees-of-freedom correction
     assert mpl.dispersion_estimated and mpl.num_covariance_parameters == 2
+
+
+@pytest.mark.parametrize("fit_method", ["mpl", "rempl"])
+def test_normal_log_link_with_non_positive_responses_starts_where_the_link_is_defined(fit_method):
+    """MATLAB's start mu = y: log(y) of the 7 rows with y <= 0 is NaN, and the fit failed with
+    'iterations diverged' (refits of random() draws of a positive fit too). Those rows start at
+    log(mean y); the fixed point is the one a start of mean(y) on every row reaches."""
+    rng = np.random.default_rng(1)
+    g, x = np.repeat(np.arange(10), 10), rng.normal(size=100)
+    y = np.exp(0.2 + 0.3 * x + rng.normal(0, 0.3, 10)[g]) + rng.normal(0, 0.8, 100)
+    assert (y <= 0).sum() == 7
+    d = pd.DataFrame({"y": y, "x": x, "g": g})
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", link="log", fit_method=fit_method)
+    same = ppl_glmm.fitglme(
+        d, "y ~ x + (1|g)", link="log", fit_method=fit_method, mu_start=np.full(100, y.mean())
+    )
+    assert m.converged
+    assert m.log_likelihood == pytest.approx(same.log_likelihood, abs=1e-5)  # pl_tolerance
+    np.testing.assert_allclose(m.coefficients["Estimate"], same.coefficients["Estimate"], atol=1e-6)
