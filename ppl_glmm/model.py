@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from . import inference
 from .design import check_new_response
+from .design.checks import as_vector
 from .display import model_display, model_html
 from .errors import FitError, InputError, InputTypeError
 from .fit_methods import METHODS, FitSettings
@@ -649,9 +650,25 @@ class GeneralizedLinearMixedModel:
 
     def _check_new_response(self, ynew) -> np.ndarray:
         d, dist = self._ws.design, self._ws.dist
+        raw = None if ynew is None or isinstance(ynew, (str, bytes, dict)) else np.asarray(ynew)
+        if (
+            raw is None
+            or raw.dtype.kind in "USV"
+            or (raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.reshape(-1)))
+        ):
+            shown = (
+                type(ynew).__name__
+                if raw is None or raw.ndim == 0
+                else f"text values ({type(ynew).__name__})"
+            )
+            raise InputTypeError(
+                f"ynew: expected a numeric vector, got {shown}; convert it, e.g. with pd.to_numeric"
+            )
         try:
-            y = np.asarray(ynew, dtype=float).reshape(-1)
+            y = as_vector(np.asarray(raw, dtype=float), "ynew")
         except (TypeError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
             raise InputTypeError(f"ynew: expected a numeric vector, got {type(ynew).__name__}") from err
         n_total, n = d.subset.size, d.n
         if y.size == n_total:

@@ -140,6 +140,36 @@ def test_refit_rejects_bad_poisson_responses(mfr_model, make, match):
     assert "ynew" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "make,error,message",
+    [
+        (lambda y: None, "InputTypeError", "ynew: expected a numeric vector, got NoneType"),
+        (
+            lambda y: [str(int(v)) for v in y],
+            "InputTypeError",
+            "ynew: expected a numeric vector, got text values (list)",
+        ),
+        (
+            lambda y: np.vstack([y, y]),
+            "InputError",
+            "ynew: expected a vector (one value per row), got an array of shape (2, 100)",
+        ),
+        (lambda y: pd.DataFrame({"a": y, "b": y}), "InputError", "got an array of shape (100, 2)"),
+    ],
+)
+def test_refit_refuses_none_text_and_tables(mfr_model, make, error, message):
+    """None was reported as 'expected 100 values, got 1'; text and tables were converted or flattened."""
+    with pytest.raises((ValueError, TypeError)) as err:
+        mfr_model.refit(make(mfr_model.response()))
+    assert type(err.value).__name__ == error and message in str(err.value)
+
+
+def test_refit_accepts_a_one_column_table(mfr_model):
+    y = mfr_model.random(rng=4)
+    same = mfr_model.refit(y)
+    assert mfr_model.refit(pd.DataFrame({"y": y})).log_likelihood == same.log_likelihood
+
+
 def test_refit_rejects_bad_binomial_proportions(fitted):
     m = fitted("cbpp_binomial")
     y = m.response()
