@@ -257,7 +257,8 @@ _LINK_ALIASES = {"cloglog": "comploglog", "inverse": "reciprocal"}
 
 def power_link(p: float) -> Link:
     """g(mu) = mu^p (MATLAB's numeric link): p = 0 is the log link, p = 1 the identity and p = -1
-    the reciprocal link (returned under those names); otherwise ``power(p)``, mu = eta^(1/p)."""
+    the reciprocal link (returned under those names); otherwise ``power(p)``, mu = eta^(1/p) for
+    eta > 0 and undefined (NaN: an infeasible point for the fit) for eta <= 0."""
     p = float(p)
     if not math.isfinite(p):
         raise InputError(f"link: a power link needs a finite exponent, got {p}")
@@ -268,15 +269,24 @@ def power_link(p: float) -> Link:
     if p == -1.0:
         return LINKS["reciprocal"]
     r = 1.0 / p
-    return Link(
-        f"power({p:g})",
-        lambda e: e**r,
-        lambda e: np.power(e, r),
-        lambda m: np.power(m, p),
-        None,
-        lambda e: r * np.power(e, r - 1.0),
-        power=p,
-    )
+
+    def inverse_pt(e):
+        # eta > 0 only (R's power links too): eta^r of an integer r = 1/p is defined below 0 but
+        # not the model's (mu = eta^2 for p = 0.5 folds eta < 0 onto the same means, and fits
+        # ended on that branch); the inner switch keeps the derivatives finite where eta <= 0
+        pt = _pt()
+        positive = pt.gt(e, 0.0)
+        return pt.switch(positive, pt.switch(positive, e, 1.0) ** r, np.nan)
+
+    def inverse_np(e):
+        e = np.asarray(e, dtype=float)
+        return np.where(e > 0, np.power(np.where(e > 0, e, 1.0), r), np.nan)
+
+    def mu_eta_np(e):
+        e = np.asarray(e, dtype=float)
+        return np.where(e > 0, r * np.power(np.where(e > 0, e, 1.0), r - 1.0), np.nan)
+
+    return Link(f"power({p:g})", inverse_pt, inverse_np, lambda m: np.power(m, p), None, mu_eta_np, power=p)
 
 
 def custom_link(inverse: Callable, link: Callable, name: str = "custom") -> Link:
