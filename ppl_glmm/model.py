@@ -656,13 +656,11 @@ class GeneralizedLinearMixedModel:
             or raw.dtype.kind in "USV"
             or (raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.reshape(-1)))
         ):
-            shown = (
-                type(ynew).__name__
-                if raw is None or raw.ndim == 0
-                else f"text values ({type(ynew).__name__})"
-            )
+            if raw is None or raw.ndim == 0:
+                raise InputTypeError(f"ynew: expected a numeric vector, got {type(ynew).__name__}")
             raise InputTypeError(
-                f"ynew: expected a numeric vector, got {shown}; convert it, e.g. with pd.to_numeric"
+                f"ynew: expected a numeric vector, got text values ({type(ynew).__name__}); convert "
+                "them, e.g. with pd.to_numeric"
             )
         try:
             y = as_vector(np.asarray(raw, dtype=float), "ynew")
