@@ -20,9 +20,14 @@ _INDENT = "    "
 
 
 def _num(v) -> str:
+    """MATLAB's ``format short g``: 5 significant digits, an integer value in full (a DF of 123458
+    printed as 1.2346e+05)."""
     if isinstance(v, float) and v != v:
         return "NaN"
-    return f"{float(v):.5g}"
+    v = float(v)
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.5g}"
 
 
 def format_table(df: pd.DataFrame) -> list[str]:

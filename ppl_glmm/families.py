@@ -70,9 +70,13 @@ class Link:
         return self.name[0].upper() + self.name[1:]
 
     def __reduce__(self):
-        """Built-in and power links pickle by name (their callables are module-level lambdas)."""
+        """Built-in links pickle by name (their callables are module-level lambdas), power links by
+        their exponent (the name rounds it to 6 digits: power(1/3) came back as power(0.333333),
+        and power(1.0000001) as the identity), custom links by their callables."""
         if not self.builtin:
             return (Link, tuple(getattr(self, f.name) for f in fields(self)))
+        if self.power is not None:
+            return (power_link, (self.power,))
         return (_link_named, (self.name,))
 
 

@@ -154,6 +154,10 @@ def test_power_links():
         fd = (link.inverse_np(e + 1e-6) - link.inverse_np(e - 1e-6)) / 2e-6
         np.testing.assert_allclose(link.mu_eta(e), fd, rtol=1e-6, err_msg=link.name)
     assert pickle.loads(pickle.dumps(power_link(-2))).name == "power(-2)"
+    # the exponent itself survives pickling, not its 6-digit name
+    assert pickle.loads(pickle.dumps(power_link(1 / 3))).power == 1 / 3
+    near_identity = pickle.loads(pickle.dumps(power_link(1.0000001)))
+    assert near_identity.power == 1.0000001 and near_identity.name == "power(1)"
     gamma = ppl_glmm.families.get_distribution("gamma")
     assert get_link(None, gamma).name == "reciprocal"  # MATLAB's canonical power -1
     assert get_link(None, ppl_glmm.families.get_distribution("InverseGaussian")).name == "power(-2)"
