@@ -194,3 +194,31 @@ def test_convergence_failure_is_flagged_and_warned(monkeypatch):
         )
     assert not m.converged and m.optimization.newton_decrement > opt.CONVERGED_TOL
     assert "Warning: Model failed to converge" in str(m)
+
+
+def test_display_prints_integer_values_in_full():
+    """MATLAB's format short g prints an integer-valued double in full: DF = 123458 was 1.2346e+05."""
+    from ppl_glmm.display import format_table
+
+    table = pd.DataFrame({"Name": ["x", "y"], "DF": [123458.0, 98.0], "Estimate": [0.123456789, 123456.5]})
+    lines = format_table(table)
+    assert "123458" in lines[1] and "1.2346e+05" not in lines[1]
+    assert "0.12346" in lines[1] and "1.2346e+05" in lines[2] and lines[2].rstrip().endswith("1.2346e+05")
+
+
+def test_covariance_intervals_of_a_nearly_singular_term_are_nan_not_an_error():
+    """(1 + c || g) with a 3-level c: the (0 + c | g) block's Psi has an eigenvalue of 1e-8 but no
+    Lambda diagonal below the boundary tolerance, and a finite-difference step of the Hessian left
+    the positive definite matrices: covariance_parameters() raised LinAlgError."""
+    rng = np.random.default_rng(1)
+    n = 240
+    g, h = rng.integers(0, 12, n), rng.integers(0, 6, n)
+    x, x2, c = rng.normal(size=n), rng.normal(size=n), rng.choice(["a", "b", "c"], n)
+    eta = 0.3 + 0.5 * x - 0.2 * x2 + rng.normal(0, 0.5, 12)[g] + rng.normal(0, 0.3, 12)[g] * x
+    eta = eta + rng.normal(0, 0.4, 6)[h]
+    d = pd.DataFrame({"g": [f"G{i}" for i in g], "x": x, "c": c, "y": 2 + eta + rng.normal(0, 0.7, n)})
+    m = ppl_glmm.fitglme(d, "y ~ x + (1 + c || g)")
+    assert not m.singular
+    with pytest.warns(UserWarning, match="confidence intervals unavailable"):
+        tables = m.covariance_parameters()[2]
+    assert all(t[["Lower", "Upper"]].isna().all().all() for t in tables[:-1])

@@ -125,6 +125,10 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
             e = np.zeros(P)
             e[j] = h
             H[:, c] = (grad(z0 + e) - grad(z0 - e)) / (2 * h)
+    except np.linalg.LinAlgError:
+        # a step of the differences left the positive definite covariances (a term whose Psi is
+        # nearly singular without a zero Lambda diagonal): no Hessian, the intervals are NaN
+        return None
     finally:
         problem.u_start, problem.beta_start = saved_u, saved_b
     H = 0.5 * (H + H.T)
