@@ -28,7 +28,7 @@ from .blas import THREADS_ABOVE_DENSE, blas_limit
 from .covariance import ThetaLayout
 from .covariance_patterns import CovariancePatterns
 from .design import Design
-from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure, beta_precision
+from .engine.laplace import InnerMode, LaplaceProblem, PirlsFailure, _invalid_parameter_errors, beta_precision
 from .engine.optimize import (
     SINGULAR_TOL,
     OptimizationSummary,
@@ -208,8 +208,8 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     if settings.init_pl_iterations:
         try:
             return _pl_start(ws, problem, y, settings)
-        except PirlsFailure:
-            pass
+        except (PirlsFailure, *_invalid_parameter_errors(), np.linalg.LinAlgError):
+            pass  # the PL steps left the link's domain: the GLM start below
     d = ws.design
     mu0 = settings.mu_start if settings.mu_start is not None else ws.dist.mu_start(y, d.binomial_size)
     with np.errstate(all="ignore"):

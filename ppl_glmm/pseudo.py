@@ -170,6 +170,9 @@ class PLState:
     lme_hess_inv: np.ndarray | None
 
 
+DIVERGED_DELTA = 1e6  # a last max|delta eta| above this (or not finite): the iterations diverged
+
+
 def start_eta(ws: Workspace, y: np.ndarray, settings: FitSettings) -> np.ndarray:
     """eta = g(mu_start) with MATLAB's mu_start (or the user's, checked to lie in the link's
     domain), clipped to the family's range. Where MATLAB's mu_start = y is outside the link's
@@ -329,6 +332,14 @@ def fit_pseudo(
                 ws.hess_inv_start.setdefault(fit_method, state.lme_hess_inv)
         cov_beta = conditional_cov_beta(state.lme, state.mode)
     s = state.summary
+    if not state.converged and not (np.isfinite(state.delta) and state.delta < DIVERGED_DELTA):
+        # the iterations ran away (eta changing by ~1e31 per step): no estimate to return
+        start = "from the given mu_start" if settings.mu_start is not None else "from MATLAB's start"
+        raise FitError(
+            f"fit_method='{fit_method}': the pseudo-likelihood iterations diverged {start} (the "
+            f"last iteration changed eta by up to {state.delta:.3g}). Start from means closer to "
+            "the data (mu_start), use a link that keeps every mean in range, or fit_method='laplace'"
+        )
     converged = state.converged and s.converged
     how = "converged" if state.converged else "did not converge"
     summary = replace(

@@ -137,3 +137,56 @@ def test_distribution_method_cell(family, method):
     assert model.converged
     est = model.coefficients.set_index("Name")
     assert abs(est.loc["x", "Estimate"] - s) < 4 * est.loc["x", "SE"]
+
+
+def _support_wall_data():
+    """400 rows, 40 levels crossed with 8: Poisson counts (``ypois``) and inverse Gaussian
+    responses (``yig``) whose non-canonical links leave the support for larger SDs."""
+    import pandas as pd
+
+    rng = np.random.default_rng(2026)
+    n = 400
+    g, h, x = rng.integers(0, 40, n), rng.integers(0, 8, n), rng.normal(size=n)
+    f = rng.choice(["a", "b", "c"], n)
+    bg, sg, ch = rng.normal(scale=0.4, size=40), rng.normal(scale=0.2, size=40), rng.normal(scale=0.3, size=8)
+    lin = 0.3 * x + (f == "b") * 0.2 - (f == "c") * 0.1 + bg[g] + sg[g] * x + ch[h]
+    rng.integers(1, 4, n), rng.uniform(-0.2, 0.2, n), rng.integers(1, 7, n)  # (weights, offset, sizes)
+    d = pd.DataFrame({"g": [f"g{i:02d}" for i in g], "x": x, "f": f})
+    rng.normal(scale=0.5, size=n)  # (a normal response)
+    mu = np.exp(0.8 + lin)
+    rng.gamma(4, mu / 4)  # (a gamma response)
+    d["yig"] = rng.wald(mu, 8.0)
+    d["ypois"] = rng.poisson(np.exp(0.5 + lin))
+    return d
+
+
+def test_a_fit_stopped_by_the_support_returns_the_best_point_it_evaluated():
+    """BFGS stopped ('precision loss') at its first line search, whose trial points had no finite
+    objective, and the fit returned its start (-logLik 761.87) although it had evaluated a point at
+    741.56. It now starts again from the best point evaluated and says why it did not converge."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = ppl_glmm.fitglme(
+            _support_wall_data(), "ypois ~ x + f + (1|g)", distribution="poisson", link="identity"
+        )
+    assert -m.log_likelihood < 741.6
+    assert not m.converged
+    message = next(str(w.message) for w in caught if issubclass(w.category, ppl_glmm.ConvergenceWarning))
+    assert "restarted" in message and "had no finite objective" in message
+
+
+def test_pseudo_likelihood_steps_that_leave_the_support_are_not_an_escaping_error():
+    """init_pl_iterations: a pseudo-data LME trial point with sigma = 0 raised the compiled
+    likelihood's LikelihoodSupportError out of fitglme ('sigma > 0'; the docs say it never
+    escapes); MPL iterations that ran away (eta changing by 1e31) returned a model."""
+    d = _support_wall_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = ppl_glmm.fitglme(
+            d, "yig ~ x + f + (1|g)", distribution="inverse_gaussian", link="reciprocal", init_pl_iterations=3
+        )
+        assert np.isfinite(m.log_likelihood)
+        with pytest.raises(ppl_glmm.FitError, match="pseudo-likelihood iterations diverged"):
+            ppl_glmm.fitglme(
+                d, "yig ~ x + f + (1|g)", distribution="inverse_gaussian", link="reciprocal", fit_method="mpl"
+            )

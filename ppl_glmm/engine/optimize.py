@@ -183,6 +183,9 @@ def _decrement(g: np.ndarray, H: np.ndarray) -> float:
     return float(np.sqrt(np.sum(c * c / w)))
 
 
+RESTARTS = 5  # BFGS restarts from the best point evaluated when it stops on a line-search failure
+
+
 def minimize(
     problem: LaplaceProblem,
     x0: np.ndarray,
@@ -223,7 +226,8 @@ def _minimize(
         xr = base + S @ z
         return xr if profile is None else np.append(xr, profile(xr))
 
-    best = [np.inf]  # the lowest objective evaluated so far
+    best = [np.inf, None]  # the lowest objective evaluated so far, and its point x
+    outside = [0]  # points evaluated where the objective is not finite
 
     def fz(z):
         try:
@@ -238,8 +242,9 @@ def _minimize(
         low = f <= best[0] + 1e-9 * max(1.0, abs(best[0])) if np.isfinite(best[0]) else True
         if profile is None and k and np.isfinite(f) and low and float(np.max(np.abs(gz))) <= GTOL:
             raise _GradientTestMet(z, f)
-        if np.isfinite(f):
-            best[0] = min(best[0], f)
+        if np.isfinite(f) and f < best[0]:
+            best[0], best[1] = f, x[:k].copy()
+        outside[0] += not np.isfinite(f)
         return f, gz
 
     report = None
@@ -261,12 +266,31 @@ def _minimize(
         if report is not None:
             report(intermediate_result)
 
-    try:
-        res = so.minimize(fz, np.zeros(k), jac=True, method="BFGS", options=options, callback=counted)
-    except _GradientTestMet as met:  # the iteration whose line search met it counts
-        res = met.result(iterations[0] + (1 if iterations[0] or met.z.any() else 0))
-        if report is not None and res.nit > iterations[0]:
-            report(so.OptimizeResult(x=met.z, fun=met.f))
+    def run() -> so.OptimizeResult:
+        try:
+            return so.minimize(fz, np.zeros(k), jac=True, method="BFGS", options=options, callback=counted)
+        except _GradientTestMet as met:  # the iteration whose line search met it counts
+            res = met.result(iterations[0] + (1 if iterations[0] or met.z.any() else 0))
+            if report is not None and res.nit > iterations[0]:
+                report(so.OptimizeResult(x=met.z, fun=met.f))
+            return res
+
+    res = run()
+    nit, restarts = int(res.nit), 0
+    # BFGS stops ('precision loss') when its line search meets points where the objective is +inf
+    # (a mode or a quadrature node outside the family's support), and returns its last accepted
+    # iterate, which may be the start, although it evaluated better points: start again from the
+    # best point evaluated, with steps a quarter as long, while that point is better
+    for _ in range(RESTARTS):
+        if res.success or best[1] is None or not k:
+            break
+        f_res = res.fun if np.isfinite(res.fun) else np.inf
+        if not best[0] < f_res - 1e-9 * max(1.0, abs(best[0])):
+            break
+        base, S = best[1], 0.25 * S
+        res = run()
+        nit += int(res.nit)
+        restarts += 1
     x = full(res.x)
     mode, g = problem.mode_and_gradient(x)  # BFGS's last evaluation, as a rule: remembered
     # BFGS's own inverse Hessian (in z) measures the decrement for free when it succeeded
@@ -294,12 +318,20 @@ def _minimize(
     gmax = float(np.max(np.abs(g))) if g.size else 0.0
     converged = bool(np.isfinite(mode.objective) and lam < CONVERGED_TOL)
     message = str(res.message)
+    if restarts:
+        message += f"; restarted {restarts} time(s) from the best point evaluated"
+    if not converged and outside[0]:
+        message += (
+            f"; {outside[0]} point(s) evaluated had no finite objective (a conditional mode or a "
+            "quadrature node where the link puts the mean outside the family's range): the "
+            "optimum may lie against that boundary; a link that keeps every mean in range avoids it"
+        )
     if steps:
         message += f"; {steps} Newton step(s) on the finite-difference Hessian"
     summary = OptimizationSummary(
         x=x,
         objective=mode.objective,
-        n_iterations=int(res.nit),
+        n_iterations=nit,
         n_evaluations=problem.n_evals - evals0,
         converged=converged,
         message=message,

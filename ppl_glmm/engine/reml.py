@@ -40,7 +40,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..pymc_model import ObservationFunction
-from .laplace import InnerMode, LaplaceProblem, PirlsFailure
+from .laplace import InnerMode, LaplaceProblem, PirlsFailure, _invalid_parameter_errors
 from .linalg import NotPositiveDefinite
 from .lmm import profiled_log_sigma
 from .structure import REStructure
@@ -73,8 +73,8 @@ class LinearInner:
         scale = float(np.exp(phi)) if self.phi_scales_re else 1.0
         avals = re.avals(theta, scale)
         phis = np.full(re.n, phi)
-        d0 = self.obs(self.offset, self.y, self.w, self.trials, phis)  # at u = 0, beta = 0
         try:
+            d0 = self.obs(self.offset, self.y, self.w, self.trials, phis)  # at u = 0, beta = 0
             joint = re.factor_joint(avals, -d0[2], X)
             step = joint.solve(np.concatenate([re.tmul(avals, d0[1]), X.T @ d0[1]]))
             u, b = step[: re.q], step[re.q :]
@@ -83,6 +83,10 @@ class LinearInner:
             hfac = re.factor_h(avals, -d[2])
         except NotPositiveDefinite as err:
             raise PirlsFailure("the LME's Newton matrix is not positive definite") from err
+        except _invalid_parameter_errors() as err:
+            # sigma = exp(phi) outside (0, inf) at a trial point far out (a pseudo-likelihood start
+            # escaped fitglme with PyMC's 'sigma > 0'): an infeasible point, the line search steps back
+            raise PirlsFailure(f"the LME's likelihood is undefined here ({err})") from err
         objective = -float(d[0].sum() - 0.5 * u @ u) + 0.5 * hfac.logdet
         if not np.isfinite(objective):
             raise PirlsFailure("the LME's log-likelihood is not finite")
