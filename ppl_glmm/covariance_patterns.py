@@ -66,6 +66,13 @@ def _lambda(theta_r: np.ndarray, q: int) -> np.ndarray:
     return L
 
 
+def _tanh_inside(v: float) -> float:
+    """tanh(v) kept 1e-9 inside (-1, 1): tanh rounds to +-1 for |v| > 19, which put CompSymm's
+    correlation exactly on its bound -1/(q - 1), where R is singular and its Cholesky factor fails
+    (a refit of a fit at the bound raised LinAlgError)."""
+    return float(np.clip(np.tanh(v), -1.0 + 1e-9, 1.0 - 1e-9))
+
+
 def _vech(L: np.ndarray) -> np.ndarray:
     rows, cols = _vech_index(L.shape[0])
     return L[rows, cols]
@@ -171,14 +178,14 @@ class TermPattern:
         if self.linear:
             return self.matrix @ v
         c, h = self._rho_bounds
-        L, _ = self._cs_factor(c + h * np.tanh(v[1]))
+        L, _ = self._cs_factor(c + h * _tanh_inside(v[1]))
         return v[0] * _vech(L)
 
     def jacobian(self, v: np.ndarray) -> np.ndarray:
         if self.linear:
             return self.matrix
         c, h = self._rho_bounds
-        t = np.tanh(v[1])
+        t = _tanh_inside(v[1])
         L, dL = self._cs_factor(c + h * t)
         return np.column_stack([_vech(L), v[0] * h * (1 - t * t) * _vech(dL)])
 

@@ -372,7 +372,7 @@ def _optimise(
     if warm is not None:
         if fit_method not in ws.hess_inv_start:
             _warm_start_hessian(ws, fit_method, warm, settings)
-        x0 = off_the_boundary(ws, problem, warm.x, lambda: _start(ws, problem, y, settings))
+        x0 = warm.x.copy()
         problem.u_start = problem.re.to_internal(warm.u)
         problem.beta_start = warm.beta.copy()
         hinv = ws.hess_inv_start.get(fit_method)
@@ -387,9 +387,38 @@ def _optimise(
         x0 = _start(ws, problem, y, replace(settings, init_pl_iterations=0))
         summary, mode = minimize(problem, x0, callback=report)
     summary, mode = _restart_from_limit(ws, problem, y, summary, mode, report)
+    if warm is not None:
+        summary, mode = _restart_off_the_boundary(ws, problem, y, settings, summary, mode, report)
     if report is not None:
         report.finish(summary)
     return summary, mode
+
+
+def _restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, y, settings, summary, mode, report):
+    """A refit that ends with a random-effects term on the boundary fits again with that term's
+    covariance parameters where a fresh fit starts (:func:`off_the_boundary`), the others where the
+    first fit ended; the better of the two fits.
+
+    At a zero variance the objective is even in that theta entry, so its gradient is 0 there: a
+    refit warm-started from a singular fit stayed at zero (reporting convergence) where a fresh fit
+    of the same response found a variance and a higher likelihood (8 of 20 simulated responses of
+    a singular normal model). The first fit is kept when it is as good (a compound-symmetry term
+    at its correlation bound: the restart ended at a zero SD, 0.17 logLik units lower)."""
+    x0 = off_the_boundary(ws, problem, summary.x, lambda: _start(ws, problem, y, settings))
+    if np.array_equal(x0, summary.x):
+        return summary, mode
+    problem.u_start, problem.beta_start = mode.u.copy(), mode.beta.copy()
+    try:
+        again, mode2 = minimize(problem, x0, hess_inv0=initial_inverse_hessian(problem, x0), callback=report)
+    except PirlsFailure:
+        return summary, mode
+    if not again.objective < summary.objective - 1e-9 * max(1.0, abs(summary.objective)):
+        return summary, mode
+    return replace(
+        again,
+        n_evaluations=summary.n_evaluations + again.n_evaluations,
+        message=again.message + "; fitted again from a fresh start of the term on the boundary",
+    ), mode2
 
 
 def _restart_from_limit(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, summary, mode, report):

@@ -411,6 +411,14 @@ def test_nesting_checks(mfr_model, cbpp, cbpp_herd, cbpp_obs):
         )
     with pytest.raises(InputTypeError, match="big: expected a fitted"):
         check_nested(cbpp_herd, "model")
+    # quadrature with different numbers of nodes: their likelihoods differ by more than the test
+    # measures (an added noise covariate gave LR 4.26 at n_agq 1 against 25, 0.008 at 25 against 25)
+    with pytest.raises(InputError) as err:
+        check_nested(
+            _fit_cbpp(cbpp, "incidence ~ period + (1|herd)", fit_method="quadrature", n_agq=1),
+            _fit_cbpp(cbpp, "incidence ~ period + size + (1|herd)", fit_method="quadrature", n_agq=25),
+        )
+    assert str(err.value).startswith("small, big: the models are fitted by quadrature with different numbers")
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -601,3 +609,21 @@ def test_bootstrap_arguments_of_the_methods_are_checked_first(mfr_model, call, m
     monkeypatch.setattr(runner, "run_replicates", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(InputError, match=match):
         call(mfr_model)
+
+
+@pytest.mark.parametrize("call", ["bootstrap", "coef_ci", "covariance_parameters"])
+def test_a_quasi_likelihood_dispersion_is_not_bootstrapped(cbpp, call):
+    """MPL with dispersion_flag=True: the replicates were drawn without the dispersion, so the
+    bootstrap SEs were too small by sqrt(dispersion) and the sqrt(Dispersion) interval excluded its
+    estimate. Refused before any work, naming the model and the way out."""
+    m = _fit_cbpp(cbpp, "incidence ~ period + (1|herd)", fit_method="mpl", dispersion_flag=True)
+    assert m.dispersion_estimated and m.dispersion > 1
+    run = {
+        "bootstrap": lambda: ppl_glmm.parametric_bootstrap(m, 5, rng=1, progress=False),
+        "coef_ci": lambda: m.coef_ci(method="bootstrap", nsim=5, rng=1),
+        "covariance_parameters": lambda: m.covariance_parameters(method="bootstrap", nsim=5, rng=1),
+    }[call]
+    with pytest.raises(InputError) as err:
+        run()
+    assert "fit with an estimated dispersion (dispersion_flag=True" in str(err.value)
+    assert "Use the Wald intervals, or bootstrap a fit without dispersion_flag" in str(err.value)

@@ -417,3 +417,25 @@ def test_inference_methods_on_a_diagonal_pattern_equal_the_double_bar_model():
     np.testing.assert_allclose(
         lrt["LRStat"].iloc[1], 2 * (full.log_likelihood - split.log_likelihood), rtol=1e-6
     )
+
+
+def test_a_compound_symmetry_fit_at_its_correlation_bound_refits():
+    """The fitted correlation is -1/(q - 1) = -0.5: tanh of the optimiser's parameter rounds to -1
+    there, R(rho) is singular, and refit (hence every bootstrap replicate) raised LinAlgError."""
+    import warnings
+
+    rng = np.random.default_rng(7)
+    n = 96
+    g, h, x = np.repeat(np.arange(12), 8), rng.integers(0, 6, size=n), rng.normal(size=n)
+    eta = 1 + 0.3 * x + rng.normal(scale=0.4, size=12)[g] + rng.normal(scale=0.2, size=6)[h]
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "yg": rng.gamma(shape=4, scale=np.exp(eta) / 4)})
+    d["x2"] = np.random.default_rng(1).normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = pg.fitglme(
+            d, "yg ~ x + (1 + x + x2|g)", distribution="gamma", link="log", covariance_pattern="CompSymm"
+        )
+        corr = m.covariance_parameters()[2][0]["Estimate"].iloc[1]
+        assert corr == pytest.approx(-0.5, abs=1e-6)
+        again = m.refit(m.response())
+    assert again.log_likelihood == pytest.approx(m.log_likelihood, abs=1e-8)

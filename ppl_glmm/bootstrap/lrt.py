@@ -114,9 +114,9 @@ def check_nested(small, big) -> int:
     3. the same response (the fits' responses on the used rows), prior weights, binomial sizes and
        offsets, exactly;
     4. the same distribution and link;
-    5. the same fit method, not pseudo-likelihood (MPL/REMPL maximise likelihoods of different
-       pseudo-data); for REML, the same fixed-effects column space (restricted likelihoods with
-       different X are not comparable);
+    5. the same fit method (for quadrature the same ``n_agq``), not pseudo-likelihood (MPL/REMPL
+       maximise likelihoods of different pseudo-data); for REML, the same fixed-effects column
+       space (restricted likelihoods with different X are not comparable);
     6. big has more parameters (fixed effects + covariance parameters) than small;
     7. every column of small's X is in the column space of big's X (least squares: the residual of
        each column is at most 1e-7 of its norm);
@@ -152,6 +152,12 @@ def check_nested(small, big) -> int:
     if small.fit_method != big.fit_method:
         raise InputError(
             f"small, big: different fit methods ({small.fit_method} vs {big.fit_method}); refit one of them"
+        )
+    if small.fit_method == "quadrature" and small._settings.n_agq != big._settings.n_agq:
+        raise InputError(
+            f"small, big: the models are fitted by quadrature with different numbers of nodes "
+            f"(n_agq = {small._settings.n_agq} and {big._settings.n_agq}), whose likelihoods differ by "
+            "more than the test measures; refit them with the same n_agq"
         )
     method = METHODS[small.fit_method]
     if method.pseudo:

@@ -188,6 +188,20 @@ def check_model(model, arg: str = "model") -> None:
         )
 
 
+def check_simulable(model, arg: str = "model") -> None:
+    """Refuse a binomial or Poisson fit with an estimated dispersion (pseudo-likelihood with
+    ``dispersion_flag=True``): a quasi-likelihood dispersion has no distribution to draw from, so
+    its replicates had none, their refits estimated it near 1, and the bootstrap SEs were too small
+    by sqrt(dispersion) (an interval for sqrt(Dispersion) of [0.87, 1.11] around 1.56)."""
+    if model.dispersion_estimated and model.distribution in ("binomial", "poisson"):
+        raise InputError(
+            f"{arg}: a {model.distribution} fit with an estimated dispersion (dispersion_flag=True, "
+            f"Dispersion = {model.dispersion:.4g}) has no distribution to simulate replicates from: "
+            "they would carry no overdispersion. Use the Wald intervals, or bootstrap a fit without "
+            "dispersion_flag"
+        )
+
+
 # ---------------------------------------------------------------------------------- backends
 
 
@@ -370,6 +384,7 @@ def parametric_bootstrap(
     silently); a warning summarises failed and non-converged replicates.
     """
     check_model(model)
+    check_simulable(model)
     if statistic is not None and not callable(statistic):
         raise InputTypeError(
             f"statistic: expected a callable statistic(model), got {type(statistic).__name__}"
