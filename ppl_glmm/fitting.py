@@ -554,7 +554,10 @@ def make_result(
         )
         warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=stacklevel)
     if singular:
-        msgs.append("boundary (singular) fit: a random-effects variance is estimated as zero")
+        msgs.append(
+            "boundary (singular) fit: a random-effects covariance matrix is singular (a variance at "
+            "zero, or a correlation at its bound)"
+        )
         warnings.warn(msgs[-1], SingularFitWarning, stacklevel=stacklevel)
     return FitResult(
         fit_method=fit_method,

@@ -222,3 +222,22 @@ def test_covariance_intervals_of_a_nearly_singular_term_are_nan_not_an_error():
     with pytest.warns(UserWarning, match="confidence intervals unavailable"):
         tables = m.covariance_parameters()[2]
     assert all(t[["Lower", "Upper"]].isna().all().all() for t in tables[:-1])
+
+
+def test_singular_warning_also_names_a_correlation_at_its_bound():
+    """A (1 + x|g) fit at correlation 1 with both SDs clearly positive is singular too; the warning
+    said 'a random-effects variance is estimated as zero', which the table beside it contradicted."""
+    rng = np.random.default_rng(1)
+    n = 240
+    g, x = rng.integers(0, 12, n), rng.normal(size=n)
+    d = pd.DataFrame({"g": [f"G{i}" for i in g], "x": x})
+    d["y"] = 1 + 0.5 * x + rng.normal(0, 0.5, 12)[g] + rng.normal(0, 0.5, n)
+    with pytest.warns(SingularFitWarning) as caught:
+        m = ppl_glmm.fitglme(d, "y ~ x + (1 + x | g)")
+    psi = m.covariance_parameters()[0][0]
+    sds = np.sqrt(np.diag(psi))
+    assert sds.min() > 0.01 and abs(psi[0, 1] / (sds[0] * sds[1])) == pytest.approx(1.0, abs=1e-3)
+    assert str(caught[0].message) == (
+        "boundary (singular) fit: a random-effects covariance matrix is singular (a variance at zero, "
+        "or a correlation at its bound)"
+    )
