@@ -56,7 +56,8 @@ class ConvergenceWarning(GLMMWarning):
 
 
 class SingularFitWarning(GLMMWarning):
-    """A random-effects covariance is on the boundary (a variance at zero)."""
+    """A random-effects covariance is on the boundary (a variance at zero, or a correlation at its
+    bound)."""
 
 
 class SamplingWarning(GLMMWarning):

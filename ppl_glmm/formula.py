@@ -138,7 +138,7 @@ def _check_syntax(part: str) -> None:
         )
 
 
-_IDENT = re.compile(r"^[A-Za-z_.][\w.]*$")
+_IDENT = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$")  # a letter (any script), _ or ., then letters, digits, _ or .
 
 
 def _group_name(v: str, inner: str) -> str:

@@ -1,5 +1,6 @@
 import pytest
 
+import ppl_glmm
 from ppl_glmm.formula import RandomTermSpec, parse_formula
 
 
@@ -54,3 +55,19 @@ def test_formula_errors_name_the_argument(formula, match):
     with pytest.raises(ValueError, match=match) as err:
         parse_formula(formula)
     assert str(err.value).startswith("formula")
+
+
+def test_grouping_variables_named_in_any_script():
+    """(1|工厂) and (1|Über) were refused as 'not a column name' (an ASCII first letter was
+    required), while the same names worked as fixed effects."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame(
+        {"y": rng.poisson(3, 60), "工厂": np.repeat(list("abcdef"), 10), "Über": np.tile(list("uvw"), 20)}
+    )
+    with pytest.warns(ppl_glmm.SingularFitWarning):
+        m = ppl_glmm.fitglme(d, "y ~ 1 + (1|工厂) + (1|Über)", distribution="poisson")
+    assert m.formula == "y ~ 1 + (1 | 工厂) + (1 | Über)"
+    assert [t.group for t in m._ws.design.terms] == ["工厂", "Über"]

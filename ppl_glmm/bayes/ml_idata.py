@@ -58,8 +58,8 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
             groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(model._fit)) if held)
             warnings.warn(
                 f"to_inference_data: the random-effects term(s) of {groups} are on the boundary (a "
-                "variance at zero), so their covariance parameters have no asymptotic normal "
-                "distribution; they are held at their estimates",
+                "variance at zero or a correlation at its bound), so their covariance parameters have "
+                "no asymptotic normal distribution; they are held at their estimates",
                 SingularFitWarning,
                 stacklevel=3,
             )

@@ -158,8 +158,8 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
         groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(fit)) if held)
         warnings.warn(
             f"covariance_parameters: the random-effects term(s) of {groups} are on the boundary (a "
-            "variance estimated as zero): their Lower/Upper are NaN; the other intervals hold them at "
-            "their estimates",
+            "variance at zero or a correlation at its bound): their Lower/Upper are NaN; the other "
+            "intervals hold them at their estimates",
             GLMMWarning,
             stacklevel=3,
         )
