@@ -304,10 +304,16 @@ def custom_link(inverse: Callable, link: Callable, name: str = "custom") -> Link
     """
     if not callable(inverse) or not callable(link):
         raise InputTypeError("link: a custom link needs callables inverse(eta) and link(mu)")
-    if not isinstance(name, str) or not name.isidentifier() or name in LINKS or name.startswith("power"):
+    taken = {n.lower() for n in (*LINKS, *_LINK_ALIASES)}
+    if (
+        not isinstance(name, str)
+        or not name.isidentifier()
+        or name.lower() in taken
+        or name.lower().startswith("power")
+    ):
         raise InputError(
-            f"link: a custom link needs a new identifier as its name, got {name!r} (built-in names: "
-            f"{', '.join(LINKS)})"
+            f"link: a custom link needs a new identifier as its name, got {name!r} (built-in names and "
+            f"aliases, in any case: {', '.join([*LINKS, *_LINK_ALIASES])}, power)"
         )
     compiled = _CompiledInverse(inverse)
     return Link(name, inverse, compiled.value, link, None, compiled.derivative, builtin=False)

@@ -215,6 +215,20 @@ def test_custom_link_from_pytensor_ops_matches_the_builtin_link():
             {"link": {"inverse": custom_logit_inverse, "link": custom_logit, "name": "logit"}},
             "new identifier",
         ),
+        # aliases and other cases of built-in names too: a custom 'cloglog' logit displayed as
+        # Cloglog, and model.link == 'cloglog' read back as the complementary log-log
+        (
+            {"link": {"inverse": custom_logit_inverse, "link": custom_logit, "name": "cloglog"}},
+            "new identifier",
+        ),
+        (
+            {"link": {"inverse": custom_logit_inverse, "link": custom_logit, "name": "Logit"}},
+            "new identifier",
+        ),
+        (
+            {"link": {"inverse": custom_logit_inverse, "link": custom_logit, "name": "inverse"}},
+            "new identifier",
+        ),
         ({"link": float("nan")}, "link: a power link needs a finite exponent"),
         ({"link": [1, 2]}, "link: expected a link name"),
     ],
