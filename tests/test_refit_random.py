@@ -263,8 +263,13 @@ def test_random_newdata_binomial_sizes_are_checked(fitted):
     cbpp = fitted("cbpp_binomial")
     new = cbpp.variables.iloc[:3]
     for size in (2.5, 0, -3):
-        with pytest.raises(ValueError, match=r"^binomial_size: must be positive integers$"):
+        with pytest.raises(ValueError) as err:
             cbpp.random(newdata=new, rng=0, binomial_size=size)
+        # the rows are named (by newdata's labels), as every InputError names them
+        assert str(err.value) == (
+            f"binomial_size: must be positive integers, and are not in rows 0, 1, 2 (first: {size:g}; "
+            "remove those rows of newdata)"
+        )
     draws = cbpp.random(newdata=new, rng=0, binomial_size=[4, 5, 6])
     assert np.all((draws >= 0) & (draws <= 1)) and np.allclose(draws * [4, 5, 6], np.rint(draws * [4, 5, 6]))
 

@@ -556,8 +556,13 @@ def check_weights_and_size(w: np.ndarray, size: np.ndarray, dist: Distribution, 
             f"weights: {dist.name} prior weights must be positive integers, and are not in "
             f"{rows_text(index[np.flatnonzero(np.abs(w - np.rint(w)) > 0)])}"
         )
-    if np.any(size <= 0) or np.any(np.abs(size - np.rint(size)) > 0):
-        raise InputError("binomial_size: must be positive integers")
+    bad = (size <= 0) | (np.abs(size - np.rint(size)) > 0)
+    if np.any(bad):
+        rows = np.flatnonzero(bad)
+        raise InputError(
+            f"binomial_size: must be positive integers, and are not in {rows_text(index[rows])} "
+            f"(first: {float(size[rows[0]]):g}; {fix})"
+        )
 
 
 def check_new_data(newdata) -> None:
