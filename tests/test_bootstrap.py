@@ -627,3 +627,25 @@ def test_a_quasi_likelihood_dispersion_is_not_bootstrapped(cbpp, call):
         run()
     assert "fit with an estimated dispersion (dispersion_flag=True" in str(err.value)
     assert "Use the Wald intervals, or bootstrap a fit without dispersion_flag" in str(err.value)
+
+
+@pytest.mark.parametrize("pattern", ["Diagonal", "CompSymm"])
+def test_bootstrap_covariance_tables_have_the_patterns_rows(pattern):
+    """The replicates recorded every std and corr of the full matrix: a Diagonal 3 x 3 term gave 6
+    rows (three correlations fixed at 0) against the Wald table's 3, CompSymm 6 against 2."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(12), 10)
+    x, x2 = rng.normal(size=120), rng.normal(size=120)
+    y = rng.gamma(4, np.exp(1 + 0.3 * x + rng.normal(0, 0.4, 12)[g]) / 4)
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "x2": x2, "y": y})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = ppl_glmm.fitglme(
+            d, "y ~ x + (1 + x + x2|g)", distribution="gamma", link="log", covariance_pattern=pattern
+        )
+        wald = m.covariance_parameters()[2][0]
+        boot = m.covariance_parameters(method="bootstrap", nsim=4, rng=1, progress=False)[2][0]
+    cols = ["Name1", "Name2", "Type"]
+    assert boot[cols].values.tolist() == wald[cols].values.tolist()
+    assert len(wald) == (3 if pattern == "Diagonal" else 2)
+    np.testing.assert_allclose(boot["Estimate"], wald["Estimate"], rtol=1e-12)

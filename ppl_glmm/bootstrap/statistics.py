@@ -95,15 +95,13 @@ def default_parameters(model) -> list[Parameter]:
     """The default statistic's columns for ``model`` (see the module docstring)."""
     ws = model._ws
     out = [Parameter(name, "beta") for name in model.coefficient_names]
-    for t, term in enumerate(ws.design.terms):
-        q = term.q_r
-        for j in range(q):
-            for i in range(j, q):
-                n1, n2 = term.names[i], term.names[j]
-                if i == j:
-                    out.append(Parameter(f"{term.group}: std({n1})", "std", t, term.group, n1, n2))
-                else:
-                    out.append(Parameter(f"{term.group}: corr({n1}, {n2})", "corr", t, term.group, n1, n2))
+    for t, (term, pattern) in enumerate(zip(ws.design.terms, ws.patterns.terms)):
+        for i, j in pattern.rows:  # the rows of covariance_parameters' table (the pattern's)
+            n1, n2 = term.names[i], term.names[j]
+            if i == j:
+                out.append(Parameter(f"{term.group}: std({n1})", "std", t, term.group, n1, n2))
+            else:
+                out.append(Parameter(f"{term.group}: corr({n1}, {n2})", "corr", t, term.group, n1, n2))
     error_table = len(ws.design.terms)
     if model.dispersion_estimated:
         out.append(
@@ -132,8 +130,8 @@ def default_values(model) -> np.ndarray:
     """The default statistic of ``model``, in :func:`default_parameters`' order."""
     ws, res = model._ws, model._result
     parts = [np.asarray(res.beta, dtype=float)]
-    for psi in ws.layout.covariances(res.theta, res.sigma):
-        parts.append(np.asarray(ws.layout.canonical(psi), dtype=float))
+    for psi, pattern in zip(ws.layout.covariances(res.theta, res.sigma), ws.patterns.terms):
+        parts.append(np.asarray(pattern.canonical_rows(psi), dtype=float))
     extra = []
     if model.dispersion_estimated:
         extra.append(res.sigma)
