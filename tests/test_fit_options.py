@@ -191,14 +191,29 @@ def test_every_method_accepts_both_options_and_they_select_no_template(method):
 
 @pytest.mark.parametrize("method", ["mpl", "rempl"])
 def test_pseudo_likelihood_that_diverges_from_mu_start_raises_a_fit_error_naming_it(method):
-    """A constant mu_start of 2 (inside gamma's range) sends the PL iterations' linear predictor to
-    eta <= 0 under the reciprocal link: a FitError naming mu_start, not the likelihood's internal
-    support error (which the engine documents a fit never raises)."""
+    """A constant mu_start of 0.05 (inside gamma's range) sends the PL iterations' linear predictor
+    away (eta changing by ~1e31): a FitError naming mu_start, not the likelihood's internal support
+    error (which the engine documents a fit never raises), nor a model."""
     d = gamma_reciprocal_data()
     with pytest.raises(ppl_glmm.FitError, match="diverged from the given mu_start"):
         ppl_glmm.fitglme(
-            d, "y ~ x + (1|g)", distribution="gamma", fit_method=method, mu_start=np.full(200, 2.0)
+            d, "y ~ x + (1|g)", distribution="gamma", fit_method=method, mu_start=np.full(200, 0.05)
         )
+
+
+@pytest.mark.parametrize("method", ["mpl", "rempl"])
+def test_pseudo_likelihood_from_a_far_mu_start_reaches_the_default_fixed_point(method):
+    """mu_start = 2: the pseudo-data LME's line search met trial points with sigma outside (0, inf),
+    whose support error ended the fit (FitError); they are infeasible points now, and the
+    iterations reach the fixed point of MATLAB's start."""
+    d = gamma_reciprocal_data()
+    far = ppl_glmm.fitglme(
+        d, "y ~ x + (1|g)", distribution="gamma", fit_method=method, mu_start=np.full(200, 2.0)
+    )
+    default = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method=method)
+    assert far.converged
+    assert far.log_likelihood == pytest.approx(default.log_likelihood, abs=1e-5)  # pl_tolerance
+    np.testing.assert_allclose(far.coefficients["Estimate"], default.coefficients["Estimate"], atol=1e-6)
 
 
 def test_mu_start_outside_the_links_domain_is_refused_before_any_work():
