@@ -170,7 +170,8 @@ class PLState:
     lme_hess_inv: np.ndarray | None
 
 
-DIVERGED_DELTA = 1e6  # a last max|delta eta| above this (or not finite): the iterations diverged
+# a last max|delta eta| above this times (1 + max|start eta|), or not finite: the iterations diverged
+DIVERGED_DELTA = 1e6
 
 
 def start_eta(ws: Workspace, y: np.ndarray, settings: FitSettings) -> np.ndarray:
@@ -332,8 +333,10 @@ def fit_pseudo(
                 ws.hess_inv_start.setdefault(fit_method, state.lme_hess_inv)
         cov_beta = conditional_cov_beta(state.lme, state.mode)
     s = state.summary
-    if not state.converged and not (np.isfinite(state.delta) and state.delta < DIVERGED_DELTA):
-        # the iterations ran away (eta changing by ~1e31 per step): no estimate to return
+    scale = 1.0 + float(np.max(np.abs(start_eta(ws, y, settings)), initial=0.0))
+    if not state.converged and not (np.isfinite(state.delta) and state.delta < DIVERGED_DELTA * scale):
+        # the iterations ran away (eta changing by ~1e31 per step): no estimate to return; the
+        # threshold is relative to the start's eta (a link scale of 1e9 takes steps of 1e9)
         start = "from the given mu_start" if settings.mu_start is not None else "from MATLAB's start"
         raise FitError(
             f"fit_method='{fit_method}': the pseudo-likelihood iterations diverged {start} (the "

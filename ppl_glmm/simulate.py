@@ -104,7 +104,8 @@ def _guarded_response(graph: GLMMGraph) -> list:
     lo, hi = graph.dist.mean_range
     link = graph.link
     in_range = link.builtin and link.scale_free and link.name not in graph.dist.bad_links
-    if in_range or (np.isinf(lo) and np.isinf(hi)):  # (binomial's log link can give p > 1)
+    whole_line = link.builtin and link.power is None  # g^-1 defined for every eta (not a power link)
+    if in_range or (np.isinf(lo) and np.isinf(hi) and whole_line):  # (binomial's log link: p > 1)
         return [graph.y]
     eta = graph.eta
     mu = graph.link.inverse_pt(eta)
@@ -129,11 +130,16 @@ def _invalid_to_nan(y: np.ndarray, invalid: np.ndarray | None, dist, link) -> np
     y = np.array(y, dtype=float)
     y[invalid] = np.nan
     lo, hi = dist.mean_range
+    n = f"{int(invalid.sum())} of {invalid.size}"
+    if np.isfinite([lo, hi]).any():
+        what = f"drawn means fell outside the {dist.name} range ({lo:g}, {hi:g}) under the {link.name} link"
+        fix = f"{_IN_RANGE.get(dist.name, 'A log link')} keeps every mean in range"
+    else:  # a normal model's power link: no mean where eta <= 0
+        what = f"drawn linear predictors fell outside the {link.name} link's domain (eta > 0)"
+        fix = "The identity or log link is defined for every eta"
     warnings.warn(
-        f"random: {int(invalid.sum())} of {invalid.size} drawn means fell outside the {dist.name} "
-        f"range ({lo:g}, {hi:g}) under the {link.name} link; those responses are NaN (as MATLAB's "
-        f"generators give for invalid parameters). {_IN_RANGE.get(dist.name, 'A log link')} keeps every "
-        "mean in range",
+        f"random: {n} {what}; those responses are NaN (as MATLAB's generators give for invalid "
+        f"parameters). {fix}",
         GLMMWarning,
         stacklevel=4,
     )

@@ -447,3 +447,23 @@ def test_power_links_are_defined_for_a_positive_linear_predictor_only():
             assert refit._result.eta.min() > 0 and fresh._result.eta.min() > 0
             if refit.converged and fresh.converged:
                 assert refit.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-6)
+
+
+def test_random_of_a_normal_model_with_a_power_link_warns_where_eta_is_not_positive():
+    """mu = eta^2 is defined for eta > 0 only: a normal model's draws were NaN where a drawn eta
+    fell below 0, with no warning (the guard ran only for families with a bounded range)."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(10), 10)
+    eta = 0.6 + rng.normal(0, 0.4, 10)[g]
+    d = pd.DataFrame({"g": g, "y": eta**2 + rng.normal(0, 0.1, 100)})
+    with pytest.warns(ppl_glmm.GLMMWarning, match="needs a positive linear predictor"):
+        m = ppl_glmm.fitglme(d, "y ~ 1 + (1|g)", link=0.5)
+    new = pd.DataFrame({"g": [f"z{i}" for i in range(3000)]})
+    with pytest.warns(
+        ppl_glmm.GLMMWarning, match=r"random: \d+ of 3000 drawn linear predictors fell outside"
+    ):
+        y = m.random(new, rng=1)
+    beta = float(m.coefficients["Estimate"].iloc[0])
+    sd = float(np.sqrt(m.covariance_parameters()[0][0][0, 0]))
+    expected = 3000 * stats.norm.cdf(-beta / sd)  # P(eta <= 0) for a new level
+    assert np.isnan(y).sum() == pytest.approx(expected, abs=5 * np.sqrt(expected) + 5)

@@ -310,3 +310,15 @@ def test_the_optimisation_record_is_read_only(slopes):
         with pytest.raises(ValueError, match="read-only"):
             record.x[0] = 0.0
     np.testing.assert_array_equal(slopes.optimization.x, pickle.loads(pickle.dumps(slopes)).optimization.x)
+
+
+def test_mean_interval_is_nan_where_the_eta_interval_is_not_a_number():
+    """A NaN half-width gave [1, inf) under the reciprocal link (NaN compares False with 0)."""
+    from ppl_glmm.families import LINKS, get_distribution, power_link
+    from ppl_glmm.inference.prediction import mean_interval
+
+    gamma = get_distribution("gamma")
+    for link in (LINKS["reciprocal"], power_link(-2), power_link(0.5), LINKS["log"]):
+        y, ci = mean_interval(link, gamma, np.array([0.5, np.nan]), np.array([np.nan, 0.1]))
+        assert np.isnan(ci).all(), link.name
+        assert np.isfinite(y[0]) and np.isnan(y[1])

@@ -386,3 +386,19 @@ def test_normal_log_link_with_non_positive_responses_starts_where_the_link_is_de
     assert m.converged
     assert m.log_likelihood == pytest.approx(same.log_likelihood, abs=1e-5)  # pl_tolerance
     np.testing.assert_allclose(m.coefficients["Estimate"], same.coefficients["Estimate"], atol=1e-6)
+
+
+def test_unfinished_iterations_on_a_large_link_scale_are_not_called_diverged():
+    """Gamma means of ~1e-7 under the canonical link: eta ~1e7, and the second iteration changes it
+    by ~2e6 while converging (it does in 8). The divergence threshold was absolute (1e6) and
+    raised FitError; it is relative to the start's eta, so the unfinished fit is returned with its
+    warning."""
+    rng = np.random.default_rng(0)
+    g, x = rng.integers(0, 10, 200), rng.uniform(size=200)
+    mu = 1e-7 * np.exp(0.5 + 0.5 * x + rng.normal(0, 0.3, 10)[g])
+    d = pd.DataFrame({"g": [f"g{i}" for i in g], "x": x, "y": rng.gamma(3, mu / 3)})
+    with pytest.warns(ConvergenceWarning, match="pseudo-likelihood did not converge in pl_iterations=2"):
+        m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method="mpl", pl_iterations=2)
+    assert not m.converged
+    full = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method="mpl")
+    assert full.converged

@@ -76,7 +76,7 @@ def mean_interval(link, dist, eta: np.ndarray, half: np.ndarray) -> tuple[np.nda
             inverse(np.where(b > 0, b, 1.0)),
         ]
         ci = np.sort(np.column_stack([clip(e) for e in ends]), axis=1)
-        ci[b <= 0] = np.nan
+        ci[(b <= 0) | np.isnan(a) | np.isnan(b)] = np.nan  # (NaN compares False above)
     return ypred, ci
 
 
