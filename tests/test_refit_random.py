@@ -358,3 +358,25 @@ def test_a_refit_of_a_singular_fit_leaves_the_boundary(response, kwargs):
             assert refit.singular == fresh.singular
             interior += not fresh.singular
     assert interior >= 1  # some responses support a variance (the refits found it too)
+
+
+def test_a_refit_ending_at_a_correlation_of_one_leaves_the_boundary():
+    """(1 + x|g) refits that ended with theta_22 = 0 (correlation +-1) stayed there, 0.1 logLik
+    units below fresh fits that found a slope variance; replacing the whole term by the fresh
+    start lost its good intercept SD, so the zero entry alone is moved off the boundary too."""
+    import warnings
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(15), 20)
+    x = rng.normal(size=300)
+    d = pd.DataFrame(
+        {"y": 1 + 0.5 * x + rng.normal(0, 0.5, 15)[g] + rng.normal(size=300), "x": x, "g": g.astype(str)}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = ppl_glmm.fitglme(d, "y ~ x + (1+x|g)")
+        for seed in (8, 21):
+            y = m.random(rng=seed)
+            fresh = ppl_glmm.fitglme(d.assign(y=y), "y ~ x + (1+x|g)")
+            assert not fresh.singular
+            assert m.refit(y).log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-8)
