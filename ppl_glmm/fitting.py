@@ -44,7 +44,7 @@ from .fit_methods import METHODS, FitSettings
 from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
-__all__ = ["Workspace", "boundary_terms", "fit", "make_result", "off_the_boundary"]
+__all__ = ["Workspace", "boundary_terms", "boundary_unit", "fit", "make_result", "off_the_boundary"]
 
 
 class Workspace:
@@ -408,7 +408,7 @@ def _restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, y, setting
     better point; a compound-symmetry term at its correlation bound, where a fit from the fresh
     start ended 0.17 logLik units lower, keeps its first fit."""
     evals0 = problem.n_evals
-    unit = ws.fd_unit[1] if ws.fd_unit is not None else 1.0
+    unit = boundary_unit(ws)
     k = 0 if problem.inner_beta else problem.p
 
     def fresh() -> np.ndarray:  # the covariance parameters a fresh fit starts from
@@ -532,7 +532,7 @@ def off_the_boundary(
     _, theta_fresh, _ = problem.unpack(fresh())
     theta = np.array(theta, dtype=float)
     if entries:  # only the zero diagonal entries (a correlation at +-1 keeps the term's SDs)
-        unit = ws.fd_unit[1] if ws.fd_unit is not None else 1.0
+        unit = boundary_unit(ws)
         zero = (np.abs(theta) < SINGULAR_TOL * unit) & ws.layout.is_diagonal()
         theta[zero] = scale * theta_fresh[zero]
     else:
@@ -544,12 +544,16 @@ def off_the_boundary(
     return x0
 
 
+def boundary_unit(ws) -> float:
+    """theta's unit for the boundary tolerance: the link scale's (1 for a scale-free link)."""
+    return ws.fd_unit[1] if ws.fd_unit is not None else 1.0
+
+
 def boundary_terms(ws, theta: np.ndarray) -> np.ndarray:
     """Which random-effects terms are on the boundary (singular): a diagonal entry of their
     Lambda_r below lme4's tolerance, in theta's units for a link with units (theta ~2e-6 is not a
     boundary for a gamma/identity model of y ~ 1e-6: its start scale is ~2e-6)."""
-    unit = ws.fd_unit[1] if ws.fd_unit is not None else 1.0
-    small = (np.abs(theta) < SINGULAR_TOL * unit) & ws.layout.is_diagonal()
+    small = (np.abs(theta) < SINGULAR_TOL * boundary_unit(ws)) & ws.layout.is_diagonal()
     return np.array([bool(small[sl].any()) for sl in ws.layout.slices()], dtype=bool)
 
 

@@ -241,3 +241,22 @@ def test_singular_warning_also_names_a_correlation_at_its_bound():
         "boundary (singular) fit: a random-effects covariance matrix is singular (a variance at zero, "
         "or a correlation at its bound)"
     )
+
+
+def test_a_diagonal_term_holds_only_its_zero_sds():
+    """Under a Diagonal pattern the SDs are independent parameters: a slope SD at 0 is held, the
+    intercept SD keeps its interval, which equals that of the model without the slope term (the
+    whole term was held, so its non-zero SD had NaN bounds)."""
+    rng = np.random.default_rng(1)
+    g, x = np.repeat(np.arange(12), 10), rng.normal(size=120)
+    y = 1 + 0.5 * x + rng.normal(0, 0.6, 12)[g] + rng.normal(size=120)
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "y": y})
+    with pytest.warns(SingularFitWarning):
+        m = ppl_glmm.fitglme(d, "y ~ x + (1 + x|g)", covariance_pattern="Diagonal")
+    with pytest.warns(UserWarning, match=r"term\(s\) of g are on the boundary"):
+        term, error = m.covariance_parameters()[2]
+    alone, error_alone = ppl_glmm.fitglme(d, "y ~ x + (1|g)").covariance_parameters()[2]
+    cols = ["Estimate", "Lower", "Upper"]
+    np.testing.assert_allclose(term[cols].to_numpy()[:1], alone[cols].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(error[cols].to_numpy(), error_alone[cols].to_numpy(), rtol=1e-6)
+    assert term[["Lower", "Upper"]].iloc[1].isna().all()

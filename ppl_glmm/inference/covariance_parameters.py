@@ -80,21 +80,40 @@ def held_terms(fit: FitRecord) -> np.ndarray:
     return boundary_terms(fit.ws, fit.result.theta)
 
 
+def _zero_columns(fit: FitRecord, r: int) -> set[int]:
+    """The columns of term r whose Lambda diagonal is below the boundary tolerance."""
+    from ..engine.optimize import SINGULAR_TOL
+    from ..fitting import boundary_unit
+
+    ws = fit.ws
+    theta = fit.result.theta[ws.layout.slices()[r]]
+    entries = [(i, j) for t, i, j in ws.layout.entries if t == r]
+    tol = SINGULAR_TOL * boundary_unit(ws)
+    return {i for (i, j), v in zip(entries, theta) if i == j and abs(v) < tol}
+
+
 def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
 
     In a singular fit, the parameters of each term on the boundary (:func:`held_terms`: an SD at 0
-    has log SD = -inf) are held at their estimates: the other parameters' covariance is the inverse
-    of the Hessian of the free parameters alone (the reduced Hessian of a constrained optimum), and
-    the held ones' rows and columns are NaN. Returns None when the free parameters' Hessian cannot
-    be formed or inverted.
+    has log SD = -inf; under a Diagonal pattern only its SDs at 0) are held at their estimates: the
+    other parameters' covariance is the inverse of the Hessian of the free parameters alone (the
+    reduced Hessian of a constrained optimum), and the held ones' rows and columns are NaN. Returns
+    None when the free parameters' Hessian cannot be formed or inverted.
     """
     z0 = natural_estimates(fit)
     P = z0.size
     k0 = 0 if beta_is_inner(fit) else len(fit.result.beta)
     free = np.ones(P, dtype=bool)
-    for held, sl in zip(held_terms(fit), fit.ws.patterns.param_slices()):
-        if held:
+    patterns = fit.ws.patterns
+    for r, (held, sl, pattern) in enumerate(zip(held_terms(fit), patterns.param_slices(), patterns.terms)):
+        if not held:
+            continue
+        if pattern.kind == "Diagonal":  # independent SDs: hold only those at zero
+            zero = _zero_columns(fit, r)
+            for k, (i, _) in enumerate(pattern.rows):
+                free[k0 + sl.start + k] = i not in zero
+        else:
             free[k0 + sl.start : k0 + sl.stop] = False
     if not free.any() or not np.all(np.isfinite(z0[free])):
         return None
@@ -158,8 +177,8 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
         groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(fit)) if held)
         warnings.warn(
             f"covariance_parameters: the random-effects term(s) of {groups} are on the boundary (a "
-            "variance at zero or a correlation at its bound): their Lower/Upper are NaN; the other "
-            "intervals hold them at their estimates",
+            "variance at zero or a correlation at its bound): the Lower/Upper of their parameters "
+            "there are NaN; the other intervals hold them at their estimates",
             GLMMWarning,
             stacklevel=3,
         )
