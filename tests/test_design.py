@@ -326,3 +326,47 @@ def test_main_effects_design_equals_formulae(formula, coding):
     new = data.iloc[[5, 0, 17]].reset_index(drop=True)
     at_rows = m.predict(conditional=False)[0][[5, 0, 17]]
     np.testing.assert_allclose(m.predict(new, conditional=False)[0], at_rows)
+
+
+def _zoo_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "z": rng.normal(size=60)})
+    d["g"], d["f"], d["xi"] = np.repeat(np.arange(6), 10), np.tile(list("abc"), 20), np.arange(60) % 7
+    d["k"] = rng.poisson(2, 60)
+    return d
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "UInt8", "int8", "uint16"])
+def test_small_integer_columns_do_not_wrap_inside_formula_transforms(dtype):
+    """I(xi - 3) of a uint8 column was 253, 254, 255 (the fit silently wrong, no warning); the same
+    in offset(...) moved a Poisson logLik from -99.96 to -1442.87. Integer columns are widened."""
+    d = _zoo_frame()
+    small = d.assign(xi=d["xi"].astype(dtype))
+    for formula, kw in [
+        ("y ~ x + I(xi - 3) + (1|g)", {}),
+        ("k ~ x + offset(0.1*(xi - 3)) + (1|g)", {"distribution": "poisson"}),
+    ]:
+        a, b = ppl_glmm.fitglme(d, formula, **kw), ppl_glmm.fitglme(small, formula, **kw)
+        assert b.log_likelihood == pytest.approx(a.log_likelihood, abs=1e-10)
+    assert str(small["xi"].dtype) == dtype  # the caller's frame keeps its dtype
+    m = ppl_glmm.fitglme(d, "y ~ x + I(xi - 3) + (1|g)")
+    np.testing.assert_allclose(m.predict(small.iloc[:5])[0], m.predict(d.iloc[:5])[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "extra,formula,message",
+    [
+        ("x:z", "y ~ x*z + `x:z` + (1|g)", "formula: column 'x:z' has the name of the interaction of x, z"),
+        ("(Intercept)", "y ~ x + `(Intercept)` + (1|g)", "both be named '(Intercept)'"),
+        ("f_b", "y ~ x + f + f_b + (1|g)", "both be named 'f_b'"),
+    ],
+)
+def test_columns_named_like_generated_terms_are_refused(extra, formula, message):
+    """A column `x:z` silently replaced the product of x*z (4 coefficients instead of 5); a column
+    '(Intercept)' or 'f_b' gave two coefficients of one name, and coef_test's default then tested
+    the wrong columns."""
+    d = _zoo_frame()
+    d[extra] = np.random.default_rng(1).normal(size=60)
+    with pytest.raises(ppl_glmm.InputError) as err:
+        ppl_glmm.fitglme(d, formula)
+    assert message in str(err.value) and "rename" in str(err.value)

@@ -213,6 +213,7 @@ def build_design(
         raise InputError(f"formula: response '{formula.response}' is not a column of data")
     n_total = len(data)
     fixed_vars = _var_names(formula.fixed, data, "formula")
+    _check_interaction_names(fixed_vars)
     offset_vars = offset_variables(formula.offsets, data.columns)
     random_vars: set[str] = set()
     for spec in formula.random:
@@ -249,6 +250,7 @@ def build_design(
     # the used rows of each used column, as new Series (data is never modified); the frame that
     # formulae reads is made once they are final
     cols = {c: (col if rows is None else col.iloc[rows]).reset_index(drop=True) for c, col in full.items()}
+    cols = {c: wide_integers(col) for c, col in cols.items()}
     size, w, off = size[subset], w[subset], off[subset]
     check_weights_and_size(w, size, dist, index, "exclude those rows instead")
     if formula.offsets:
@@ -322,6 +324,7 @@ def build_design(
     fixed = build_fixed(formula.fixed, df, encoder)
     if fixed.X.shape[1] == 0:
         raise InputError("formula: the model has no fixed effects; add '1 +' for an intercept")
+    _check_distinct_names(fixed.names)
     check_finite(
         fixed.X,
         fixed.names,
@@ -565,6 +568,52 @@ def check_weights_and_size(w: np.ndarray, size: np.ndarray, dist: Distribution, 
         )
 
 
+def _check_interaction_names(fixed_vars: set[str]) -> None:
+    """Refuse a column named like an interaction of other columns of the fixed part (`x:z` beside
+    x and z): formulae keys terms by name, and the column silently replaced the product x z."""
+    for v in sorted(fixed_vars):
+        parts = v.split(":")
+        if len(parts) > 1 and all(p in fixed_vars for p in parts):
+            raise InputError(
+                f"formula: column '{v}' has the name of the interaction of {', '.join(parts)}: formulae "
+                "takes one for the other (the column replaced the product x z of x*z); rename the "
+                "column (e.g. data.rename(columns="
+                f"{{'{v}': '{v.replace(':', '_')}'}}))"
+            )
+
+
+def _check_distinct_names(names: list[str]) -> None:
+    """Refuse two fixed-effects columns of one name (a data column named '(Intercept)', or 'f_b'
+    beside a factor f with level b): tables, coef_test and compare address coefficients by name,
+    and the default coef_test left the user's column out."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise InputError(
+            f"formula: two fixed-effects coefficients would both be named {', '.join(map(repr, repeated))} "
+            "(a column named like the intercept or like a factor's level column); rename that column"
+        )
+
+
+def wide_integers(s: pd.Series) -> pd.Series:
+    """An integer column narrower than int64, or unsigned, as int64 (float64 for uint64 values
+    above int64's range). Formula transforms compute in the column's dtype: I(x - 3) of a uint8
+    column wrapped to 253, and offset(0.1 * (x - 3)) with it, silently."""
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dt):
+        return s
+    if not pd.api.types.is_integer_dtype(dt) or dt == np.int64:
+        return s
+    if s.isna().any():  # (new data with missing values is refused later, naming the rows)
+        return s
+    if str(dt).lower().startswith("uint64") and len(s) and int(s.max()) > np.iinfo(np.int64).max:
+        return s.astype("float64")
+    return s.astype("int64")
+
+
 def check_new_data(newdata) -> None:
     """Refuse what no method can evaluate: not a DataFrame, duplicate column names, no rows."""
     if not isinstance(newdata, pd.DataFrame):
@@ -607,6 +656,8 @@ def new_data_design(
     df = newdata[list(design.predictors)].reset_index(drop=True).copy()
     if df.isna().any().any():
         raise InputError("newdata: contains missing values in model variables; remove those rows")
+    for c in df.columns:
+        df[c] = wide_integers(df[c])
     grouping = {v for t in design.terms for v in t.spec.group_vars}
     for c in grouping:
         df[c], _ = normalize_levels(df[c], c)
