@@ -370,3 +370,32 @@ def test_columns_named_like_generated_terms_are_refused(extra, formula, message)
     with pytest.raises(ppl_glmm.InputError) as err:
         ppl_glmm.fitglme(d, formula)
     assert message in str(err.value) and "rename" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "column,values,message",
+    [
+        ("y", lambda d: d["y"] + 1j * d["x"], "data: column 'y' holds complex numbers; give real values"),
+        ("g", lambda d: [[i % 6] for i in range(60)], "data: column 'g' holds list values such as [0]"),
+        (
+            "g",
+            lambda d: [(i % 6, 1) for i in range(60)],
+            "data: column 'g' holds tuple values such as (0, 1)",
+        ),
+        (
+            "g",
+            lambda d: [frozenset([i % 6]) for i in range(60)],
+            "holds frozenset values such as frozenset({0})",
+        ),
+    ],
+)
+def test_complex_and_container_columns_are_refused(column, values, message):
+    """A complex response was cut to its real part (only NumPy's ComplexWarning said so); lists,
+    tuples and frozensets as group ids raised pandas' TypeError, NotImplementedError or ValueError."""
+    d = _zoo_frame()
+    d[column] = values(d)
+    with pytest.raises(ppl_glmm.InputTypeError) as err:
+        ppl_glmm.fitglme(d, "y ~ x + (1|g)")
+    assert message in str(err.value)
+    with pytest.raises(ppl_glmm.InputTypeError, match="weights: holds complex numbers"):
+        ppl_glmm.fitglme(_zoo_frame(), "y ~ x + (1|g)", weights=np.ones(60) + 0j)

@@ -111,6 +111,8 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
         if value not in data.columns:
             raise InputError(f"{arg}: column '{value}' not found in data")
         value = data[value]
+    if np.iscomplexobj(value):
+        raise InputTypeError(f"{arg}: holds complex numbers; give real values")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -235,6 +237,8 @@ def build_design(
 
     used_cols = sorted({formula.response} | fixed_vars | random_vars | offset_vars)
     full = {c: data[c] for c in used_cols}  # column by column: no DataFrame of them is indexed
+    for c, col in full.items():
+        _check_scalar_values(col, c)
     missing = np.zeros(n_total, dtype=bool)
     for col in full.values():
         missing |= col.isna().to_numpy()
@@ -566,6 +570,25 @@ def check_weights_and_size(w: np.ndarray, size: np.ndarray, dist: Distribution, 
             f"binomial_size: must be positive integers, and are not in {rows_text(index[rows])} "
             f"(first: {float(size[rows[0]]):g}; {fix})"
         )
+
+
+def _check_scalar_values(col: pd.Series, name: str) -> None:
+    """Refuse a column of complex numbers (cut silently to their real part) or of containers
+    (lists, tuples, sets as group ids raised pandas' own TypeError or NotImplementedError)."""
+    if pd.api.types.is_complex_dtype(col.dtype):
+        raise InputTypeError(f"data: column '{name}' holds complex numbers; give real values")
+    if col.dtype != object:
+        return
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    if kind == "complex":
+        raise InputTypeError(f"data: column '{name}' holds complex numbers; give real values")
+    if kind in ("mixed", "unknown-array"):
+        bad = next((v for v in col if isinstance(v, (list, tuple, set, frozenset, dict, np.ndarray))), None)
+        if bad is not None:
+            raise InputTypeError(
+                f"data: column '{name}' holds {type(bad).__name__} values such as {bad!r}; a column of "
+                f"the formula needs numbers or labels (e.g. data['{name}'] = data['{name}'].astype(str))"
+            )
 
 
 def _check_interaction_names(fixed_vars: set[str]) -> None:
