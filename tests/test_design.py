@@ -399,3 +399,37 @@ def test_complex_and_container_columns_are_refused(column, values, message):
     assert message in str(err.value)
     with pytest.raises(ppl_glmm.InputTypeError, match="weights: holds complex numbers"):
         ppl_glmm.fitglme(_zoo_frame(), "y ~ x + (1|g)", weights=np.ones(60) + 0j)
+
+
+def test_logical_columns_give_the_same_levels_whatever_their_dtype():
+    """An object column of True/False gave coefficient t_True and levels 'False'/'True' where a bool
+    column gave t_true, so predict refused the other representation of the same values."""
+    d = _zoo_frame()
+    t = pd.Series(np.tile([True, False, True], 20))
+    forms = {
+        "bool": t,
+        "object": t.astype(object),
+        "category": t.astype(object).astype("category"),
+        "boolean": t.astype("boolean"),
+    }
+    fits = {k: ppl_glmm.fitglme(d.assign(t=v), "y ~ x + t + (1|g)") for k, v in forms.items()}
+    for m in fits.values():
+        assert m.coefficient_names == ["(Intercept)", "x", "t_true"]
+        assert m.log_likelihood == pytest.approx(fits["bool"].log_likelihood, abs=1e-12)
+    expected = fits["bool"].predict(d.assign(t=forms["bool"]).iloc[:4])[0]
+    for m in fits.values():
+        for v in forms.values():
+            np.testing.assert_allclose(m.predict(d.assign(t=v).iloc[:4])[0], expected, rtol=1e-12)
+
+
+def test_pd_na_in_a_list_of_weights_marks_the_row_missing():
+    """NaN and None in a list of weights marked the row missing, pd.NA was refused as non-numeric
+    (list(an Int64 series) holds pd.NA)."""
+    d = _zoo_frame()
+    fits = []
+    for missing in (np.nan, None, pd.NA):
+        w = [1.0] * 60
+        w[5] = missing
+        fits.append(ppl_glmm.fitglme(d, "y ~ x + (1|g)", weights=w))
+    assert [m.num_missing for m in fits] == [1, 1, 1]
+    assert fits[2].log_likelihood == pytest.approx(fits[0].log_likelihood, abs=1e-12)

@@ -111,6 +111,8 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
         if value not in data.columns:
             raise InputError(f"{arg}: column '{value}' not found in data")
         value = data[value]
+    if isinstance(value, (list, tuple)):  # pd.NA and None mark a row missing, as NaN does
+        value = [np.nan if v is None or v is pd.NA else v for v in value]
     if np.iscomplexobj(value):
         raise InputTypeError(f"{arg}: holds complex numbers; give real values")
     try:
@@ -165,15 +167,31 @@ def _infinite_arg(arr: np.ndarray, arg: str, index: pd.Index, missing_note: bool
         )
 
 
+def _is_logical(s: pd.Series) -> bool:
+    """A logical column: bool or boolean dtype, or objects or categories that are all booleans
+    (the same levels "false" < "true" whichever way the column holds them: an object column of
+    True/False gave levels 'False'/'True', and predict refused the bool column of a fit)."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return True
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return len(s.cat.categories) > 0 and pd.api.types.infer_dtype(s.cat.categories) == "boolean"
+    return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "boolean"
+
+
+def _as_logical_text(s: pd.Series) -> pd.Series:
+    """A logical column's values as "true"/"false" (missing values kept)."""
+    return s.astype(object).map({True: "true", False: "false"})
+
+
 def _ordered_categories(s: pd.Series) -> pd.Categorical:
     """``s`` as an ordered categorical of the levels present: a categorical's own order, else
-    sorted (booleans as "false" < "true")."""
+    sorted (logical values as "false" < "true", whatever their dtype)."""
+    if _is_logical(s):
+        s = _as_logical_text(s)
+        return pd.Categorical(s, categories=[c for c in ("false", "true") if c in set(s)], ordered=True)
     if isinstance(s.dtype, pd.CategoricalDtype):
         present = set(s.dropna().unique())
         return pd.Categorical(s, categories=[c for c in s.cat.categories if c in present], ordered=True)
-    if pd.api.types.is_bool_dtype(s):
-        s = s.map({True: "true", False: "false"})
-        return pd.Categorical(s, categories=[c for c in ("false", "true") if c in set(s)], ordered=True)
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
         # text: NumPy's sort of the values gives the sorted levels and the codes at once (on a
         # few hundred rows ~0.23 instead of ~0.28 ms per column in a fit, where pandas' factorize
@@ -689,7 +707,7 @@ def new_data_design(
     for c, cats in design.categories.items():
         if c in grouping:  # grouping levels are taken afresh from newdata
             continue
-        vals = df[c].map({True: "true", False: "false"}) if pd.api.types.is_bool_dtype(df[c]) else df[c]
+        vals = _as_logical_text(df[c]) if _is_logical(df[c]) else df[c]
         unknown = set(vals.unique()) - set(cats)
         if unknown:
             raise InputError(
