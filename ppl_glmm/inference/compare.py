@@ -154,14 +154,14 @@ def _check_comparable(a: ComparedModel, b: ComparedModel) -> None:
             "alt: the models were fitted to different responses; a likelihood-ratio test compares "
             "two models of the same response"
         )
-    ra, rb = METHODS[a.fit.result.fit_method].restricted, METHODS[b.fit.result.fit_method].restricted
-    if ra != rb:
-        raise InputError(
-            f"alt: a restricted fit ({(a if ra else b).fit.result.fit_method}) cannot be compared with an "
-            f"unrestricted one ({(b if ra else a).fit.result.fit_method}): the restricted log-likelihood "
-            "is that of residual contrasts, not of the data; refit both with the same fit_method "
-            "(e.g. 'laplace')"
-        )
+    ra = _refuse_mixed(
+        a,
+        b,
+        "restricted",
+        "a restricted fit",
+        "an unrestricted one",
+        "the restricted log-likelihood is that of residual contrasts, not of the data",
+    )
     if ra and not _same_fixed(a.fit, b.fit):
         raise InputError(
             f"alt: both models are fitted by {a.fit.result.fit_method} but their fixed effects differ; "
@@ -176,14 +176,27 @@ def _check_comparable(a: ComparedModel, b: ComparedModel) -> None:
             "changes by log|det A| with the coding (lme4's does too), so the two are not comparable: "
             "fit both with the same formula terms, dummy_var_coding and scaling of the predictors"
         )
-    pa, pb = METHODS[a.fit.result.fit_method].pseudo, METHODS[b.fit.result.fit_method].pseudo
-    if pa != pb:
+    _refuse_mixed(
+        a,
+        b,
+        "pseudo",
+        "a pseudo-likelihood fit",
+        "a likelihood fit",
+        "the pseudo-likelihood is that of the final pseudo data, not of the response",
+    )
+
+
+def _refuse_mixed(a, b, kind: str, with_it: str, without_it: str, why: str) -> bool:
+    """Refuse a pair where one fit method has the registry flag ``kind`` (restricted, pseudo) and
+    the other has not; return the flag (the same for both)."""
+    fa, fb = getattr(METHODS[a.fit.result.fit_method], kind), getattr(METHODS[b.fit.result.fit_method], kind)
+    if fa != fb:
         raise InputError(
-            f"alt: a pseudo-likelihood fit ({(a if pa else b).fit.result.fit_method}) cannot be compared "
-            f"with a likelihood fit ({(b if pa else a).fit.result.fit_method}): the pseudo-likelihood is "
-            "that of the final pseudo data, not of the response; refit both with the same fit_method "
-            "(e.g. 'laplace')"
+            f"alt: {with_it} ({(a if fa else b).fit.result.fit_method}) cannot be compared with "
+            f"{without_it} ({(b if fa else a).fit.result.fit_method}): {why}; refit both with the same "
+            "fit_method (e.g. 'laplace')"
         )
+    return fa
 
 
 def _coding_shift(Xa: np.ndarray, Xb: np.ndarray) -> float:
