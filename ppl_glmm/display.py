@@ -2,12 +2,14 @@
 
 Numbers use 5 significant digits (MATLAB ``format short g``). In a numeric column the values are
 right-aligned among themselves and the block is left-aligned under the header; text columns show
-``{'name'}`` padded inside the braces. Columns are separated by 4 spaces, text columns by 8.
+``{'name'}`` padded inside the braces. Columns are separated by 4 spaces, text columns by 8. The
+formula is wrapped at spaces to ``FORMULA_WIDTH`` columns (MATLAB wraps it to the command window).
 """
 
 from __future__ import annotations
 
 import html
+import textwrap
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -17,6 +19,7 @@ from .fit_methods import METHODS
 __all__ = ["DisplayContent", "display_content", "format_table", "html_table", "model_display", "model_html"]
 
 _INDENT = "    "
+FORMULA_WIDTH = 80  # the formula line's width, indent included (a fixed width: the display is text)
 
 
 def _num(v) -> str:
@@ -28,6 +31,19 @@ def _num(v) -> str:
     if v.is_integer() and abs(v) < 1e15:
         return str(int(v))
     return f"{v:.5g}"
+
+
+def _wrap_formula(formula: str) -> list[str]:
+    """The formula in lines of at most ``FORMULA_WIDTH`` columns, broken only at spaces (a term
+    longer than a line stays whole), the first indented 4 spaces and the rest 6."""
+    return textwrap.wrap(
+        formula,
+        FORMULA_WIDTH,
+        initial_indent=_INDENT,
+        subsequent_indent=_INDENT + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [_INDENT]
 
 
 def format_table(df: pd.DataFrame) -> list[str]:
@@ -122,7 +138,7 @@ def model_display(model) -> str:
         out.append(f"{_INDENT}{label:<32}{value:>6d}")
     for label, value in c.labels:
         out.append(f"{_INDENT}{label:<32}{value:<6}")
-    out += ["", "Formula:", _INDENT + c.formula, "", "Model fit statistics:"]
+    out += ["", "Formula:", *_wrap_formula(c.formula), "", "Model fit statistics:"]
     out += format_table(c.criterion)
     out += ["", "Fixed effects coefficients (95% CIs):"]
     out += format_table(c.coefficients)

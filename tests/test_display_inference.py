@@ -260,3 +260,19 @@ def test_a_diagonal_term_holds_only_its_zero_sds():
     np.testing.assert_allclose(term[cols].to_numpy()[:1], alone[cols].to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(error[cols].to_numpy(), error_alone[cols].to_numpy(), rtol=1e-6)
     assert term[["Lower", "Upper"]].iloc[1].isna().all()
+
+
+def test_display_wraps_a_long_formula_at_spaces():
+    """MATLAB wraps the formula line to the window; a 100-character formula was one line."""
+    rng = np.random.default_rng(3)
+    names = [f"covariate_number_{k}" for k in range(5)]
+    d = pd.DataFrame(rng.normal(size=(60, 5)), columns=names)
+    d["g"] = np.repeat(list("abcdef"), 10)
+    d["y"] = rng.normal(size=60) + np.repeat(rng.normal(scale=2.0, size=6), 10)
+    m = ppl_glmm.fitglme(d, "y ~ " + " + ".join(names) + " + (1|g)")
+    lines = str(m).splitlines()
+    i = lines.index("Formula:")
+    block = lines[i + 1 : lines.index("", i)]
+    assert len(block) == 2 and all(len(line) <= 80 for line in block)
+    assert block[0].startswith("    y ~ 1 + covariate_number_0") and block[1].startswith("      ")
+    assert " ".join(part.strip() for part in block) == m.formula
