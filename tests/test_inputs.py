@@ -640,3 +640,32 @@ def test_binomial_proportions_with_binomial_size_name_the_response_and_the_fix()
         binomial_size="n",
     )
     assert "pass the counts, not proportions" in msg
+
+
+@pytest.mark.parametrize("arg", ["weights", "offset"])
+def test_text_weights_and_offsets_are_refused(arg):
+    """A column of '2' strings was parsed as the number 2; MATLAB refuses text there."""
+    d = _frame()
+    d["t"] = ["2"] * len(d)
+    _refuse(
+        d,
+        "k ~ x + (1|g)",
+        rf"{arg}: column 't' holds text \(e\.g\. '2' at position 0\)",
+        kind=TypeError,
+        distribution="poisson",
+        **{arg: "t"},
+    )
+    _refuse(
+        d,
+        "k ~ x + (1|g)",
+        rf"{arg}: holds text .*pd\.to_numeric",
+        kind=TypeError,
+        distribution="poisson",
+        **{arg: ["1"] * len(d)},
+    )
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", **{arg: pd.to_numeric(d["t"])})
+    if arg == "weights":
+        assert np.allclose(m.observation_info["Weights"], 2.0)
+    else:  # the offset 2 moves only the intercept
+        ref = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+        assert m.coefficients["Estimate"][0] == pytest.approx(ref.coefficients["Estimate"][0] - 2.0, abs=1e-5)

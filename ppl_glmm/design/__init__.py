@@ -115,6 +115,7 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
         value = [np.nan if v is None or v is pd.NA else v for v in value]
     if np.iscomplexobj(value):
         raise InputTypeError(f"{arg}: holds complex numbers; give real values")
+    _refuse_text(value, arg)
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -128,6 +129,22 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
     if arr.size != n:
         raise InputError(f"{arg}: expected {n} values (one per row of data) or a column name, got {arr.size}")
     return arr
+
+
+def _refuse_text(value, arg: str) -> None:
+    """Text values are refused, as MATLAB refuses them (NumPy would parse '2' as 2.0)."""
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "OUS":
+        return
+    raw = raw.ravel()
+    text = [k for k, v in enumerate(raw) if isinstance(v, (str, bytes))]
+    if text:
+        named = isinstance(value, pd.Series) and isinstance(value.name, str)
+        where = f"column '{value.name}' holds" if named else "holds"
+        raise InputTypeError(
+            f"{arg}: {where} text (e.g. {raw[text[0]]!r} at position {text[0]}); give numbers, e.g. "
+            "convert the column with pd.to_numeric"
+        )
 
 
 def _exclude_mask(exclude, n: int) -> np.ndarray:
