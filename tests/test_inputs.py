@@ -409,6 +409,23 @@ def test_formula_and_argument_offsets_add():
     assert c.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-10)
 
 
+def test_formula_offset_with_columns_named_np_and_log():
+    """A column called np replaced NumPy in offset(np.log(np)) ('cannot evaluate'); a column called
+    log is the data where it is not called."""
+    d = _frame()
+    b = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", offset=np.log(d.e))
+    for formula, col in (("np.log(np)", "np"), ("log(log)", "log"), ("numpy.log(np) + 0 * log(np)", "np")):
+        m = ppl_glmm.fitglme(
+            d.rename(columns={"e": col}), f"k ~ x + offset({formula}) + (1|g)", distribution="poisson"
+        )
+        assert m.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-10)
+        assert m.predictor_names == ["g", "x", col]
+        new = d.rename(columns={"e": col}).head(4)
+        np.testing.assert_allclose(
+            m.predict(new)[0], b.predict(d.head(4), offset=np.log(d.e[:4]))[0], rtol=1e-8
+        )
+
+
 def test_formula_offset_is_used_for_new_data():
     m = _poisson("k ~ x + offset(np.log(e)) + (1|g)")
     new = _frame().head(30).assign(x=0.0)

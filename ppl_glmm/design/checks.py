@@ -45,6 +45,7 @@ _OFFSET_FUNCTIONS = {
     "log2": np.log2,
     "log10": np.log10,
 }
+_CALLABLES = {"np": np, "numpy": np, **_OFFSET_FUNCTIONS}  # what an offset expression may call
 _TICKED = re.compile(r"`([^`]+)`")
 
 
@@ -159,14 +160,28 @@ def offset_variables(exprs, columns) -> set[str]:
     cols = set(columns)
     for expr in exprs:
         tree, mapping = _parse_offset(expr)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                name = mapping.get(node.id, node.id)
-                if name in cols:
-                    out.add(name)
-                elif node.id in mapping:
-                    raise InputError(f"formula: column '{name}' in offset({expr}) is not a column of data")
+        for node, name in _data_names(tree, mapping):
+            if name in cols:
+                out.add(name)
+            elif node.id in mapping:
+                raise InputError(f"formula: column '{name}' in offset({expr}) is not a column of data")
     return out
+
+
+def _data_names(tree: ast.Expression, mapping: dict[str, str]):
+    """The Name nodes of ``tree`` that stand for data, with the column each names: all but a known
+    function or module in a callee position (``log(...)``, ``np.log``), so that a column called
+    ``np`` or ``log`` neither hides NumPy nor counts as a variable where it is the function."""
+    callees = set()
+    for node in ast.walk(tree):
+        target = getattr(node, "func" if isinstance(node, ast.Call) else "value", None)
+        if not isinstance(node, (ast.Call, ast.Attribute)):
+            continue
+        if isinstance(target, ast.Name) and target.id in _CALLABLES:
+            callees.add(id(target))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in callees:
+            yield node, mapping.get(node.id, node.id)
 
 
 def evaluate_offsets(exprs, df: pd.DataFrame, index: pd.Index, arg: str = "formula") -> np.ndarray:
@@ -174,18 +189,18 @@ def evaluate_offsets(exprs, df: pd.DataFrame, index: pd.Index, arg: str = "formu
     total = np.zeros(len(df))
     for expr in exprs:
         tree, mapping = _parse_offset(expr)
-        env: dict = {"np": np, "numpy": np, **_OFFSET_FUNCTIONS}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                name = mapping.get(node.id, node.id)
-                if name in df.columns:
-                    env[node.id] = df[name].to_numpy()
-                elif node.id not in env:
-                    raise InputError(
-                        f"{arg}: '{name}' in offset({expr}) is neither a column of data nor a "
-                        "function; use a column name, np.<function>, or one of log, exp, sqrt, log1p, "
-                        "expm1, log2, log10"
-                    )
+        env: dict = dict(_CALLABLES)
+        bound: dict[str, str] = {}  # column -> its identifier in env
+        for node, name in list(_data_names(tree, mapping)):
+            if name in df.columns:  # bound under its own identifier: a column 'np' leaves np.log alone
+                node.id = bound.setdefault(name, f"__data{len(bound)}__")
+                env[node.id] = df[name].to_numpy()
+            elif node.id not in env:
+                raise InputError(
+                    f"{arg}: '{name}' in offset({expr}) is neither a column of data nor a "
+                    "function; use a column name, np.<function>, or one of log, exp, sqrt, log1p, "
+                    "expm1, log2, log10"
+                )
         try:
             with np.errstate(all="ignore"):
                 value = eval(compile(tree, "<offset>", "eval"), {"__builtins__": {}}, env)
