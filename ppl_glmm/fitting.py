@@ -44,7 +44,15 @@ from .fit_methods import METHODS, FitSettings
 from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
 
-__all__ = ["Workspace", "boundary_terms", "boundary_unit", "fit", "make_result", "off_the_boundary"]
+__all__ = [
+    "Workspace",
+    "boundary_terms",
+    "boundary_unit",
+    "fit",
+    "make_result",
+    "off_the_boundary",
+    "restart_off_the_boundary",
+]
 
 
 class Workspace:
@@ -387,34 +395,37 @@ def _optimise(
         x0 = _start(ws, problem, y, replace(settings, init_pl_iterations=0))
         summary, mode = minimize(problem, x0, callback=report)
     summary, mode = _restart_from_limit(ws, problem, y, summary, mode, report)
-    if warm is not None:
-        summary, mode = _restart_off_the_boundary(ws, problem, y, settings, summary, mode, report)
+    if warm is not None or settings.init_pl_iterations > 0:  # started where the boundary may hold it
+        summary, mode = restart_off_the_boundary(ws, problem, summary, mode, report)
     if report is not None:
         report.finish(summary)
     return summary, mode
 
 
-def _restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, y, settings, summary, mode, report):
-    """A refit that ends with a random-effects term on the boundary tries four points, the others
-    where the refit ended: that term's covariance parameters where a fresh fit starts them
-    (:func:`off_the_boundary`), and its zero diagonal entries of theta alone at 1, 0.1 and 0.01
-    times their fresh start (a correlation at +-1 keeps its SDs). If one is better, it fits again
-    from the best one and keeps the better of the two fits.
+def restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, summary, mode, report, fresh=None):
+    """A fit from a warm start (a refit, a PL start, a PL iteration's LME) that ends with a
+    random-effects term on the boundary tries four points, the others where the fit ended: that
+    term's covariance parameters where a fresh fit starts them (:func:`off_the_boundary`; ``fresh()``
+    gives that start, by default the workspace's), and its zero diagonal entries of theta alone at
+    1, 0.1 and 0.01 times their fresh start (a correlation at +-1 keeps its SDs). If one is better,
+    it fits again from the best one and keeps the better of the two fits.
 
     At a zero variance the objective is even in that theta entry, so its gradient is 0 there: a
     refit warm-started from a singular fit stayed at zero (reporting convergence) where a fresh fit
     of the same response found a variance and a higher likelihood (8 of 20 simulated responses of
-    a singular normal model). The four probes cost four evaluations where the boundary is the
-    better point; a compound-symmetry term at its correlation bound, where a fit from the fresh
-    start ended 0.17 logLik units lower, keeps its first fit."""
+    a singular normal model); so did MPL once one iteration's LME was at zero. The four probes cost
+    four evaluations where the boundary is the better point; a compound-symmetry term at its
+    correlation bound, where a fit from the fresh start ended 0.17 logLik units lower, keeps its
+    first fit."""
     evals0 = problem.n_evals
-    unit = boundary_unit(ws)
-    k = 0 if problem.inner_beta else problem.p
+    if fresh is None:
+        unit = boundary_unit(ws)
+        k = 0 if problem.inner_beta else problem.p
 
-    def fresh() -> np.ndarray:  # the covariance parameters a fresh fit starts from
-        x = np.array(summary.x, dtype=float)
-        x[k : k + problem.n_cov] = ws.start_cov(unit)
-        return x
+        def fresh() -> np.ndarray:  # the covariance parameters a fresh fit starts from
+            x = np.array(summary.x, dtype=float)
+            x[k : k + problem.n_cov] = ws.start_cov(unit)
+            return x
 
     tol = 1e-9 * max(1.0, abs(summary.objective))
     start, best = None, summary.objective

@@ -58,6 +58,7 @@ from .fitting import (
     conditional_cov_beta,
     make_result,
     off_the_boundary,
+    restart_off_the_boundary,
 )
 from .pymc_model import LazyModel, ObservationFunction, build_pymc_model, observation_function
 from .results import FitResult
@@ -208,28 +209,40 @@ def _lme_start(ws: Workspace, lme: LaplaceProblem, z: np.ndarray, W: np.ndarray)
 
 def _polish(
     lme: LaplaceProblem, summary: OptimizationSummary, hess_inv: np.ndarray | None
-) -> tuple[OptimizationSummary, InnerMode, int]:
+) -> tuple[OptimizationSummary, InnerMode, int, np.ndarray | None]:
     """Newton steps ``x <- x - P g`` with P the LME's inverse Hessian, kept while the decrement
-    ``sqrt(g'Pg)`` shrinks, down to ``_POLISH_TOL``.
+    ``sqrt(g'Pg)`` shrinks, down to ``_POLISH_TOL``. Returns the summary, the mode, the number of
+    evaluations and P.
 
     BFGS stops at a gradient of ~3e-6 standard errors, and a PL iteration whose gradient starts
     below that does not move theta at all; the PL fixed point's log-likelihood is first-order in
-    theta (the pseudo-data follow eta), so these steps make it reproducible to ~1e-9."""
+    theta (the pseudo-data follow eta), so these steps make it reproducible to ~1e-9. P is the
+    inverse Hessian at the first iteration's optimum; where a step from it does not shrink the
+    decrement (that optimum was far from here, e.g. at a zero variance: a decrement of 1e-6 and a
+    log-likelihood 2e-6 off), P is computed once more here and kept for the later iterations."""
     x, steps = summary.x, 0
     if hess_inv is not None and x.size:
         g = lme.value_and_grad(x)[1]
         lam = float(np.sqrt(max(g @ hess_inv @ g, 0.0)))
+        renewed = False
         while lam > _POLISH_TOL and steps < _POLISH_STEPS:
             x_new = canonical_theta(lme, x - hess_inv @ g)
             f_new, g_new = lme.value_and_grad(x_new)
             lam_new = float(np.sqrt(max(g_new @ hess_inv @ g_new, 0.0)))
             steps += 1
             if not (np.isfinite(f_new) and lam_new < lam):
-                break
+                here = None if renewed else _inverse_or_none(hessian(lme, x))
+                if here is None:
+                    break
+                hess_inv, renewed = here, True
+                steps += 2 * x.size  # (the Hessian's gradient evaluations)
+                g = lme.value_and_grad(x)[1]
+                lam = float(np.sqrt(max(g @ hess_inv @ g, 0.0)))
+                continue
             x, g, lam = x_new, g_new, lam_new
         summary = replace(summary, x=x, newton_decrement=min(lam, summary.newton_decrement))
     mode = lme.inner(*lme.unpack(x))
-    return replace(summary, objective=mode.objective), mode, steps
+    return replace(summary, objective=mode.objective), mode, steps, hess_inv
 
 
 def pl_iterations(
@@ -270,12 +283,17 @@ def pl_iterations(
                 hess_inv = initial_inverse_hessian(lme, x)
         report = monitor.lme_progress(settings, it, lme, restricted=restricted)
         summary, mode = minimize(lme, x, hess_inv0=hess_inv, callback=report)
+        # each iteration's LME is its ML (REML) fit: from a warm start at a zero variance the
+        # gradient is 0 by symmetry, so a boundary optimum is checked against points off it
+        summary, mode = restart_off_the_boundary(
+            ws, lme, summary, mode, report, fresh=lambda z=z, W=W: _lme_start(ws, lme, z, W)
+        )
         if report is not None:
             report.finish(summary)
         if it == 1 and warm is None:  # the first optimum's curvature preconditions the rest
             at_optimum = _inverse_or_none(hessian(lme, summary.x))
             hess_inv = hess_inv if at_optimum is None else at_optimum
-        summary, mode, steps = _polish(lme, summary, hess_inv)
+        summary, mode, steps, hess_inv = _polish(lme, summary, hess_inv)
         evals += summary.n_evaluations + steps + 1
         x = summary.x
         sigma = float(np.exp(x[-1])) if lme.has_phi else 1.0

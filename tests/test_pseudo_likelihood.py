@@ -136,6 +136,11 @@ def _grouse() -> pd.DataFrame:
     return d
 
 
+def _pl_binary() -> pd.DataFrame:
+    return pd.read_csv(REF / "data" / "pl_binary.csv")
+
+
+_PL_BINARY = ("y ~ x + (1|g)", {"distribution": "binomial", "link": "comploglog"})
 _CBPP = ("incidence ~ period + (1|herd)", {"distribution": "binomial", "binomial_size": "size"})
 _GROUSE = ("TICKS ~ YEAR + (1|BROOD)", {"distribution": "poisson"})
 PL_CASES = {
@@ -144,10 +149,16 @@ PL_CASES = {
     "cbpp_rempl": (_cbpp, *_CBPP, {"fit_method": "rempl"}),
     "grouse_mpl": (_grouse, *_GROUSE, {"fit_method": "mpl"}),
     "grouse_mpl_dispersion": (_grouse, *_GROUSE, {"fit_method": "mpl", "dispersion_flag": True}),
+    # the first iterations' pseudo-data LMEs have their variance optimum at 0: warm-started there,
+    # each later LME stayed at 0 (gradient 0 by symmetry; SD 5e-16) where its ML optimum is 0.26
+    "pl_binary_cloglog_mpl": (_pl_binary, *_PL_BINARY, {"fit_method": "mpl"}),
+    "pl_binary_cloglog_rempl": (_pl_binary, *_PL_BINARY, {"fit_method": "rempl"}),
 }
 
 TIGHT = {"loglik": 5e-8, "rel": 1e-8}  # at the reference's rule, pl_tolerance = 1e-10
-DEFAULT = {"loglik": 5e-7, "rel": 1e-8}  # at MATLAB's default pl_tolerance = 1e-8
+# at MATLAB's default pl_tolerance = 1e-8; the fixed point is then known to ~1e-9 on the eta scale,
+# so an estimate near 0 (pl_binary's intercept, 0.0021) is held to an absolute 1e-9
+DEFAULT = {"loglik": 5e-7, "rel": 1e-8, "abs": 1e-9}
 GLMMPQL_REL = 2e-4  # SDs and sigma against glmmPQL (module docstring)
 GLMMPQL_FIXEF_ABS = 1e-4
 
@@ -169,7 +180,9 @@ def test_pl_matches_matlabs_loop_in_R(name, tol, limits):
     m, R = _pl_fit(name, tol), families_reference()[name]["pl_fit"]
     assert m.converged and not m.warnings
     assert m.log_likelihood == pytest.approx(R["logLik"], abs=limits["loglik"])
-    np.testing.assert_allclose(m.coefficients["Estimate"], R["fixef"], rtol=limits["rel"])
+    np.testing.assert_allclose(
+        m.coefficients["Estimate"], R["fixef"], rtol=limits["rel"], atol=limits.get("abs", 0)
+    )
     np.testing.assert_allclose(m.coefficients["SE"], R["se"], rtol=limits["rel"])
     assert _sd_of_b(m) == pytest.approx(R["varcorr"][0]["estimate"], rel=limits["rel"])
     assert m.covariance_parameters()[1] == pytest.approx(R["dispersion"], rel=2 * limits["rel"])
@@ -341,6 +354,19 @@ def test_init_pl_iterations_reaches_the_same_optimum(fit_method):
     assert b.log_likelihood == pytest.approx(a.log_likelihood, abs=1e-8)
     np.testing.assert_allclose(b.coefficients["Estimate"], a.coefficients["Estimate"], rtol=1e-5)
     assert b.optimization.n_iterations < a.optimization.n_iterations  # it starts closer
+
+
+@pytest.mark.parametrize("fit_method", ["laplace", "approximatelaplace"])
+def test_init_pl_iterations_at_a_zero_variance_still_find_the_optimum(fit_method):
+    """pl_binary's first PL iterations put the variance at 0, where the gradient is 0: started
+    there, Laplace stayed (logLik -202.04 against -200.95, SD 3e-14) and reported convergence."""
+    loader, formula, kw, _ = PL_CASES["pl_binary_cloglog_mpl"]
+    a = ppl_glmm.fitglme(loader(), formula, **kw, fit_method=fit_method)
+    for n in (1, 10):
+        b = ppl_glmm.fitglme(loader(), formula, **kw, fit_method=fit_method, init_pl_iterations=n)
+        assert b.converged and not b.singular
+        assert b.log_likelihood == pytest.approx(a.log_likelihood, abs=1e-8)
+        assert _sd_of_b(b) == pytest.approx(_sd_of_b(a), rel=1e-4)
 
 
 def test_gamma_mpl_agrees_with_glmmpql():

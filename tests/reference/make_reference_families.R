@@ -140,6 +140,8 @@ cbpp_d$period <- factor(cbpp_d$period, levels = c(1, 2, 3, 4))
 gt_d <- rd("grouseticks.csv")
 gt_d$YEAR <- factor(gt_d$YEAR, levels = c(95, 96, 97))
 gt_d$BROOD <- factor(gt_d$BROOD, levels = sort(unique(gt_d$BROOD)))
+plb_d <- rd("pl_binary.csv")
+plb_d$g <- factor(plb_d$g, levels = sort(unique(plb_d$g)))
 sleep_d <- rd("sleepstudy.csv")
 sleep_d$Subject <- factor(sleep_d$Subject, levels = sort(unique(sleep_d$Subject)))
 stopifnot(all(D$nb_weights$k == D$nb_weights$w * D$nb_weights$y))
@@ -568,6 +570,9 @@ pl_family <- function(fam) switch(fam,
   binomial = list(link = function(mu) qlogis(mu), inv = function(eta) plogis(eta),
                   d = function(mu) 1 / (mu * (1 - mu)), v = function(mu) mu * (1 - mu),
                   clip = function(mu) pmin(pmax(mu, .Machine$double.eps), 1 - .Machine$double.eps)),
+  binomial_cloglog = list(link = function(mu) log(-log1p(-mu)), inv = function(eta) -expm1(-exp(eta)),
+                  d = function(mu) -1 / ((1 - mu) * log1p(-mu)), v = function(mu) mu * (1 - mu),
+                  clip = function(mu) pmin(pmax(mu, .Machine$double.eps), 1 - .Machine$double.eps)),
   poisson = list(link = log, inv = exp, d = function(mu) 1 / mu, v = function(mu) mu,
                  clip = function(mu) pmax(mu, .Machine$double.eps)))
 lme_ctrl <- function(fixed_sigma) {
@@ -621,7 +626,7 @@ pl_fit <- function(fixed, grp, data, y, fam, ntrial = NULL, w = rep(1, length(y)
   Z <- model.matrix(~ 0 + gf, data.frame(gf = data[[grp]]))
   F <- pl_family(fam)
   weff <- if (fam == "binomial") w * ntrial else w
-  mu <- if (fam == "poisson") y + 0.25 else (ntrial * y + 0.5) / (ntrial + 1)
+  mu <- if (fam == "poisson") y + 0.25 else (ntrial * y + 0.5) / (ntrial + 1)  # binomial: any link
   mu <- F$clip(mu)
   eta <- F$link(mu)
   rel <- NULL; hist <- numeric(0); lme_warn <- character(0)
@@ -1031,7 +1036,9 @@ pl_cases <- list(
   cbpp_mpl_dispersion = list(method = "ML", fixed_sigma = FALSE, data = "cbpp"),
   cbpp_rempl = list(method = "REML", fixed_sigma = TRUE, data = "cbpp"),
   grouse_mpl = list(method = "ML", fixed_sigma = TRUE, data = "grouse"),
-  grouse_mpl_dispersion = list(method = "ML", fixed_sigma = FALSE, data = "grouse"))
+  grouse_mpl_dispersion = list(method = "ML", fixed_sigma = FALSE, data = "grouse"),
+  pl_binary_cloglog_mpl = list(method = "ML", fixed_sigma = TRUE, data = "pl_binary"),
+  pl_binary_cloglog_rempl = list(method = "REML", fixed_sigma = TRUE, data = "pl_binary"))
 for (nm in names(pl_cases)) if (want(nm)) {
   say("\n=== %s ===", nm)
   cs <- pl_cases[[nm]]
@@ -1045,6 +1052,17 @@ for (nm in names(pl_cases)) if (want(nm)) {
                  python = sprintf('fitglme(d, "incidence ~ period + (1|herd)", distribution="binomial", binomial_size="size", fit_method="%s"%s)',
                                   tolower(e$method), if (cs$fixed_sigma) "" else ", dispersion_flag=True"),
                  nobs = nrow(cbpp_d), names_python = S(c("(Intercept)", "period_2", "period_3", "period_4")))
+  } else if (cs$data == "pl_binary") {
+    run <- function(engine) pl_fit(~ x, "g", plb_d, plb_d$y, "binomial_cloglog", ntrial = rep(1, nrow(plb_d)),
+                                   method = cs$method, fixed_sigma = cs$fixed_sigma, engine = engine)
+    e <- run("own"); en <- run("nlme")
+    head <- list(data = "pl_binary.csv", r_formula = "y ~ x + (1 | g), binomial(cloglog)",
+                 family = "binomial", link = "comploglog",
+                 python = sprintf('fitglme(d, "y ~ x + (1|g)", distribution="binomial", link="comploglog", fit_method="%s")',
+                                  tolower(e$method)),
+                 nobs = nrow(plb_d), names_python = S(c("(Intercept)", "x")),
+                 note = paste("the pseudo-data LMEs of the first iterations have their variance optimum at 0;",
+                              "the own engine maximises each LME over log relative variance globally"))
   } else {
     run <- function(engine) pl_fit(~ YEAR, "BROOD", gt_d, gt_d$TICKS, "poisson", method = cs$method,
                                    fixed_sigma = cs$fixed_sigma, engine = engine)

@@ -5,6 +5,10 @@ Run from the repository root::
     REF_CASES=case1,case2 REF_OUT=/tmp/part.json Rscript tests/reference/make_reference.R
     python tests/reference/merge_reference.py /tmp/part.json
 
+or, for ``make_reference_families.R`` (``FAM_CASES``, ``FAM_OUT``), into ``families_reference.json``::
+
+    python tests/reference/merge_reference.py /tmp/part.json tests/reference/families_reference.json
+
 The entries of the cases in the partial file replace (or are appended to) those of
 ``tests/reference/lme4_reference.json``; every other entry is kept byte for byte, so cases whose R fit
 is not reproducible to the last digit (grouseticks_nested_crossed: bobyqa's stopping point depends
@@ -35,8 +39,8 @@ def blocks(text: str) -> dict[str, str]:
     return out
 
 
-def main(part_path: str) -> None:
-    old_text, part_text = TARGET.read_text(), Path(part_path).read_text()
+def main(part_path: str, target: Path = TARGET) -> None:
+    old_text, part_text = target.read_text(), Path(part_path).read_text()
     old, part = blocks(old_text), blocks(part_text)
     part_meta = json.loads(part_text)["_meta"]
     meta = json.loads(old_text)["_meta"]
@@ -55,9 +59,9 @@ def main(part_path: str) -> None:
     out = "{\n" + ",\n".join(merged.values()) + "\n}\n"
     check = json.loads(out)
     assert set(check) == set(json.loads(old_text)) | set(json.loads(part_text))
-    TARGET.write_text(out)
-    print(f"merged {len(part) - 1} entries into {TARGET}")
+    target.write_text(out)
+    print(f"merged {len(part) - 1} entries into {target}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *(Path(a) for a in sys.argv[2:3]))

@@ -31,6 +31,9 @@ It writes, with fixed seeds (numpy's default_rng, one seed per file), the CSV fi
   e ~ N(0, 1 / w) (sigma = 1).
 * ``agq_poisson.csv``: 60 groups x 3 rows, x ~ N(0, 1), log mu = 0.5 + 0.5 x + b, b ~ N(0, 1).
 * ``agq_bernoulli.csv``: 80 groups x 4 rows, x ~ N(0, 1), logit p = -0.5 + x + b, b ~ N(0, 1.5^2).
+* ``pl_binary.csv``: 20 groups x 15 rows, x ~ U(-1, 1), logit p = 0.5 + 0.3 x + b,
+  b ~ N(0, 0.3^2), Bernoulli y (fitted with the comploglog link: an MPL case whose early
+  pseudo-data LMEs have their variance optimum at zero).
 * ``agq_large.csv`` (benchmarks): the agq_bernoulli model with 5000 groups x 4 rows (20,000).
 * ``gamma_large.csv`` / ``nb_large.csv`` (benchmarks): 500 groups x 40 rows (20,000), the
   gamma_log / nb_single models.
@@ -178,6 +181,15 @@ def agq_bernoulli(seed: int = 7010, n_groups: int = 80, per_group: int = 4) -> p
     return pd.DataFrame({"y": rng.binomial(1, p), "x": x, "g": g})
 
 
+def pl_binary(seed: int = 7019) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    idx, g = _groups(20, 15)
+    x = np.round(rng.uniform(-1, 1, idx.size), 4)
+    b = rng.normal(0, 0.3, 20)[idx]
+    p = 1 / (1 + np.exp(-(0.5 + 0.3 * x + b)))
+    return pd.DataFrame({"y": rng.binomial(1, p), "x": x, "g": g})
+
+
 def main() -> None:
     gl = gamma_log()
     gl[["y", "x", "g"]].to_csv(OUT / "gamma_log.csv", index=False)
@@ -193,6 +205,7 @@ def main() -> None:
     normal_weighted_crossed().to_csv(OUT / "normal_weighted_crossed.csv", index=False)
     agq_poisson().to_csv(OUT / "agq_poisson.csv", index=False)
     agq_bernoulli().to_csv(OUT / "agq_bernoulli.csv", index=False)
+    pl_binary().to_csv(OUT / "pl_binary.csv", index=False)
     gamma_log(7011, 500, 40)[["y", "x", "g"]].to_csv(OUT / "gamma_large.csv", index=False)
     nb_single(7012, 500, 40)[["y", "x", "g"]].to_csv(OUT / "nb_large.csv", index=False)
     agq_bernoulli(7013, 5000, 4).to_csv(OUT / "agq_large.csv", index=False)
