@@ -137,3 +137,49 @@ def test_a_fit_ending_at_the_poisson_limit_is_fitted_again(monkeypatch):
     assert "fitted again" in old_start.optimization.message
     assert old_start.log_likelihood == pytest.approx(default.log_likelihood, abs=1e-7)
     assert old_start.nb_theta == pytest.approx(default.nb_theta, rel=1e-4)
+
+
+def test_a_fresh_fit_that_ends_on_the_boundary_is_probed_off_it(monkeypatch):
+    """A fit whose path reaches a zero variance stays there (its gradient is 0 by symmetry) and
+    reported convergence: here forced by starting every variance at 0 on data with a large one."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(15), 12)
+    x = rng.normal(size=g.size)
+    d = pd.DataFrame(
+        {"g": g.astype(str), "x": x, "y": rng.poisson(np.exp(1 + 0.3 * x + rng.normal(0, 0.7, 15)[g]))}
+    )
+    ref = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson")
+    start = fitting._start
+
+    def at_zero(ws, problem, y, settings):
+        x0 = start(ws, problem, y, settings)
+        k = 0 if problem.inner_beta else problem.p
+        x0[k : k + problem.n_cov] = 0.0
+        return x0
+
+    monkeypatch.setattr(fitting, "_start", at_zero)
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson")
+    assert m.converged and not m.singular
+    assert m.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-8)
+    assert "fitted again from a fresh start of the term on the boundary" in m.optimization.message
+
+
+def test_inverse_gaussian_log_link_saddle_at_zero_variance_is_not_reported_converged():
+    """Inverse Gaussian data, log link: the fit ended at theta = 0 (logLik -122.17, converged,
+    singular), a saddle: the objective rises off zero to -119.34 at R's Laplace optimum (the
+    log-density is not concave in eta where mu > 2y). Probed off the boundary it leaves zero; the
+    Laplace surface there has non-global conditional modes, which the fit flags as not converged."""
+    rng = np.random.default_rng(201)
+    g = rng.integers(0, 20, 200)
+    x = rng.uniform(-1, 1, 200)
+    b = rng.normal(0, 0.8, 20)
+    y = rng.wald(np.exp(0.5 + 0.4 * x + b[g]), 0.15)
+    with pytest.warns(ppl_glmm.ConvergenceWarning):
+        m = ppl_glmm.fitglme(
+            pd.DataFrame({"y": y, "x": x, "g": g}),
+            "y ~ x + (1|g)",
+            distribution="inverse_gaussian",
+            link="log",
+        )
+    assert not m.singular and not m.converged
+    assert m.log_likelihood > -119.35

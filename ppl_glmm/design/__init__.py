@@ -142,7 +142,7 @@ def _refuse_text(value, arg: str) -> None:
         named = isinstance(value, pd.Series) and isinstance(value.name, str)
         where = f"column '{value.name}' holds" if named else "holds"
         raise InputTypeError(
-            f"{arg}: {where} text (e.g. {raw[text[0]]!r} at position {text[0]}); give numbers, e.g. "
+            f"{arg}: {where} text (e.g. {str(raw[text[0]])!r} at position {text[0]}); give numbers, e.g. "
             "convert the column with pd.to_numeric"
         )
 
