@@ -322,3 +322,29 @@ def test_mean_interval_is_nan_where_the_eta_interval_is_not_a_number():
         y, ci = mean_interval(link, gamma, np.array([0.5, np.nan]), np.array([np.nan, 0.1]))
         assert np.isnan(ci).all(), link.name
         assert np.isfinite(y[0]) and np.isnan(y[1])
+
+
+def test_interaction_levels_are_matched_by_their_parts_not_their_joined_names():
+    """(1|a:b) names its levels 'a:b'; ('1:2', '3') and ('1', '2:3') are both '1:2:3'. Fitted
+    together they were two levels of one name (predict gave a row the other's effect); now refused.
+    A new combination whose joined name equals a fitted one's is a new level."""
+    rng = np.random.default_rng(0)
+    a = np.array(["1:2", "1"] * 60 + ["5"] * 60)
+    b = np.array(["3", "2:3"] * 60 + ["7", "8"] * 30)
+    d = pd.DataFrame({"a": a, "b": b, "x": rng.normal(size=a.size)})
+    effect = {("1:2", "3"): 1.5, ("1", "2:3"): -1.5, ("5", "7"): 0.0, ("5", "8"): 0.3}
+    d["y"] = 0.2 * d.x + np.array([effect[k] for k in zip(a, b)]) + rng.normal(0, 0.3, a.size)
+    with pytest.raises(
+        ppl_glmm.InputError,
+        match=r"\{'a': '1', 'b': '2:3'\} and \{'a': '1:2', 'b': '3'\} are both named '1:2:3'",
+    ):
+        ppl_glmm.fitglme(d, "y ~ x + (1|a:b)")
+    fit_rows = d[d.a != "1"]
+    m = ppl_glmm.fitglme(fit_rows, "y ~ x + (1|a:b)")
+    assert "1:2:3" in list(m.random_effects()["Level"])
+    new = pd.DataFrame({"a": ["1", "1:2"], "b": ["2:3", "3"], "x": [0.0, 0.0]})
+    conditional, _ = m.predict(new)
+    marginal, _ = m.predict(new, conditional=False)
+    assert conditional[0] == pytest.approx(marginal[0], abs=1e-12)  # a new level: no random effect
+    np.testing.assert_allclose(conditional[1], m.predict(fit_rows.iloc[:1].assign(x=0.0))[0][0], rtol=1e-12)
+    assert abs(conditional[1] - marginal[1]) > 0.1

@@ -759,8 +759,10 @@ def new_data_design(
             newdata.index,
             "remove or correct those rows",
         )
-        codes, levels = group_codes(df, t.spec.group_vars)
-        new = RandomTerm(spec=t.spec, names=t.names, levels=levels, codes=codes, T=T, rhs=t.rhs)
+        codes, levels, parts = group_codes(df, t.spec.group_vars)
+        new = RandomTerm(
+            spec=t.spec, names=t.names, levels=levels, codes=codes, T=T, rhs=t.rhs, level_parts=parts
+        )
         terms.append(_with_offset(new, start))
         start += new.size
     return Design(

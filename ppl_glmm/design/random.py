@@ -33,6 +33,9 @@ class RandomTerm:
     T: np.ndarray  # (n, q_r) the term's columns
     rhs: str  # formulae right-hand side for the columns
     offset: int = 0  # first column of this block in b
+    # for an interaction grouping g1:g2:..., each level's parts (one name per variable), which
+    # identify it where the joined names need not ('1:2' + '3' and '1' + '2:3'); None otherwise
+    level_parts: tuple[tuple[str, ...], ...] | None = None
     # formulae's object for the columns (None for an intercept-only term, and after unpickling:
     # it cannot be pickled; :meth:`evaluate_new_data` rebuilds it from the fit's rows)
     matrices: Any = field(default=None, repr=False, compare=False)
@@ -97,8 +100,9 @@ def _level_str(v: object) -> str:
 
 def group_codes(
     df: pd.DataFrame | UsedRows, group_vars: tuple[str, ...]
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Level codes of the grouping factor g1:g2:...; unused combinations are dropped."""
+) -> tuple[np.ndarray, tuple[str, ...], tuple[tuple[str, ...], ...] | None]:
+    """Level codes of the grouping factor g1:g2:..., its level names (the parts joined by ':', as
+    lme4 names them) and, for an interaction, each level's parts; unused combinations are dropped."""
     per_var = []
     for v in group_vars:
         s = df[v]
@@ -113,19 +117,37 @@ def group_codes(
             codes = pd.Categorical(s, categories=order).codes.astype(np.int64)
         per_var.append((codes, [_level_str(x) for x in order]))
     if len(per_var) == 1:
-        return per_var[0][0], tuple(per_var[0][1])
+        return per_var[0][0], tuple(per_var[0][1]), None
     key = np.zeros(len(df), dtype=np.int64)
     for codes, names in per_var:
         key = key * len(names) + codes
     used, codes = np.unique(key, return_inverse=True)
-    levels = []
+    parts_of = []
     for k in used:
         parts = []
         for _, names in reversed(per_var):
             parts.append(names[k % len(names)])
             k //= len(names)
-        levels.append(":".join(reversed(parts)))
-    return codes.astype(np.int64), tuple(levels)
+        parts_of.append(tuple(reversed(parts)))
+    return codes.astype(np.int64), tuple(":".join(p) for p in parts_of), tuple(parts_of)
+
+
+def _check_distinct_levels(spec: RandomTermSpec, levels: tuple[str, ...], parts) -> None:
+    """Refuse an interaction grouping whose joined level names coincide: the random-effects table
+    and the Bayesian fit's coordinates name levels by them."""
+    if parts is None or len(set(levels)) == len(levels):
+        return
+    seen: dict[str, tuple[str, ...]] = {}
+    for name, p in zip(levels, parts):
+        if name in seen:
+            vars_ = spec.group_vars
+            raise InputError(
+                f"formula: grouping factor '{':'.join(vars_)}' in {spec}: the combinations "
+                f"{dict(zip(vars_, seen[name]))} and {dict(zip(vars_, p))} are both named {name!r} "
+                "(levels containing ':', the separator of the parts); rename those levels, e.g. "
+                "with .astype(str).str.replace(':', '_')"
+            )
+        seen[name] = p
 
 
 def _check_term_rank(spec: RandomTermSpec, T: np.ndarray, names: tuple[str, ...]) -> None:
@@ -169,10 +191,18 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode)
     else:
         T = np.ones((len(df), 1))
         names = ("(Intercept)",)
-    codes, levels = group_codes(df, spec.group_vars)
+    codes, levels, parts = group_codes(df, spec.group_vars)
+    _check_distinct_levels(spec, levels, parts)
     matrices = dm.common if spec.expr else None
     return RandomTerm(
-        spec=spec, names=names, levels=levels, codes=codes, T=T, rhs=encode(rhs), matrices=matrices
+        spec=spec,
+        names=names,
+        levels=levels,
+        codes=codes,
+        T=T,
+        rhs=encode(rhs),
+        matrices=matrices,
+        level_parts=parts,
     )
 
 

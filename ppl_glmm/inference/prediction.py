@@ -98,11 +98,14 @@ def _check_dtypes(design, newdata: pd.DataFrame) -> None:
 
 def _matched_z(fitted_terms, new_terms, m: int, q: int) -> sp.csr_matrix:
     """Z (m x q) of the new rows in the fit's b order: a level of ``newdata`` is matched to the
-    fitted level of the same name; rows of a new level get no entries for that term."""
+    fitted level of the same name (of an interaction, the same name of each part); rows of a new
+    level get no entries for that term."""
     rows, cols, vals = [], [], []
     for ft, nt in zip(fitted_terms, new_terms):
-        index = {lev: j for j, lev in enumerate(ft.levels)}
-        j_of_new = np.array([index.get(lev, -1) for lev in nt.levels], dtype=np.int64)
+        fitted = ft.level_parts if ft.level_parts is not None else ft.levels
+        new = nt.level_parts if nt.level_parts is not None else nt.levels
+        index = {lev: j for j, lev in enumerate(fitted)}
+        j_of_new = np.array([index.get(lev, -1) for lev in new], dtype=np.int64)
         j = j_of_new[nt.codes] if nt.codes.size else np.zeros(0, np.int64)
         known = np.flatnonzero(j >= 0)
         for k in range(ft.q_r):
