@@ -118,14 +118,17 @@ class GeneralizedLinearMixedModel:
 
     @property
     def num_excluded(self) -> int:
-        return int(self._ws.design.excluded.sum())
+        d = self._ws.design
+        return int((d.excluded & ~d.missing).sum())
 
     @property
     def observation_info(self) -> pd.DataFrame:
         """Per input row: Weights, Excluded, Missing, Subset, BinomSize (MATLAB ObservationInfo).
 
         Weights are the prior weights as given, in every row (classreg keeps the weight vector
-        whole; NaN where the weight itself was missing); BinomSize is 1 in unused rows (MATLAB)."""
+        whole; NaN where the weight itself was missing); Excluded is ``exclude`` as given (a row can
+        be both Excluded and Missing); BinomSize is 1 in unused rows (MATLAB). The index is the
+        input table's (MATLAB's row names are the ObservationNames)."""
         d = self._ws.design
         n_total = d.subset.size
         size = np.ones(n_total)
@@ -142,7 +145,8 @@ class GeneralizedLinearMixedModel:
                 "Missing": d.missing,
                 "Subset": d.subset,
                 "BinomSize": size,
-            }
+            },
+            index=d.data.index.copy() if d.data is not None else None,
         )
 
     @property

@@ -433,3 +433,18 @@ def test_pd_na_in_a_list_of_weights_marks_the_row_missing():
         fits.append(ppl_glmm.fitglme(d, "y ~ x + (1|g)", weights=w))
     assert [m.num_missing for m in fits] == [1, 1, 1]
     assert fits[2].log_likelihood == pytest.approx(fits[0].log_likelihood, abs=1e-12)
+
+
+def test_observation_info_keeps_the_index_and_exclude_as_given():
+    """observation_info had a 0..n-1 index (observation_names and variables use the data's), and a
+    row both excluded and missing showed Excluded=False."""
+    data = load_mfr()
+    data.index = [f"obs{i}" for i in range(len(data))]
+    data.loc["obs3", "temp_dev"] = np.nan
+    m = _fit(data, exclude=np.array([3, 7]))
+    info = m.observation_info
+    assert list(info.index) == m.observation_names == list(data.index)
+    assert info.loc["obs3", ["Excluded", "Missing", "Subset"]].tolist() == [True, True, False]
+    assert info.loc["obs7", ["Excluded", "Missing", "Subset"]].tolist() == [True, False, False]
+    assert m.num_excluded == 1 and m.num_missing == 1 and m.num_observations == 98
+    assert (info["Subset"] == ~(info["Excluded"] | info["Missing"])).all()

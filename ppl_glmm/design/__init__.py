@@ -405,7 +405,7 @@ def build_design(
         offset=off,
         subset=subset,
         missing=missing,
-        excluded=excluded & ~missing,
+        excluded=excluded,
         encoder=encoder,
         categories=categories,
         predictors=tuple(sorted(fixed_vars | random_vars | offset_vars)),
