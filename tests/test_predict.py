@@ -348,3 +348,16 @@ def test_interaction_levels_are_matched_by_their_parts_not_their_joined_names():
     assert conditional[0] == pytest.approx(marginal[0], abs=1e-12)  # a new level: no random effect
     np.testing.assert_allclose(conditional[1], m.predict(fit_rows.iloc[:1].assign(x=0.0))[0][0], rtol=1e-12)
     assert abs(conditional[1] - marginal[1]) > 0.1
+
+
+def test_missing_values_in_newdata_name_the_columns_and_rows(sleep):
+    new = pd.read_csv(REF / "data" / "sleepstudy.csv").head(6).astype({"Subject": str})
+    new.index = [f"r{i}" for i in range(6)]
+    new.loc["r2", "Days"] = np.nan
+    new.loc["r4", "Subject"] = None
+    with pytest.raises(
+        InputError, match=r"newdata: missing values in column\(s\) '.*' of the model, in rows r2, r4"
+    ):
+        sleep.predict(new)
+    with pytest.raises(InputError, match=r"'Days'.*in rows r2, r4"):
+        sleep.random(new, rng=0)

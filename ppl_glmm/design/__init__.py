@@ -712,8 +712,13 @@ def new_data_design(
         if v not in newdata.columns:
             raise InputError(f"newdata: column '{v}' is missing")
     df = newdata[list(design.predictors)].reset_index(drop=True).copy()
-    if df.isna().any().any():
-        raise InputError("newdata: contains missing values in model variables; remove those rows")
+    na = df.isna().to_numpy()
+    if na.any():
+        cols = [str(c) for c, bad in zip(df.columns, na.any(axis=0)) if bad]
+        raise InputError(
+            f"newdata: missing values in column(s) {', '.join(repr(c) for c in cols)} of the model, in "
+            f"{rows_text(newdata.index[np.flatnonzero(na.any(axis=1))])}; remove those rows or give values"
+        )
     for c in df.columns:
         df[c] = wide_integers(df[c])
     grouping = {v for t in design.terms for v in t.spec.group_vars}
