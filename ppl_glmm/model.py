@@ -796,10 +796,13 @@ class GeneralizedLinearMixedModel:
 
 
 def _random_args(args: tuple, newdata, rng):
-    """(newdata, rng) from ``random``'s positional arguments: a DataFrame is newdata, else rng."""
+    """(newdata, rng) from ``random``'s positional arguments: a DataFrame is newdata, None the
+    default of either, anything else rng."""
     if len(args) > 2:
         raise InputTypeError(f"random: takes at most 2 positional arguments (newdata, rng), got {len(args)}")
     for a in args:
+        if a is None:  # the default of both (random(None, rng=5): no newdata)
+            continue
         if isinstance(a, pd.DataFrame):
             if newdata is not None:
                 raise InputTypeError("random: newdata given twice (positionally and by name)")

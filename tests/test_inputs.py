@@ -528,6 +528,8 @@ def test_random_takes_newdata_and_rng_positionally():
     np.testing.assert_array_equal(a, m.random(0, new))
     np.testing.assert_array_equal(a, m.random(0, newdata=new))
     np.testing.assert_array_equal(m.random(3), m.random(rng=3))
+    np.testing.assert_array_equal(m.random(None, rng=3), m.random(rng=3))  # was 'rng given twice'
+    np.testing.assert_array_equal(m.random(None, 3), m.random(rng=3))
     with pytest.raises(TypeError, match="rng given twice"):
         m.random(0, rng=1)
     with pytest.raises(TypeError, match="newdata: expected a pandas DataFrame"):
