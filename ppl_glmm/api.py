@@ -12,7 +12,7 @@ from .covariance_patterns import check_bayes_patterns, check_pattern_input, pars
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError
 from .families import get_distribution, get_link, link_warning
-from .fit_methods import check_mu_start, get_fit_method, make_settings
+from .fit_methods import METHODS, check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
 from .model import GeneralizedLinearMixedModel
@@ -158,9 +158,11 @@ def _prepare(
     coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
     dist = get_distribution(distribution)
     if method.families is not None and dist.name not in method.families:
+        usable = [m.name for m in METHODS.values() if m.families is None or dist.name in m.families]
+        hint = " (the restricted fit of other distributions is 'rempl')" if "rempl" in usable else ""
         raise InputError(
             f"fit_method: '{method.name}' applies to distribution {' or '.join(method.families)}, "
-            f"not '{dist.name}'"
+            f"not '{dist.name}'; use one of {', '.join(repr(u) for u in usable)}{hint}"
         )
     lnk = get_link(link, dist)
     message = link_warning(dist, lnk)

@@ -215,6 +215,15 @@ def _positive_int(value: Any, arg: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def _flag(v, arg: str) -> bool:
+    """A logical option: True/False (Python's or NumPy's) or, as MATLAB's logicals, 1/0."""
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer) and v in (0, 1):
+        return bool(v)
+    raise InputTypeError(f"{arg}: expected True or False (or 1/0), got {v!r}")
+
+
 def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = None) -> FitSettings:
     """Validate the fit options of ``fitglme`` for ``method`` (before any work).
 
@@ -229,7 +238,7 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(sorted(known))}"
         )
     for opt in options:
-        if opt == "dispersion_flag" and options[opt] is False:
+        if opt == "dispersion_flag" and _flag(options[opt], opt) is False:
             continue  # MATLAB ignores it outside PL: False is what every other method does
         if opt not in _EVERY_METHOD and opt not in method.options:
             users = [m.name for m in METHODS.values() if opt in m.options]
@@ -249,13 +258,10 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             raise InputError("covariance_method: 'jointhessian' needs fit_method='laplace' or 'quadrature'")
         out["covariance_method"] = key
     if "check_hessian" in options:
-        v = options["check_hessian"]
-        if not isinstance(v, bool | np.bool_):
-            raise InputTypeError(f"check_hessian: expected True or False, got {v!r}")
-        out["check_hessian"] = bool(v)
+        out["check_hessian"] = _flag(options["check_hessian"], "check_hessian")
     if "verbose" in options:
         v = options["verbose"]
-        if not isinstance(v, bool | int | np.integer):
+        if not isinstance(v, bool | np.bool_ | int | np.integer):
             raise InputTypeError(f"verbose: expected 0, 1, 2, False or True, got {v!r}")
         if int(v) not in (0, 1, 2):
             raise InputError(
@@ -263,10 +269,7 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
             )
         out["verbose"] = int(v)
     if "dispersion_flag" in options:
-        v = options["dispersion_flag"]
-        if not isinstance(v, bool | np.bool_):
-            raise InputTypeError(f"dispersion_flag: expected True or False, got {v!r}")
-        out["dispersion_flag"] = bool(v)
+        out["dispersion_flag"] = _flag(options["dispersion_flag"], "dispersion_flag")
     if "pl_iterations" in options:
         out["pl_iterations"] = _positive_int(options["pl_iterations"], "pl_iterations")
     if "init_pl_iterations" in options:

@@ -169,7 +169,7 @@ def test_check_hessian_warns_when_a_direction_is_flat(cbpp, fit_method):
         ({"verbose": "iter"}, InputTypeError, "verbose"),
         ({"verbose": 1.0}, InputTypeError, "verbose"),
         ({"check_hessian": "yes"}, InputTypeError, "check_hessian"),
-        ({"check_hessian": 1}, InputTypeError, "check_hessian"),
+        ({"check_hessian": 2}, InputTypeError, "check_hessian"),  # (1 and 0 are MATLAB logicals)
     ],
 )
 def test_bad_values_are_refused_before_any_work(cbpp, options, error, text):

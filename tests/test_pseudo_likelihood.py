@@ -331,13 +331,40 @@ def test_mu_start_changes_the_path_not_the_fixed_point():
         ({"fit_method": "mpl", "dispersion_flag": "yes"}, "dispersion_flag: expected True or False"),
         ({"pl_iterations": 5}, "pl_iterations: applies to fit_method='mpl' or 'rempl', not 'laplace'"),
         ({"fit_method": "rempl", "init_pl_iterations": 3}, "init_pl_iterations: applies to fit_method="),
-        ({"fit_method": "reml"}, "fit_method: 'reml' applies to distribution normal, not 'binomial'"),
+        (
+            {"fit_method": "reml"},
+            "fit_method: 'reml' applies to distribution normal, not 'binomial'; use one of 'laplace', "
+            ".*'rempl'.* \\(the restricted fit of other distributions is 'rempl'\\)",
+        ),
+        (
+            {"fit_method": "mpl", "dispersion_flag": 2},
+            r"dispersion_flag: expected True or False \(or 1/0\), got 2",
+        ),
+        ({"check_hessian": 0.5}, "check_hessian: expected True or False"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(options, match):
     loader, formula, kw, _ = PL_CASES["cbpp_mpl"]
     with pytest.raises((ValueError, TypeError), match=match):
         ppl_glmm.fitglme(loader(), formula, **kw, **options)
+
+
+def test_logical_options_take_numpy_booleans_and_matlabs_1_and_0():
+    """np.False_ was refused for dispersion_flag outside PL (an identity test against False),
+    np.True_ for verbose, and 1/0 (MATLAB's logicals) for every flag."""
+    loader, formula, kw, _ = PL_CASES["cbpp_mpl"]
+    base = ppl_glmm.fitglme(loader(), formula, **kw, fit_method="mpl", dispersion_flag=True)
+    for flag in (np.True_, 1):
+        m = ppl_glmm.fitglme(
+            loader(), formula, **kw, fit_method="mpl", dispersion_flag=flag, check_hessian=flag
+        )
+        assert m.dispersion_estimated and m.log_likelihood == base.log_likelihood
+    lap = ppl_glmm.fitglme(loader(), formula, **kw)
+    for flag in (np.False_, 0, False):
+        m = ppl_glmm.fitglme(loader(), formula, **kw, dispersion_flag=flag, check_hessian=flag, verbose=flag)
+        assert m.log_likelihood == lap.log_likelihood
+    with pytest.raises(ValueError, match="dispersion_flag: applies to fit_method='mpl' or 'rempl'"):
+        ppl_glmm.fitglme(loader(), formula, **kw, dispersion_flag=np.True_)
 
 
 # ---------------------------------------------------------------------------------------------

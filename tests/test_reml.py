@@ -231,7 +231,7 @@ def test_display_inference_and_refit():
 def test_reml_needs_the_normal_distribution():
     d = _sleepstudy()
     d["count"] = np.rint(d["Reaction"] / 10).astype(int)
-    with pytest.raises(ValueError, match="fit_method: 'reml' applies to distribution normal, not 'poisson'"):
+    with pytest.raises(ValueError, match="'reml' applies to distribution normal, not 'poisson'; use one of"):
         ppl_glmm.fitglme(d, "count ~ Days + (1|Subject)", distribution="poisson", fit_method="reml")
 
 
