@@ -183,3 +183,24 @@ def test_inverse_gaussian_log_link_saddle_at_zero_variance_is_not_reported_conve
         )
     assert not m.singular and not m.converged
     assert m.log_likelihood > -119.35
+
+
+def test_negative_binomial_theta_interval_at_the_poisson_limit_is_quietly_unbounded():
+    """Poisson data fitted as NB2: theta runs towards infinity, and its Wald interval exp(+-z se)
+    overflowed with a NumPy RuntimeWarning; the interval is [~0, inf], without the warning."""
+    import warnings
+
+    rng = np.random.default_rng(11)
+    g = rng.integers(0, 25, 500)
+    x = rng.uniform(-1, 1, 500)
+    y = rng.poisson(np.exp(1.0 + 0.3 * x + rng.normal(0, 0.5, 25)[g]))
+    m = ppl_glmm.fitglme(
+        pd.DataFrame({"y": y, "x": x, "g": g}), "y ~ x + (1|g)", distribution="negative_binomial"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = m.covariance_parameters()[2][1].set_index("Name")
+    theta = table.loc[m._ws.dist.ancillary.label]
+    assert (
+        theta["Estimate"] > 1e3 and theta["Lower"] < theta["Estimate"] and theta["Upper"] > theta["Estimate"]
+    )

@@ -222,7 +222,8 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
         lo = hi = np.nan
         if cov is not None and cov[-1, -1] >= 0:
             half = zcrit * np.sqrt(cov[-1, -1])
-            lo, hi = res.ancillary * np.exp(-half), res.ancillary * np.exp(half)
+            with np.errstate(over="ignore"):  # theta at its Poisson limit: [0, inf]
+                lo, hi = res.ancillary * np.exp(-half), res.ancillary * np.exp(half)
         rows.append(
             {"Group": "Error", "Name": anc.label, "Estimate": res.ancillary, "Lower": lo, "Upper": hi}
         )
