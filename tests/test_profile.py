@@ -38,6 +38,7 @@ from scipy.stats import chi2
 
 import ppl_glmm
 from ppl_glmm.errors import InputError, InputTypeError, SingularFitWarning
+from ppl_glmm.inference.profile import _Profiler, profile_deviance
 
 REF = Path(__file__).parent / "reference"
 CRIT = chi2.ppf(0.95, 1)  # independent of ppl_glmm's own quantile functions
@@ -460,3 +461,64 @@ def test_profile_of_a_diagonal_pattern_equals_the_double_bar_model():
         t_diag[-1][["Lower", "Upper"]].to_numpy(), t_split[-1][["Lower", "Upper"]].to_numpy(), rtol=1e-6
     )
     assert list(t_diag[0]["Type"]) == ["std", "std"]
+
+
+def test_compound_symmetry_correlation_profile_is_on_its_own_range():
+    """CompSymm's correlation lives in (-1/(q - 1), 1); the profile mapped it as if its range were
+    (-1, 1): for q = 3 the interval was [-0.908, -0.241] around an estimate of -0.255."""
+    d = pd.read_csv(Path(__file__).parent / "reference" / "data" / "sleepstudy.csv").astype({"Subject": str})
+    d["D2"] = d.Days**2 / 10
+    m = ppl_glmm.fitglme(d, "Reaction ~ Days + (1 + Days + D2|Subject)", covariance_pattern="CompSymm")
+    wald = m.covariance_parameters()[2][0].loc[1]
+    prof = m.covariance_parameters(method="profile")[2][0].loc[1]
+    assert wald["Type"] == "corr" and -0.5 < prof["Lower"] < prof["Estimate"] < prof["Upper"] < 1
+    assert prof["Lower"] == pytest.approx(wald["Lower"], abs=0.05) and prof["Upper"] == pytest.approx(
+        wald["Upper"], abs=0.05
+    )
+    k = _Profiler(m._fit).kinds.index("corr")
+    d_ends = profile_deviance(m._fit, k, [prof["Lower"], prof["Upper"]])
+    np.testing.assert_allclose(d_ends, chi2.ppf(0.95, 1), atol=1e-6)
+    # the correlation of Psi at the profiled point is the value profiled
+    psi = m._ws.patterns.terms[0].psi_from_natural(np.array([0.0, _natural_corr(prof["Lower"], -0.5)]))
+    assert psi[0, 1] / psi[0, 0] == pytest.approx(prof["Lower"], rel=1e-12)
+
+
+def _natural_corr(rho: float, lo: float) -> float:
+    return math.log((rho - lo) / (1 - rho))
+
+
+def test_negative_binomial_at_its_poisson_limit_profiles_theta_and_the_sd():
+    """Poisson counts fitted as NB2 (theta ~6e7, Wald SE of log theta ~2700): the profile raised
+    'math domain error' (exp(-z se) underflowed to 0), and the SD's sub-fits, warm-started where
+    log theta had gone to a second minimum, gave d = 0.47 at the estimate itself."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=300)
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 0.4, 30)[g]))
+    m = ppl_glmm.fitglme(pd.DataFrame({"y": y, "x": x, "g": g}), "y ~ x + (1|g)", distribution="nb")
+    with pytest.warns(ppl_glmm.GLMMWarning, match="profile deviance of theta stays below the cutoff"):
+        tables = m.covariance_parameters(method="profile")
+    sd, theta = tables[2][0].loc[0], tables[2][1].loc[1]
+    assert theta["Estimate"] > 1e7 and theta["Upper"] == np.inf and 5 < theta["Lower"] < 30
+    kinds = _Profiler(m._fit).kinds
+    assert profile_deviance(m._fit, kinds.index("log"), [theta["Lower"]])[0] == pytest.approx(
+        chi2.ppf(0.95, 1), abs=1e-6
+    )
+    assert sd["Lower"] < sd["Estimate"] < sd["Upper"]
+    d_ends = profile_deviance(m._fit, kinds.index("std"), [sd["Lower"], sd["Upper"]])
+    np.testing.assert_allclose(d_ends, chi2.ppf(0.95, 1), atol=1e-6)
+
+
+def test_a_profile_that_cannot_be_evaluated_gives_nan_not_the_feasibility_edge():
+    """Inverse Gaussian (canonical link), nAGQ = 7: past SD ~0.173 the warm-started sub-fits had
+    quadrature nodes outside eta > 0 (f = inf), and the upper limit was that edge (d = inf there,
+    1.7 just below it), reported without a warning."""
+    d = pd.read_csv(Path(__file__).parent / "reference" / "data" / "invgauss_canonical.csv")
+    m = ppl_glmm.fitglme(
+        d, "y ~ x + (1|g)", distribution="inverse_gaussian", fit_method="quadrature", n_agq=7
+    )
+    with pytest.warns(
+        ppl_glmm.GLMMWarning, match=r"profile of g std\(\(Intercept\)\) could not be evaluated"
+    ):
+        row = m.covariance_parameters(method="profile")[2][0].loc[0]
+    assert np.isnan(row["Upper"]) and 0 <= row["Lower"] < row["Estimate"]

@@ -24,19 +24,25 @@ domain, so a profile never stalls there:
 
 * an SD as a *signed* value s (z = log|s|): the objective is even and smooth in s, so an SD that
   goes to 0 (or starts there, in a singular fit) is an ordinary interior point;
-* a correlation as rho = sin(t): rho = +-1 is reached at t = +-pi/2, where the objective is
-  stationary in t. From three coefficients on, not every combination of correlations in [-1, 1]
-  is a correlation matrix: such points have f = inf (the line search steps back), and a start
-  whose other correlations do not fit with the fixed value shrinks them towards 0 until they do;
+* a correlation as rho = c + h sin(t) on its range (lo, 1), c = (1 + lo)/2, h = (1 - lo)/2 (lo = -1,
+  or -1/(q - 1) for a compound-symmetry term of q coefficients): the ends are reached at t = +-pi/2,
+  where the objective is stationary in t. From three coefficients on, not every combination of
+  correlations in [-1, 1] is a correlation matrix: such points have f = inf (the line search steps
+  back), and a start whose other correlations do not fit with the fixed value shrinks them towards 0
+  until they do;
 * beta, log sigma and log theta as they are.
 
 Boundaries of the profiled parameter: an SD's lower end is d(0), evaluated at SD = 0 exactly with
 the correlations that involve that coefficient fixed at 0 (they are not identifiable there); when
 d(0) <= c the lower limit is 0 (lme4 reports 0 too). A singular fit (SD estimated at 0) has lower
-limit 0 and its upper end is found from the curvature of f at 0. A correlation whose profile does not
-reach c before +-1 gets the limit +-1. Upper ends of SDs (and both ends of sigma and theta)
-expand geometrically from the Wald guess until d exceeds c; if it never does (d(v) flat, at most
-``_MAX_EXPANSIONS`` doublings), the limit is inf with a warning.
+limit 0 and its upper end is found from the curvature of f at 0. A correlation whose profile does
+not reach c before an end of its range gets that end as its limit. Upper ends of SDs (and both ends
+of sigma and theta) expand geometrically from the Wald guess until d exceeds c; if it never does
+(d(v) flat, at most ``_MAX_EXPANSIONS`` doublings, or sigma / theta beyond a factor
+e^``_MAX_LOG_RATIO`` from the estimate), the limit is inf (0 for a lower end of sigma or theta) with
+a warning. Where a sub-fit finds no point at which the objective is defined (a quadrature node
+outside the link's domain at every start tried), the profile cannot be evaluated there: that end is
+NaN, with a warning.
 """
 
 from __future__ import annotations
@@ -70,7 +76,13 @@ _ZETA_TOL = 1e-9  # an end point solves zeta(v) = +-z_{1-alpha/2} to this (d to 
 _ROOT_RTOL = 1e-12  # or its bracket is this narrow (relative)
 _MAX_EXPANSIONS = 40  # outward steps (doubling the distance) before an end is declared unbounded
 _MAX_ITERATIONS = 100
-_RHO_EDGE = 1 - 1e-10  # a correlation's profile is evaluated at +-_RHO_EDGE for the limits +-1
+_RHO_EDGE = 1e-10  # a correlation's profile is evaluated this far (relative) inside its range's ends
+_MAX_LOG_RATIO = 50.0  # sigma or theta further than e^50 from the estimate: the end is unbounded
+_MAX_LOG_STEP = 5.0  # the first step of sigma or theta, on the log scale, at most this
+
+
+class _Undefined(Exception):
+    """The profile at a value could not be evaluated: no start gave a finite objective."""
 
 
 def check_profile(fit: FitRecord) -> None:
@@ -94,6 +106,7 @@ class _Profiler:
         z0 = natural_estimates(fit)
         self.P = z0.size
         self.kinds = self._kinds(fit)
+        self.corr_lower = self._corr_lower(fit)
         self.rows, self.involved = _table_rows(fit)
         self.w_hat = np.array([self._w_from_z(i, z) for i, z in enumerate(z0)])
         self.f_hat = min(self.value_grad(self.w_hat, [])[0], -fit.result.log_likelihood)
@@ -114,6 +127,28 @@ class _Profiler:
             raise AssertionError("profile: the table rows do not match the natural parameters")
         return kinds
 
+    def _corr_lower(self, fit: FitRecord) -> np.ndarray:
+        """Per natural parameter the lower end of a correlation's range (-1; -1/(q - 1) for a
+        compound-symmetry term), NaN for the others."""
+        lo = np.full(self.P, np.nan)
+        k = self.kinds.count("beta")
+        for t in fit.ws.patterns.terms:
+            for i, j in t.rows:
+                if i != j:
+                    lo[k] = t.corr_lower
+                k += 1
+        return lo
+
+    def rho_of_t(self, i: int, t: float) -> float:
+        """rho = c + h sin(t) of correlation parameter i."""
+        lo = self.corr_lower[i]
+        return 0.5 * (1 + lo) + 0.5 * (1 - lo) * math.sin(t)
+
+    def corr_edges(self, i: int) -> tuple[float, float]:
+        """Where correlation i's profile is evaluated for the ends of its range."""
+        lo = self.corr_lower[i]
+        return lo + _RHO_EDGE * (1 - lo), 1 - _RHO_EDGE * (1 - lo)
+
     def _units(self) -> np.ndarray:
         """Finite-difference units of w: beta's and the SDs' (link-scale units) from the workspace
         for a link with units (``Workspace.fd_units``), 1 otherwise and for logs and angles."""
@@ -130,7 +165,7 @@ class _Profiler:
         kind = self.kinds[i]
         if kind == "std":
             return math.exp(z) if np.isfinite(z) else 0.0
-        if kind == "corr":
+        if kind == "corr":  # z = log((rho - lo)/(1 - rho)) = log((1 + sin t)/(1 - sin t))
             return math.asin(math.tanh(z / 2))
         return float(z)
 
@@ -139,9 +174,9 @@ class _Profiler:
         for i, (kind, v) in enumerate(zip(self.kinds, w)):
             if kind == "std":
                 z[i] = math.log(abs(v)) if v != 0 else -np.inf
-            elif kind == "corr":
-                rho = min(max(math.sin(v), -1.0), 1.0)
-                z[i] = math.log((1 + rho) / (1 - rho)) if abs(rho) < 1 else math.copysign(np.inf, rho)
+            elif kind == "corr":  # rho - lo = h (1 + sin t), 1 - rho = h (1 - sin t)
+                s = min(max(math.sin(v), -1.0), 1.0)
+                z[i] = math.log((1 + s) / (1 - s)) if abs(s) < 1 else math.copysign(np.inf, s)
             else:
                 z[i] = v
         return z
@@ -227,16 +262,47 @@ class _Profiler:
         if kind == "std":
             return v
         if kind == "corr":
-            return math.asin(v)
+            lo = self.corr_lower[k]
+            return math.asin(min(max((2 * v - 1 - lo) / (1 - lo), -1.0), 1.0))
         return math.log(v)
 
     def profile(self, k: int, v: float) -> tuple[float, float]:
         """(d(v), d'(v)) with parameter k fixed at canonical value v. By the envelope theorem d'(v)
         is twice the partial derivative of f in parameter k at the constrained minimum (nan at an
-        SD of 0, where z = -inf)."""
+        SD of 0, where z = -inf).
+
+        The sub-fit starts from the minimiser at the nearest point profiled; where the estimate's
+        other parameters (with v in place) are already lower, or the nearest start's sub-fit found
+        no defined point, it is run from there too and the lower minimum kept: a negative binomial
+        near its Poisson limit has a second minimum in log theta, where the nearest start led (d = 0.47
+        at the estimate itself), and a quadrature fit's warm start can leave the link's domain."""
         fixed = self._fixed_with(k, v)
         free = [i for i in range(self.P) if i not in fixed]
-        w = self._start(k, v).copy()
+        w, f = self._minimise(k, v, self._start(k, v), fixed, free)
+        if self._start(k, v) is not self.w_hat and free:
+            w_est = self._prepared(k, v, self.w_hat, fixed, free)
+            if not np.isfinite(f) or self.value_grad(w_est, [])[0] < f:
+                w2, f2 = self._minimise(k, v, self.w_hat, fixed, free)
+                if f2 < f or not np.isfinite(f):
+                    w, f = w2, f2
+        f, gk = self.value_grad(w, [k])
+        self.solutions.setdefault(k, []).append((v, w.copy()))
+        kind = self.kinds[k]
+        if kind == "std":
+            slope = gk[0] if v != 0 else np.nan
+        elif kind == "corr":  # dt/drho = 1 / (h cos t) = 1 / sqrt(h^2 - (rho - c)^2)
+            lo = self.corr_lower[k]
+            h, c = 0.5 * (1 - lo), 0.5 * (1 + lo)
+            r2 = h * h - (v - c) ** 2
+            slope = gk[0] / math.sqrt(r2) if r2 > 0 else np.nan
+        else:
+            slope = gk[0] / v
+        return 2.0 * (f - self.f_hat), 2.0 * slope
+
+    def _prepared(self, k: int, v: float, start: np.ndarray, fixed: list[int], free: list[int]) -> np.ndarray:
+        """``start`` with parameter k at v, the parameters fixed with it at 0, and the others moved
+        where a sub-fit can start from them."""
+        w = start.copy()
         w[k] = self.w_value(k, v)
         for i in fixed[1:]:
             w[i] = 0.0
@@ -250,6 +316,13 @@ class _Profiler:
             if not corr_free or self._x(self._z(w)) is not None:
                 break
             w[corr_free] *= 0.5
+        return w
+
+    def _minimise(
+        self, k: int, v: float, start: np.ndarray, fixed: list[int], free: list[int]
+    ) -> tuple[np.ndarray, float]:
+        """The sub-fit from ``start``: (its minimiser, f there)."""
+        w = self._prepared(k, v, start, fixed, free)
         if free:
             S = _preconditioner(self.H[np.ix_(free, free)])
             w0 = w[free].copy()
@@ -265,16 +338,7 @@ class _Profiler:
                     fun, np.zeros(len(free)), jac=True, method="BFGS", options={"gtol": _GTOL, "maxiter": 500}
                 )
             w[free] = w0 + S @ res.x
-        f, gk = self.value_grad(w, [k])
-        self.solutions.setdefault(k, []).append((v, w.copy()))
-        kind = self.kinds[k]
-        if kind == "std":
-            slope = gk[0] if v != 0 else np.nan
-        elif kind == "corr":
-            slope = gk[0] / math.sqrt(1 - v * v) if abs(v) < 1 else np.nan
-        else:
-            slope = gk[0] / v
-        return 2.0 * (f - self.f_hat), 2.0 * slope
+        return w, self.value_grad(w, [])[0]
 
     def _start(self, k: int, v: float) -> np.ndarray:
         """The minimiser at the profiled point nearest v (the estimate before any)."""
@@ -407,13 +471,15 @@ def _interval(prof: _Profiler, k: int, zcrit: float, label: str) -> tuple[float,
     w_hat = float(prof.w_hat[k])
     se = prof.standard_error(k)
     has_se = bool(np.isfinite(se) and se > 0)
-    v_hat = w_hat if kind == "std" else (math.sin(w_hat) if kind == "corr" else math.exp(w_hat))
+    v_hat = w_hat if kind == "std" else (prof.rho_of_t(k, w_hat) if kind == "corr" else math.exp(w_hat))
     cache: dict[float, tuple[float, float]] = {}
 
     def zeta(v: float) -> tuple[float, float]:
         """zeta(v) = sign(v - v_hat) sqrt(d(v)) and zeta'(v) = d'(v) / (2 zeta)."""
         if v not in cache:
             d, slope = prof.profile(k, v)
+            if not np.isfinite(d):  # no start gave a defined objective: not a bracket, a failure
+                raise _Undefined(v)
             z = math.copysign(math.sqrt(max(d, 0.0)), v - v_hat)
             cache[v] = (z, slope / (2 * z) if z != 0 else np.nan)
         return cache[v]
@@ -426,39 +492,73 @@ def _interval(prof: _Profiler, k: int, zcrit: float, label: str) -> tuple[float,
 
     if kind == "std":
         # lower end: d(0) first, at SD = 0 exactly; the limit is 0 when d(0) <= c
-        if v_hat == 0.0 or zeta(0.0)[0] >= -zcrit:
-            lower = 0.0
-        else:
+        def lower_end() -> float:
+            if v_hat == 0.0 or zeta(0.0)[0] >= -zcrit:
+                return 0.0
             guess = v_hat * math.exp(-zcrit * se / v_hat) if has_se else 0.5 * v_hat
-            lower, _ = _end_point(h(-zcrit), v_hat, -1.0, guess, lambda v: 0.5 * v, None, outer=0.0)
-        step = zcrit * se if has_se else _guess_sd(prof, k, zcrit, v_hat)
-        # Wald's guess on the log scale, or on the SD scale for an SD near 0 (relative SE > 1)
-        first = v_hat * math.exp(step / v_hat) if step < v_hat else v_hat + step
-        upper, found = _end_point(h(zcrit), v_hat, 1.0, first, away, None)
-        if not found:
-            _warn_unbounded(label, upper, "upper")
-            upper = np.inf
-        return lower, upper
+            return _end_point(h(-zcrit), v_hat, -1.0, guess, lambda v: 0.5 * v, None, outer=0.0)[0]
+
+        def upper_end() -> float:
+            step = zcrit * se if has_se else _guess_sd(prof, k, zcrit, v_hat)
+            # Wald's guess on the log scale, or on the SD scale for an SD near 0 (relative SE > 1)
+            first = v_hat * math.exp(step / v_hat) if step < v_hat else v_hat + step
+            upper, found = _end_point(h(zcrit), v_hat, 1.0, first, away, None)
+            if not found:
+                _warn_unbounded(label, upper, "upper")
+                return np.inf
+            return upper
+
+        return _defined(lower_end, label, "lower"), _defined(upper_end, label, "upper")
     if kind == "corr":
         step = zcrit * se if has_se else 0.5
+        edges = prof.corr_edges(k)
         ends = []
-        for side in (-1.0, 1.0):
-            t = min(max(w_hat + side * step, -math.pi / 2), math.pi / 2)
-            first = max(min(math.sin(t), _RHO_EDGE), -_RHO_EDGE)
-            v, _ = _end_point(h(side * zcrit), v_hat, side, first, away, side * _RHO_EDGE)
-            ends.append(side if abs(v) >= _RHO_EDGE else v)
+        for side, edge, bound in ((-1.0, edges[0], prof.corr_lower[k]), (1.0, edges[1], 1.0)):
+
+            def corr_end(side=side, edge=edge, bound=bound) -> float:
+                t = min(max(w_hat + side * step, -math.pi / 2), math.pi / 2)
+                first = min(max(prof.rho_of_t(k, t), edges[0]), edges[1])
+                v, _ = _end_point(h(side * zcrit), v_hat, side, first, away, edge)
+                return bound if (v - edge) * side >= 0 else v
+
+            ends.append(_defined(corr_end, label, "lower" if side < 0 else "upper"))
         return ends[0], ends[1]
-    # sigma or negative binomial's theta: geometric steps on the log scale
-    step = zcrit * se if has_se else 0.5
+    # sigma or negative binomial's theta: geometric steps on the log scale, at most e^_MAX_LOG_RATIO
+    # from the estimate (theta at its Poisson limit has a Wald SE of thousands on the log scale)
+    step = min(zcrit * se, _MAX_LOG_STEP) if has_se else 0.5
+
+    def grow(v: float) -> float:
+        r = 2 * math.log(v / v_hat)
+        return v if abs(r) > _MAX_LOG_RATIO else v_hat * math.exp(r)
+
     ends = []
     for side in (-1.0, 1.0):
-        first = v_hat * math.exp(side * step)
-        v, found = _end_point(h(side * zcrit), v_hat, side, first, lambda v: v_hat * (v / v_hat) ** 2, None)
-        if not found:
-            _warn_unbounded(label, v, "lower" if side < 0 else "upper")
-            v = 0.0 if side < 0 else np.inf
-        ends.append(v)
+
+        def log_end(side=side) -> float:
+            first = v_hat * math.exp(side * step)
+            v, found = _end_point(h(side * zcrit), v_hat, side, first, grow, None)
+            if not found:
+                _warn_unbounded(label, v, "lower" if side < 0 else "upper")
+                return 0.0 if side < 0 else np.inf
+            return v
+
+        ends.append(_defined(log_end, label, "lower" if side < 0 else "upper"))
     return ends[0], ends[1]
+
+
+def _defined(end: Callable[[], float], label: str, which: str) -> float:
+    """``end()``, or NaN with a warning where the profile could not be evaluated on the way."""
+    try:
+        return end()
+    except _Undefined as err:
+        warnings.warn(
+            f"covariance_parameters(method='profile'): the profile of {label} could not be evaluated "
+            f"at {err.args[0]:.4g} (no start of the other parameters gave a defined objective there, "
+            f"e.g. quadrature nodes outside the link's domain); its {which} limit is reported as NaN",
+            GLMMWarning,
+            stacklevel=4,
+        )
+        return np.nan
 
 
 def _guess_sd(prof: _Profiler, k: int, zcrit: float, v_hat: float) -> float:
