@@ -9,7 +9,7 @@ formula is wrapped at spaces to ``FORMULA_WIDTH`` columns (MATLAB wraps it to th
 from __future__ import annotations
 
 import html
-import textwrap
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -34,16 +34,19 @@ def _num(v) -> str:
 
 
 def _wrap_formula(formula: str) -> list[str]:
-    """The formula in lines of at most ``FORMULA_WIDTH`` columns, broken only at spaces (a term
-    longer than a line stays whole), the first indented 4 spaces and the rest 6."""
-    return textwrap.wrap(
-        formula,
-        FORMULA_WIDTH,
-        initial_indent=_INDENT,
-        subsequent_indent=_INDENT + "  ",
-        break_long_words=False,
-        break_on_hyphens=False,
-    ) or [_INDENT]
+    """The formula in lines of at most ``FORMULA_WIDTH`` columns, broken only at spaces outside
+    backticked names (a term longer than a line stays whole), the first indented 4 spaces and the
+    rest 6."""
+    words = [w for w in re.findall(r"(?:`[^`]*`|[^\s`])+", formula)]
+    lines, line = [], _INDENT
+    for w in words:
+        if line.strip() and len(line) + 1 + len(w) > FORMULA_WIDTH:
+            lines.append(line)
+            line = _INDENT + "  " + w
+        else:
+            line = line + (" " if line.strip() else "") + w
+    lines.append(line)
+    return lines
 
 
 def format_table(df: pd.DataFrame) -> list[str]:

@@ -211,8 +211,8 @@ def _polish(
     lme: LaplaceProblem, summary: OptimizationSummary, hess_inv: np.ndarray | None
 ) -> tuple[OptimizationSummary, InnerMode, int, np.ndarray | None]:
     """Newton steps ``x <- x - P g`` with P the LME's inverse Hessian, kept while the decrement
-    ``sqrt(g'Pg)`` shrinks, down to ``_POLISH_TOL``. Returns the summary, the mode, the number of
-    evaluations and P.
+    ``sqrt(g'Pg)`` shrinks, down to ``_POLISH_TOL`` (at most ``_POLISH_STEPS`` steps with each
+    matrix). Returns the summary, the mode, the number of evaluations and P.
 
     BFGS stops at a gradient of ~3e-6 standard errors, and a PL iteration whose gradient starts
     below that does not move theta at all; the PL fixed point's log-likelihood is first-order in
@@ -220,7 +220,7 @@ def _polish(
     inverse Hessian at the first iteration's optimum; where a step from it does not shrink the
     decrement (that optimum was far from here, e.g. at a zero variance: a decrement of 1e-6 and a
     log-likelihood 2e-6 off), P is computed once more here and kept for the later iterations."""
-    x, steps = summary.x, 0
+    x, steps, evals = summary.x, 0, 0
     if hess_inv is not None and x.size:
         g = lme.value_and_grad(x)[1]
         lam = float(np.sqrt(max(g @ hess_inv @ g, 0.0)))
@@ -230,19 +230,21 @@ def _polish(
             f_new, g_new = lme.value_and_grad(x_new)
             lam_new = float(np.sqrt(max(g_new @ hess_inv @ g_new, 0.0)))
             steps += 1
+            evals += 1
             if not (np.isfinite(f_new) and lam_new < lam):
                 here = None if renewed else _inverse_or_none(hessian(lme, x))
                 if here is None:
                     break
                 hess_inv, renewed = here, True
-                steps += 2 * x.size  # (the Hessian's gradient evaluations)
+                steps = 0  # the renewed matrix gets its own _POLISH_STEPS
+                evals += 2 * x.size + 1  # (the Hessian's gradient evaluations, and g again)
                 g = lme.value_and_grad(x)[1]
                 lam = float(np.sqrt(max(g @ hess_inv @ g, 0.0)))
                 continue
             x, g, lam = x_new, g_new, lam_new
         summary = replace(summary, x=x, newton_decrement=min(lam, summary.newton_decrement))
     mode = lme.inner(*lme.unpack(x))
-    return replace(summary, objective=mode.objective), mode, steps, hess_inv
+    return replace(summary, objective=mode.objective), mode, evals, hess_inv
 
 
 def pl_iterations(

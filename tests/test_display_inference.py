@@ -276,3 +276,13 @@ def test_display_wraps_a_long_formula_at_spaces():
     assert len(block) == 2 and all(len(line) <= 80 for line in block)
     assert block[0].startswith("    y ~ 1 + covariate_number_0") and block[1].startswith("      ")
     assert " ".join(part.strip() for part in block) == m.formula
+
+
+def test_display_formula_wrap_keeps_backticked_names_whole():
+    from ppl_glmm.display import _wrap_formula
+
+    f = "y ~ 1 + x + `a rather long predictor name` + `another long name with spaces` + z2 + (1 | `g id`)"
+    lines = _wrap_formula(f)
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
+    assert all(line.count("`") % 2 == 0 for line in lines)
+    assert " ".join(line.strip() for line in lines) == f

@@ -414,7 +414,14 @@ def test_formula_offset_with_columns_named_np_and_log():
     log is the data where it is not called."""
     d = _frame()
     b = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", offset=np.log(d.e))
-    for formula, col in (("np.log(np)", "np"), ("log(log)", "log"), ("numpy.log(np) + 0 * log(np)", "np")):
+    cases = (
+        ("np.log(np)", "np"),
+        ("log(log)", "log"),
+        ("numpy.log(np) + 0 * log(np)", "np"),
+        ("np.log(exp / exp.max()) + np.log(exp.max())", "exp"),  # a column's methods (x.max())
+        ("log(e) + 0 * (e - e.mean())", "e"),  # x.mean() failed with '__import__'
+    )
+    for formula, col in cases:
         m = ppl_glmm.fitglme(
             d.rename(columns={"e": col}), f"k ~ x + offset({formula}) + (1|g)", distribution="poisson"
         )
@@ -688,3 +695,14 @@ def test_text_weights_and_offsets_are_refused(arg):
     else:  # the offset 2 moves only the intercept
         ref = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
         assert m.coefficients["Estimate"][0] == pytest.approx(ref.coefficients["Estimate"][0] - 2.0, abs=1e-5)
+
+
+def test_an_object_series_with_pd_na_marks_the_row_missing():
+    """A list with pd.NA marked the row missing, an object Series with pd.NA was refused."""
+    d = _frame()
+    w = pd.Series([1.0] * len(d), dtype=object)
+    w[3] = pd.NA
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", weights=w)
+    assert m.num_missing == 1 and m.num_observations == len(d) - 1
+    ref = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", exclude=[3])
+    assert m.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-10)

@@ -113,6 +113,8 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
         value = data[value]
     if isinstance(value, (list, tuple)):  # pd.NA and None mark a row missing, as NaN does
         value = [np.nan if v is None or v is pd.NA else v for v in value]
+    elif isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object:
+        value = np.array([np.nan if v is None or v is pd.NA else v for v in np.asarray(value)], dtype=object)
     if np.iscomplexobj(value):
         raise InputTypeError(f"{arg}: holds complex numbers; give real values")
     _refuse_text(value, arg)

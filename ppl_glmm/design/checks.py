@@ -45,7 +45,10 @@ _OFFSET_FUNCTIONS = {
     "log2": np.log2,
     "log10": np.log10,
 }
-_CALLABLES = {"np": np, "numpy": np, **_OFFSET_FUNCTIONS}  # what an offset expression may call
+_MODULES = {"np": np, "numpy": np}
+# no builtins but the import NumPy's methods make at run time (x.mean() failed with '__import__')
+_EVAL_GLOBALS = {"__builtins__": {"__import__": __import__}}
+_CALLABLES = {**_MODULES, **_OFFSET_FUNCTIONS}  # what an offset expression may call
 _TICKED = re.compile(r"`([^`]+)`")
 
 
@@ -174,10 +177,13 @@ def _data_names(tree: ast.Expression, mapping: dict[str, str]):
     ``np`` or ``log`` neither hides NumPy nor counts as a variable where it is the function."""
     callees = set()
     for node in ast.walk(tree):
-        target = getattr(node, "func" if isinstance(node, ast.Call) else "value", None)
-        if not isinstance(node, (ast.Call, ast.Attribute)):
+        if isinstance(node, ast.Call):  # log(...), np.log(...)
+            target, names = node.func, _CALLABLES
+        elif isinstance(node, ast.Attribute):  # np.log: only the modules (a column exp keeps exp.max())
+            target, names = node.value, _MODULES
+        else:
             continue
-        if isinstance(target, ast.Name) and target.id in _CALLABLES:
+        if isinstance(target, ast.Name) and target.id in names:
             callees.add(id(target))
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and id(node) not in callees:
@@ -203,7 +209,7 @@ def evaluate_offsets(exprs, df: pd.DataFrame, index: pd.Index, arg: str = "formu
                 )
         try:
             with np.errstate(all="ignore"):
-                value = eval(compile(tree, "<offset>", "eval"), {"__builtins__": {}}, env)
+                value = eval(compile(tree, "<offset>", "eval"), _EVAL_GLOBALS, env)
             value = np.asarray(value, dtype=float)
         except Exception as err:
             raise InputError(f"{arg}: cannot evaluate offset({expr}): {err}") from None
