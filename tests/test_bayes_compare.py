@@ -210,3 +210,64 @@ def test_levels_holding_a_comma_and_independent_terms_of_one_group():
     assert len(blocks) == 2
     assert "(Intercept)" in blocks[0].split("Group:")[0] and "{'x'}" not in blocks[0].split("Group:")[0]
     assert "{'x'}" in blocks[1].split("Group:")[0] and "(Intercept)" not in blocks[1].split("Group:")[0]
+
+
+def test_compare_fits_refuses_a_restricted_pattern_or_a_quasi_dispersion():
+    """A CompSymm or Diagonal ML fit was compared with the unstructured Bayesian model (rows such as
+    sd_g[z] or corr_g silently missing), and a binomial PL fit with dispersion_flag (sigma 0.955,
+    b = sigma Lambda u) with a posterior of a model without dispersion."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(8), 6)
+    x, z = rng.normal(size=48), rng.normal(size=48)
+    y = 1 + 0.5 * x + rng.normal(0, 0.8, 8)[g] + z * rng.normal(0.3, 0.8, 8)[g] + rng.normal(0, 0.5, 48)
+    d = pd.DataFrame({"g": [f"g{i}" for i in g], "x": x, "z": z, "y": y})
+    b = _short(ppl_glmm.fitglme(d, "y ~ x + (1 + z|g)"))
+    for pattern in ("CompSymm", "Diagonal"):
+        ml = ppl_glmm.fitglme(d, "y ~ x + (1 + z|g)", covariance_pattern=pattern)
+        with pytest.raises(
+            InputError, match="ml: covariance_pattern: the Bayesian fit supports unstructured"
+        ):
+            ppl_glmm.compare_fits(ml, b)
+    d["k"] = rng.binomial(1, 1 / (1 + np.exp(-(0.3 + x + rng.normal(0, 0.6, 8)[g]))))
+    quasi = ppl_glmm.fitglme(
+        d, "k ~ x + (1|g)", distribution="binomial", fit_method="mpl", dispersion_flag=True
+    )
+    assert quasi.dispersion_estimated and quasi.dispersion != 1.0
+    with pytest.raises(InputError, match="ml: a binomial fit with an estimated dispersion"):
+        ppl_glmm.compare_fits(
+            quasi, _short(ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="binomial", fit_method="mpl"))
+        )
+
+
+def test_a_quasi_dispersion_fit_warms_nuts_at_its_random_effects_sd():
+    """fit_bayes from a binomial PL fit with dispersion_flag started the SD at Lambda, not at the
+    fit's SD sigma Lambda (b = sigma Lambda u)."""
+    from ppl_glmm.bayes.model import point_from_ml
+
+    rng = np.random.default_rng(7)
+    g = np.repeat(np.arange(10), 10)
+    x = rng.normal(size=100)
+    k = rng.binomial(1, 1 / (1 + np.exp(-(0.3 + x + rng.normal(0, 0.8, 10)[g]))))
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "k": k})
+    quasi = ppl_glmm.fitglme(
+        d, "k ~ x + (1|g)", distribution="binomial", fit_method="mpl", dispersion_flag=True
+    )
+    starts = []
+
+    def spy(graph, layout, beta, theta, ancillary, u):
+        point = point_from_ml(graph, layout, beta, theta, ancillary, u)
+        starts.append(point)
+        return point
+
+    import ppl_glmm.bayes.fit as bayes_fit
+
+    real = bayes_fit.point_from_ml
+    bayes_fit.point_from_ml = spy
+    try:
+        _short(quasi, init="ml")
+    finally:
+        bayes_fit.point_from_ml = real
+    sd_ml = float(quasi.covariance_parameters()[2][0]["Estimate"].iloc[0])
+    sd_start = [np.ravel(v)[0] for name, v in starts[0].items() if name.startswith("sd")]
+    assert quasi.dispersion != pytest.approx(1.0, abs=1e-3)
+    assert sd_start and sd_start[0] == pytest.approx(sd_ml, rel=1e-8)

@@ -1,10 +1,12 @@
 """The Bayesian PyMC model: same likelihood graph as the ML model, default priors, names and coords."""
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytest
 from bayes_family_cases import FAMILY_CASES, family_fit
 
+import ppl_glmm
 from ppl_glmm import InputError
 from ppl_glmm.bayes.model import build_bayes_model, point_from_ml, transformed_point
 from ppl_glmm.bayes.priors import resolve_priors
@@ -285,3 +287,24 @@ def test_ancillary_priors_are_overridden_by_name_and_checked():
     assert graph.priors.table(graph.names).set_index("Parameter").loc["sigma", "Source"] == "user"
     with pytest.raises(InputError, match="unknown parameter 'nb_theta'"):
         _bayes_graph(gam, {"nb_theta": pm.Exponential.dist(1.0)})
+
+
+def test_gamma_sigma_prior_uses_the_weighted_mean_response():
+    """bayes.md: sigma's scale is sd(y)/sqrt(v(mean y)) with mean y the weighted mean for gamma and
+    inverse Gaussian (as the intercept's); the code used the unweighted mean."""
+    from ppl_glmm.bayes.priors import default_priors
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(10), 8)
+    w = rng.integers(1, 5, 80).astype(float)
+    mu = np.exp(1 + rng.normal(0, 0.3, 10)[g])
+    y = rng.gamma(3 * w, mu / (3 * w)) * np.where(w > 2, 3.0, 1.0)
+    m = ppl_glmm.fitglme(
+        pd.DataFrame({"y": y, "g": g.astype(str), "w": w}), "y ~ 1 + (1|g)", distribution="gamma", weights="w"
+    )
+    d = m._ws.design
+    names = ModelNames.from_design(d, m._ws.dist)
+    *_, sigma = default_priors(d, m._ws.dist, m._ws.link, names)
+    wmean = np.average(d.y, weights=d.weights)
+    assert abs(wmean - d.y.mean()) > 0.1 * wmean
+    assert sigma.params["sigma"] == pytest.approx(d.y.std() / wmean, rel=1e-12)

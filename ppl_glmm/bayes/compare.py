@@ -34,6 +34,18 @@ def _check_pair(ml, bayes) -> ModelNames:
         )
     if not isinstance(bayes, BayesianGLMM):
         raise InputTypeError(f"bayes: expected a BayesianGLMM (from fit_bayes), got {type(bayes).__name__}")
+    from ..covariance_patterns import check_bayes_patterns
+
+    try:  # the Bayesian model's covariances are unstructured: a restricted ML fit is another model
+        check_bayes_patterns(ml._ws.patterns)
+    except InputError as err:
+        raise InputError(f"ml: {err}") from None
+    if ml.dispersion_estimated and not ml._ws.dist.has_dispersion:
+        raise InputError(
+            f"ml: a {ml.distribution} fit with an estimated dispersion (dispersion_flag=True, "
+            f"Dispersion = {ml.dispersion:.4g}) is a quasi-likelihood fit; the Bayesian model has no "
+            "dispersion, so the two are not one model. Compare a fit without dispersion_flag"
+        )
     d_ml, d_b = ml._ws.design, bayes._spec.design
     same = (
         ml.formula == bayes.formula

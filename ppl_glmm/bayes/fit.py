@@ -157,7 +157,10 @@ def fit_bayes(
     ml_point = None
     if st.init == "ml":
         r = ml_model._result
-        ml_point = point_from_ml(graph, ws.layout, r.beta, r.theta, r.ancillary, r.u)
+        # b = sigma Lambda u; a binomial/Poisson PL fit with dispersion_flag has sigma != 1 and a
+        # Bayesian model without it, so its SDs start at sigma Lambda (theta scaled), not Lambda
+        theta = r.theta if ws.dist.has_dispersion else r.sigma * np.asarray(r.theta, dtype=float)
+        ml_point = point_from_ml(graph, ws.layout, r.beta, theta, r.ancillary, r.u)
     idata, seconds = sample_nuts(graph, st, ml_point)
     from ..pymc_model import observation_function
 

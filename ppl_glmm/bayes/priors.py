@@ -270,7 +270,8 @@ def default_priors(design, dist, link, names: ModelNames) -> tuple[Prior, list[P
     anc_prior = None
     if dist.has_dispersion:
         with np.errstate(all="ignore"):
-            s = float(np.std(design.y) / np.sqrt(dist.variance(np.mean(design.y))))
+            # v at "mean y" as for the intercept (the weighted mean for gamma and inverse Gaussian)
+            s = float(np.std(design.y) / np.sqrt(dist.variance(np.asarray(_mean_response(design, dist)))))
         anc_prior = Prior("HalfStudentT", {"nu": SIGMA_NU, "sigma": s if np.isfinite(s) and s > 0 else 1.0})
     elif dist.has_ancillary:  # negative binomial's theta
         anc_prior = Prior("InverseGamma", dict(NB_THETA_PRIOR))
