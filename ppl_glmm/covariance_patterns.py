@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from scipy.special import expit
 
 from .errors import InputError, InputTypeError
 
@@ -243,10 +244,7 @@ class TermPattern:
         """SD or correlation of each row from natural parameters: exp, or (lo + e^z)/(1 + e^z)."""
         lo = self.corr_lower
         return np.array(
-            [
-                np.exp(zk) if i == j else (lo + np.exp(zk)) / (1 + np.exp(zk))
-                for (i, j), zk in zip(self.rows, z)
-            ]
+            [np.exp(zk) if i == j else lo + (1 - lo) * expit(zk) for (i, j), zk in zip(self.rows, z)]
         )
 
     def from_natural_rows_at(self, k: int, z: np.ndarray) -> np.ndarray:
@@ -255,7 +253,7 @@ class TermPattern:
         if i == j:
             return np.exp(z)
         lo = self.corr_lower
-        return (lo + np.exp(z)) / (1 + np.exp(z))
+        return lo + (1 - lo) * expit(z)  # (lo + e^z)/(1 + e^z), which was inf/inf for a large z
 
     def psi_from_natural(self, z: np.ndarray) -> np.ndarray:
         """Psi (response units) from natural parameters; unlisted correlations are 0."""

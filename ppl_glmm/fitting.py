@@ -567,7 +567,28 @@ def boundary_terms(ws, theta: np.ndarray) -> np.ndarray:
     Lambda_r below lme4's tolerance, in theta's units for a link with units (theta ~2e-6 is not a
     boundary for a gamma/identity model of y ~ 1e-6: its start scale is ~2e-6)."""
     small = (np.abs(theta) < SINGULAR_TOL * boundary_unit(ws)) & ws.layout.is_diagonal()
-    return np.array([bool(small[sl].any()) for sl in ws.layout.slices()], dtype=bool)
+    held = np.array([bool(small[sl].any()) for sl in ws.layout.slices()], dtype=bool)
+    return held | _compound_symmetry_at_bound(ws, theta)
+
+
+CS_BOUND_TOL = 1e-6  # a CompSymm correlation this close to an end of its range (relative) is on it
+
+
+def _compound_symmetry_at_bound(ws, theta: np.ndarray) -> np.ndarray:
+    """CompSymm terms whose correlation is at an end of (-1/(q - 1), 1) to ``CS_BOUND_TOL`` of the
+    range. Its optimiser parameter z (rho = c + h tanh z) flattens the objective towards the end, so
+    BFGS stops at z ~ 8 (1 - rho ~ 2e-7), where Lambda's smallest diagonal (~2e-4) is still above
+    lme4's tolerance: the term was not flagged singular and its Wald interval was computed."""
+    out = np.zeros(len(ws.layout.sizes), dtype=bool)
+    terms = ws.patterns.terms
+    if not any(t.kind == "CompSymm" and t.q > 1 for t in terms):
+        return out
+    for r, (t, psi) in enumerate(zip(terms, ws.layout.covariances(theta, 1.0))):
+        if t.kind == "CompSymm" and t.q > 1 and psi[0, 0] > 0:
+            rho = psi[1, 0] / psi[0, 0]
+            lo = t.corr_lower
+            out[r] = min(rho - lo, 1 - rho) < CS_BOUND_TOL * (1 - lo)
+    return out
 
 
 def make_result(

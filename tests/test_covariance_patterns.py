@@ -439,3 +439,34 @@ def test_a_compound_symmetry_fit_at_its_correlation_bound_refits():
         assert corr == pytest.approx(-0.5, abs=1e-6)
         again = m.refit(m.response())
     assert again.log_likelihood == pytest.approx(m.log_likelihood, abs=1e-8)
+
+
+def test_compound_symmetry_at_its_correlation_bound_is_singular():
+    """An NB (0 + f|g) CompSymm fit ended at z = 7.97 (rho = 1 - 1.1e-7), where Lambda's smallest
+    diagonal, 1.6e-4, is above lme4's tolerance: not flagged singular, and its Wald interval was
+    [-0.5, NaN] with NumPy overflow warnings ((lo + e^z)/(1 + e^z) is inf/inf)."""
+    rng = np.random.default_rng(5)
+    g = rng.integers(0, 30, 900)
+    h = rng.integers(0, 15, 900)
+    x = rng.normal(size=900)
+    cov = np.array([[0.25, 0.3 * 0.5 * 0.4], [0.3 * 0.5 * 0.4, 0.16]])
+    bg = rng.multivariate_normal([0, 0], cov, size=30)
+    bh = rng.normal(0, 0.3, h.max() + 1)
+    mu = np.exp(1.0 + 0.3 * x + bg[g, 0] + bg[g, 1] * x + bh[h])
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    f = np.random.default_rng(9).choice(["p", "q", "r"], 900)
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:03d}" for i in g], "f": f})
+    with pytest.warns(pg.SingularFitWarning):
+        m = pg.fitglme(
+            d, "y ~ 1 + x + (0 + f|g)", distribution="negative_binomial", covariance_pattern="CompSymm"
+        )
+    assert m.singular
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", pg.GLMMWarning)
+        row = m.covariance_parameters()[2][0].loc[1]
+    assert (
+        row["Estimate"] == pytest.approx(1.0, abs=1e-6) and np.isnan(row["Lower"]) and np.isnan(row["Upper"])
+    )
+    nested = pg.fitglme(d, "y ~ 1 + x + (1|g) + (1|g:f)", distribution="negative_binomial")
+    assert m.log_likelihood == pytest.approx(nested.log_likelihood, abs=1e-5)  # the same model at rho = 1
