@@ -209,17 +209,19 @@ def _lme_start(ws: Workspace, lme: LaplaceProblem, z: np.ndarray, W: np.ndarray)
 
 def _polish(
     lme: LaplaceProblem, summary: OptimizationSummary, hess_inv: np.ndarray | None
-) -> tuple[OptimizationSummary, InnerMode, int, np.ndarray | None]:
+) -> tuple[OptimizationSummary, InnerMode, int]:
     """Newton steps ``x <- x - P g`` with P the LME's inverse Hessian, kept while the decrement
     ``sqrt(g'Pg)`` shrinks, down to ``_POLISH_TOL`` (at most ``_POLISH_STEPS`` steps with each
-    matrix). Returns the summary, the mode, the number of evaluations and P.
+    matrix). Returns the summary, the mode and the number of evaluations.
 
     BFGS stops at a gradient of ~3e-6 standard errors, and a PL iteration whose gradient starts
     below that does not move theta at all; the PL fixed point's log-likelihood is first-order in
     theta (the pseudo-data follow eta), so these steps make it reproducible to ~1e-9. P is the
     inverse Hessian at the first iteration's optimum; where a step from it does not shrink the
     decrement (that optimum was far from here, e.g. at a zero variance: a decrement of 1e-6 and a
-    log-likelihood 2e-6 off), P is computed once more here and kept for the later iterations."""
+    log-likelihood 2e-6 off), P is computed once more here, for these steps only: kept for the
+    later iterations as their BFGS preconditioner, a matrix from a point with two terms on the
+    boundary made an inverse Gaussian MPL fit cycle at max|delta eta| ~2e-6 instead of converging."""
     x, steps, evals = summary.x, 0, 0
     if hess_inv is not None and x.size:
         g = lme.value_and_grad(x)[1]
@@ -235,7 +237,7 @@ def _polish(
                 here = None if renewed else _inverse_or_none(hessian(lme, x))
                 if here is None:
                     break
-                hess_inv, renewed = here, True
+                hess_inv, renewed = here, True  # (local: the caller keeps its own)
                 steps = 0  # the renewed matrix gets its own _POLISH_STEPS
                 evals += 2 * x.size + 1  # (the Hessian's gradient evaluations, and g again)
                 g = lme.value_and_grad(x)[1]
@@ -244,7 +246,7 @@ def _polish(
             x, g, lam = x_new, g_new, lam_new
         summary = replace(summary, x=x, newton_decrement=min(lam, summary.newton_decrement))
     mode = lme.inner(*lme.unpack(x))
-    return replace(summary, objective=mode.objective), mode, evals, hess_inv
+    return replace(summary, objective=mode.objective), mode, evals
 
 
 def pl_iterations(
@@ -295,7 +297,7 @@ def pl_iterations(
         if it == 1 and warm is None:  # the first optimum's curvature preconditions the rest
             at_optimum = _inverse_or_none(hessian(lme, summary.x))
             hess_inv = hess_inv if at_optimum is None else at_optimum
-        summary, mode, steps, hess_inv = _polish(lme, summary, hess_inv)
+        summary, mode, steps = _polish(lme, summary, hess_inv)
         evals += summary.n_evaluations + steps + 1
         x = summary.x
         sigma = float(np.exp(x[-1])) if lme.has_phi else 1.0
