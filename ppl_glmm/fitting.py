@@ -404,21 +404,20 @@ def _optimise(
 
 def restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, summary, mode, report, fresh=None):
     """A fit that ends with a random-effects term on the boundary tries four points, the others
-    where the fit ended: that
-    term's covariance parameters where a fresh fit starts them (:func:`off_the_boundary`; ``fresh()``
-    gives that start, by default the workspace's), and its zero diagonal entries of theta alone at
-    1, 0.1 and 0.01 times their fresh start (a correlation at +-1 keeps its SDs). If one is better,
-    it fits again from the best one and keeps the better of the two fits.
+    where the fit ended: that term's covariance parameters where a fresh fit starts them
+    (:func:`off_the_boundary`; ``fresh()`` gives that start, by default the workspace's), and its
+    zero diagonal entries of theta alone at 1, 0.1 and 0.01 times their fresh start (a correlation
+    at +-1 keeps its SDs). If one is better, it fits again from the best one and keeps the better of
+    the two fits.
 
     At a zero variance the objective is even in that theta entry, so its gradient is 0 there: a
     refit warm-started from a singular fit stayed at zero (reporting convergence) where a fresh fit
-    of the same response found a variance and a higher likelihood (8 of 20 simulated responses of
-    a singular normal model); so did MPL once one iteration's LME was at zero, and a fresh inverse
+    of the same response found a variance and a higher likelihood (8 of 20 simulated responses of a
+    singular normal model); so did MPL once one iteration's LME was at zero, and a fresh inverse
     Gaussian (log link) fit ended at a zero variance 2.8 logLik units below the optimum, a saddle
-    (the objective, not concave in theta there, rose off zero). The four probes cost
-    four evaluations where the boundary is the better point; a compound-symmetry term at its
-    correlation bound, where a fit from the fresh start ended 0.17 logLik units lower, keeps its
-    first fit."""
+    (the objective, not concave in theta there, rose off zero). The four probes cost four
+    evaluations where the boundary is the better point; a compound-symmetry term at its correlation
+    bound, where a fit from the fresh start ended 0.17 logLik units lower, keeps its first fit."""
     evals0 = problem.n_evals
     if fresh is None:
         unit = boundary_unit(ws)
