@@ -338,6 +338,7 @@ class _Profiler:
                     fun, np.zeros(len(free)), jac=True, method="BFGS", options={"gtol": _GTOL, "maxiter": 500}
                 )
             w[free] = w0 + S @ res.x
+            return w, float(res.fun)  # (f at w: BFGS's last evaluation)
         return w, self.value_grad(w, [])[0]
 
     def _start(self, k: int, v: float) -> np.ndarray:
