@@ -673,6 +673,15 @@ def test_text_weights_and_offsets_are_refused(arg):
     """A column of '2' strings was parsed as the number 2; MATLAB refuses text there."""
     d = _frame()
     d["t"] = ["2"] * len(d)
+    d["t_object"] = pd.Series(["2"] * len(d), dtype=object)  # (an object column: the name was lost)
+    _refuse(
+        d,
+        "k ~ x + (1|g)",
+        rf"{arg}: column 't_object' holds text",
+        kind=TypeError,
+        distribution="poisson",
+        **{arg: "t_object"},
+    )
     _refuse(
         d,
         "k ~ x + (1|g)",

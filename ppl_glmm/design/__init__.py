@@ -111,13 +111,12 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarr
         if value not in data.columns:
             raise InputError(f"{arg}: column '{value}' not found in data")
         value = data[value]
-    if isinstance(value, (list, tuple)):  # pd.NA and None mark a row missing, as NaN does
+    _refuse_text(value, arg)
+    objects = isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object
+    if objects or isinstance(value, (list, tuple)):  # None and pd.NA mark a row missing, as NaN
         value = [np.nan if v is None or v is pd.NA else v for v in value]
-    elif isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object:
-        value = np.array([np.nan if v is None or v is pd.NA else v for v in np.asarray(value)], dtype=object)
     if np.iscomplexobj(value):
         raise InputTypeError(f"{arg}: holds complex numbers; give real values")
-    _refuse_text(value, arg)
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
