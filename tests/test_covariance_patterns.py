@@ -470,3 +470,12 @@ def test_compound_symmetry_at_its_correlation_bound_is_singular():
     )
     nested = pg.fitglme(d, "y ~ 1 + x + (1|g) + (1|g:f)", distribution="negative_binomial")
     assert m.log_likelihood == pytest.approx(nested.log_likelihood, abs=1e-5)  # the same model at rho = 1
+    # only the correlation is held: the SD's interval is that of the model with rho = 1, (1|g)
+    # (it was NaN while the whole term was held)
+    one = pg.fitglme(d, "y ~ 1 + x + (1|g)", distribution="negative_binomial")
+    assert m.log_likelihood == pytest.approx(one.log_likelihood, abs=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pg.GLMMWarning)
+        sd = m.covariance_parameters()[2][0].loc[0, ["Estimate", "Lower", "Upper"]].to_numpy(float)
+    sd_one = one.covariance_parameters()[2][0].loc[0, ["Estimate", "Lower", "Upper"]].to_numpy(float)
+    np.testing.assert_allclose(sd, sd_one, rtol=1e-4)

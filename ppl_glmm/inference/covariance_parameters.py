@@ -96,7 +96,8 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
 
     In a singular fit, the parameters of each term on the boundary (:func:`held_terms`: an SD at 0
-    has log SD = -inf; under a Diagonal pattern only its SDs at 0) are held at their estimates: the
+    has log SD = -inf; under a Diagonal pattern only its SDs at 0, under CompSymm only its
+    correlation when that is at a bound and the SD is not 0) are held at their estimates: the
     other parameters' covariance is the inverse of the Hessian of the free parameters alone (the
     reduced Hessian of a constrained optimum), and the held ones' rows and columns are NaN. Returns
     None when the free parameters' Hessian cannot be formed or inverted.
@@ -113,6 +114,10 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
             zero = _zero_columns(fit, r)
             for k, (i, _) in enumerate(pattern.rows):
                 free[k0 + sl.start + k] = i not in zero
+        elif pattern.kind == "CompSymm" and pattern.q > 1 and 0 not in _zero_columns(fit, r):
+            # a common correlation at its bound with a positive SD: hold only the correlation (rows
+            # (std, corr)); the SD's interval is then that of the model with rho fixed there
+            free[k0 + sl.start + 1] = False
         else:
             free[k0 + sl.start : k0 + sl.stop] = False
     if not free.any() or not np.all(np.isfinite(z0[free])):
