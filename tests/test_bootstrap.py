@@ -648,4 +648,5 @@ def test_bootstrap_covariance_tables_have_the_patterns_rows(pattern):
     cols = ["Name1", "Name2", "Type"]
     assert boot[cols].values.tolist() == wald[cols].values.tolist()
     assert len(wald) == (3 if pattern == "Diagonal" else 2)
+    assert boot.attrs["title"] == wald.attrs["title"] == f"Covariance Type: {pattern}"  # (was dropped)
     np.testing.assert_allclose(boot["Estimate"], wald["Estimate"], rtol=1e-12)

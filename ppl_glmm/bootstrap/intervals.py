@@ -182,4 +182,7 @@ def covariance_tables_from(model, ci: pd.DataFrame) -> list[pd.DataFrame]:
                 "Upper": ci.at[p.column, "Upper"],
             }
         )
-    return [pd.DataFrame(r) for r in rows]
+    tables = [pd.DataFrame(r) for r in rows]
+    for table, pattern in zip(tables, model._ws.patterns.terms):  # as covariance_parameters titles them
+        table.attrs["title"] = f"Covariance Type: {pattern.type_name}"
+    return tables
