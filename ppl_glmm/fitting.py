@@ -231,8 +231,10 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         # a link with a restricted domain (reciprocal, power) left the range: start from the
         # linear predictor of the mean response, g(mean mu0), on every row
         with np.errstate(all="ignore"):
-            z = np.full(d.n, float(ws.link.link_np(np.mean(mu0)))) - d.offset
+            target = float(ws.link.link_np(np.mean(mu0)))
+        z = np.full(d.n, target) - d.offset
         beta_ls = np.linalg.lstsq(d.X, z, rcond=None)[0]
+        beta_ls = _shift_into_domain(ws, beta_ls, target)
     beta0 = glm_start(problem, beta_ls)
     parts = [] if problem.inner_beta else [beta0]
     phi0 = None
@@ -244,20 +246,27 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
                 mu = _within_level_means(ws, y, eta0, mu)  # (a profiled phi is replaced below)
             value = ws.dist.ancillary_start(y, mu, d.weights)
         phi0 = np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0
-    scale = _link_scale(ws, y, beta0)
+    problem.beta_start = beta0
+
+    def start_at(scale: float | None) -> np.ndarray:
+        cov = ws.start_cov(1.0 if scale is None else scale)
+        return np.concatenate([*parts, cov, *([[phi0]] if phi0 is not None else [])])
+
+    scale = u_beta = _link_scale(ws, y, beta0)
     if scale is not None:
-        u_beta = scale
         if phi0 is not None and problem.phi_scales_re:
             scale /= np.exp(phi0)  # theta is relative to sigma
+        # the data's scale must beat the default start (a moment estimate from working residuals
+        # can be absurd where d mu/d eta underflows: a custom cloglog started its SD at 4e45);
+        # value_and_grad remembers both points, so BFGS's first evaluation is free
+        if not problem.value_and_grad(start_at(scale))[0] <= problem.value_and_grad(start_at(None))[0]:
+            scale = None
+    if scale is not None:
         with ws.lock:
             if ws.fd_unit is None:  # the first fit's (refits keep it: the same data's scale)
                 ws.fd_unit = (u_beta, scale)
         problem.fd_units = ws.fd_units(problem)
-    parts.append(ws.start_cov(1.0 if scale is None else scale))
-    if phi0 is not None:
-        parts.append([phi0])
-    problem.beta_start = beta0
-    x0 = np.concatenate(parts)
+    x0 = start_at(scale)
     profile = getattr(problem, "profile_phi", None)
     if profile is not None:  # sigma in closed form (the LMM, engine.lmm): the optimiser's first point
         try:
@@ -275,6 +284,27 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     return x0
 
 
+def _shift_into_domain(ws: Workspace, beta: np.ndarray, target: float) -> np.ndarray:
+    """beta with its intercept raised until every mean is in range, for a link whose domain is the
+    half-line of eta with the sign of target = g(mean response) (reciprocal, power, identity of a
+    positive mean): eta_i = x_i'beta + offset_i must satisfy s eta_i >= |target| / 2, s = sign(target).
+    An offset outside the span of X leaves rows out of range after least squares (a gamma model
+    with a reciprocal link and an offset in (-1, 1) failed at its start). Unchanged where X spans
+    no constant or no shift helps."""
+    d = ws.design
+    lo, hi = ws.dist.mean_range
+    with np.errstate(all="ignore"):
+        ones = np.linalg.lstsq(d.X, np.ones(d.n), rcond=None)[0]
+        if not (np.isfinite(target) and target != 0.0 and np.allclose(d.X @ ones, 1.0)):
+            return beta
+        s = np.sign(target)
+        eta = d.X @ beta + d.offset
+        shift = max(0.0, 0.5 * abs(target) - float(np.min(s * eta)))
+        moved = beta + s * shift * ones
+        mu = ws.link.inverse_np(d.X @ moved + d.offset)
+    return moved if np.all(np.isfinite(mu) & (mu > lo) & (mu < hi)) else beta
+
+
 def _link_scale(ws: Workspace, y: np.ndarray, beta0: np.ndarray) -> float | None:
     """The SD of the first random-effects term's level effects on the link scale, for a link whose
     scale has units (identity, reciprocal, power; custom links), where the default start of SDs
@@ -290,23 +320,23 @@ def _link_scale(ws: Workspace, y: np.ndarray, beta0: np.ndarray) -> float | None
         return None
     d = ws.design
     codes, J = d.terms[0].codes, d.terms[0].n_levels
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # overflow here means no usable estimate (None), not a warning
         eta = d.X @ beta0 + d.offset
         mu = ws.dist.clip_mean(ws.link.inverse_np(eta))
         r = (y - mu) / ws.link.mu_eta(eta)
-    ok = np.isfinite(r)
-    n_j = np.bincount(codes[ok], minlength=J).astype(float)
-    used = n_j > 0
-    if used.sum() < 2:
-        return None
-    means = np.bincount(codes[ok], weights=r[ok], minlength=J) / np.maximum(n_j, 1.0)
-    rbar = means[used]
-    within = r[ok] - means[codes[ok]]
-    df = ok.sum() - used.sum()
-    s2w = float(within @ within) / df if df > 0 else 0.0
-    between = float(np.var(rbar, ddof=1))
-    var_b = max(between - s2w * float(np.mean(1.0 / n_j[used])), 0.1 * between)
-    sd = float(np.sqrt(var_b))
+        ok = np.isfinite(r)
+        n_j = np.bincount(codes[ok], minlength=J).astype(float)
+        used = n_j > 0
+        if used.sum() < 2:
+            return None
+        means = np.bincount(codes[ok], weights=r[ok], minlength=J) / np.maximum(n_j, 1.0)
+        rbar = means[used]
+        within = r[ok] - means[codes[ok]]
+        df = ok.sum() - used.sum()
+        s2w = float(within @ within) / df if df > 0 else 0.0
+        between = float(np.var(rbar, ddof=1))
+        var_b = max(between - s2w * float(np.mean(1.0 / n_j[used])), 0.1 * between)
+        sd = float(np.sqrt(var_b))
     return sd if np.isfinite(sd) and sd > 0 else None
 
 

@@ -207,6 +207,37 @@ def test_custom_link_from_pytensor_ops_matches_the_builtin_link():
     assert again.refit(custom.response()).log_likelihood == pytest.approx(custom.log_likelihood, abs=1e-9)
 
 
+def custom_cloglog_inverse(eta):
+    import pytensor.tensor as pt
+
+    return 1.0 - pt.exp(-pt.exp(eta))
+
+
+def custom_cloglog(mu):
+    return np.log(-np.log1p(-mu))
+
+
+def test_custom_link_whose_derivative_underflows_matches_the_builtin_link():
+    """A hand-written complementary log-log on Bernoulli data with a steep covariate: at the GLM
+    start d mu/d eta = exp(eta - exp(eta)) underflows on the largest eta, the working residuals
+    (y - mu) / (d mu/d eta) reach ~1e200, and the data-scale SD start (a custom link has units as
+    far as the engine knows) was ~1e45. The fit stayed there, 'converged', at logLik -1225.8
+    against the built-in link's -82.73. The start now keeps the data's scale only where its
+    objective beats the default start's."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(20), 10)
+    x = 2.0 * rng.normal(size=200)
+    b = rng.normal(scale=0.7, size=20)
+    eta = -1.0 + x + b[g]
+    y = (rng.uniform(size=200) < -np.expm1(-np.exp(eta))).astype(float)
+    data = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    builtin = ppl_glmm.fitglme(data, "y ~ x + (1|g)", distribution="binomial", link="comploglog")
+    link = {"inverse": custom_cloglog_inverse, "link": custom_cloglog, "name": "mycll"}
+    custom = ppl_glmm.fitglme(data, "y ~ x + (1|g)", distribution="binomial", link=link)
+    assert custom.log_likelihood == pytest.approx(builtin.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(custom.coefficients.Estimate, builtin.coefficients.Estimate, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "bad,match",
     [

@@ -29,6 +29,8 @@
 ##   gamma_inverse      Gamma(inverse) (MATLAB link "reciprocal" / power -1);
 ##                      glmmTMB, glmer, exact_laplace. reference: exact_laplace.
 ##   gamma_slope        y ~ x + (1 + x|g), Gamma(log); glmmTMB only (reference).
+##   gamma_reciprocal_offset  y ~ x + offset(off) + (1|g), Gamma(inverse); glmmTMB
+##                      only (reference). An offset outside the span of X.
 ##   invgauss_log       inverse Gaussian, log link: glmmTMB 1.1.5 has no inverse
 ##                      Gaussian family (checked: not in glmmTMB:::.valid_family);
 ##                      reference: exact_laplace; glmer recorded with a note.
@@ -129,6 +131,7 @@ rd <- function(f) {
 D <- list(
   gamma_log = rd("gamma_log.csv"), gamma_weights = rd("gamma_weights.csv"),
   gamma_inverse = rd("gamma_inverse.csv"), gamma_slope = rd("gamma_slope.csv"),
+  gamma_reciprocal_offset = rd("gamma_reciprocal_offset.csv"),
   invgauss_log = rd("invgauss_log.csv"), invgauss_canonical = rd("invgauss_canonical.csv"),
   nb_single = rd("nb_single.csv"), nb_weights = rd("nb_weights.csv"),
   nb_two_terms = rd("nb_two_terms.csv"),
@@ -201,11 +204,12 @@ re1 <- function(grp) list(list(py = grp, key = grp, grp = grp, cn = "(Intercept)
 ## glmmTMB
 ## ---------------------------------------------------------------------------
 tmb_rel_tols <- c(1e-14, 1e-12, 1e-10, 1e-8)
-fit_tmb <- function(formula, data, family, weights = NULL, dispformula = ~ 1) {
+fit_tmb <- function(formula, data, family, weights = NULL, dispformula = ~ 1, start = NULL) {
   runs <- lapply(tmb_rel_tols, function(rt) {
     args <- list(formula = formula, data = data, family = family, REML = FALSE, dispformula = dispformula,
                  control = glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4, rel.tol = rt)))
     if (!is.null(weights)) args$weights <- weights
+    if (!is.null(start)) args$start <- start
     r <- tryCatch(capture(do.call(glmmTMB, args)), error = function(e) NULL)
     if (is.null(r)) return(NULL)
     r$rel.tol <- rt
@@ -955,6 +959,25 @@ if (want("gamma_slope")) {
     simulation_truth = list(beta = A(c(1, 0.5)), sd_b = A(c(0.4, 0.2)), corr = 0.3, shape = 5),
     glmmTMB = tmb_summary(tm, re, "gamma"), reference = "glmmTMB")
   say("  glmmTMB logLik %.10f corr %.6f", result$gamma_slope$glmmTMB$logLik, result$gamma_slope$glmmTMB$varcorr[[2]]$estimate)
+}
+if (want("gamma_reciprocal_offset")) {
+  say("\n=== gamma_reciprocal_offset ===")
+  re <- list(list(py = "g", key = "g", grp = "g", cn = "(Intercept)"))
+  ## glmmTMB's default start (beta = 0) has eta = offset < 0 on some rows, a NaN log-likelihood
+  ## ("negative log-likelihood is NaN at starting parameter values"): start at the simulation truth
+  tm <- fit_tmb(y ~ x + offset(off) + (1 | g), D$gamma_reciprocal_offset, Gamma(link = "inverse"),
+                start = list(beta = c(1.2, 0.1), theta = log(0.2)))
+  result$gamma_reciprocal_offset <- list(
+    data = "gamma_reciprocal_offset.csv", r_formula = "y ~ x + offset(off) + (1 | g)", family = "gamma",
+    link = "inverse",
+    python = 'fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="reciprocal", offset="off")',
+    nobs = nrow(D$gamma_reciprocal_offset), names_python = S(names_x),
+    simulation_truth = list(beta = A(c(1.2, 0.1)), sd_b = 0.2, shape = 5),
+    glmmTMB = tmb_summary(tm, re, "gamma"), reference = "glmmTMB",
+    notes = list(start = paste(
+      "glmmTMB's default start fails (eta = offset < 0 on some rows: NaN log-likelihood); started at",
+      "the simulation truth beta = (1.2, 0.1), sd = 0.2")))
+  say("  glmmTMB logLik %.10f", result$gamma_reciprocal_offset$glmmTMB$logLik)
 }
 if (want("nb_two_terms")) {
   say("\n=== nb_two_terms ===")

@@ -14,6 +14,9 @@ It writes, with fixed seeds (numpy's default_rng, one seed per file), the CSV fi
   y ~ Gamma(shape 3 w, mean mu) (MATLAB's rule Var(y | b) = sigma^2 mu^2 / w with sigma^2 = 1/3).
 * ``gamma_inverse.csv``: 50 groups x 10 rows, x ~ U(-2, 2), 1/mu = 0.5 + 0.1 x + b,
   b ~ N(0, 0.05^2), shape 8 (eta stays in about [0.2, 0.8]).
+* ``gamma_reciprocal_offset.csv``: 10 groups x 10 rows, x ~ N(0, 1), offset off ~ U(-1, 1),
+  1/mu = 1.2 + 0.1 x + b + off, b ~ N(0, 0.1^2), shape 5 (eta in about [0.05, 2.5]; the offset,
+  outside the span of X, put the old least-squares start's eta below 0 on some rows).
 * ``gamma_slope.csv``: 30 groups x 10 rows, x ~ N(0, 1), log mu = 1 + 0.5 x + b0 + b1 x with
   sd(b0) = 0.4, sd(b1) = 0.2, corr 0.3, shape 5.
 * ``invgauss_log.csv``: 30 groups x 10 rows, x ~ N(0, 1), log mu = 0.5 + 0.3 x + b, b ~ N(0, 0.3^2),
@@ -94,6 +97,17 @@ def gamma_inverse(seed: int = 7002) -> pd.DataFrame:
     eta = 0.5 + 0.1 * x + b
     assert eta.min() > 0.1
     return pd.DataFrame({"y": _gamma(rng, 1 / eta, 20.0), "x": x, "g": g})
+
+
+def gamma_reciprocal_offset(seed: int = 7027) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    idx, g = _groups(10, 10)
+    x = np.round(rng.normal(0, 1, idx.size), 4)
+    off = np.round(rng.uniform(-1, 1, idx.size), 4)
+    b = rng.normal(0, 0.2, 10)[idx]
+    eta = 1.2 + 0.1 * x + b + off
+    assert eta.min() > 0.05
+    return pd.DataFrame({"y": _gamma(rng, 1 / eta, 5.0), "x": x, "off": off, "g": g})
 
 
 def gamma_slope(seed: int = 7003) -> pd.DataFrame:
@@ -196,6 +210,7 @@ def main() -> None:
     gl[["y_w", "x", "g", "w"]].rename(columns={"y_w": "y"}).to_csv(OUT / "gamma_weights.csv", index=False)
     gamma_inverse().to_csv(OUT / "gamma_inverse.csv", index=False)
     gamma_slope().to_csv(OUT / "gamma_slope.csv", index=False)
+    gamma_reciprocal_offset().to_csv(OUT / "gamma_reciprocal_offset.csv", index=False)
     invgauss(7004, canonical=False).to_csv(OUT / "invgauss_log.csv", index=False)
     invgauss(7005, canonical=True).to_csv(OUT / "invgauss_canonical.csv", index=False)
     nb = nb_single()
