@@ -7,6 +7,7 @@ LRStat are compared to 1e-6 absolute, and pValue to 1e-6 relative (the p-values 
 """
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -314,3 +315,53 @@ def test_fixed_span_check():
     B = rng.normal(size=(50, 3))
     assert columns_in_span(B @ rng.normal(size=(3, 2)), B)
     assert not columns_in_span(rng.normal(size=(50, 1)), B)
+
+
+def _logit_inverse(eta):
+    import pytensor.tensor as pt
+
+    return pt.sigmoid(eta)
+
+
+def _logit_inverse_again(eta):
+    import pytensor.tensor as pt
+
+    return 1.0 / (1.0 + pt.exp(-eta))
+
+
+def _logit(mu):
+    return np.log(mu) - np.log1p(-mu)
+
+
+def test_custom_links_are_the_same_link_when_their_functions_are():
+    """The same custom link given twice (each call compiles its own NumPy inverse) or brought back
+    by pickle is one link: compare refused it as 'different links (mylogit and mylogit)'. Other
+    functions under the same name, and power links whose names round to the same 6 digits, are
+    still different links."""
+    import pickle
+
+    cb = _cbpp()
+    kw = dict(distribution="binomial", binomial_size="size")
+
+    def fit(formula, inverse=_logit_inverse, **extra):
+        link = {"inverse": inverse, "link": _logit, "name": "mylogit"}
+        return ppl_glmm.fitglme(cb, formula, link=link, **kw, **extra)
+
+    small, big = fit("incidence ~ 1 + (1|herd)"), fit("incidence ~ period + (1|herd)")
+    builtin = ppl_glmm.fitglme(cb, "incidence ~ 1 + (1|herd)", **kw).compare(
+        ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", **kw)
+    )
+    for a, b in [(small, big), (pickle.loads(pickle.dumps(small)), big)]:
+        table = a.compare(b)
+        np.testing.assert_allclose(table["LRStat"].iloc[1], builtin["LRStat"].iloc[1], rtol=1e-6)
+        assert table["deltaDF"].iloc[1] == 3
+    other = fit("incidence ~ period + (1|herd)", inverse=_logit_inverse_again)
+    with pytest.raises(InputError, match=r"different links \(custom link 'mylogit' of"):
+        small.compare(other)
+    with pytest.warns(GLMMWarning, match="needs a positive linear predictor"):
+        third = ppl_glmm.fitglme(cb, "incidence ~ 1 + (1|herd)", distribution="poisson", link=1 / 3)
+    with pytest.warns(GLMMWarning, match="needs a positive linear predictor"):
+        rounded = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", distribution="poisson", link=0.333333)
+    assert third.link == rounded.link == "power(0.333333)"
+    with pytest.raises(InputError, match=re.escape("links (power(0.3333333333333333) and power(0.333333))")):
+        third.compare(rounded)

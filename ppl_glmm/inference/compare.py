@@ -117,9 +117,18 @@ def random_in_span(small_terms, big_terms, n: int, tol: float = SPAN_TOL) -> boo
 
 
 def _same_link(a, b) -> bool:
-    if a.name != b.name:
+    """The same link function: built-in links by name and power links by exponent (their names round
+    it to 6 digits); custom links by the user's callables, so the same functions given again or
+    brought back by pickle are one link (the compiled NumPy inverse is new each time)."""
+    if a.name != b.name or a.power != b.power or a.builtin != b.builtin:
         return False
-    return (a.builtin and b.builtin) or a.inverse_np is b.inverse_np
+    return a.builtin or (a.inverse_pt is b.inverse_pt and a.link_np is b.link_np)
+
+
+def _link_label(link) -> str:
+    if link.power is not None:
+        return f"power({link.power!r})"
+    return link.name if link.builtin else f"custom link {link.name!r} of {link.inverse_pt!r}"
 
 
 def _check_comparable(a: ComparedModel, b: ComparedModel) -> None:
@@ -139,8 +148,8 @@ def _check_comparable(a: ComparedModel, b: ComparedModel) -> None:
         )
     if not _same_link(wa.link, wb.link):
         raise InputError(
-            f"alt: the models have different links ({wa.link.name} and {wb.link.name}); a "
-            "likelihood-ratio test needs the same distribution and link"
+            f"alt: the models have different links ({_link_label(wa.link)} and "
+            f"{_link_label(wb.link)}); a likelihood-ratio test needs the same distribution and link"
         )
     if not np.array_equal(da.binomial_size, db.binomial_size):
         raise InputError(
