@@ -226,8 +226,13 @@ def evaluate_offsets(exprs, df: pd.DataFrame, index: pd.Index, arg: str = "formu
             vals = sorted({str(v) for v in value[bad]})
             raise InputError(
                 f"{arg}: offset({expr}) is not finite ({', '.join(vals)}) in "
-                f"{rows_text(index[np.flatnonzero(bad)])}; remove those rows (exclude=...) or "
-                "correct the values (e.g. a zero exposure under log)"
+                f"{rows_text(index[np.flatnonzero(bad)])}; "
+                + (
+                    "remove those rows from newdata"
+                    if arg == "newdata"
+                    else "remove those rows (exclude=...)"
+                )
+                + " or correct the values (e.g. a zero exposure under log)"
             )
         total = total + value
     return total
