@@ -254,6 +254,16 @@ def test_an_observation_level_effect_separates_only_rows_of_several_trials():
     assert "(1 | obs)" in msg
 
 
+def test_binomial_counts_above_their_size_name_the_rows():
+    d = _frame()
+    k = 2 * d.s.to_numpy()
+    k[[4, 9]] = 3  # 3 successes of 2 trials
+    msg = _refuse(
+        d.assign(k=k), "k ~ x + (1|g)", "in 0..binomial_size", distribution="binomial", binomial_size=2
+    )
+    assert "rows 4, 9" in msg
+
+
 def test_single_level_factor_in_the_fixed_part():
     d = _frame().assign(f="a")
     msg = _refuse(d, "y ~ f*x + (1|g)", "factor 'f' has a single level")

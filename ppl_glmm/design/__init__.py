@@ -345,10 +345,12 @@ def build_design(
                 "w, multiples of 1/w in [0, 1]); give the number of trials per row "
                 "(binomial_size=array or column name) with success counts as response"
             )
-        if np.any((y < 0) | (y > size)):
+        out = (y < 0) | (y > size)
+        if np.any(out):
+            rows = rows_text(np.flatnonzero(out) if index is None else np.asarray(index)[out])
             raise InputError(
                 f"formula: binomial response '{formula.response}' must hold success counts "
-                "in 0..binomial_size"
+                f"in 0..binomial_size, and does not in {rows}"
             )
         if np.any(bad):
             rows = rows_text(np.flatnonzero(bad) if index is None else np.asarray(index)[bad])
