@@ -496,10 +496,9 @@ def _no_check(y, w, n, arg, index=None):
 
 
 def _rows(mask: np.ndarray, index) -> str:
-    from .design.checks import rows_text
+    from .design.checks import rows_where
 
-    pos = np.flatnonzero(mask)
-    return rows_text(pos if index is None else np.asarray(index)[pos])
+    return rows_where(mask, index)
 
 
 def _sigma_start_normal(y, mu, w):

@@ -32,6 +32,7 @@ from .checks import (
     normalize_levels,
     offset_variables,
     rows_text,
+    rows_where,
 )
 from .fixed import Encoder, FixedDesign, UsedRows, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, group_codes, z_matrix
@@ -347,13 +348,13 @@ def build_design(
             )
         out = (y < 0) | (y > size)
         if np.any(out):
-            rows = rows_text(np.flatnonzero(out) if index is None else np.asarray(index)[out])
+            rows = rows_where(out, index)
             raise InputError(
                 f"formula: binomial response '{formula.response}' must hold success counts "
                 f"in 0..binomial_size, and does not in {rows}"
             )
         if np.any(bad):
-            rows = rows_text(np.flatnonzero(bad) if index is None else np.asarray(index)[bad])
+            rows = rows_where(bad, index)
             raise InputError(
                 f"formula: binomial response '{formula.response}' must hold success counts (whole "
                 f"numbers in 0..binomial_size; with weights w, counts times w whole) when "

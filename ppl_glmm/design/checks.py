@@ -52,6 +52,12 @@ _CALLABLES = {**_MODULES, **_OFFSET_FUNCTIONS}  # what an offset expression may 
 _TICKED = re.compile(r"`([^`]+)`")
 
 
+def rows_where(mask: np.ndarray, index) -> str:
+    """rows_text of the rows where ``mask`` holds: their labels in ``index``, else positions."""
+    pos = np.flatnonzero(mask)
+    return rows_text(pos if index is None else np.asarray(index)[pos])
+
+
 def rows_text(labels, limit: int = 5) -> str:
     """'rows 3, 7, 12' or 'rows 3, 7, 12, 18, 25 and 9 more' (data index labels)."""
     labels = list(labels)
