@@ -521,6 +521,7 @@ def _nb_theta_start(y, mu, w):
 
 
 NB_POISSON_LIMIT = 1e8  # theta beyond which NB2 and Poisson log-densities differ by < ~mu^2 / 1e8
+NB_THETA_AT_LIMIT = 1e16  # theta standing for the Poisson limit itself (log-density 1e-12 from Poisson's)
 
 
 def _nb_theta_restart(y, mu, w, phi):
@@ -530,12 +531,18 @@ def _nb_theta_restart(y, mu, w, phi):
     for the gradient: a first BFGS step from a start far below the optimum (log theta moved by ~30)
     can land there, and the gradient test is then met at the Poisson fit (49 log-likelihood units below
     glmmTMB's on one data set). If the counts are overdispersed about the fit's conditional means
-    mu (moment estimate finite and below the limit), the optimum is at a finite theta: restart."""
+    mu (moment estimate finite and below the limit), the optimum is at a finite theta: restart.
+    If they are not, the optimum is the limit itself (the Poisson fit), and a fit that stopped on the
+    way (theta = 8.5e8 ended 1.8e-5 log-likelihood units below the Poisson fit it contains, its
+    gradient in log theta ~c / theta below the test) restarts from theta = ``NB_THETA_AT_LIMIT``."""
     if phi <= np.log(NB_POISSON_LIMIT):
         return None
     excess = float(np.sum((y - mu) ** 2 - mu))
     theta = float(np.sum(mu**2) / excess) if excess > 0 else np.inf
-    return float(np.log(theta)) if 0 < theta < NB_POISSON_LIMIT else None
+    if 0 < theta < NB_POISSON_LIMIT:
+        return float(np.log(theta))
+    far = float(np.log(NB_THETA_AT_LIMIT))
+    return far if phi < far - 1.0 else None
 
 
 @dataclass(frozen=True)

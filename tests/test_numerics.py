@@ -223,10 +223,13 @@ def test_negative_binomial_log_density_is_exact_up_to_the_poisson_limit():
     np.testing.assert_allclose(f(ks.astype(np.int64), mus.astype(float), thetas), exact, rtol=0, atol=2e-12)
 
 
-def test_a_negative_binomial_fit_of_poisson_data_is_not_below_the_poisson_fit():
+@pytest.mark.parametrize("seed", [2, 9])
+def test_a_negative_binomial_fit_of_poisson_data_is_not_below_the_poisson_fit(seed):
     """Counts ~ e^8 with no overdispersion: theta runs to the Poisson limit, and the NB fit (which
-    contains the Poisson model) must not end below it (it was 7.1e-5 below)."""
-    rng = np.random.default_rng(2)
+    contains the Poisson model) must not end below it. Seed 2 was 7.1e-5 below with PyMC's NB
+    log-density; seed 9 stopped at theta = 8.5e8, 1.8e-5 below (its gradient in log theta under the
+    test), and now fits again from the limit itself."""
+    rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(25), 20)
     x = rng.normal(size=g.size)
     y = rng.poisson(np.exp(8.0 + 0.2 * x + rng.normal(0, 0.3, 25)[g]))
@@ -234,4 +237,6 @@ def test_a_negative_binomial_fit_of_poisson_data_is_not_below_the_poisson_fit():
     pois = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson")
     nb = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="negative_binomial")
     assert nb.nb_theta > 1e7
-    assert nb.log_likelihood - pois.log_likelihood > -5e-8
+    # the NB log-density at theta = 1e16 is 1e-12 per row from the Poisson one; the two fits'
+    # own convergence leaves ~3e-10
+    assert nb.log_likelihood - pois.log_likelihood > -1e-9
