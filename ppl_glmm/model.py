@@ -654,6 +654,7 @@ class GeneralizedLinearMixedModel:
 
     def _check_new_response(self, ynew) -> np.ndarray:
         d, dist = self._ws.design, self._ws.dist
+        ynew = d.per_row(ynew, "ynew")
         raw = None if ynew is None or isinstance(ynew, (str, bytes, dict)) else np.asarray(ynew)
         if (
             raw is None

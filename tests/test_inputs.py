@@ -728,3 +728,64 @@ def test_an_object_series_with_pd_na_marks_the_row_missing():
     assert m.num_missing == 1 and m.num_observations == len(d) - 1
     ref = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", exclude=[3])
     assert m.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-10)
+
+
+def _cbpp_frame() -> pd.DataFrame:
+    d = pd.read_csv(Path(__file__).parent / "reference" / "data" / "cbpp.csv")
+    return d.astype({"herd": str, "period": str})
+
+
+_CBPP = ("incidence ~ period + (1|herd)",)
+_CBPP_KW = {"distribution": "binomial"}
+
+
+def test_a_series_argument_is_matched_to_the_rows_by_its_index():
+    """binomial_size, weights and offset given as Series in another row order are matched by label,
+    as pandas aligns (they were read by position: the sizes paired with the wrong rows)."""
+    d = _cbpp_frame()
+    d["w"] = 1 + d.index % 3  # (binomial prior weights are integers)
+    d["off"] = np.linspace(-0.3, 0.3, len(d))
+    by_name = ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size", weights="w", offset="off")
+    shuffled = d.sample(frac=1.0, random_state=3)
+    by_series = ppl_glmm.fitglme(
+        d, *_CBPP, **_CBPP_KW, binomial_size=shuffled["size"], weights=shuffled["w"], offset=shuffled["off"]
+    )
+    assert by_series.log_likelihood == pytest.approx(by_name.log_likelihood, abs=1e-10)
+    estimates = by_series.coefficients["Estimate"], by_name.coefficients["Estimate"]
+    np.testing.assert_allclose(*estimates, atol=1e-9)
+
+
+def test_a_series_whose_labels_are_not_the_rows_is_refused():
+    """A Series with other labels (e.g. a filtered frame's column re-indexed from 0) is refused
+    with the fix, not read by position."""
+    d = _cbpp_frame()
+    size = pd.Series(d["size"].to_numpy(), index=d.index + 100)
+    match = r"binomial_size: the Series' index does not match .*label 100.*to_numpy"
+    with pytest.raises(InputError, match=match):
+        ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size=size)
+    new = d.iloc[:6].reset_index(drop=True)
+    m = ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size")
+    with pytest.raises(InputError, match=r"offset: the Series' index does not match the index of newdata"):
+        m.predict(new, offset=pd.Series(np.zeros(6), index=range(10, 16)))
+
+
+def test_a_boolean_exclude_series_is_matched_by_label():
+    d = _cbpp_frame()
+    mask = pd.Series(d.index % 7 == 0, index=d.index)
+    plain = ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size", exclude=mask.to_numpy())
+    shuffled = mask.sample(frac=1.0, random_state=4)
+    by_label = ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size", exclude=shuffled)
+    assert by_label.num_observations == plain.num_observations
+    assert by_label.log_likelihood == pytest.approx(plain.log_likelihood, abs=1e-10)
+
+
+def test_refit_and_predict_match_a_series_to_the_rows_by_label():
+    d = _cbpp_frame()
+    m = ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size")
+    y = pd.Series(m.random(rng=5), index=d.index)
+    shuffled = y.sample(frac=1.0, random_state=6)
+    assert m.refit(shuffled).log_likelihood == pytest.approx(m.refit(y.to_numpy()).log_likelihood, abs=1e-10)
+    off = pd.Series(np.linspace(-0.2, 0.2, len(d)), index=d.index)
+    shuffled_off = off.sample(frac=1.0, random_state=7)
+    plain = m.predict(offset=off.to_numpy())[0]
+    np.testing.assert_allclose(m.predict(offset=shuffled_off)[0], plain, rtol=1e-12)

@@ -24,6 +24,7 @@ from ..errors import InputError, InputTypeError
 from ..families import Distribution
 from ..formula import ParsedFormula, quote_name
 from .checks import (
+    aligned,
     as_vector,
     check_columns,
     check_finite,
@@ -81,8 +82,20 @@ class Design:
     def used_index(self) -> pd.Index:
         """The labels of the used rows in the input table (its positions for a design without it),
         which messages about a row name, as ``fitglme``'s do."""
-        full = self.data.index if self.data is not None else pd.RangeIndex(self.subset.size)
-        return full[self.subset]
+        return self.full_index()[self.subset]
+
+    def full_index(self) -> pd.Index:
+        """The labels of every row of the input table (its positions for a design without it)."""
+        return self.data.index if self.data is not None else pd.RangeIndex(self.subset.size)
+
+    def per_row(self, value, arg: str):
+        """``value`` as given, or, for a Series, matched by label (:func:`.checks.aligned`) to the
+        rows of the data (n_total values) or to the used rows (n values)."""
+        if not isinstance(value, pd.Series):
+            return value
+        if len(value) == self.subset.size:
+            return aligned(value, self.full_index(), arg)
+        return aligned(value, self.used_index(), arg, "the rows used") if len(value) == self.n else value
 
     def detached(self) -> Design:
         """A copy without formulae's design object (it references modules, so it cannot be pickled):
@@ -104,14 +117,17 @@ def _var_names(rhs: str, df: pd.DataFrame, arg: str) -> set[str]:
     return {v for v in names if v in df.columns}
 
 
-def _vector_arg(value, data: pd.DataFrame, arg: str, default: float) -> np.ndarray:
+def _vector_arg(value, data: pd.DataFrame, arg: str, default: float, rows: str = "data") -> np.ndarray:
+    """One value per row of ``data`` (called ``rows`` in messages): from a column name, an array,
+    or a Series matched to the rows by its index (:func:`.checks.aligned`); ``default`` if None."""
     n = len(data)
     if value is None:
         return np.full(n, default, dtype=float)
     if isinstance(value, str):
         if value not in data.columns:
-            raise InputError(f"{arg}: column '{value}' not found in data")
+            raise InputError(f"{arg}: column '{value}' not found in {rows}")
         value = data[value]
+    value = aligned(value, data.index, arg, rows)
     _refuse_text(value, arg)
     objects = isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object
     if objects or isinstance(value, (list, tuple)):  # None and pd.NA mark a row missing, as NaN
@@ -149,10 +165,13 @@ def _refuse_text(value, arg: str) -> None:
         )
 
 
-def _exclude_mask(exclude, n: int) -> np.ndarray:
+def _exclude_mask(exclude, index: pd.Index) -> np.ndarray:
+    n = len(index)
     mask = np.zeros(n, dtype=bool)
     if exclude is None:
         return mask
+    if isinstance(exclude, pd.Series) and pd.api.types.is_bool_dtype(exclude):
+        exclude = aligned(exclude, index, "exclude")  # a mask by row label (positions are values)
     arr = np.asarray(exclude).reshape(-1)
     if arr.size == 0:  # (an empty list is float to NumPy)
         return mask
@@ -270,7 +289,7 @@ def build_design(
     off = _vector_arg(offset, data, "offset", 0.0)
     for arr, arg in ((size, "binomial_size"), (w, "weights"), (off, "offset")):
         _infinite_arg(arr, arg, data.index)
-    excluded = _exclude_mask(exclude, n_total)
+    excluded = _exclude_mask(exclude, data.index)
 
     used_cols = sorted({formula.response} | fixed_vars | random_vars | offset_vars)
     full = {c: data[c] for c in used_cols}  # column by column: no DataFrame of them is indexed
@@ -704,8 +723,8 @@ def new_data_design(
     check_new_data(newdata)
     if dist is not None and binomial_size is not None and dist.name != "binomial":
         raise InputError("binomial_size: only valid with distribution='binomial'")
-    w = _vector_arg(weights, newdata, "weights", 1.0)
-    size = _vector_arg(binomial_size, newdata, "binomial_size", 1.0)
+    w = _vector_arg(weights, newdata, "weights", 1.0, "newdata")
+    size = _vector_arg(binomial_size, newdata, "binomial_size", 1.0, "newdata")
     if dist is not None:
         for arr, arg in ((w, "weights"), (size, "binomial_size")):
             _infinite_arg(arr, arg, newdata.index, missing_note=False)
@@ -752,7 +771,7 @@ def new_data_design(
         X, fixed.names, "newdata: fixed-effects column", newdata.index, "remove or correct those rows"
     )
     n = len(df)
-    off = _vector_arg(offset, newdata, "offset", 0.0)
+    off = _vector_arg(offset, newdata, "offset", 0.0, "newdata")
     _infinite_arg(off, "offset", newdata.index, missing_note=False)
     if np.isnan(off).any():
         raise InputError("offset: contains NaN; give a value for every row of newdata")

@@ -27,6 +27,7 @@ import pandas as pd
 from ..errors import InputError
 
 __all__ = [
+    "aligned",
     "check_columns",
     "check_finite",
     "evaluate_offsets",
@@ -83,6 +84,28 @@ def as_vector(arr: np.ndarray, arg: str) -> np.ndarray:
     if arr.ndim > 1 and sorted(arr.shape)[-2] != 1:
         raise InputError(f"{arg}: expected a vector (one value per row), got an array of shape {arr.shape}")
     return arr.reshape(-1)
+
+
+def aligned(value, index: pd.Index, arg: str, rows: str = "data"):
+    """``value`` in the order of ``index`` when it is a pandas Series: as given when its index is
+    ``index``; reordered by label when it holds the same labels in another order (as pandas aligns);
+    refused when its labels are other labels (a filtered data frame's weights given with a fresh
+    RangeIndex, say), where reading it by position would pair values with the wrong rows silently.
+    Anything else (arrays, lists, a Series of one value) is returned unchanged."""
+    if not isinstance(value, pd.Series) or len(value) == 1 or value.index.equals(index):
+        return value
+    if len(value) == len(index) and value.index.is_unique and index.is_unique:
+        pos = value.index.get_indexer(index)
+        if (pos >= 0).all():
+            return value.iloc[pos]
+    if len(value) != len(index):
+        return value  # the caller's length check names the sizes
+    unknown = value.index.difference(index) if value.index.is_unique and index.is_unique else value.index
+    example = f" (e.g. label {unknown[0]!r} is not a row of {rows})" if len(unknown) else ""
+    raise InputError(
+        f"{arg}: the Series' index does not match the index of {rows}{example}; reindex it as "
+        f"{rows} ({arg}.reindex({rows}.index)), or pass {arg}.to_numpy() to take its values by position"
+    )
 
 
 def check_columns(data: pd.DataFrame, arg: str = "data") -> None:

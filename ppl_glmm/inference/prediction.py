@@ -137,7 +137,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
             if isinstance(offset, str):
                 raise InputTypeError("offset: a column name needs newdata; pass the offset values instead")
             try:
-                off = np.asarray(offset, dtype=float)
+                off = np.asarray(d.per_row(offset, "offset"), dtype=float)
             except (TypeError, ValueError) as err:
                 raise InputTypeError(
                     f"offset: expected a numeric vector, got {type(offset).__name__}"
