@@ -11,7 +11,7 @@ import pandas as pd
 from .covariance_patterns import check_bayes_patterns, check_pattern_input, parse_patterns
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError
-from .families import get_distribution, get_link, link_warning
+from .families import check_custom_link, get_distribution, get_link, link_warning
 from .fit_methods import METHODS, check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
@@ -182,6 +182,7 @@ def _prepare(
         exclude=exclude,
         link=lnk,
     )
+    check_custom_link(lnk, dist, design.y, design.binomial_size)
     check_mu_start(opts, design.n, dist, lnk)
     if method.check is not None:
         method.check(design, dist, opts)

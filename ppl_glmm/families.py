@@ -780,3 +780,32 @@ def link_warning(dist: Distribution, link: Link) -> str | None:
     if link.name in dist.bad_links:
         return f"link: '{link.name}' with distribution '{dist.name}' can give means outside the valid range"
     return None
+
+
+def check_custom_link(link: Link, dist: Distribution, y: np.ndarray, n: np.ndarray) -> None:
+    """A custom link's ``link`` must invert its ``inverse``: g^-1(g(mu)) = mu (relative 1e-6) at the
+    family's starting means of the data, where g(mu) is finite. The ML fit needs only ``inverse``
+    (the PyMC model's likelihood), but its start, MPL's start and clipped means and the Bayesian default
+    priors use ``link``: one that is not the inverse (np.log10 for pt.exp) would change them
+    silently. Built-in links pass unchecked."""
+    if link.builtin:
+        return
+    mu = dist.mu_start(y, n)
+    with np.errstate(all="ignore"):
+        eta = np.asarray(link.link_np(mu), dtype=float)
+        back = np.asarray(link.inverse_np(eta), dtype=float) if eta.shape == mu.shape else None
+    if back is None:
+        raise InputError(
+            f"link: the custom link's link(mu) returned an array of shape {eta.shape} for {mu.size} "
+            "means; it must map each mean to its linear predictor (NumPy, elementwise)"
+        )
+    # (a mean outside the link's range, e.g. a negative normal response under a log link, is left
+    # to the start, which does without it)
+    bad = np.isfinite(eta) & ~np.isclose(back, mu, rtol=1e-6, atol=1e-12)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"link: the custom link's link and inverse do not invert each other: inverse(link({mu[i]:.6g})) "
+            f"= {back[i]:.6g} (link gave eta = {eta[i]:.6g}); give link(mu) as the inverse function of "
+            "inverse(eta), e.g. np.log for pt.exp"
+        )

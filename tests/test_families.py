@@ -238,6 +238,32 @@ def test_custom_link_whose_derivative_underflows_matches_the_builtin_link():
     np.testing.assert_allclose(custom.coefficients.Estimate, builtin.coefficients.Estimate, rtol=1e-5)
 
 
+def custom_exp(eta):
+    import pytensor.tensor as pt
+
+    return pt.exp(eta)
+
+
+def test_custom_link_whose_link_does_not_invert_its_inverse_is_refused():
+    """link=np.log10 with inverse=pt.exp: the ML fit used only the inverse and still ended at the
+    log link's optimum, but the start, MPL's start and the Bayesian default priors use
+    link(mu), so a mismatch changed those silently. Refused before any work, with the fix."""
+    cbpp = pd.read_csv("tests/reference/data/cbpp.csv")
+    link = {"inverse": custom_exp, "link": np.log10, "name": "mylog"}
+    match = r"link: the custom link's link and inverse do not invert each other: inverse\(link\("
+    with pytest.raises(ppl_glmm.InputError, match=match):
+        ppl_glmm.fitglme(cbpp, "incidence ~ period + (1|herd)", distribution="poisson", link=link)
+    with pytest.raises(ppl_glmm.InputError, match=match):
+        ppl_glmm.fitglme_bayes(cbpp, "incidence ~ period + (1|herd)", distribution="poisson", link=link)
+    ok = ppl_glmm.fitglme(
+        cbpp, "incidence ~ period + (1|herd)", distribution="poisson", link={**link, "link": np.log}
+    )
+    assert ok.log_likelihood == pytest.approx(
+        ppl_glmm.fitglme(cbpp, "incidence ~ period + (1|herd)", distribution="poisson").log_likelihood,
+        abs=1e-9,
+    )
+
+
 @pytest.mark.parametrize(
     "bad,match",
     [
