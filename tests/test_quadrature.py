@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from functools import cache
 
 import numpy as np
@@ -538,3 +539,35 @@ def test_options_are_validated(options, error, match):
     kw = {"fit_method": "quadrature", **options}
     with pytest.raises(error, match=match):
         ppl_glmm.fitglme(_cbpp(), CBPP[0], **kw, **CBPP[1])
+
+
+def _identity_poisson_wall_data() -> pd.DataFrame:
+    """Poisson counts under an identity link with a wide level SD: levels with means near 0."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(30), 6)
+    x = rng.normal(size=g.size)
+    mu = np.clip(2 + 0.3 * x + 1.5 * rng.normal(size=30)[g], 0.05, None)
+    return pd.DataFrame({"y": rng.poisson(mu), "x": x, "g": g.astype(str)})
+
+
+def test_a_quadrature_stopped_where_its_nodes_leave_the_support_says_so():
+    """A quadrature node outside the family's range makes the quadrature undefined where the model
+    (and its Laplace objective) is defined. The warning blamed the optimum ('may lie against that
+    boundary'); it now says that the fit stopped at the edge of where the quadrature is defined,
+    and how to avoid it. A Laplace fit stopped by its conditional modes keeps the other message."""
+    d = _identity_poisson_wall_data()
+    kw = {"distribution": "poisson", "link": "identity"}
+
+    def message(**more) -> str:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", **kw, **more)
+        assert not m.converged
+        return next(str(w.message) for w in caught if issubclass(w.category, ppl_glmm.ConvergenceWarning))
+
+    quad = message(fit_method="quadrature", n_agq=9)
+    assert "quadrature nodes that put a mean outside the family's range" in quad
+    assert "need not be near the optimum; fit_method='laplace', fewer nodes (n_agq)" in quad
+    laplace = message()
+    assert "a conditional mode where the link puts the mean outside" in laplace
+    assert "quadrature" not in laplace

@@ -212,6 +212,7 @@ def _minimize(
 ) -> tuple[OptimizationSummary, InnerMode]:
     t0 = time.perf_counter()
     evals0 = problem.n_evals
+    nodes0 = getattr(problem, "node_failures", 0)  # (quadrature: evaluations with a node outside)
     evaluate = problem.value_and_grad if log is None else log
     # a problem that profiles phi out (the linear mixed model, ML or REML: sigma in closed form; see
     # engine.lmm) is optimised over the other parameters, with the full gradient without phi's entry
@@ -322,11 +323,21 @@ def _minimize(
     message = str(res.message)
     if restarts:
         message += f"; restarted {restarts} time(s) from the best point evaluated"
-    if not converged and outside[0]:
+    nodes = getattr(problem, "node_failures", 0) - nodes0
+    if not converged and nodes:
+        # the model is defined there (its Laplace objective is finite): only the quadrature is not
         message += (
-            f"; {outside[0]} point(s) evaluated had no finite objective (a conditional mode or a "
-            "quadrature node where the link puts the mean outside the family's range): the "
-            "optimum may lie against that boundary; a link that keeps every mean in range avoids it"
+            f"; {max(outside[0], 1)} point(s) evaluated had no finite objective (quadrature nodes "
+            "that put a mean outside the family's range: the quadrature is not defined there, "
+            "although the model is): the fit stopped at the edge of the region where the "
+            "quadrature is defined, which need not be near the optimum; fit_method='laplace', fewer "
+            "nodes (n_agq) or a link that keeps every mean in range avoids it"
+        )
+    elif not converged and outside[0]:
+        message += (
+            f"; {outside[0]} point(s) evaluated had no finite objective (a conditional mode where "
+            "the link puts the mean outside the family's range): the optimum may lie against that "
+            "boundary; a link that keeps every mean in range avoids it"
         )
     if steps:
         message += f"; {steps} Newton step(s) on the finite-difference Hessian"

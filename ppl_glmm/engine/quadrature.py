@@ -132,6 +132,7 @@ class QuadratureProblem(LaplaceProblem):
         self.group = np.ascontiguousarray(re.cols[:, 0], dtype=np.int64)  # level of each row
         self._X = np.ascontiguousarray(X, dtype=float)  # the kernels' layout
         self._t = np.ascontiguousarray(self.theta_entries[0][0], dtype=float)  # d a / d theta = s t
+        self.node_failures = 0  # evaluations with a node outside the support (per fit: clones copy 0)
 
     def _at_nodes(self, eta_nodes: np.ndarray, phi: float) -> list[np.ndarray]:
         """[l, l_e, (l_phi)] at a (K, n) array of eta, the (n,) data broadcast over the nodes."""
@@ -159,11 +160,13 @@ class QuadratureProblem(LaplaceProblem):
         except _invalid_parameter_errors():
             # a node outside the likelihood's support (e.g. a negative Poisson mean on an identity
             # link): the quadrature cannot be formed here; the outer line search steps back
+            self.node_failures += 1
             return self._failed(mode)
         log_m, pi = k.node_weights(
             d[0], mode.derivs[0], self.group, s, mode.u, self.z, self._log_w_half_z2, self.re.q
         )
         if not math.isfinite(log_m):
+            self.node_failures += 1
             return self._failed(mode)
         fields = _fields(mode)
         fields["objective"] = mode.objective - log_m
