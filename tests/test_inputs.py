@@ -528,7 +528,8 @@ def test_a_logical_response_read_with_missing_values_is_logical():
     _refuse(
         d.assign(b=d.b.map({True: "yes", False: "no", None: None})),
         "b ~ x + (1|g)",
-        r"^formula: response 'b' must be numeric \(or logical\), got values such as 'yes'$",
+        r"^formula: response 'b' must be numeric \(or logical\), got dtype \S+ with values such as 'yes'; "
+        r"convert it to numbers",
         distribution="binomial",
     )
 
@@ -698,7 +699,7 @@ def test_text_weights_and_offsets_are_refused(arg):
     _refuse(
         d,
         "k ~ x + (1|g)",
-        rf"{arg}: column 't' holds text \(e\.g\. '2' at position 0\)",
+        rf"{arg}: column 't' holds text \(e\.g\. '2' in row 0\)",
         kind=TypeError,
         distribution="poisson",
         **{arg: "t"},
@@ -760,7 +761,7 @@ def test_a_series_whose_labels_are_not_the_rows_is_refused():
     with the fix, not read by position."""
     d = _cbpp_frame()
     size = pd.Series(d["size"].to_numpy(), index=d.index + 100)
-    match = r"binomial_size: the Series' index does not match .*label 100.*to_numpy"
+    match = r"binomial_size: the Series' index does not match .*no value for row 0\).*to_numpy"
     with pytest.raises(InputError, match=match):
         ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size=size)
     new = d.iloc[:6].reset_index(drop=True)
@@ -789,3 +790,49 @@ def test_refit_and_predict_match_a_series_to_the_rows_by_label():
     shuffled_off = off.sample(frac=1.0, random_state=7)
     plain = m.predict(offset=off.to_numpy())[0]
     np.testing.assert_allclose(m.predict(offset=shuffled_off)[0], plain, rtol=1e-12)
+
+
+def test_series_matching_names_repeated_labels_and_the_fix_that_works():
+    """Repeated labels: the message said a label that is a row of data was not, and suggested a
+    reindex that fails on repeated labels; predict's offset Series had its InputError replaced by
+    'expected a numeric vector'; refit with the used rows' values suggested unrunnable code."""
+    d = _cbpp_frame()
+    dup = d.set_axis(np.repeat(np.arange(len(d) // 2 + 1), 2)[: len(d)])
+    size = pd.Series(dup["size"].to_numpy(), index=dup.index).iloc[::-1]
+    with pytest.raises(
+        InputError, match=r"labels repeat, so its values cannot be matched .*pass binomial_size.to_numpy\(\)"
+    ):
+        ppl_glmm.fitglme(dup, *_CBPP, **_CBPP_KW, binomial_size=size)
+    d2 = d.set_axis(d.index + 10)
+    m = ppl_glmm.fitglme(d2, *_CBPP, **_CBPP_KW, binomial_size="size")
+    with pytest.raises(
+        InputError,
+        match=r"offset: .*of data \(it has no value for row 56\); reindex it as data \(offset.reindex\(",
+    ):
+        m.predict(offset=pd.Series(np.zeros(len(d))))
+    d3 = d.copy()
+    d3.loc[[3, 8], "incidence"] = np.nan
+    m3 = ppl_glmm.fitglme(d3, *_CBPP, **_CBPP_KW, binomial_size="size")
+    used = pd.Series(m3.random(rng=1)[d3["incidence"].notna().to_numpy()])
+    with pytest.raises(
+        InputError,
+        match=r"ynew: .*of the rows used \(it has no value for row 54\); pass ynew.to_numpy\(\) to take",
+    ):
+        m3.refit(used)
+    assert m3.refit(used.to_numpy()).num_observations == len(d) - 2
+
+
+def test_hierarchical_columns_are_refused_with_the_fix():
+    d = _cbpp_frame()
+    d.columns = pd.MultiIndex.from_arrays([d.columns, ["a"] * d.shape[1]])
+    with pytest.raises(InputError, match=r"data: has hierarchical \(MultiIndex\) columns.*'_'.join"):
+        ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size")
+
+
+def test_a_categorical_response_of_numbers_is_refused_with_plain_values():
+    """The message showed the value's NumPy repr (np.int64(1)) and no fix."""
+    d = _cbpp_frame().assign(yc=lambda f: pd.Categorical((f["incidence"] > 0).astype(int)))
+    with pytest.raises(
+        InputError, match=r"got dtype category with values such as [01]; convert it to numbers"
+    ):
+        ppl_glmm.fitglme(d, "yc ~ period + (1|herd)", distribution="binomial")

@@ -361,3 +361,34 @@ def test_missing_values_in_newdata_name_the_columns_and_rows(sleep):
         sleep.predict(new)
     with pytest.raises(InputError, match=r"'Days'.*in rows r2, r4"):
         sleep.random(new, rng=0)
+
+
+def _logical_grouping_data() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(6), 10)
+    x = rng.normal(size=60)
+    d = pd.DataFrame({"x": x, "g": [f"g{i}" for i in g], "z": g % 2 == 0})
+    d["y"] = 1 + x + rng.normal(size=6)[g] + 3 * d["z"] + rng.normal(size=60)
+    return d
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1|z)", "y ~ x + (1|z:g)"])
+def test_predict_matches_logical_grouping_levels_by_name(formula):
+    """A bool grouping column's fitted levels are 'false'/'true'; newdata's True/False (bool,
+    boolean or object) did not match them, so every row was a new level and predict(data) gave
+    the marginal prediction silently (1.6 from fitted() here)."""
+    d = _logical_grouping_data()
+    m = ppl_glmm.fitglme(d, formula)
+    for z in (d["z"], d["z"].astype("boolean"), d["z"].astype(object)):
+        np.testing.assert_allclose(m.predict(d.assign(z=z))[0], m.fitted(), rtol=1e-12)
+
+
+def test_predict_matches_a_mixed_type_grouping_column_by_its_text():
+    """A grouping column of ints and strings is fitted with its values' text as levels; newdata
+    holding only the ints must match them ('1' is the fitted level of 1)."""
+    d = _logical_grouping_data()
+    d["h"] = [1 if int(v[1:]) < 3 else v for v in d["g"]]
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|h)")
+    first = (d["h"] == 1).to_numpy()
+    new = d[first].astype({"h": int})
+    np.testing.assert_allclose(m.predict(new)[0], m.fitted()[first], rtol=1e-12)

@@ -380,3 +380,16 @@ def test_a_refit_ending_at_a_correlation_of_one_leaves_the_boundary():
             fresh = ppl_glmm.fitglme(d.assign(y=y), "y ~ x + (1+x|g)")
             assert not fresh.singular
             assert m.refit(y).log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-8)
+
+
+def test_random_with_newdata_refuses_a_numeric_predictor_given_as_text():
+    """random(newdata) converted a text column silently to numbers where predict(newdata) refuses
+    it; both now run the same dtype check (one newdata design)."""
+    m = fit_case("mfr_poisson_effects")
+    new = load_mfr().head(10)
+    new = new.assign(time_dev=new["time_dev"].astype(str))
+    for call in (lambda: m.random(new, rng=0), lambda: m.predict(new)):
+        with pytest.raises(
+            ppl_glmm.InputTypeError, match=r"newdata: column 'time_dev' is numeric in the fitted"
+        ):
+            call()

@@ -95,7 +95,9 @@ class Design:
             return value
         if len(value) == self.subset.size:
             return aligned(value, self.full_index(), arg)
-        return aligned(value, self.used_index(), arg, "the rows used") if len(value) == self.n else value
+        if len(value) != self.n:
+            return value
+        return aligned(value, self.used_index(), arg, "the rows used", reindex=None)
 
     def detached(self) -> Design:
         """A copy without formulae's design object (it references modules, so it cannot be pickled):
@@ -127,8 +129,8 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float, rows: str =
         if value not in data.columns:
             raise InputError(f"{arg}: column '{value}' not found in {rows}")
         value = data[value]
-    value = aligned(value, data.index, arg, rows)
-    _refuse_text(value, arg)
+    value = aligned(value, data.index, arg, rows, f"{rows}.index")
+    _refuse_text(value, arg, data.index)
     objects = isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object
     if objects or isinstance(value, (list, tuple)):  # None and pd.NA mark a row missing, as NaN
         value = [np.nan if v is None or v is pd.NA else v for v in value]
@@ -149,8 +151,9 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float, rows: str =
     return arr
 
 
-def _refuse_text(value, arg: str) -> None:
-    """Text values are refused, as MATLAB refuses them (NumPy would parse '2' as 2.0)."""
+def _refuse_text(value, arg: str, index: pd.Index | None = None) -> None:
+    """Text values are refused, as MATLAB refuses them (NumPy would parse '2' as 2.0); the row is
+    named by its label in ``index`` when there is one value per row."""
     raw = np.asarray(value)
     if raw.dtype.kind not in "OUS":
         return
@@ -159,9 +162,11 @@ def _refuse_text(value, arg: str) -> None:
     if text:
         named = isinstance(value, pd.Series) and isinstance(value.name, str)
         where = f"column '{value.name}' holds" if named else "holds"
+        k = text[0]
+        at = f"in row {index[k]}" if index is not None and len(index) == raw.size else f"at position {k}"
         raise InputTypeError(
-            f"{arg}: {where} text (e.g. {str(raw[text[0]])!r} at position {text[0]}); give numbers, e.g. "
-            "convert the column with pd.to_numeric"
+            f"{arg}: {where} text (e.g. {str(raw[k])!r} {at}); give numbers, e.g. convert the column "
+            "with pd.to_numeric"
         )
 
 
@@ -347,9 +352,11 @@ def build_design(
     ):  # (an object column of True/False: a logical column read with missing values)
         raw = raw.astype(float)
     if not pd.api.types.is_numeric_dtype(raw):
+        example = raw.iloc[0].item() if isinstance(raw.iloc[0], np.generic) else raw.iloc[0]
         raise InputError(
-            f"formula: response '{formula.response}' must be numeric (or logical), got values such as "
-            f"{raw.iloc[0]!r}"
+            f"formula: response '{formula.response}' must be numeric (or logical), got dtype "
+            f"{raw.dtype} with values such as {example!r}; convert it to numbers (0/1 or counts for a "
+            "binomial response)"
         )
     y = raw.to_numpy(dtype=float)
     check_finite(
@@ -704,6 +711,22 @@ def check_new_data(newdata) -> None:
         raise InputError("newdata: has no rows; pass at least one row to evaluate")
 
 
+def _check_new_dtypes(design: Design, newdata: pd.DataFrame) -> None:
+    """A predictor numeric in the fit must be numeric in ``newdata`` (not text or logical)."""
+    grouping = {v for t in design.terms for v in t.spec.group_vars}
+    for v in design.predictors:
+        if v in design.categories or v in grouping or v not in newdata.columns:
+            continue
+        s = newdata[v]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            example = s.iloc[0] if len(s) else None
+            raise InputTypeError(
+                f"newdata: column '{v}' is numeric in the fitted data but has dtype {s.dtype} here "
+                f"(values such as {example!r}); convert it, e.g. newdata['{v}'] = "
+                f"pd.to_numeric(newdata['{v}'])"
+            )
+
+
 def new_data_design(
     design: Design,
     newdata: pd.DataFrame,
@@ -721,6 +744,7 @@ def new_data_design(
     as ``fitglme`` checks them, and every value must be finite.
     """
     check_new_data(newdata)
+    _check_new_dtypes(design, newdata)
     if dist is not None and binomial_size is not None and dist.name != "binomial":
         raise InputError("binomial_size: only valid with distribution='binomial'")
     w = _vector_arg(weights, newdata, "weights", 1.0, "newdata")
@@ -745,8 +769,13 @@ def new_data_design(
     for c in df.columns:
         df[c] = wide_integers(df[c])
     grouping = {v for t in design.terms for v in t.spec.group_vars}
-    for c in grouping:
-        df[c], _ = normalize_levels(df[c], c)
+    for c in grouping:  # levels named as the fit names them, so that they match by name
+        if _is_logical(df[c]):  # "false"/"true", whichever way the column holds them
+            df[c] = _as_logical_text(df[c])
+        elif c in design.text_levels:  # the fit's mixed-type column: its values' text
+            df[c] = df[c].map(str)
+        else:
+            df[c], _ = normalize_levels(df[c], c)
     for c in design.text_levels - grouping:
         df[c] = df[c].map(str)
     for c, cats in design.categories.items():

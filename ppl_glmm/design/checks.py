@@ -56,7 +56,9 @@ _TICKED = re.compile(r"`([^`]+)`")
 def rows_where(mask: np.ndarray, index) -> str:
     """rows_text of the rows where ``mask`` holds: their labels in ``index``, else positions."""
     pos = np.flatnonzero(mask)
-    return rows_text(pos if index is None else np.asarray(index)[pos])
+    if index is None:
+        return rows_text(pos)
+    return rows_text(index[pos] if isinstance(index, pd.Index) else np.asarray(index)[pos])
 
 
 def rows_text(labels, limit: int = 5) -> str:
@@ -86,30 +88,44 @@ def as_vector(arr: np.ndarray, arg: str) -> np.ndarray:
     return arr.reshape(-1)
 
 
-def aligned(value, index: pd.Index, arg: str, rows: str = "data"):
+def aligned(value, index: pd.Index, arg: str, rows: str = "data", reindex: str | None = "data.index"):
     """``value`` in the order of ``index`` when it is a pandas Series: as given when its index is
     ``index``; reordered by label when it holds the same labels in another order (as pandas aligns);
     refused when its labels are other labels (a filtered data frame's weights given with a fresh
-    RangeIndex, say), where reading it by position would pair values with the wrong rows silently.
-    Anything else (arrays, lists, a Series of one value) is returned unchanged."""
+    RangeIndex, say) or repeat, where reading it by position would pair values with the wrong rows
+    silently. Anything else (arrays, lists, a Series of one value or of another length, which the
+    caller's length check names) is returned unchanged. ``rows`` names the rows in messages and
+    ``reindex`` is the expression of their index for the fix (None: no such expression)."""
     if not isinstance(value, pd.Series) or len(value) == 1 or value.index.equals(index):
         return value
-    if len(value) == len(index) and value.index.is_unique and index.is_unique:
-        pos = value.index.get_indexer(index)
-        if (pos >= 0).all():
-            return value.iloc[pos]
     if len(value) != len(index):
-        return value  # the caller's length check names the sizes
-    unknown = value.index.difference(index) if value.index.is_unique and index.is_unique else value.index
-    example = f" (e.g. label {unknown[0]!r} is not a row of {rows})" if len(unknown) else ""
+        return value
+    by_position = f"pass {arg}.to_numpy() to take its values by position"
+    if not (value.index.is_unique and index.is_unique):
+        whose = "the Series'" if not value.index.is_unique else f"the index of {rows}"
+        raise InputError(
+            f"{arg}: the Series' index does not match the index of {rows}, and {whose} labels repeat, "
+            f"so its values cannot be matched to the rows by label; {by_position}"
+        )
+    pos = value.index.get_indexer(index)
+    if (pos >= 0).all():
+        return value.iloc[pos]
+    label = index[np.flatnonzero(pos < 0)[0]]
+    fix = f"reindex it as {rows} ({arg}.reindex({reindex})), or {by_position}" if reindex else by_position
     raise InputError(
-        f"{arg}: the Series' index does not match the index of {rows}{example}; reindex it as "
-        f"{rows} ({arg}.reindex({rows}.index)), or pass {arg}.to_numpy() to take its values by position"
+        f"{arg}: the Series' index does not match the index of {rows} (it has no value for row "
+        f"{label}); {fix}"
     )
 
 
 def check_columns(data: pd.DataFrame, arg: str = "data") -> None:
-    """Refuse duplicated column names: ``data[name]`` would be a table, not a column."""
+    """Refuse duplicated column names (``data[name]`` would be a table, not a column) and
+    hierarchical (MultiIndex) columns, which the formula cannot name."""
+    if isinstance(data.columns, pd.MultiIndex):
+        raise InputError(
+            f"{arg}: has hierarchical (MultiIndex) columns, which a formula cannot name; flatten "
+            f"them first, e.g. {arg}.columns = ['_'.join(map(str, c)) for c in {arg}.columns]"
+        )
     if data.columns.is_unique:  # (cached by pandas on the Index: no hashing per fit)
         return
     dup = data.columns[data.columns.duplicated()]

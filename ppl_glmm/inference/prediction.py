@@ -80,22 +80,6 @@ def mean_interval(link, dist, eta: np.ndarray, half: np.ndarray) -> tuple[np.nda
     return ypred, ci
 
 
-def _check_dtypes(design, newdata: pd.DataFrame) -> None:
-    """A predictor numeric in the fit must be numeric in ``newdata`` (not text or logical)."""
-    grouping = {v for t in design.terms for v in t.spec.group_vars}
-    for v in design.predictors:
-        if v in design.categories or v in grouping or v not in newdata.columns:
-            continue
-        s = newdata[v]
-        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            example = s.iloc[0] if len(s) else None
-            raise InputTypeError(
-                f"newdata: column '{v}' is numeric in the fitted data but has dtype {s.dtype} here "
-                f"(values such as {example!r}); convert it, e.g. newdata['{v}'] = "
-                f"pd.to_numeric(newdata['{v}'])"
-            )
-
-
 def _matched_z(fitted_terms, new_terms, m: int, q: int) -> sp.csr_matrix:
     """Z (m x q) of the new rows in the fit's b order: a level of ``newdata`` is matched to the
     fitted level of the same name (of an interaction, the same name of each part); rows of a new
@@ -124,7 +108,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
     row; default 0) plus the formula's offset terms on those rows. With newdata: X and the matched
     Z from ``newdata`` (validated), ``offset`` (array or column name; default 0) plus the formula's
     offset terms on newdata."""
-    from ..design import check_new_data, new_data_design
+    from ..design import new_data_design
     from ..design.checks import as_vector, evaluate_offsets
     from ..design.fixed import as_frame
 
@@ -136,8 +120,9 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
         else:
             if isinstance(offset, str):
                 raise InputTypeError("offset: a column name needs newdata; pass the offset values instead")
+            offset = d.per_row(offset, "offset")  # (a Series by label: its InputError stands)
             try:
-                off = np.asarray(d.per_row(offset, "offset"), dtype=float)
+                off = np.asarray(offset, dtype=float)
             except (TypeError, ValueError) as err:
                 raise InputTypeError(
                     f"offset: expected a numeric vector, got {type(offset).__name__}"
@@ -158,8 +143,6 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
         if d.formula.offsets:
             off = off + evaluate_offsets(d.formula.offsets, as_frame(d.fixed.frame), pd.RangeIndex(n))
         return d.X, None, off, d.subset
-    check_new_data(newdata)
-    _check_dtypes(d, newdata)
     nd = new_data_design(d, newdata, offset=offset)
     Z = _matched_z(d.terms, nd.terms, nd.n, d.q)
     return nd.X, Z, nd.offset, None
