@@ -290,8 +290,12 @@ def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = No
         out["pl_tolerance"] = float(v)
     if options.get("mu_start") is not None:  # (an explicit None: the default start)
         v = options["mu_start"]
+        from .design.checks import real_values
+
         try:
-            mu = np.asarray(v, dtype=float).reshape(-1)
+            mu = real_values(v, "mu_start").reshape(-1)
+        except InputTypeError:
+            raise
         except (TypeError, ValueError) as err:
             raise InputTypeError(f"mu_start: expected a numeric vector, got {type(v).__name__}") from err
         if n is not None and mu.size != n:

@@ -496,6 +496,12 @@ class GeneralizedLinearMixedModel:
                 f"alt: expected a fitted GeneralizedLinearMixedModel (from fitglme), got {type(alt).__name__}"
             )
         _check_flag(check_nesting, "check_nesting")
+        unknown = sorted(set(simulation) - {"rng", "n_jobs", "backend", "client", "batch_size", "progress"})
+        if unknown:
+            raise InputError(
+                f"{unknown[0]}: unknown option of compare; the simulated test's options (with nsim=...) "
+                "are rng, n_jobs, backend, client, batch_size and progress"
+            )
         if nsim is None and simulation:
             raise InputError(f"{sorted(simulation)[0]}: applies to a simulated test; pass nsim=... as well")
         if names is None:
@@ -507,17 +513,11 @@ class GeneralizedLinearMixedModel:
             or not all(isinstance(x, str) for x in names)
         ):
             raise InputTypeError(f"names: expected two strings, e.g. names=('m0', 'm1'), got {names!r}")
+        elif names[0] == names[1]:
+            raise InputError(f"names: the two models need different names, got {names!r}")
         if nsim is not None:
             from .bootstrap.runner import make_plan
 
-            unknown = sorted(
-                set(simulation) - {"rng", "n_jobs", "backend", "client", "batch_size", "progress"}
-            )
-            if unknown:
-                raise InputError(
-                    f"{unknown[0]}: unknown option of the simulated test; use rng, n_jobs, backend, client, "
-                    "batch_size or progress"
-                )
             # the run arguments are checked before any work (rng when the run starts: a Generator
             # must be drawn from once only)
             make_plan(nsim, **{k: v for k, v in simulation.items() if k != "rng"})
@@ -667,6 +667,8 @@ class GeneralizedLinearMixedModel:
                 f"ynew: expected a numeric vector, got text values ({type(ynew).__name__}); convert "
                 "them, e.g. with pd.to_numeric"
             )
+        if np.iscomplexobj(raw):
+            raise InputTypeError("ynew: holds complex numbers; give real values")
         try:
             y = as_vector(np.asarray(raw, dtype=float), "ynew")
         except (TypeError, ValueError) as err:
@@ -885,15 +887,25 @@ _BOOTSTRAP_OPTIONS = (
 
 
 def _check_bootstrap_args(method: str, nsim, options: dict) -> None:
-    """Bootstrap run arguments only with method='bootstrap', and only known ones."""
+    """Bootstrap run arguments only with method='bootstrap', and only known ones (an unknown name
+    is reported as unknown whatever the method)."""
+    unknown = sorted(set(options) - set(_BOOTSTRAP_OPTIONS))
+    if unknown:
+        raise InputError(
+            f"{unknown[0]}: unknown option; the bootstrap's options (with method='bootstrap') are "
+            f"nsim, {', '.join(_BOOTSTRAP_OPTIONS)}"
+        )
     if method != "bootstrap":
         given = ["nsim"] * (nsim is not None) + sorted(options)
         if given:
             raise InputError(f"{given[0]}: applies to method='bootstrap' only")
         return
-    unknown = sorted(set(options) - set(_BOOTSTRAP_OPTIONS))
-    if unknown:
-        raise InputError(f"{unknown[0]}: unknown bootstrap option; use {', '.join(_BOOTSTRAP_OPTIONS)}")
+    if "ci" in options:
+        from .bootstrap.result import _check_method
+
+        _check_method(options["ci"], "ci")
+    if "converged_only" in options:
+        _check_flag(options["converged_only"], "converged_only")
 
 
 def _bootstrap_options(nsim, options: dict) -> dict:

@@ -594,7 +594,7 @@ def test_compare_with_nsim_adds_the_simulated_p_value(cbpp_herd, cbpp_obs):
         (lambda m: m.covariance_parameters(method="profile", rng=1), "rng: applies to method='bootstrap'"),
         (
             lambda m: m.covariance_parameters(method="bootstrap", nsim=10, seed=1),
-            "seed: unknown bootstrap option",
+            "seed: unknown option; the bootstrap.s options",
         ),
         (lambda m: m.coef_ci(method="bootstraps"), "method: use 'wald'"),
         (lambda m: m.coef_ci(nsim=5), "nsim: applies to method='bootstrap' only"),

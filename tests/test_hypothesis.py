@@ -158,7 +158,7 @@ def test_bad_arguments(mfr_model):
         m.coef_test(np.eye(5))
     with pytest.raises(InputTypeError, match="H: expected a numeric"):
         m.coef_test("all")
-    with pytest.raises(InputTypeError, match="H: expected a numeric"):
+    with pytest.raises(InputTypeError, match="H: holds text; give numbers"):
         m.coef_test([["a", "b", "c", "d", "e", "f"]])
     with pytest.raises(InputError, match="H: contains NaN"):
         m.coef_test([[np.nan, 0, 0, 0, 0, 1]])

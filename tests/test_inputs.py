@@ -836,3 +836,70 @@ def test_a_categorical_response_of_numbers_is_refused_with_plain_values():
         InputError, match=r"got dtype category with values such as [01]; convert it to numbers"
     ):
         ppl_glmm.fitglme(d, "yc ~ period + (1|herd)", distribution="binomial")
+
+
+@pytest.fixture(scope="module")
+def sleep_and_cbpp():
+    s = pd.read_csv(Path(__file__).parent / "reference" / "data" / "sleepstudy.csv").astype({"Subject": str})
+    mn = ppl_glmm.fitglme(s, "Reaction ~ 1 + Days + (1 + Days|Subject)")
+    mb = ppl_glmm.fitglme(_cbpp_frame(), *_CBPP, **_CBPP_KW, binomial_size="size")
+    return s, mn, mb
+
+
+def test_complex_and_text_values_are_refused_where_numpy_would_convert_them(sleep_and_cbpp):
+    """NumPy drops an imaginary part (with a warning) and parses '1' as 1.0: coef_test ran with
+    c = 0 for c = 1j, refit and predict took the real part, a complex newdata column predicted
+    at 0, mu_start took text. Each is now refused, naming the argument."""
+    s, mn, _ = sleep_and_cbpp
+    n = len(s)
+    cases = [
+        (lambda: mn.coef_test([[0, 1]], np.array([1j])), "c: holds complex numbers"),
+        (lambda: mn.coef_test(np.array([[0, 1 + 1j]])), "H: holds complex numbers"),
+        (lambda: mn.refit(mn.response() + 1j), "ynew: holds complex numbers"),
+        (lambda: mn.predict(offset=np.ones(n) * 1j), "offset: holds complex numbers"),
+        (lambda: mn.predict(offset=np.array(["1"] * n)), "offset: holds text"),
+        (lambda: mn.predict(s.iloc[:3].assign(Days=1j)), "newdata: column 'Days' holds complex numbers"),
+    ]
+    for call, match in cases:
+        with pytest.raises(InputTypeError, match=re.escape(match)):
+            call()
+    d = _cbpp_frame()
+    for bad, match in ((np.full(len(d), 0.2 + 5j), "complex"), (np.full(len(d), "0.2"), "text")):
+        with pytest.raises(InputTypeError, match=f"mu_start: holds {match}"):
+            ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size", fit_method="mpl", mu_start=bad)
+
+
+def test_coef_test_does_not_depend_on_the_scale_of_a_row(sleep_and_cbpp):
+    """A row of 1e-200 raised numpy's LinAlgError, one of 1e160 gave F = 0 (p = 1) and one of
+    1e308 NaN: F is invariant to the rows' scale, and the rows are now scaled before the test."""
+    _, mn, _ = sleep_and_cbpp
+    for c, factors in ((0.0, (1e-200, 1e160, 1e308)), (10.0, (1e-200, 1e160))):
+        plain = mn.coef_test([[0, 1]], [c])
+        for factor in factors:
+            scaled = mn.coef_test([[0, factor]], [c * factor])
+            assert scaled.F == pytest.approx(plain.F, rel=1e-12)
+            assert scaled.pValue == pytest.approx(plain.pValue, rel=1e-10)
+
+
+def test_option_messages_name_the_argument_that_is_wrong(sleep_and_cbpp):
+    s, mn, mb = sleep_and_cbpp
+    m1 = ppl_glmm.fitglme(s, "Reaction ~ 1 + Days + (1|Subject)")
+    cases = [
+        (
+            lambda: mb.covariance_parameters(method="bootstrap", nsim=3, ci="bca"),
+            r"^ci: unknown interval 'bca'",
+        ),
+        (lambda: mb.covariance_parameters(foo=1), r"^foo: unknown option"),
+        (lambda: mb.coef_ci(foo=1), r"^foo: unknown option"),
+        (lambda: m1.compare(mn, foo=1), r"^foo: unknown option of compare"),
+        (lambda: m1.compare(mn, names=["a", "a"]), r"^names: the two models need different names"),
+        (
+            lambda: mb.predict(_cbpp_frame().iloc[:3].astype({"period": int})),
+            r"period.*\(it is int64 here, while the fit's levels are text: convert it",
+        ),
+    ]
+    for call, match in cases:
+        with pytest.raises(InputError, match=match):
+            call()
+    with pytest.raises(InputTypeError, match=r"^converged_only: expected True or False, got 'yes'"):
+        mb.covariance_parameters(method="bootstrap", nsim=2, rng=0, progress=False, converged_only="yes")

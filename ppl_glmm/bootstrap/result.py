@@ -134,6 +134,8 @@ class BootstrapResult:
     def values(self, converged_only: bool = False) -> pd.DataFrame:
         """The statistics of the successful replicates (index: replicate), optionally only those
         whose refits converged."""
+        if not isinstance(converged_only, (bool, np.bool_)):
+            raise InputTypeError(f"converged_only: expected True or False, got {converged_only!r}")
         reps = self.replicates
         if converged_only:
             reps = reps[reps["converged"]]
@@ -342,9 +344,9 @@ def _check_alpha(alpha) -> float:
     return float(alpha)
 
 
-def _check_method(method) -> str:
+def _check_method(method, arg: str = "method") -> str:
+    """The interval method's name, or an InputError naming ``arg`` (``ci`` where a model method
+    passes it on)."""
     if not isinstance(method, str) or method.strip().lower() not in CI_METHODS:
-        raise InputError(
-            f"method: unknown interval {method!r}; use one of {', '.join(map(repr, CI_METHODS))}"
-        )
+        raise InputError(f"{arg}: unknown interval {method!r}; use one of {', '.join(map(repr, CI_METHODS))}")
     return method.strip().lower()

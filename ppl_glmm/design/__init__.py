@@ -718,6 +718,8 @@ def _check_new_dtypes(design: Design, newdata: pd.DataFrame) -> None:
         if v in design.categories or v in grouping or v not in newdata.columns:
             continue
         s = newdata[v]
+        if pd.api.types.is_complex_dtype(s):
+            raise InputTypeError(f"newdata: column '{v}' holds complex numbers; give real values")
         if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             example = s.iloc[0] if len(s) else None
             raise InputTypeError(
@@ -784,8 +786,14 @@ def new_data_design(
         vals = _as_logical_text(df[c]) if _is_logical(df[c]) else df[c]
         unknown = set(vals.unique()) - set(cats)
         if unknown:
+            hint = ""
+            if pd.api.types.is_numeric_dtype(vals) and all(isinstance(v, str) for v in cats):
+                hint = (
+                    f" (it is {vals.dtype} here, while the fit's levels are text: convert it, e.g. "
+                    f"newdata['{c}'] = newdata['{c}'].astype(str))"
+                )
             raise InputError(
-                f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}"
+                f"newdata: column '{c}' has levels not seen in the fit: {sorted(map(str, unknown))}{hint}"
             )
         # unordered: formulae's C() takes an ordered column's categories as the levels present and
         # refuses rows that hold only some of them; the fitted terms keep the levels and coding

@@ -24,7 +24,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "aligned",
@@ -34,6 +34,7 @@ __all__ = [
     "formulae_reason",
     "normalize_levels",
     "offset_variables",
+    "real_values",
     "rows_text",
 ]
 
@@ -86,6 +87,19 @@ def as_vector(arr: np.ndarray, arg: str) -> np.ndarray:
     if arr.ndim > 1 and sorted(arr.shape)[-2] != 1:
         raise InputError(f"{arg}: expected a vector (one value per row), got an array of shape {arr.shape}")
     return arr.reshape(-1)
+
+
+def real_values(value, arg: str) -> np.ndarray:
+    """``value`` as a float array, refusing complex numbers (NumPy would drop the imaginary part)
+    and text (NumPy would parse '2' as 2.0), as ``fitglme`` refuses them in its own arguments."""
+    raw = np.asarray(value)
+    if np.iscomplexobj(raw):
+        raise InputTypeError(f"{arg}: holds complex numbers; give real values")
+    if raw.dtype.kind in "US" or (
+        raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.reshape(-1))
+    ):
+        raise InputTypeError(f"{arg}: holds text; give numbers, e.g. convert them with pd.to_numeric")
+    return np.asarray(raw, dtype=float)
 
 
 def aligned(value, index: pd.Index, arg: str, rows: str = "data", reindex: str | None = "data.index"):

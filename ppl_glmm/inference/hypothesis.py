@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..design.checks import real_values
 from ..errors import InputError, InputTypeError
 from ..results import FitRecord
 from .distributions import f_sf
@@ -50,7 +51,9 @@ def _numeric_matrix(value, arg: str, shape_hint: str) -> np.ndarray:
     if isinstance(value, (str, bytes)):
         raise InputTypeError(f"{arg}: expected a numeric matrix ({shape_hint}), got a string")
     try:
-        arr = np.array(value, dtype=float)
+        arr = np.array(real_values(value, arg), dtype=float)
+    except InputTypeError:
+        raise
     except (TypeError, ValueError) as err:
         raise InputTypeError(
             f"{arg}: expected a numeric matrix ({shape_hint}), got {type(value).__name__}"
@@ -121,6 +124,12 @@ def coef_test(
     """Wald F test of H beta + K b = c (module docstring); ``joint_factory()`` gives the joint
     covariance (called only when K is given)."""
     p = Hm.shape[1]
+    # each row of [H, K] and its c scaled to a largest |entry| of 1: F is invariant to the rows'
+    # scale, and a row of 1e-200 or 1e160 made the covariance singular or its F 0
+    scale = np.max(np.abs(Hm if K is None else np.hstack([Hm, K])), axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    Hm, c = Hm / scale[:, None], c / scale
+    K = None if K is None else K / scale[:, None]
     if K is None:
         Hr, cr = reduce_rank(Hm, c, "H")
         d = Hr @ fit.result.beta - cr

@@ -109,7 +109,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
     Z from ``newdata`` (validated), ``offset`` (array or column name; default 0) plus the formula's
     offset terms on newdata."""
     from ..design import new_data_design
-    from ..design.checks import as_vector, evaluate_offsets
+    from ..design.checks import as_vector, evaluate_offsets, real_values
     from ..design.fixed import as_frame
 
     d = fit.design
@@ -122,7 +122,9 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
                 raise InputTypeError("offset: a column name needs newdata; pass the offset values instead")
             offset = d.per_row(offset, "offset")  # (a Series by label: its InputError stands)
             try:
-                off = np.asarray(offset, dtype=float)
+                off = real_values(offset, "offset")
+            except InputTypeError:
+                raise
             except (TypeError, ValueError) as err:
                 raise InputTypeError(
                     f"offset: expected a numeric vector, got {type(offset).__name__}"
