@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 __all__ = [
     "ConvergenceWarning",
     "FitError",
@@ -23,7 +26,16 @@ __all__ = [
     "LikelihoodSupportError",
     "SamplingWarning",
     "SingularFitWarning",
+    "warn",
 ]
+
+_PACKAGE = (str(Path(__file__).resolve().parent) + "/",)
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first caller outside ppl_glmm (the user's line), however
+    deep in the package it is issued (``skip_file_prefixes``, Python 3.12): no stacklevel to count."""
+    warnings.warn(message, category, skip_file_prefixes=_PACKAGE)
 
 
 class GLMMError(Exception):

@@ -15,7 +15,6 @@ always holds the last fitted response.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
@@ -38,7 +37,7 @@ from .engine.optimize import (
     minimize,
 )
 from .engine.structure import REStructure
-from .errors import ConvergenceWarning, FitError, SingularFitWarning
+from .errors import ConvergenceWarning, FitError, SingularFitWarning, warn
 from .families import Distribution, Link
 from .fit_methods import METHODS, FitSettings
 from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
@@ -547,10 +546,10 @@ def fit(
                 "observation per level, or a link that puts the means outside their range"
             ) from err
         cov_beta = conditional_cov_beta(problem, mode)
-    result = make_result(ws, fit_method, problem, summary, mode, y, cov_beta, stacklevel=4)
+    result = make_result(ws, fit_method, problem, summary, mode, y, cov_beta)
     if settings.check_hessian:
         with blas_limit(limit):
-            result = monitor.check_hessian(ws, problem, result, stacklevel=3)
+            result = monitor.check_hessian(ws, problem, result)
     return result
 
 
@@ -632,9 +631,8 @@ def make_result(
     eta: np.ndarray | None = None,
     working: tuple[np.ndarray, np.ndarray] | None = None,
     not_converged: str | None = None,
-    stacklevel: int = 3,
 ) -> FitResult:
-    """The frozen record of a fit at ``summary.x`` / ``mode``, warning (at ``stacklevel``) when the
+    """The frozen record of a fit at ``summary.x`` / ``mode``, warning when the
     fit did not converge (``not_converged``: the message; default the outer optimiser's) or is
     singular. ``eta`` defaults to the mode's."""
     beta_opt, theta, phi = problem.unpack(summary.x)
@@ -652,13 +650,13 @@ def make_result(
             or f"Model failed to converge: Newton decrement sqrt(g'H^-1 g) = {summary.newton_decrement:.3g} "
             f"(max|gradient| = {summary.max_gradient:.3g}; {summary.message})"
         )
-        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=stacklevel)
+        warn(msgs[-1], ConvergenceWarning)
     if singular:
         msgs.append(
             "boundary (singular) fit: a random-effects covariance matrix is singular (a variance at "
             "zero, or a correlation at its bound)"
         )
-        warnings.warn(msgs[-1], SingularFitWarning, stacklevel=stacklevel)
+        warn(msgs[-1], SingularFitWarning)
     return FitResult(
         fit_method=fit_method,
         beta=np.asarray(beta, dtype=float).copy(),

@@ -18,14 +18,13 @@ the BFGS lines of each PL iteration's LME fit.
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .engine.optimize import IterationRecord, OptimizationSummary, hessian
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, warn
 
 if TYPE_CHECKING:
     from .engine.laplace import LaplaceProblem
@@ -120,7 +119,7 @@ def parameter_names(ws: Workspace, problem: LaplaceProblem) -> list[str]:
 
 
 def check_hessian(
-    ws: Workspace, problem: LaplaceProblem, result: FitResult, *, stacklevel: int, what: str = "objective"
+    ws: Workspace, problem: LaplaceProblem, result: FitResult, *, what: str = "objective"
 ) -> FitResult:
     """MATLAB's ``CheckHessian``: the finite-difference Hessian of the objective at ``result.x``
     (:func:`~ppl_glmm.engine.optimize.hessian`). It counts as positive definite when every diagonal
@@ -151,5 +150,5 @@ def check_hessian(
         f"{smallest:.3g}{scaled}, along {along}. These parameters are not identified (e.g. the same "
         "grouping in two random-effects terms) or the optimum is a saddle point"
     )
-    warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel + 1)
+    warn(message, ConvergenceWarning)
     return replace(result, warnings=(*result.warnings, message))

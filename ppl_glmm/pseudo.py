@@ -396,10 +396,7 @@ def fit_pseudo(
         eta=state.eta,
         working=(state.z, state.W),
         not_converged=not_converged,
-        stacklevel=5,
     )
     if settings.check_hessian:  # MATLAB: the check of the final pseudo-data LME fit
-        result = monitor.check_hessian(
-            ws, state.lme, result, stacklevel=5, what="pseudo-data LME's objective"
-        )
+        result = monitor.check_hessian(ws, state.lme, result, what="pseudo-data LME's objective")
     return result

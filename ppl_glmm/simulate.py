@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputTypeError, warn
 from .pymc_model import COMPILE_COUNT, GLMMGraph
 
 __all__ = ["ForwardSampler", "seed_from", "simulate_fitted_rows", "simulate_new_rows"]
@@ -137,11 +137,10 @@ def _invalid_to_nan(y: np.ndarray, invalid: np.ndarray | None, dist, link) -> np
     else:  # a normal model's power link: no mean where eta <= 0
         what = f"drawn linear predictors fell outside the {link.name} link's domain (eta > 0)"
         fix = "The identity or log link is defined for every eta"
-    warnings.warn(
+    warn(
         f"random: {n} {what}; those responses are NaN (as MATLAB's generators give for invalid "
         f"parameters). {fix}",
         GLMMWarning,
-        stacklevel=4,
     )
     return y
 

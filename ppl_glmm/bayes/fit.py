@@ -180,5 +180,5 @@ def fit_bayes(
     )
     summary = summarize(idata, names.summary_vars())
     table = diagnostics_table(idata, summary)
-    msgs = warn_diagnostics(table, stacklevel=4)
+    msgs = warn_diagnostics(table)
     return BayesianGLMM(spec, idata, st, seconds, msgs, graph, summary=summary, diagnostics=table)

@@ -20,11 +20,9 @@ binomial); observed_data: the response.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from ..errors import SingularFitWarning
+from ..errors import SingularFitWarning, warn
 from ..inference import beta_is_inner, held_terms, natural_covariance, natural_estimates
 from ..names import ModelNames
 from ..simulate import seed_from
@@ -45,23 +43,21 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     cov = natural_covariance(model._fit)
     beta_cov = model.coefficient_covariance
     if cov is None:
-        warnings.warn(
+        warn(
             "to_inference_data: the Hessian of the covariance parameters is singular, so they have no "
             "asymptotic normal distribution; they are held at their estimates",
             SingularFitWarning,
-            stacklevel=3,
         )
         beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")
         z = np.tile(z0[0 if inner_beta else p :], (draws, 1))
     else:
         if np.isnan(cov).any():
             groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(model._fit)) if held)
-            warnings.warn(
+            warn(
                 f"to_inference_data: the random-effects term(s) of {groups} are on the boundary (a "
                 "variance at zero or a correlation at its bound), so their covariance parameters have "
                 "no asymptotic normal distribution; they are held at their estimates",
                 SingularFitWarning,
-                stacklevel=3,
             )
         if inner_beta:
             beta = rng.multivariate_normal(res.beta, beta_cov, size=draws, method="eigh")

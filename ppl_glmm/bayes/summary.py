@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import SamplingWarning
+from ..errors import SamplingWarning, warn
 
 __all__ = ["THRESHOLDS", "diagnostics_table", "summarize", "warn_diagnostics"]
 
@@ -147,7 +147,7 @@ def diagnostics_table(idata, summ: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Check", "Value", "Threshold", "OK", "Message"])
 
 
-def warn_diagnostics(table: pd.DataFrame, stacklevel: int = 3) -> tuple[str, ...]:
+def warn_diagnostics(table: pd.DataFrame) -> tuple[str, ...]:
     """Issue a SamplingWarning per failed check; return the messages."""
     msgs = []
     for _, row in table.iterrows():
@@ -156,5 +156,5 @@ def warn_diagnostics(table: pd.DataFrame, stacklevel: int = 3) -> tuple[str, ...
             shown = f"{value:.4g}" if isinstance(value, float) else str(value)
             msg = f"{row['Check']} = {shown} (threshold {row['Threshold']}): {row['Message']}"
             msgs.append(msg)
-            warnings.warn(msg, SamplingWarning, stacklevel=stacklevel)
+            warn(msg, SamplingWarning)
     return tuple(msgs)

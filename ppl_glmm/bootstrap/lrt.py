@@ -259,7 +259,7 @@ def simulated_lrt(
     rows = run_replicates((small, big), task, plan)
     info = {"small": small.formula, "big": big.formula, "LR": lr, "df": df}
     result = BootstrapResult.from_rows(rows, LRT_NAMES, [lr, ls, lb], plan, kind="lrt", info=info)
-    result.warn_problems(stacklevel=2)
+    result.warn_problems()
     p_sim, exceed, used = simulated_p_value(lr, result.replicates["LR"].to_numpy())
     p_chisq = float(chi2_sf(max(lr, 0.0), df))
     return SimulatedLRT(lr, df, p_chisq, p_sim, exceed, used, result, small.formula, big.formula)

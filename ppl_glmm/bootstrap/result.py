@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConvergenceWarning, GLMMWarning, InputError, InputTypeError
+from ..errors import ConvergenceWarning, GLMMWarning, InputError, InputTypeError, warn
 from .statistics import Row
 
 __all__ = ["CI_METHODS", "BootstrapResult"]
@@ -190,25 +189,23 @@ class BootstrapResult:
                 lower[k], upper[k] = x[j], x[j + m - 1]
         return pd.DataFrame({"Name": self.statistics, "Estimate": t0, "Lower": lower, "Upper": upper})
 
-    def warn_problems(self, stacklevel: int = 2) -> None:
+    def warn_problems(self) -> None:
         """One warning for failed replicates (with the first few messages) and one for replicates
         that did not converge."""
         if self.n_failed:
             head = self.failures.head(3)
             examples = "; ".join(f"replicate {r.replicate}: {r.error}" for r in head.itertuples())
             more = ", ..." if self.n_failed > 3 else ""
-            warnings.warn(
+            warn(
                 f"{self.n_failed} of {self.nsim} replicates failed and are left out of every summary "
                 f"({examples}{more}); see result.failures for their seeds and messages",
                 GLMMWarning,
-                stacklevel=stacklevel + 1,
             )
         if self.n_not_converged:
-            warnings.warn(
+            warn(
                 f"{self.n_not_converged} of {self.nsim} replicates did not converge (kept; "
                 "ci/bias/se(converged_only=True) leave them out; result.replicates['converged'])",
                 ConvergenceWarning,
-                stacklevel=stacklevel + 1,
             )
 
     def __repr__(self) -> str:

@@ -413,7 +413,7 @@ def parametric_bootstrap(
 
     info = {"formula": model.formula, "statistic": "default" if statistic is None else _name_of(statistic)}
     result = BootstrapResult.from_rows(rows, names, estimates, plan, kind="bootstrap", info=info)
-    result.warn_problems(stacklevel=2)
+    result.warn_problems()
     return result
 
 

@@ -38,7 +38,6 @@ is returned in ``attrs['pValue_mixture']`` (NaN otherwise). ``attrs['note']`` ho
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +46,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import lsqr
 
 from ..design.random import z_matrix
-from ..errors import GLMMWarning, InputError
+from ..errors import GLMMWarning, InputError, warn
 from ..fit_methods import METHODS
 from ..results import FitRecord
 from .distributions import chi2_sf
@@ -240,12 +239,11 @@ def _check_nesting(a: ComparedModel, b: ComparedModel) -> None:
         )
     ws = a.fit.ws
     if METHODS[ma].pseudo and not (ws.dist.name == "normal" and ws.link.name == "identity"):
-        warnings.warn(
+        warn(
             "compare: the models are fitted by MPL, so the LRT uses pseudo data (the pseudo-likelihoods "
             "of two different pseudo responses); refit with fit_method='laplace' for a likelihood-ratio "
             "test of the data",
             GLMMWarning,
-            stacklevel=4,
         )
     if not columns_in_span(a.fit.design.X, b.fit.design.X):
         raise InputError(
@@ -296,11 +294,10 @@ def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool 
     _check_comparable(this, alt)
     a, b = this, alt
     if b.df < a.df and b.loglik <= a.loglik:
-        warnings.warn(
+        warn(
             f"compare: {b.name} has fewer parameters (DF {b.df} < {a.df}) and no larger log-likelihood, "
             f"so the models were swapped: {b.name} is the null model (row 1) and {a.name} the alternative",
             GLMMWarning,
-            stacklevel=3,
         )
         a, b = b, a
     if b.loglik < a.loglik - LL_TOL * max(1.0, abs(a.loglik)):

@@ -10,12 +10,10 @@ SD/correlation.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
-from ..errors import GLMMWarning
+from ..errors import GLMMWarning, warn
 from ..fit_methods import METHODS
 from ..results import FitRecord
 from .distributions import norm_ppf
@@ -172,20 +170,18 @@ def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]
     zcrit = norm_ppf(1 - alpha / 2) if alpha is not None else np.nan
     cov = natural_covariance(fit) if alpha is not None else None
     if cov is None and alpha is not None:
-        warnings.warn(
+        warn(
             "covariance_parameters: confidence intervals unavailable (the Hessian of the covariance "
             "parameters is singular); Lower/Upper are NaN",
             GLMMWarning,
-            stacklevel=3,
         )
     elif alpha is not None and np.isnan(cov).any():
         groups = ", ".join(t.group for t, held in zip(ws.design.terms, held_terms(fit)) if held)
-        warnings.warn(
+        warn(
             f"covariance_parameters: the random-effects term(s) of {groups} are on the boundary (a "
             "variance at zero or a correlation at its bound): the Lower/Upper of their parameters "
             "there are NaN; the other intervals hold them at their estimates",
             GLMMWarning,
-            stacklevel=3,
         )
     z0 = natural_estimates(fit)
     tables = []

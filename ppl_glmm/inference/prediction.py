@@ -25,13 +25,11 @@ contributes no random effect (its entries of z are 0, and so is their part of th
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import GLMMWarning, InputError, InputTypeError
+from ..errors import GLMMWarning, InputError, InputTypeError, warn
 from ..results import FitRecord
 from .distributions import f_ppf, t_ppf
 
@@ -188,12 +186,11 @@ def predict(
     outside = np.isnan(ypred) & np.isfinite(eta + off)
     if outside.any():
         ci[outside] = np.nan
-        warnings.warn(
+        warn(
             f"predict: {int(outside.sum())} of {outside.size} predicted linear predictors are not "
             f"positive, outside the domain of the '{ws.link.name}' link: their predictions and "
             "intervals are NaN",
             GLMMWarning,
-            stacklevel=3,
         )
     if used is not None:
         full = np.full(used.size, np.nan)

@@ -48,14 +48,13 @@ NaN, with a warning.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import scipy.optimize as so
 
-from ..errors import GLMMWarning, InputError
+from ..errors import GLMMWarning, InputError, warn
 from ..fit_methods import METHODS
 from ..results import FitRecord
 from .covariance_parameters import (
@@ -552,12 +551,11 @@ def _defined(end: Callable[[], float], label: str, which: str) -> float:
     try:
         return end()
     except _Undefined as err:
-        warnings.warn(
+        warn(
             f"covariance_parameters(method='profile'): the profile of {label} could not be evaluated "
             f"at {err.args[0]:.4g} (no start of the other parameters gave a defined objective there, "
             f"e.g. quadrature nodes outside the link's domain); its {which} limit is reported as NaN",
             GLMMWarning,
-            stacklevel=4,
         )
         return np.nan
 
@@ -572,10 +570,9 @@ def _guess_sd(prof: _Profiler, k: int, zcrit: float, v_hat: float) -> float:
 
 
 def _warn_unbounded(label: str, v: float, end: str) -> None:
-    warnings.warn(
+    warn(
         f"covariance_parameters(method='profile'): the profile deviance of {label} stays below the "
         f"cutoff up to {v:.4g}; its {end} limit is reported as {'inf' if end == 'upper' else 0}. The "
         "likelihood is flat in this parameter: the data hardly inform it",
         GLMMWarning,
-        stacklevel=4,
     )
