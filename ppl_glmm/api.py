@@ -3,15 +3,16 @@ is built on first use; see ``fitting.Workspace``)."""
 
 from __future__ import annotations
 
-import warnings
+import functools
+import inspect
 from collections.abc import Mapping
 
 import pandas as pd
 
 from .covariance_patterns import check_bayes_patterns, check_pattern_input, parse_patterns
 from .design import build_design
-from .errors import GLMMWarning, InputError, InputTypeError
-from .families import check_custom_link, get_distribution, get_link, link_warning
+from .errors import GLMMWarning, InputError, InputTypeError, warn
+from .families import check_custom_link, get_distribution, get_link, link_warning, unit_link_warning
 from .fit_methods import METHODS, check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
@@ -20,6 +21,12 @@ from .model import GeneralizedLinearMixedModel
 __all__ = ["fitglme", "fitglme_bayes"]
 
 CODINGS = ("reference", "effects", "full")
+
+
+@functools.cache
+def _keywords(fn) -> tuple[str, ...]:
+    """``fn``'s own keyword arguments (those an unknown option may misspell)."""
+    return tuple(p for p in inspect.signature(fn).parameters if p not in ("data", "formula", "options"))
 
 
 def _choice(value, allowed, arg: str) -> str:
@@ -128,6 +135,7 @@ def fitglme(
         exclude=exclude,
         options=options,
         covariance_pattern=covariance_pattern,
+        keywords=_keywords(fitglme),
     )
     result = fit(ws, method_key, ws.design.y, settings=opts)
     return GeneralizedLinearMixedModel(ws, result, opts)
@@ -148,13 +156,14 @@ def _prepare(
     options,
     covariance_pattern=None,
     bayes: bool = False,
+    keywords: tuple[str, ...] = (),
 ) -> tuple[Workspace, str, dict]:
     """Validate every argument, build the design and the workspace (no fitting; the PyMC model is
     built on first use)."""
     check_pattern_input(covariance_pattern)
     method = get_fit_method(fit_method)
     method_key = method.name
-    opts = make_settings(method, options)
+    opts = make_settings(method, options, keywords=keywords)
     coding = _choice(dummy_var_coding, CODINGS, "dummy_var_coding")
     dist = get_distribution(distribution)
     if method.families is not None and dist.name not in method.families:
@@ -167,7 +176,7 @@ def _prepare(
     lnk = get_link(link, dist)
     message = link_warning(dist, lnk)
     if message is not None:
-        warnings.warn(message, GLMMWarning, stacklevel=3)
+        warn(message, GLMMWarning)
     parsed = parse_formula(formula)
     if not parsed.random:
         raise InputError("formula: no random-effects term such as '(1 | group)'; a GLMM needs at least one")
@@ -183,6 +192,9 @@ def _prepare(
         link=lnk,
     )
     check_custom_link(lnk, dist, design.y, design.binomial_size)
+    message = unit_link_warning(dist, lnk, design.y, design.weights)
+    if message is not None:
+        warn(message, GLMMWarning)
     check_mu_start(opts, design.n, dist, lnk)
     if method.check is not None:
         method.check(design, dist, opts)
@@ -255,6 +267,7 @@ def fitglme_bayes(
         options=options,
         covariance_pattern=covariance_pattern,
         bayes=True,
+        keywords=_keywords(fitglme_bayes),
     )
     if st.init == "ml":
         glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y, settings=opts), opts)

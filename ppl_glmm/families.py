@@ -782,6 +782,26 @@ def link_warning(dist: Distribution, link: Link) -> str | None:
     return None
 
 
+UNIT_INTERVAL_LINKS = ("logit", "probit", "comploglog", "loglog")  # mu = F(eta) in (0, 1)
+
+
+def unit_link_warning(dist: Distribution, link: Link, y: np.ndarray, weights: np.ndarray) -> str | None:
+    """A link whose means lie in (0, 1) for a family whose means do not (every family but the
+    binomial), when the responses' weighted mean is at least 1: the fit can only push eta to
+    +infinity where the means would exceed 1, a flat ridge that reports convergence (a gamma model
+    on a logit link ended with every fitted mean 1.0000, an intercept of 36 and SEs of 5e6)."""
+    if dist.name == "binomial" or not link.builtin or link.name not in UNIT_INTERVAL_LINKS or y.size == 0:
+        return None
+    mean = float(np.average(y, weights=weights))
+    if not mean >= 1.0:
+        return None
+    return (
+        f"link: '{link.name}' keeps the means of a {dist.name} model in (0, 1), but the responses "
+        f"average {mean:.4g}; the fit cannot follow them (the means pile up at 1, with unbounded "
+        "coefficients): use 'log' or the family's canonical link"
+    )
+
+
 def check_custom_link(link: Link, dist: Distribution, y: np.ndarray, n: np.ndarray) -> None:
     """A custom link's ``link`` must invert its ``inverse``: g^-1(g(mu)) = mu (relative 1e-6) at the
     family's starting means of the data, where g(mu) is finite. The ML fit needs only ``inverse``

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, InputTypeError
+from .keywords import hint
 
 __all__ = ["METHODS", "FitMethod", "FitSettings", "get_fit_method"]
 
@@ -224,16 +225,24 @@ def _flag(v, arg: str) -> bool:
     raise InputTypeError(f"{arg}: expected True or False (or 1/0), got {v!r}")
 
 
-def make_settings(method: FitMethod, options: dict[str, Any], n: int | None = None) -> FitSettings:
+def make_settings(
+    method: FitMethod, options: dict[str, Any], n: int | None = None, keywords: tuple[str, ...] = ()
+) -> FitSettings:
     """Validate the fit options of ``fitglme`` for ``method`` (before any work).
 
     An option the chosen method does not read is refused (naming the methods that do), rather
     than silently ignored; ``covariance_method``, ``check_hessian`` and ``verbose`` apply to every
     method. ``n`` (rows used) is
-    checked against ``mu_start`` when known; see :func:`check_mu_start` for the later check."""
+    checked against ``mu_start`` when known; see :func:`check_mu_start` for the later check.
+    ``keywords``: the caller's own keyword arguments, named where an unknown option misspells one
+    (MATLAB's ``Distribution`` for ``distribution``)."""
     known = {f for f in FitSettings.__dataclass_fields__}
     unknown = set(options) - known
     if unknown:
+        first = sorted(unknown)[0]
+        fix = hint(first, known | set(keywords))
+        if fix:
+            raise InputError(f"unknown option {first}{fix}")
         raise InputError(
             f"unknown option(s) {', '.join(sorted(unknown))}; supported: {', '.join(sorted(known))}"
         )

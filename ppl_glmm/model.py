@@ -21,6 +21,7 @@ from .display import model_display, model_html
 from .errors import FitError, InputError, InputTypeError
 from .fit_methods import METHODS, FitSettings
 from .fitting import Workspace, fit
+from .keywords import check_method_keywords, hint
 from .results import FitRecord, FitResult
 from .simulate import seed_from, simulate_fitted_rows, simulate_new_rows
 
@@ -39,6 +40,7 @@ def _blas_limited(method):
     return limited
 
 
+@check_method_keywords
 class GeneralizedLinearMixedModel:
     """A fitted GLMM (Laplace or ApproximateLaplace ML, REML, pseudo-likelihood); see ``fitglme``."""
 
@@ -160,7 +162,8 @@ class GeneralizedLinearMixedModel:
     @property
     def variables(self) -> pd.DataFrame:
         """A copy of the whole input table, every row and column (MATLAB Variables); the
-        caller's DataFrame is never returned."""
+        caller's DataFrame is never returned. A refitted model keeps its original's table (its new
+        response is :meth:`response`)."""
         data = self._ws.design.data
         if data is None:
             raise FitError("variables: this model's design holds no input table")
@@ -282,7 +285,7 @@ class GeneralizedLinearMixedModel:
         ``result`` (an earlier default-statistic bootstrap of this model to reuse)."""
         _check_alpha(alpha)
         method = _check_covariance_method(method)
-        _check_bootstrap_args(method, nsim, bootstrap)
+        _check_bootstrap_args(method, nsim, bootstrap, ("alpha", "method"))
         if method == "profile":
             inference.check_profile(self._fit)
         psis = self._ws.layout.covariances(self._result.theta, self._result.sigma)
@@ -354,7 +357,7 @@ class GeneralizedLinearMixedModel:
         if not isinstance(method, str) or method.lower() not in ("wald", "bootstrap"):
             raise InputError(f"method: use 'wald' (MATLAB's t intervals) or 'bootstrap', got {method!r}")
         method = method.lower()
-        _check_bootstrap_args(method, nsim, bootstrap)
+        _check_bootstrap_args(method, nsim, bootstrap, ("alpha", "dfmethod", "method"))
         if method == "bootstrap":
             from .bootstrap import bootstrap_coefficient_intervals
 
@@ -363,7 +366,8 @@ class GeneralizedLinearMixedModel:
         else:
             fe = self.fixed_effects(dfmethod, alpha)[["Lower", "Upper"]].to_numpy()
         re = inference.random_effects_interval(self._fit, self._joint, df, alpha)
-        return fe, re
+        # arrays of the caller's own (pandas' copy-on-write made to_numpy() views read-only)
+        return np.array(fe, dtype=float), np.array(re, dtype=float)
 
     @_blas_limited
     def coef_test(self, H=None, c=None, dfmethod: str = "residual", K=None) -> inference.CoefTestResult:
@@ -496,11 +500,13 @@ class GeneralizedLinearMixedModel:
                 f"alt: expected a fitted GeneralizedLinearMixedModel (from fitglme), got {type(alt).__name__}"
             )
         _check_flag(check_nesting, "check_nesting")
-        unknown = sorted(set(simulation) - {"rng", "n_jobs", "backend", "client", "batch_size", "progress"})
+        run_options = {"rng", "n_jobs", "backend", "client", "batch_size", "progress"}
+        unknown = sorted(set(simulation) - run_options)
         if unknown:
+            fix = hint(unknown[0], run_options | {"check_nesting", "names", "nsim"})
             raise InputError(
-                f"{unknown[0]}: unknown option of compare; the simulated test's options (with nsim=...) "
-                "are rng, n_jobs, backend, client, batch_size and progress"
+                f"{unknown[0]}: unknown option of compare{fix}; the simulated test's options (with "
+                "nsim=...) are rng, n_jobs, backend, client, batch_size and progress"
             )
         if nsim is None and simulation:
             raise InputError(f"{sorted(simulation)[0]}: applies to a simulated test; pass nsim=... as well")
@@ -886,13 +892,15 @@ _BOOTSTRAP_OPTIONS = (
 )
 
 
-def _check_bootstrap_args(method: str, nsim, options: dict) -> None:
+def _check_bootstrap_args(method: str, nsim, options: dict, keywords: tuple[str, ...]) -> None:
     """Bootstrap run arguments only with method='bootstrap', and only known ones (an unknown name
-    is reported as unknown whatever the method)."""
+    is reported as unknown whatever the method, with the fix where it misspells one of them or of
+    the method's own ``keywords``)."""
     unknown = sorted(set(options) - set(_BOOTSTRAP_OPTIONS))
     if unknown:
+        fix = hint(unknown[0], {"nsim", *_BOOTSTRAP_OPTIONS, *keywords})
         raise InputError(
-            f"{unknown[0]}: unknown option; the bootstrap's options (with method='bootstrap') are "
+            f"{unknown[0]}: unknown option{fix}; the bootstrap's options (with method='bootstrap') are "
             f"nsim, {', '.join(_BOOTSTRAP_OPTIONS)}"
         )
     if method != "bootstrap":

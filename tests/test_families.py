@@ -178,6 +178,34 @@ def test_link_warnings_follow_matlab():
         _prepare_only(df, "yig ~ x + (1|g)", "inverse_gaussian", -2)
 
 
+def test_a_unit_interval_link_warns_when_the_responses_average_at_least_one():
+    """A logit/probit/cloglog/loglog link keeps a gamma, Poisson, NB or inverse Gaussian mean below
+    1: with responses averaging 3.7 a gamma logit fit ended with every fitted mean 1.0000, an
+    intercept of 36 and SEs of 5e6, reporting convergence. It now warns, before any work; binomial
+    and responses averaging below 1 do not."""
+    import warnings
+
+    df = _data()
+    for family, y, link in [
+        ("gamma", "ygam", "logit"),
+        ("negative_binomial", "k", "probit"),
+        ("inverse_gaussian", "yig", "loglog"),
+    ]:
+        mean = df[y].mean()
+        assert mean >= 1
+        match = rf"^link: '{link}' keeps the means of a {family} model in \(0, 1\), "
+        match += rf"but the responses average {mean:.4g};"
+        with pytest.warns(ppl_glmm.GLMMWarning, match=match):
+            _prepare_only(df, f"{y} ~ x + (1|g)", family, link)
+    small = df.assign(ygam=df["ygam"] / (2 * df["ygam"].max()), k=(df["k"] > 6).astype(int))
+    assert small["k"].mean() < 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _prepare_only(small, "ygam ~ x + (1|g)", "gamma", "logit")
+        _prepare_only(small, "k ~ x + (1|g)", "poisson", "comploglog")
+        _prepare_only(small, "k ~ x + (1|g)", "binomial", "probit")
+
+
 def _prepare_only(df, formula, family, link):
     return _problem(df, formula, family, link=link)
 

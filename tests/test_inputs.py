@@ -903,3 +903,104 @@ def test_option_messages_name_the_argument_that_is_wrong(sleep_and_cbpp):
             call()
     with pytest.raises(InputTypeError, match=r"^converged_only: expected True or False, got 'yes'"):
         mb.covariance_parameters(method="bootstrap", nsim=2, rng=0, progress=False, converged_only="yes")
+
+
+# ---- keyword names ------------------------------------------------------------------------------
+def test_matlab_spelled_keywords_are_answered_with_the_snake_case_name(sleep_and_cbpp):
+    """MATLAB's name-value names (DFMethod, Alpha, FitMethod) and typos get the keyword to write,
+    on fitglme and on every method; a name that matches nothing lists the accepted keywords."""
+    s, mn, mb = sleep_and_cbpp
+    snake = r"write {}= \(ppl_glmm's keywords are snake_case"
+    _refuse(
+        s,
+        "Reaction ~ Days + (1|Subject)",
+        "^unknown option Distribution; " + snake.format("distribution"),
+        Distribution="normal",
+    )
+    _refuse(
+        s,
+        "Reaction ~ Days + (1|Subject)",
+        "^unknown option FitMethod; " + snake.format("fit_method"),
+        FitMethod="reml",
+    )
+    _refuse(
+        s,
+        "Reaction ~ Days + (1|Subject)",
+        r"^unknown option InitPLIterations; write init_pl_iterations=",
+        InitPLIterations=3,
+    )
+    _refuse(
+        s,
+        "Reaction ~ Days + (1|Subject)",
+        r"^unknown option distrbution; did you mean distribution=\?",
+        distrbution="normal",
+    )
+    _refuse(s, "Reaction ~ Days + (1|Subject)", r"^unknown option\(s\) foo; supported: check_hessian", foo=1)
+    cases = [
+        (
+            lambda: mn.coef_test(DFMethod="residual"),
+            InputTypeError,
+            "^coef_test: unknown keyword argument DFMethod; " + snake.format("dfmethod"),
+        ),
+        (
+            lambda: mn.predict(Conditional=False),
+            InputTypeError,
+            "^predict: unknown keyword argument Conditional; " + snake.format("conditional"),
+        ),
+        (
+            lambda: mn.fixed_effects(alhpa=0.1),
+            InputTypeError,
+            r"^fixed_effects: unknown keyword argument alhpa; did you mean alpha=\?",
+        ),
+        (
+            lambda: mn.random(Foo=1),
+            InputTypeError,
+            "^random: unknown keyword argument Foo; accepted: binomial_size, newdata, offset, rng, weights$",
+        ),
+        (
+            lambda: mb.covariance_parameters(Alpha=0.1),
+            InputError,
+            "^Alpha: unknown option; " + snake.format("alpha"),
+        ),
+        (
+            lambda: mb.coef_ci(DFMethod="residual"),
+            InputError,
+            "^DFMethod: unknown option; " + snake.format("dfmethod"),
+        ),
+        (
+            lambda: mn.compare(mn, CheckNesting=True),
+            InputError,
+            "^CheckNesting: unknown option of compare; " + snake.format("check_nesting"),
+        ),
+        (
+            lambda: ppl_glmm.BayesianGLMM.fixed_effects(None, CIProb=0.9),
+            InputTypeError,
+            "^fixed_effects: unknown keyword argument CIProb; " + snake.format("ci_prob"),
+        ),
+    ]
+    for call, kind, match in cases:
+        with pytest.raises(kind, match=match):
+            call()
+    # the checks keep each method's signature and docstring for help() and the API docs
+    import inspect
+
+    assert list(inspect.signature(ppl_glmm.GeneralizedLinearMixedModel.predict).parameters)[:3] == [
+        "self",
+        "newdata",
+        "conditional",
+    ]
+    assert ppl_glmm.GeneralizedLinearMixedModel.coef_test.__doc__.startswith("MATLAB ``coefTest``")
+
+
+def test_warnings_point_at_the_callers_line():
+    """A warning names the user's line however deep in the package it is issued (the method
+    wrappers add a frame, which a counted stacklevel attributed to ppl_glmm's own file)."""
+    d = _frame().assign(k=1)  # a constant count: the random-effect variance is estimated at 0
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+        m.refit(np.ones(len(d)))
+        m.compare(m.refit(np.ones(len(d))))
+    singular = [w for w in rec if issubclass(w.category, ppl_glmm.SingularFitWarning)]
+    assert len(singular) >= 3
+    assert {w.filename for w in rec} == {__file__}

@@ -139,6 +139,13 @@ def test_coef_ci(model):
     assert fe.shape == (2, 2) and re.shape == (36, 2)
     np.testing.assert_array_equal(fe, m.fixed_effects("none", 0.1)[["Lower", "Upper"]].to_numpy())
     np.testing.assert_array_equal(re, m.random_effects("none", 0.1)[["Lower", "Upper"]].to_numpy())
+    # the caller's own arrays, as MATLAB's (pandas' copy-on-write gave read-only views): writing
+    # into them works and leaves the model's intervals as they were
+    fe[:] = 0.0
+    re[:] = 0.0
+    again = m.coef_ci(alpha=0.1, dfmethod="none")
+    np.testing.assert_array_equal(again[0], m.fixed_effects("none", 0.1)[["Lower", "Upper"]].to_numpy())
+    assert np.all(again[1][:, 1] > again[1][:, 0])
 
 
 def test_bad_arguments(model):

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..display import format_table
+from ..keywords import check_method_keywords
 from ..names import ModelNames
 from .model import BayesGraph, build_bayes_model
 from .priors import PriorSet
@@ -38,6 +39,7 @@ class ModelSpec:
     centered: tuple[bool, ...]  # per term: b sampled directly (centred) or through u (non-centred)
 
 
+@check_method_keywords
 class BayesianGLMM:
     """A GLMM fitted by NUTS. Create with ``ppl_glmm.fitglme_bayes`` or ``glme.fit_bayes``."""
 
