@@ -22,6 +22,7 @@ import threading
 from contextlib import contextmanager
 
 __all__ = [
+    "COMPILE_LOCK",
     "C_MAX_POINTS",
     "C_MODE",
     "PYMC_CXXFLAGS",
@@ -34,7 +35,11 @@ __all__ = [
 
 C_MODE = "CVM"
 C_MAX_POINTS = 1_000
-_START_LOCK = threading.RLock()  # held while an observation function loads or compiles
+# Held while ppl_glmm compiles or loads any PyTensor function (observation functions, samplers,
+# custom links, the Bayesian transforms): PyTensor's compiler swaps the global config.mode with
+# change_flags, which is not thread-safe: two samplers compiling at once in two threads left
+# config.mode set to a Mode object, and every later fit of the process failed.
+COMPILE_LOCK = threading.RLock()
 _configured = False  # import_pytensor has run in this process
 # What importing PyMC appends to PyTensor's ``gcc__cxxflags`` (``pymc/__init__.py``,
 # ``__set_compiler_flags``): see :func:`pymc_cxxflags`.
@@ -64,7 +69,7 @@ def import_pytensor():
 
         with gc_paused():
             import pytensor
-        with _START_LOCK:
+        with COMPILE_LOCK:
             if not _configured:
                 config = pytensor.config
                 if not config.generated_src_dir:
@@ -158,7 +163,7 @@ def c_backend_start():
     from pytensor.link.c import cmodule
     from pytensor.link.c.cmodule import GCC_compiler
 
-    with _START_LOCK:
+    with COMPILE_LOCK:
         pymc_cxxflags()
         path = _probe_path() if GCC_compiler.march_flags is None else None
         if path is not None:

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
@@ -26,16 +29,37 @@ __all__ = [
     "LikelihoodSupportError",
     "SamplingWarning",
     "SingularFitWarning",
+    "quiet",
     "warn",
 ]
 
 _PACKAGE = (str(Path(__file__).resolve().parent) + "/",)
 
 
+_QUIET = threading.local()
+
+
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` attributed to the first caller outside ppl_glmm (the user's line), however
-    deep in the package it is issued (``skip_file_prefixes``, Python 3.12): no stacklevel to count."""
+    deep in the package it is issued (``skip_file_prefixes``, Python 3.12): no stacklevel to count.
+    Nothing inside :func:`quiet` in this thread."""
+    if getattr(_QUIET, "on", False):
+        return
     warnings.warn(message, category, skip_file_prefixes=_PACKAGE)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """This thread's ppl_glmm warnings are not issued inside the block. Unlike
+    ``warnings.catch_warnings``, which replaces the process's filter list on entry and exit (two
+    threads' blocks interleaved left an 'ignore' filter behind for good), it touches nothing that
+    another thread reads."""
+    before = getattr(_QUIET, "on", False)
+    _QUIET.on = True
+    try:
+        yield
+    finally:
+        _QUIET.on = before
 
 
 class GLMMError(Exception):

@@ -330,13 +330,15 @@ class _CompiledInverse:
         if self._fns is None:
             import pytensor.tensor as pt
 
-            from .backend import import_pytensor
+            from .backend import COMPILE_LOCK, import_pytensor
 
             pytensor = import_pytensor()
-            e = pt.vector("eta", dtype="float64")
-            mu = self.inverse(e)
-            d = pytensor.grad(mu.sum(), e)
-            self._fns = (pytensor.function([e], mu), pytensor.function([e], d))
+            with COMPILE_LOCK:
+                if self._fns is None:
+                    e = pt.vector("eta", dtype="float64")
+                    mu = self.inverse(e)
+                    d = pytensor.grad(mu.sum(), e)
+                    self._fns = (pytensor.function([e], mu), pytensor.function([e], d))
         return self._fns
 
     def value(self, eta):

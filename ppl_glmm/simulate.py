@@ -50,12 +50,17 @@ class ForwardSampler:
 
     @classmethod
     def compile(cls, graph: GLMMGraph) -> ForwardSampler:
-        from pymc.sampling.forward import compile_forward_sampling_function
-        from pytensor.tensor.random.type import RandomGeneratorType
-
-        from .backend import import_pytensor
+        """Compiled under the process's compile lock (:data:`.backend.COMPILE_LOCK`)."""
+        from .backend import COMPILE_LOCK, import_pytensor
 
         import_pytensor()  # its generated source kept in one directory
+        with COMPILE_LOCK:  # (also keeps the warnings filter below from interleaving with another's)
+            return cls._compile(graph)
+
+    @classmethod
+    def _compile(cls, graph: GLMMGraph) -> ForwardSampler:
+        from pymc.sampling.forward import compile_forward_sampling_function
+        from pytensor.tensor.random.type import RandomGeneratorType
 
         params = graph.free_parameters
         constant = {v: v.get_value() for v in graph.containers.values()}

@@ -148,3 +148,76 @@ def test_a_model_pickles_after_its_inference_caches_are_filled(mfr_model):
         assert "_joint" not in clone.__dict__
         pd.testing.assert_frame_equal(clone.random_effects(), table, rtol=1e-10)
         np.testing.assert_allclose(clone.predict()[1], mfr_model.predict()[1], rtol=1e-10)
+
+
+def test_two_samplers_compiling_at_once_leave_pytensors_mode_alone(monkeypatch):
+    """PyTensor's compiler swaps the global config.mode (change_flags), which is not thread-safe:
+    two models' first random() in two threads left config.mode set to a Mode object, and every
+    later fitglme of the process failed ('File name too long'). Every ppl_glmm compile holds one
+    process-wide lock: while a sampler compiles, no other thread can take it."""
+    import pytensor
+    from pymc.sampling import forward
+
+    from ppl_glmm.backend import COMPILE_LOCK
+
+    real = forward.compile_forward_sampling_function
+    held = []
+
+    def spy(*args, **kw):
+        other = threading.Thread(target=lambda: held.append(not COMPILE_LOCK.acquire(blocking=False)))
+        other.start()
+        other.join()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(forward, "compile_forward_sampling_function", spy)
+    mode = pytensor.config.mode
+    d = load_mfr()
+    models = [
+        ppl_glmm.fitglme(d, MFR_FORMULA, distribution="poisson"),
+        ppl_glmm.fitglme(d, "defects ~ 1 + newprocess + (1|factory)", distribution="poisson"),
+    ]
+    draws = [None, None]
+
+    def first_draw(i):
+        draws[i] = models[i].random(rng=i)
+
+    threads = [threading.Thread(target=first_draw, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert held == [True, True]  # each compile held the lock against another thread
+    assert all(y is not None and np.isfinite(y).all() for y in draws)
+    assert pytensor.config.mode == mode
+    np.testing.assert_array_equal(draws[1], models[1].random(rng=1))
+
+
+def test_quiet_is_per_thread():
+    """The bootstrap's replicates silence their fits' warnings with errors.quiet(), which is
+    thread-local: warnings.catch_warnings in worker threads replaced the process's filter list, and
+    two interleaved blocks left 'ignore GLMMWarning' behind, silencing the user's warnings."""
+    import warnings
+
+    from ppl_glmm.errors import GLMMWarning, quiet, warn
+
+    inside, outside = threading.Event(), threading.Event()
+    caught = []
+
+    def silent():
+        with quiet():
+            inside.set()
+            outside.wait(10)
+            warn("from the quiet thread", GLMMWarning)
+
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        t = threading.Thread(target=silent)
+        t.start()
+        inside.wait(10)
+        warn("from this thread", GLMMWarning)  # issued while the other thread is quiet
+        outside.set()
+        t.join()
+        caught = [str(w.message) for w in rec]
+    assert caught == ["from this thread"]
+    assert list(warnings.filters) == before

@@ -75,11 +75,12 @@ def laplace_covariance(fn, x: np.ndarray) -> np.ndarray:
 
 def _backward_function(model):
     """Unconstrained value variables -> constrained free variables (PyMC's transforms, one compile)."""
-    from ..backend import import_pytensor
+    from ..backend import COMPILE_LOCK, import_pytensor
 
     pytensor = import_pytensor()
     outs = model.replace_rvs_by_values(model.free_RVs)
-    fn = pytensor.function(model.value_vars, outs, mode="FAST_COMPILE", on_unused_input="ignore")
+    with COMPILE_LOCK:
+        fn = pytensor.function(model.value_vars, outs, mode="FAST_COMPILE", on_unused_input="ignore")
     return lambda point: dict(
         zip([rv.name for rv in model.free_RVs], fn(*[point[v.name] for v in model.value_vars]))
     )
@@ -92,10 +93,13 @@ def _ml_warm_step(graph: BayesGraph, ml_point: dict, settings: SamplerSettings):
     from pymc.step_methods.hmc import integration
     from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
 
+    from ..backend import COMPILE_LOCK
+
     model = graph.model
     start_t = transformed_point(model, ml_point)
     with model:
-        step = pm.NUTS(target_accept=settings.target_accept, initial_point=start_t)
+        with COMPILE_LOCK:  # (it compiles the log posterior and its gradient)
+            step = pm.NUTS(target_accept=settings.target_accept, initial_point=start_t)
     fn = step._logp_dlogp_func
     fn.set_extra_values({})
     fn._pytensor_function.trust_input = True  # the sampler passes float64 vectors of the right size

@@ -19,13 +19,12 @@ The default statistic of a refitted model, in this column order:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import GLMMWarning, InputError, InputTypeError
+from ..errors import InputError, InputTypeError, quiet
 
 __all__ = [
     "RESERVED",
@@ -192,8 +191,7 @@ def run_one(models: tuple, task: Task, index: int) -> Row:
     row that carries its message; the fits' convergence and singular-fit warnings become flags."""
     seed = replicate_seed(task.entropy, task.spawn_key, index)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", GLMMWarning)
+        with quiet():  # (thread-local: replicates run in threads too)
             y = models[0].random(rng=seed)
             fits = tuple(m.refit(y) for m in models)
             values = evaluate(task, fits)
