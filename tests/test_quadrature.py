@@ -571,3 +571,42 @@ def test_a_quadrature_stopped_where_its_nodes_leave_the_support_says_so():
     laplace = message()
     assert "a conditional mode where the link puts the mean outside" in laplace
     assert "quadrature" not in laplace
+
+
+def test_a_singular_quadrature_fit_whose_nodes_left_the_support_says_so():
+    """An inverse Gaussian (canonical power -2 link) quadrature fit ended at SD 1e-8, converged, 4.2
+    logLik units below the Laplace fit (the exact marginal likelihood at the Laplace estimates is
+    -285.3, by scipy): larger SDs put nodes at eta <= 0, where the quadrature is not defined. The
+    singular-fit warning now says the zero may come from there; a singular fit whose nodes stayed in
+    range (cbpp-like binomial) keeps the plain message."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(15), 10)
+    x = rng.normal(size=g.size)
+    b = rng.normal(0, 0.5, 15)
+    y = rng.wald(np.exp(1.0 + 0.5 * x + b[g]), 1 / 0.3**2)
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        laplace = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian")
+        quad = ppl_glmm.fitglme(
+            d, "y ~ x + (1|g)", distribution="inverse_gaussian", fit_method="quadrature", n_agq=7
+        )
+    assert not laplace.singular and laplace.log_likelihood > quad.log_likelihood + 4
+    assert quad.singular and quad.converged
+    (msg,) = [str(w.message) for w in caught if issubclass(w.category, ppl_glmm.SingularFitWarning)]
+    assert msg == quad.warnings[0]
+    assert re.search(
+        r"; \d+ point\(s\) evaluated had quadrature nodes outside the family's range .*the variance "
+        r"may be at zero only because larger ones could not be evaluated; compare with fit_method='laplace'",
+        msg,
+    )
+    # nodes in range (a logit link): the plain singular message
+    s = pd.DataFrame({"k": np.tile([0, 1], 30), "x": np.arange(60) % 7, "g": np.repeat(np.arange(6), 10)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = ppl_glmm.fitglme(
+            s, "k ~ x + (1|g)", distribution="binomial", fit_method="quadrature", n_agq=5
+        )
+    assert plain.singular and plain.warnings[-1].endswith(
+        "(a variance at zero, or a correlation at its bound)"
+    )
