@@ -105,7 +105,8 @@ def test_compare_fits_table(mfr_model, mfr_bayes):
 
 def test_compare_fits_with_correlation_and_dispersion(fitted, sleep_bayes):
     tab = ppl_glmm.compare_fits(fitted("sleepstudy_lmm"), sleep_bayes, ci_prob=0.9)
-    assert list(tab["Type"]) == ["fixed", "fixed", "std", "corr", "std", "dispersion"]
+    # sigma's Type is std, as in covariance_parameters (it was "dispersion")
+    assert list(tab["Type"]) == ["fixed", "fixed", "std", "corr", "std", "std"]
     assert list(tab["Name"][2:]) == ["(Intercept)", "Days, (Intercept)", "Days", "sqrt(Dispersion)"]
     assert tab.loc[5, "Group"] == "Error"
     assert tab["ML_SE"].notna().all() and (tab["ML_SE"] > 0).all()
@@ -254,8 +255,8 @@ def test_a_quasi_dispersion_fit_warms_nuts_at_its_random_effects_sd():
     )
     starts = []
 
-    def spy(graph, layout, beta, theta, ancillary, u):
-        point = point_from_ml(graph, layout, beta, theta, ancillary, u)
+    def spy(graph, layout, beta, theta, ancillary, u, **kw):
+        point = point_from_ml(graph, layout, beta, theta, ancillary, u, **kw)
         starts.append(point)
         return point
 
@@ -271,3 +272,52 @@ def test_a_quasi_dispersion_fit_warms_nuts_at_its_random_effects_sd():
     sd_start = [np.ravel(v)[0] for name, v in starts[0].items() if name.startswith("sd")]
     assert quasi.dispersion != pytest.approx(1.0, abs=1e-3)
     assert sd_start and sd_start[0] == pytest.approx(sd_ml, rel=1e-8)
+
+
+def test_a_small_sd_off_the_boundary_starts_nuts_at_its_ml_value():
+    """The SD floor (5% of the prior scale, for a zero ML SD) was applied to every SD below it: an
+    inverse Gaussian SD of 0.0195 started at 0.0258, which moved every b by 32%, put a linear
+    predictor at eta < 0 (no mean on the canonical power -2 link) and made fit_bayes fail with 'the
+    log posterior is not finite at the ML estimates'. Only a term the ML fit puts on the boundary is
+    raised now."""
+    from ppl_glmm.bayes.model import point_from_ml
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(15), 10)
+    x = rng.normal(size=g.size)
+    b = rng.normal(0, 0.5, 15)
+    y = rng.wald(np.exp(1.0 + 0.5 * x + b[g]), 1 / 0.3**2)
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian")
+    sd_ml = float(m.covariance_parameters()[2][0]["Estimate"].iloc[0])
+    assert not m.singular and 0.01 < sd_ml < 0.025
+    starts = []
+
+    def spy(*args, **kw):
+        starts.append(point_from_ml(*args, **kw))
+        return starts[-1]
+
+    import ppl_glmm.bayes.fit as bayes_fit
+
+    real = bayes_fit.point_from_ml
+    bayes_fit.point_from_ml = spy
+    try:
+        fit = _short(m, init="ml")
+    finally:
+        bayes_fit.point_from_ml = real
+    assert float(np.ravel(starts[0]["sd_g"])[0]) == pytest.approx(sd_ml, rel=1e-8)
+    assert fit.idata.posterior["sd_g"].size == 20
+    # the old rule (every term raised) is what point_from_ml does without the ML fit's flags
+    assert float(np.ravel(point_from_ml(*_spy_args(m))["sd_g"])[0]) > 1.3 * sd_ml
+
+
+def _spy_args(m):
+    from ppl_glmm.bayes.model import build_bayes_model
+    from ppl_glmm.bayes.priors import resolve_priors
+    from ppl_glmm.names import ModelNames
+
+    ws, r = m._ws, m._result
+    names = ModelNames.from_design(ws.design, ws.dist)
+    priors = resolve_priors(ws.design, ws.dist, ws.link, names, None)
+    graph = build_bayes_model(ws.design, ws.dist, ws.link, names, priors, (False,))
+    return graph, ws.layout, r.beta, r.theta, r.ancillary, r.u

@@ -71,7 +71,7 @@ def test_compare_fits_has_the_sigma_or_theta_row(sampled, family):
     tab = ppl_glmm.compare_fits(ml, bayes)
     last = tab.iloc[-1]
     expected = (
-        ("sigma", "sqrt(Dispersion)", "dispersion")
+        ("sigma", "sqrt(Dispersion)", "std")
         if family != "negative_binomial"
         else (
             "nb_theta",

@@ -118,7 +118,7 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
                 "Parameter": names.ancillary,
                 "Group": "Error",
                 "Name": anc.label,
-                "Type": "dispersion" if names.has_dispersion else "theta",
+                "Type": "std" if names.has_dispersion else "theta",  # as covariance_parameters
                 "ML_Estimate": err["Estimate"],
                 "ML_SE": se,
                 "ML_Lower": err["Lower"],

@@ -10,6 +10,7 @@ from importlib.util import find_spec
 import numpy as np
 
 from ..errors import InputError, InputTypeError
+from ..fitting import boundary_terms
 from ..names import ModelNames
 from .model import build_bayes_model, point_from_ml
 from .pointwise import pointwise_log_likelihood
@@ -160,7 +161,8 @@ def fit_bayes(
         # b = sigma Lambda u; a binomial/Poisson PL fit with dispersion_flag has sigma != 1 and a
         # Bayesian model without it, so its SDs start at sigma Lambda (theta scaled), not Lambda
         theta = r.theta if ws.dist.has_dispersion else r.sigma * np.asarray(r.theta, dtype=float)
-        ml_point = point_from_ml(graph, ws.layout, r.beta, theta, r.ancillary, r.u)
+        boundary = boundary_terms(ws, r.theta) if r.singular else np.zeros(len(names.terms), dtype=bool)
+        ml_point = point_from_ml(graph, ws.layout, r.beta, theta, r.ancillary, r.u, boundary=boundary)
     idata, seconds = sample_nuts(graph, st, ml_point)
     from ..pymc_model import observation_function
 
