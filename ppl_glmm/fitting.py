@@ -459,7 +459,7 @@ def restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, summary, mo
 
     tol = 1e-9 * max(1.0, abs(summary.objective))
     start, best = None, summary.objective
-    if not boundary_terms(ws, problem.unpack(summary.x)[1]).any():
+    if not boundary_terms(ws, problem.unpack(summary.x)[1], _re_sigma(problem, summary.x)).any():
         return summary, mode
     probes = [(1.0, False)] + [(scale, True) for scale in (1.0, 0.1, 0.01)]
     for scale, entries in probes:
@@ -567,13 +567,14 @@ def off_the_boundary(
     entries of theta."""
     x0 = np.array(x0, dtype=float)
     _, theta, _ = problem.unpack(x0)
-    held = boundary_terms(ws, theta)
+    sigma = _re_sigma(problem, x0)
+    held = boundary_terms(ws, theta, sigma)
     if not held.any():
         return x0
     _, theta_fresh, _ = problem.unpack(fresh())
     theta = np.array(theta, dtype=float)
     if entries:  # only the zero diagonal entries (a correlation at +-1 keeps the term's SDs)
-        unit = boundary_unit(ws)
+        unit = boundary_unit(ws, sigma)
         zero = (np.abs(theta) < SINGULAR_TOL * unit) & ws.layout.is_diagonal()
         theta[zero] = scale * theta_fresh[zero]
     else:
@@ -585,16 +586,32 @@ def off_the_boundary(
     return x0
 
 
-def boundary_unit(ws) -> float:
-    """theta's unit for the boundary tolerance: the link scale's (1 for a scale-free link)."""
-    return ws.fd_unit[1] if ws.fd_unit is not None else 1.0
+def boundary_unit(ws, sigma: float = 1.0) -> float:
+    """theta's unit for the boundary tolerance: the link scale's (``fd_unit``, relative to the
+    start's sigma), or 1 for a scale-free link, where a gamma or inverse Gaussian model divides it
+    by its fitted ``sigma``: theta is SD / sigma (b = sigma Lambda u) while the SD on the link scale
+    is unit-free and sigma is not (an inverse Gaussian's scales as y^-1/2: the same data in units
+    1e8 times smaller were flagged singular at the same SD, 0.446), so the rule is lme4's for a
+    GLMM, whose theta is the SD: SD < 1e-4. The normal family keeps lme4's LMM rule, theta = SD /
+    sigma < 1e-4."""
+    if ws.fd_unit is not None:
+        return ws.fd_unit[1]
+    if ws.dist.has_dispersion and ws.dist.name != "normal" and sigma > 0:
+        return 1.0 / sigma
+    return 1.0
 
 
-def boundary_terms(ws, theta: np.ndarray) -> np.ndarray:
+def _re_sigma(problem: LaplaceProblem, x: np.ndarray) -> float:
+    """sigma in b = sigma Lambda u at the outer point ``x`` (1 where phi does not scale b)."""
+    phi = problem.unpack(x)[2]
+    return float(np.exp(phi)) if problem.has_phi and problem.phi_scales_re else 1.0
+
+
+def boundary_terms(ws, theta: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """Which random-effects terms are on the boundary (singular): a diagonal entry of their
-    Lambda_r below lme4's tolerance, in theta's units for a link with units (theta ~2e-6 is not a
+    Lambda_r below lme4's tolerance, in theta's units (:func:`boundary_unit`; theta ~2e-6 is not a
     boundary for a gamma/identity model of y ~ 1e-6: its start scale is ~2e-6)."""
-    small = (np.abs(theta) < SINGULAR_TOL * boundary_unit(ws)) & ws.layout.is_diagonal()
+    small = (np.abs(theta) < SINGULAR_TOL * boundary_unit(ws, sigma)) & ws.layout.is_diagonal()
     held = np.array([bool(small[sl].any()) for sl in ws.layout.slices()], dtype=bool)
     return held | _compound_symmetry_at_bound(ws, theta)
 
@@ -642,7 +659,7 @@ def make_result(
     lambdas = ws.layout.lambdas(theta)
     u = problem.re.to_original(mode.u)
     b = _b_from_u(ws, u, lambdas, sigma)
-    singular = bool(boundary_terms(ws, theta).any())
+    singular = bool(boundary_terms(ws, theta, sigma).any())
     msgs = []
     if not summary.converged:
         msgs.append(

@@ -5,7 +5,7 @@
   units (the default 1 / rms start left a gamma model on y ~ 1e6 at its start, where the
   likelihood is flat, 21 log-likelihood units below the optimum, reported as converged).
 * Negative binomial: theta starts from moments about the level means, and a fit that still ends
-  at PyMC's Poisson limit (theta > 1e8, where the likelihood no longer depends on it) is fitted
+  near the Poisson limit (theta > 1e6, where the likelihood hardly depends on it) is fitted
   again from the moment estimate at its conditional means.
 """
 
@@ -60,6 +60,26 @@ def test_fit_is_equivariant_under_the_responses_units(distribution, link, power,
     assert scaled.dispersion == pytest.approx(
         base.dispersion * c ** (0 if distribution == "gamma" else -1), rel=1e-5
     )
+
+
+def test_the_singular_flag_does_not_depend_on_the_responses_units():
+    """Inverse Gaussian, log link: y -> 1e-8 y leaves the link-scale SD (0.446) unchanged and
+    multiplies sigma by 1e4, so theta = SD / sigma fell below lme4's 1e-4 and the fit was flagged
+    singular, its SD interval NaN. The tolerance is on the SD itself for a gamma or inverse
+    Gaussian model with a scale-free link (lme4's GLMM rule: glmer's theta is the SD)."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=g.size)
+    y = rng.wald(np.exp(0.5 + 0.3 * x + rng.normal(scale=0.5, size=30)[g]), 5.0)
+    fits = []
+    for c in (1.0, 1e-8):
+        d = pd.DataFrame({"y": c * y, "x": x, "g": g.astype(str)})
+        fits.append(ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian", link="log"))
+    tables = [m.covariance_parameters()[2][0] for m in fits]
+    assert [m.singular for m in fits] == [False, False]
+    assert np.sqrt(fits[1].dispersion) > 1e3  # theta = SD / sigma < 1e-4 at c = 1e-8
+    for col in ("Estimate", "Lower", "Upper"):
+        assert tables[1][col].iloc[0] == pytest.approx(tables[0][col].iloc[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("link,power,c", [("identity", 1.0, 1e-6), ("reciprocal", -1.0, 1e6)])

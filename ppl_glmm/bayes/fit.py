@@ -161,7 +161,9 @@ def fit_bayes(
         # b = sigma Lambda u; a binomial/Poisson PL fit with dispersion_flag has sigma != 1 and a
         # Bayesian model without it, so its SDs start at sigma Lambda (theta scaled), not Lambda
         theta = r.theta if ws.dist.has_dispersion else r.sigma * np.asarray(r.theta, dtype=float)
-        boundary = boundary_terms(ws, r.theta) if r.singular else np.zeros(len(names.terms), dtype=bool)
+        boundary = np.zeros(len(names.terms), dtype=bool)
+        if r.singular:
+            boundary = boundary_terms(ws, r.theta, r.sigma)
         ml_point = point_from_ml(graph, ws.layout, r.beta, theta, r.ancillary, r.u, boundary=boundary)
     idata, seconds = sample_nuts(graph, st, ml_point)
     from ..pymc_model import observation_function

@@ -75,7 +75,7 @@ def held_terms(fit: FitRecord) -> np.ndarray:
 
     if not fit.result.singular:
         return np.zeros(len(fit.ws.layout.sizes), dtype=bool)
-    return boundary_terms(fit.ws, fit.result.theta)
+    return boundary_terms(fit.ws, fit.result.theta, fit.result.sigma)
 
 
 def _zero_columns(fit: FitRecord, r: int) -> set[int]:
@@ -86,7 +86,7 @@ def _zero_columns(fit: FitRecord, r: int) -> set[int]:
     ws = fit.ws
     theta = fit.result.theta[ws.layout.slices()[r]]
     entries = [(i, j) for t, i, j in ws.layout.entries if t == r]
-    tol = SINGULAR_TOL * boundary_unit(ws)
+    tol = SINGULAR_TOL * boundary_unit(ws, fit.result.sigma)
     return {i for (i, j), v in zip(entries, theta) if i == j and abs(v) < tol}
 
 
