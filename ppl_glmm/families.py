@@ -522,7 +522,7 @@ def _nb_theta_start(y, mu, w):
     return float(np.sum(mu**2) / excess) if excess > 0 else 100.0
 
 
-NB_POISSON_LIMIT = 1e8  # theta beyond which NB2 and Poisson log-densities differ by < ~mu^2 / 1e8
+NB_POISSON_LIMIT = 1e6  # a fit ending beyond this theta is checked by a restart (_nb_theta_restart)
 NB_THETA_AT_LIMIT = 1e16  # theta standing for the Poisson limit itself (log-density 1e-12 from Poisson's)
 
 
@@ -536,7 +536,9 @@ def _nb_theta_restart(y, mu, w, phi):
     mu (moment estimate finite and below the limit), the optimum is at a finite theta: restart.
     If they are not, the optimum is the limit itself (the Poisson fit), and a fit that stopped on the
     way (theta = 8.5e8 ended 1.8e-5 log-likelihood units below the Poisson fit it contains, its
-    gradient in log theta ~c / theta below the test) restarts from theta = ``NB_THETA_AT_LIMIT``."""
+    gradient in log theta ~c / theta below the test; counts of mean ~2 stopped at theta 2.5e6 to
+    3e7, 2e-6 below) restarts from theta = ``NB_THETA_AT_LIMIT``. The better fit is kept, so the
+    limit only decides which fits pay for a second one."""
     if phi <= np.log(NB_POISSON_LIMIT):
         return None
     excess = float(np.sum((y - mu) ** 2 - mu))

@@ -240,3 +240,20 @@ def test_a_negative_binomial_fit_of_poisson_data_is_not_below_the_poisson_fit(se
     # the NB log-density at theta = 1e16 is 1e-12 per row from the Poisson one; the two fits'
     # own convergence leaves ~3e-10
     assert nb.log_likelihood - pois.log_likelihood > -1e-9
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_a_nearly_poisson_negative_binomial_fit_of_small_counts_is_not_below_the_poisson_fit(seed):
+    """Counts of mean ~2 drawn with theta = 50 (1,000 rows: indistinguishable from Poisson) stopped
+    at theta 1.2e7 (seed 6) and 2.5e6 (seed 7), 2.2e-6 and 1.5e-6 log-likelihood units below the
+    Poisson fit, reported as converged (the robustness hunt); the restart now begins at theta 1e6."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(40), 25)
+    x = rng.normal(size=g.size)
+    mu = np.exp(0.5 + 0.3 * x + rng.normal(scale=0.5, size=40)[g])
+    y = rng.negative_binomial(50.0, 50.0 / (50.0 + mu))
+    d = pd.DataFrame({"y": y, "x": x, "g": g})
+    pois = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson")
+    nb = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="negative_binomial")
+    assert nb.converged and nb.nb_theta > 1e6
+    assert nb.log_likelihood - pois.log_likelihood > -1e-9
