@@ -244,7 +244,10 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
             if getattr(problem, "profile_phi", None) is None:
                 mu = _within_level_means(ws, y, eta0, mu)  # (a profiled phi is replaced below)
             value = ws.dist.ancillary_start(y, mu, d.weights)
-        phi0 = np.log(min(max(value, 1e-8), 1e8)) if np.isfinite(value) else 0.0
+        # sigma is clipped to 1e+-100 only (an inverse Gaussian's scales as y^-1/2: 1e-10 for
+        # y x 1e20, where 1e-8 left the fit 48 logLik units low); theta to 1e+-8
+        lim = 1e100 if ws.dist.has_dispersion else 1e8
+        phi0 = np.log(min(max(value, 1.0 / lim), lim)) if np.isfinite(value) else 0.0
     problem.beta_start = beta0
 
     def start_at(scale: float | None) -> np.ndarray:
@@ -265,6 +268,14 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
             if ws.fd_unit is None:  # the first fit's (refits keep it: the same data's scale)
                 ws.fd_unit = (u_beta, scale)
         problem.fd_units = ws.fd_units(problem)
+    elif u_beta is None and phi0 is not None and problem.phi_scales_re and ws.dist.name != "normal":
+        # a scale-free link of a gamma or inverse Gaussian model: theta = SD / sigma while the SD
+        # is unit-free and an inverse Gaussian's sigma is not (y^-1/2); theta ~ 1/rms started the SD
+        # at sigma / rms, 1e-6 for y x 1e12, where the fit ended at SD 0 (logL 52 units low) and
+        # reported convergence. SD / rms on the link scale is the start when it is the better one.
+        relative = float(np.exp(-phi0))
+        if problem.value_and_grad(start_at(relative))[0] < problem.value_and_grad(start_at(None))[0]:
+            scale = relative
     x0 = start_at(scale)
     profile = getattr(problem, "profile_phi", None)
     if profile is not None:  # sigma in closed form (the LMM, engine.lmm): the optimiser's first point

@@ -62,6 +62,38 @@ def test_fit_is_equivariant_under_the_responses_units(distribution, link, power,
     )
 
 
+@pytest.mark.parametrize("method,c", [("approximatelaplace", 1e12), ("laplace", 1e20), ("laplace", 1e-12)])
+def test_an_inverse_gaussian_log_link_fit_is_equivariant_under_the_responses_units(method, c):
+    """y -> c y on a log link: the intercept moves by log c, logLik by -N log c, the rest stays.
+    theta = SD / sigma started at 1/rms, i.e. the SD at sigma / rms (sigma ~ c^-1/2): at c = 1e12
+    the approximate Laplace fit ended at SD 0, 51.6 logLik units low, and at c = 1e20 (sigma
+    clipped at 1e-8) the Laplace fit at SD 0.048, 48.6 low, both reported as converged. The SDs now
+    start at 1/rms on the link scale (when that start is the better one) and sigma at its moment
+    estimate clipped to 1e+-100."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=g.size)
+    y = rng.wald(np.exp(0.5 + 0.3 * x + rng.normal(scale=0.5, size=30)[g]), 5.0)
+    fits = [
+        ppl_glmm.fitglme(
+            pd.DataFrame({"y": k * y, "x": x, "g": g.astype(str)}),
+            "y ~ x + (1|g)",
+            distribution="inverse_gaussian",
+            link="log",
+            fit_method=method,
+        )
+        for k in (1.0, c)
+    ]
+    base, scaled = fits
+    assert scaled.converged and not scaled.singular
+    assert scaled.log_likelihood + len(y) * np.log(c) == pytest.approx(base.log_likelihood, abs=1e-7)
+    shift = np.array([np.log(c), 0.0])
+    estimates = scaled.coefficients["Estimate"] - shift
+    np.testing.assert_allclose(estimates, base.coefficients["Estimate"], atol=1e-6)
+    assert _sd(scaled) == pytest.approx(_sd(base), rel=1e-6)  # the link-scale SD
+    assert scaled.dispersion == pytest.approx(base.dispersion / c, rel=1e-5)  # Var = sigma^2 mu^3
+
+
 def test_the_singular_flag_does_not_depend_on_the_responses_units():
     """Inverse Gaussian, log link: y -> 1e-8 y leaves the link-scale SD (0.446) unchanged and
     multiplies sigma by 1e4, so theta = SD / sigma fell below lme4's 1e-4 and the fit was flagged
