@@ -556,6 +556,13 @@ def fit(
                 "a predictor that separates the outcomes, a random-effects term with about one "
                 "observation per level, or a link that puts the means outside their range"
             ) from err
+        except np.linalg.LinAlgError as err:  # (NumPy's own error, on non-finite values)
+            raise FitError(
+                f"fit_method='{fit_method}': the optimiser's linear algebra failed ({err}), usually "
+                "on values that are not finite. If the response's values are extreme (beyond ~1e+-100, where "
+                "squares overflow), rescale it; else check the data for the causes of a fit that "
+                "cannot start (a link that puts the means outside their range)"
+            ) from err
         cov_beta = conditional_cov_beta(problem, mode)
     result = make_result(ws, fit_method, problem, summary, mode, y, cov_beta)
     if settings.check_hessian:

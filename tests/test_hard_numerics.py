@@ -19,6 +19,7 @@ SD) within 1e-4 relative.
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from reference_cases import HARD_CASES, fit_case, reference
 
@@ -109,3 +110,15 @@ def test_variance_components_within_1e_4_relative(hard_fit, name):
     est = np.array([r["Estimate"] for r in rows])
     np.testing.assert_allclose(est, [v["estimate"] for v in R["varcorr"]], rtol=VARCOMP_REL, atol=0)
     np.testing.assert_allclose(np.sqrt(m.dispersion), R["sigma"], rtol=VARCOMP_REL, atol=0)
+
+
+def test_a_response_whose_squares_overflow_gives_a_fit_error():
+    """A gamma response of ~1e200 (its squares overflow) made NumPy's eigh raise a bare LinAlgError
+    from inside the optimiser; it is a FitError that says what to do (the robustness hunt)."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=g.size)
+    y = rng.gamma(5.0, np.exp(0.5 + 0.3 * x + rng.normal(scale=0.5, size=30)[g]) / 5.0)
+    d = pd.DataFrame({"y": 1e200 * y, "x": x, "g": g.astype(str)})
+    with pytest.raises(ppl_glmm.FitError, match=r"linear algebra failed .*beyond ~1e\+-100.*rescale it"):
+        ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="log")
