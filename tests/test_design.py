@@ -448,3 +448,44 @@ def test_observation_info_keeps_the_index_and_exclude_as_given():
     assert info.loc["obs7", ["Excluded", "Missing", "Subset"]].tolist() == [True, False, False]
     assert m.num_excluded == 1 and m.num_missing == 1 and m.num_observations == 98
     assert (info["Subset"] == ~(info["Excluded"] | info["Missing"])).all()
+
+
+@pytest.mark.parametrize("coding", ["effects", "full"])
+def test_an_interaction_without_its_main_effects_builds_under_every_coding(coding):
+    """formulae adds a term for full rank here and deep-copies its evaluation environment, which
+    held this package's modules (its caller's frame): under effects or full coding 'y ~ f:h'
+    failed with "cannot pickle 'module' object". The environment is now the formula namespace
+    alone; the column space, and so the fit, is reference coding's."""
+    rng = np.random.default_rng(1)
+    n = 240
+    d = pd.DataFrame(
+        {
+            "f": rng.choice(["a", "b", "c"], n),
+            "h": rng.choice(["u", "v"], n),
+            "g": rng.integers(0, 12, n).astype(str),
+            "x": rng.normal(size=n),
+        }
+    )
+    d["y"] = rng.poisson(np.exp(0.3 + 0.4 * (d["f"] == "b") - 0.3 * (d["h"] == "v") + 0.2 * d["x"]))
+    formula = "y ~ 0 + f:h + (1|g)" if coding == "full" else "y ~ f:h + (1|g)"
+    ref = ppl_glmm.fitglme(d, formula, distribution="poisson")
+    coded = ppl_glmm.fitglme(d, formula, distribution="poisson", dummy_var_coding=coding)
+    assert coded.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(coded.fitted(), ref.fitted(), rtol=1e-6)
+    slope = ppl_glmm.fitglme(d, "y ~ x + (1 + f:h|g)", distribution="poisson", dummy_var_coding="effects")
+    assert np.isfinite(slope.log_likelihood) and slope.num_random_effects == 12 * 6
+
+
+def test_a_categorical_with_an_unused_category_fits_without_a_pandas_warning():
+    """Its unused level is dropped (as R's droplevels) by rebuilding the column; pandas 3.1 warned
+    (Pandas4Warning) that the way it was rebuilt will raise in a future version."""
+    import warnings
+
+    d = load_mfr()
+    d["supplier"] = d["supplier"].cat.add_categories(["Z"])  # (its order: C, B, A, then Z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = ppl_glmm.fitglme(d, "defects ~ supplier + (1|factory)", distribution="poisson")
+    plain = ppl_glmm.fitglme(load_mfr(), "defects ~ supplier + (1|factory)", distribution="poisson")
+    assert m.coefficient_names == plain.coefficient_names
+    assert m.log_likelihood == pytest.approx(plain.log_likelihood, abs=1e-10)

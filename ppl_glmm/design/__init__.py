@@ -233,8 +233,8 @@ def _ordered_categories(s: pd.Series) -> pd.Categorical:
         s = _as_logical_text(s)
         return pd.Categorical(s, categories=[c for c in ("false", "true") if c in set(s)], ordered=True)
     if isinstance(s.dtype, pd.CategoricalDtype):
-        present = set(s.dropna().unique())
-        return pd.Categorical(s, categories=[c for c in s.cat.categories if c in present], ordered=True)
+        # (rebuilding from the values with fewer categories warns, in pandas 3.1, that it will raise)
+        return pd.Categorical(s.cat.remove_unused_categories()).as_ordered()
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
         # text: NumPy's sort of the values gives the sorted levels and the codes at once (on a
         # few hundred rows ~0.23 instead of ~0.28 ms per column in a fit, where pandas' factorize

@@ -21,6 +21,7 @@ import formulae
 import numpy as np
 import pandas as pd
 from formulae.categorical import ContrastMatrix, Encoding, Sum
+from formulae.environment import Environment
 
 from ..errors import FitError, InputError
 from .checks import formulae_reason
@@ -72,13 +73,44 @@ def categorical_columns(df: Mapping[str, pd.Series] | pd.DataFrame, names: set[s
     ]
 
 
+class _Uncopied:
+    """A module in formulae's evaluation namespace: attribute access goes to the module, and copies
+    are the object itself. formulae deep-copies the namespace when it adds a term (an interaction
+    without its main effects under effects or full coding), and a module cannot be copied: the fit
+    failed with formulae's 'cannot pickle 'module' object'."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+    def __deepcopy__(self, memo: dict) -> _Uncopied:
+        return self
+
+    def __copy__(self) -> _Uncopied:
+        return self
+
+
+_NP = _Uncopied(np)
+
+
+def formula_matrices(rhs: str, df, namespace: dict | None = None) -> Any:
+    """formulae's ``design_matrices`` of ``rhs`` on ``df`` evaluated in ``namespace`` only (default
+    :attr:`Encoder.namespace`). formulae's own default captures its caller's frame, here this
+    module's globals with their modules (re, pandas, formulae), which it deep-copies when it adds a
+    term for full rank (an interaction without its main effects under effects or full coding)."""
+    env = Environment([]).with_outer_namespace(Encoder.namespace if namespace is None else namespace)
+    return formulae.design_matrices(rhs, as_frame(df), na_action="error", env=env)
+
+
 class Encoder:
     """Rewrite categorical variables ``v`` (and ``C(v)`` without a contrast) as ``C(v, Effects)`` /
     ``C(v, Full)`` for the chosen coding."""
 
     # formulae evaluates calls in the namespace of the function calling it plus this one: numpy is
     # given explicitly as ``np`` (and ``numpy``) so that ``np.log(x)`` works wherever it is called.
-    namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects, "np": np, "numpy": np}
+    namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects, "np": _NP, "numpy": _NP}
 
     def __init__(self, cat_cols: list[str], coding: str):
         self.cat_cols, self.coding = list(cat_cols), coding
@@ -153,9 +185,7 @@ class FixedDesign:
         if self.matrices is None:
             if self.frame is None:
                 raise FitError("this design has no data to evaluate new rows with")
-            dm = formulae.design_matrices(
-                self.rhs, as_frame(self.frame), na_action="error", extra_namespace=Encoder.namespace
-            )
+            dm = formula_matrices(self.rhs, self.frame)
             object.__setattr__(self, "matrices", dm.common)
         return self.matrices
 
@@ -212,9 +242,7 @@ def build_fixed(rhs: str, df: pd.DataFrame | UsedRows, encode: Encoder) -> Fixed
         return simple
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # build_design refuses them
-            dm = formulae.design_matrices(
-                encoded, as_frame(df), na_action="error", extra_namespace=encode.namespace
-            )
+            dm = formula_matrices(encoded, df, encode.namespace)
     except Exception as err:  # formulae raises many types; name the argument for the user
         raise InputError(
             f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import formulae
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -19,7 +18,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..formula import RandomTermSpec
 from .checks import formulae_reason
-from .fixed import Encoder, UsedRows, as_frame, coefficient_name
+from .fixed import UsedRows, coefficient_name, formula_matrices
 
 __all__ = ["RandomTerm", "build_random_term", "group_codes", "z_matrix"]
 
@@ -51,9 +50,7 @@ class RandomTerm:
         if not self.spec.expr:
             return np.ones((len(newdata), 1))
         if self.matrices is None:
-            dm = formulae.design_matrices(
-                self.rhs, as_frame(frame), na_action="error", extra_namespace=Encoder.namespace
-            )
+            dm = formula_matrices(self.rhs, frame)
             object.__setattr__(self, "matrices", dm.common)
         try:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by the caller
@@ -178,9 +175,7 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode)
     if spec.expr:
         try:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by build_design
-                dm = formulae.design_matrices(
-                    encode(rhs), as_frame(df), na_action="error", extra_namespace=encode.namespace
-                )
+                dm = formula_matrices(encode(rhs), df, encode.namespace)
         except Exception as err:
             raise InputError(
                 f"formula: cannot build the columns of random term {spec}: {formulae_reason(err)}"
