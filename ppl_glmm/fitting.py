@@ -689,18 +689,11 @@ def make_result(
     if singular:
         msgs.append(
             "boundary (singular) fit: a random-effects covariance matrix is singular (a variance at "
-            "zero, or a correlation at its bound)" + _quadrature_edge_note(problem, summary)
+            "zero, or a correlation at its bound)" + _quadrature_edge_note(problem, summary, singular)
         )
         warn(msgs[-1], SingularFitWarning)
-    elif summary.converged and getattr(problem, "node_failures", 0):
-        # an inverse Gaussian (power -2) fit with 5 nodes ended converged at SD 0.008, 2.4 logLik
-        # units below the quadrature at the Laplace estimates (0.144), where nodes reach eta <= 0
-        msgs.append(
-            f"quadrature: {problem.node_failures} point(s) evaluated had nodes outside the family's "
-            "range (the quadrature is not defined there, although the model is): the optimum found is "
-            "that of the region where the quadrature is defined, which need not hold the maximum "
-            "likelihood; compare with fit_method='laplace', which is defined wherever the model is"
-        )
+    elif note := _quadrature_edge_note(problem, summary, singular):
+        msgs.append(note)
         warn(msgs[-1], GLMMWarning)
     return FitResult(
         fit_method=fit_method,
@@ -722,20 +715,28 @@ def make_result(
     )
 
 
-def _quadrature_edge_note(problem: LaplaceProblem, summary: OptimizationSummary) -> str:
-    """For a converged singular quadrature fit that evaluated points where nodes put means outside
-    the family's range (``node_failures``): the variance may be zero only because larger ones could
-    not be evaluated. An inverse Gaussian (canonical power -2 link) fit ended at SD 1e-8 reported
-    as converged, 4.2 logLik units below the exact marginal likelihood at the Laplace estimates
-    (SD 0.034), where the nodes put eta <= 0 (an unconverged fit says so in its own message)."""
+def _quadrature_edge_note(problem: LaplaceProblem, summary: OptimizationSummary, singular: bool) -> str:
+    """What a converged quadrature fit that evaluated points where nodes put means outside the
+    family's range (``node_failures``) says: its optimum is that of the region where the quadrature
+    is defined, which need not hold the maximum likelihood (an unconverged fit says so in its own
+    message). An inverse Gaussian (canonical power -2 link) fit ended singular at SD 1e-8, 4.2 logLik
+    units below the exact marginal likelihood at the Laplace estimates (SD 0.034); with 5 nodes
+    another ended at SD 0.008, 2.4 units below the quadrature at the Laplace estimates (SD 0.144):
+    larger SDs put nodes at eta <= 0. ``singular``: the tail of the singular-fit message; else a
+    message of its own ('' where nothing is to be said)."""
     failures = getattr(problem, "node_failures", 0)
     if not failures or not summary.converged:
         return ""
+    outside = "nodes outside the family's range (the quadrature is not defined there, although the model is)"
+    laplace = "compare with fit_method='laplace', which is defined wherever the model is"
+    if singular:
+        return (
+            f"; {failures} point(s) evaluated had quadrature {outside}: the variance may be at zero "
+            f"only because larger ones could not be evaluated; {laplace}"
+        )
     return (
-        f"; {failures} point(s) evaluated had quadrature nodes outside the family's range (the "
-        "quadrature is not defined there, although the model is): the variance may be at zero only "
-        "because larger ones could not be evaluated; compare with fit_method='laplace', which is "
-        "defined wherever the model is"
+        f"quadrature: {failures} point(s) evaluated had {outside}: the optimum found is that of the "
+        f"region where the quadrature is defined, which need not hold the maximum likelihood; {laplace}"
     )
 
 

@@ -42,6 +42,19 @@ def gamma_reciprocal_data() -> pd.DataFrame:
     return pd.DataFrame({"y": rng.gamma(5, mu / 5), "x": x, "g": g.astype(str)})
 
 
+def inverse_gaussian_data(
+    seed: int, groups: int, per: int, beta: tuple[float, float], sd: float, lam: float
+) -> pd.DataFrame:
+    """y ~ inverse Gaussian(mean exp(beta0 + beta1 x + b_g), shape lam), b_g ~ N(0, sd^2), ``per``
+    rows in each of ``groups`` levels 'g00', 'g01', ... (x, b, y drawn in that order)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), per)
+    x = rng.normal(size=g.size)
+    b = rng.normal(0, sd, groups)
+    y = rng.wald(np.exp(beta[0] + beta[1] * x + b[g]), lam)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+
+
 def _cbpp() -> pd.DataFrame:
     d = _data("cbpp.csv")
     d["period"] = d["period"].astype(str)

@@ -5,6 +5,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from reference_cases import inverse_gaussian_data
 
 import ppl_glmm
 from ppl_glmm import InputError
@@ -282,12 +283,7 @@ def test_a_small_sd_off_the_boundary_starts_nuts_at_its_ml_value():
     raised now."""
     from ppl_glmm.bayes.model import point_from_ml
 
-    rng = np.random.default_rng(3)
-    g = np.repeat(np.arange(15), 10)
-    x = rng.normal(size=g.size)
-    b = rng.normal(0, 0.5, 15)
-    y = rng.wald(np.exp(1.0 + 0.5 * x + b[g]), 1 / 0.3**2)
-    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    d = inverse_gaussian_data(3, 15, 10, (1.0, 0.5), 0.5, 1 / 0.3**2)
     m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian")
     sd_ml = float(m.covariance_parameters()[2][0]["Estimate"].iloc[0])
     assert not m.singular and 0.01 < sd_ml < 0.025

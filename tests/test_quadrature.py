@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
-from reference_cases import REF, _cbpp, _data, _mfr
+from reference_cases import REF, _cbpp, _data, _mfr, inverse_gaussian_data
 from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import expit
@@ -579,12 +579,7 @@ def test_a_singular_quadrature_fit_whose_nodes_left_the_support_says_so():
     -285.3, by scipy): larger SDs put nodes at eta <= 0, where the quadrature is not defined. The
     singular-fit warning now says the zero may come from there; a singular fit whose nodes stayed in
     range (cbpp-like binomial) keeps the plain message."""
-    rng = np.random.default_rng(4)
-    g = np.repeat(np.arange(15), 10)
-    x = rng.normal(size=g.size)
-    b = rng.normal(0, 0.5, 15)
-    y = rng.wald(np.exp(1.0 + 0.5 * x + b[g]), 1 / 0.3**2)
-    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    d = inverse_gaussian_data(4, 15, 10, (1.0, 0.5), 0.5, 1 / 0.3**2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         laplace = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian")
@@ -617,11 +612,7 @@ def test_a_converged_quadrature_fit_whose_nodes_left_the_support_warns():
     0.008, 2.4 logLik units below the 5-node quadrature at the Laplace estimates (SD 0.144), with
     no warning: larger SDs put nodes at eta <= 0, where the quadrature is not defined. Such a fit
     now says so (GLMMWarning, also in model.warnings); a Laplace fit of the same data does not."""
-    rng = np.random.default_rng(5)
-    g = np.repeat(np.arange(12), 8)
-    x = rng.normal(size=96)
-    mu = np.exp(0.5 + 0.3 * x + rng.normal(0, 0.4, 12)[g])
-    d = pd.DataFrame({"g": [f"g{i:02d}" for i in g], "x": x, "y": rng.wald(mu, 4.0 * np.ones(96))})
+    d = inverse_gaussian_data(5, 12, 8, (0.5, 0.3), 0.4, 4.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         laplace = ppl_glmm.fitglme(d, "y ~ 1 + x + (1|g)", distribution="inverse_gaussian")

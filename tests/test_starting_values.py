@@ -12,6 +12,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from reference_cases import inverse_gaussian_data
 
 import ppl_glmm
 from ppl_glmm import fitting
@@ -70,13 +71,11 @@ def test_an_inverse_gaussian_log_link_fit_is_equivariant_under_the_responses_uni
     clipped at 1e-8) the Laplace fit at SD 0.048, 48.6 low, both reported as converged. The SDs now
     start at 1/rms on the link scale (when that start is the better one) and sigma at its moment
     estimate clipped to 1e+-100."""
-    rng = np.random.default_rng(3)
-    g = np.repeat(np.arange(30), 10)
-    x = rng.normal(size=g.size)
-    y = rng.wald(np.exp(0.5 + 0.3 * x + rng.normal(scale=0.5, size=30)[g]), 5.0)
+    d = inverse_gaussian_data(3, 30, 10, (0.5, 0.3), 0.5, 5.0)
+    y = d["y"].to_numpy()
     fits = [
         ppl_glmm.fitglme(
-            pd.DataFrame({"y": k * y, "x": x, "g": g.astype(str)}),
+            d.assign(y=k * y),
             "y ~ x + (1|g)",
             distribution="inverse_gaussian",
             link="log",
@@ -99,14 +98,11 @@ def test_the_singular_flag_does_not_depend_on_the_responses_units():
     multiplies sigma by 1e4, so theta = SD / sigma fell below lme4's 1e-4 and the fit was flagged
     singular, its SD interval NaN. The tolerance is on the SD itself for a gamma or inverse
     Gaussian model with a scale-free link (lme4's GLMM rule: glmer's theta is the SD)."""
-    rng = np.random.default_rng(3)
-    g = np.repeat(np.arange(30), 10)
-    x = rng.normal(size=g.size)
-    y = rng.wald(np.exp(0.5 + 0.3 * x + rng.normal(scale=0.5, size=30)[g]), 5.0)
+    d = inverse_gaussian_data(3, 30, 10, (0.5, 0.3), 0.5, 5.0)
     fits = []
     for c in (1.0, 1e-8):
-        d = pd.DataFrame({"y": c * y, "x": x, "g": g.astype(str)})
-        fits.append(ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="inverse_gaussian", link="log"))
+        scaled = d.assign(y=c * d["y"])
+        fits.append(ppl_glmm.fitglme(scaled, "y ~ x + (1|g)", distribution="inverse_gaussian", link="log"))
     tables = [m.covariance_parameters()[2][0] for m in fits]
     assert [m.singular for m in fits] == [False, False]
     assert np.sqrt(fits[1].dispersion) > 1e3  # theta = SD / sigma < 1e-4 at c = 1e-8

@@ -95,12 +95,12 @@ class _Uncopied:
 _NP = _Uncopied(np)
 
 
-def formula_matrices(rhs: str, df, namespace: dict | None = None) -> Any:
-    """formulae's ``design_matrices`` of ``rhs`` on ``df`` evaluated in ``namespace`` only (default
-    :attr:`Encoder.namespace`). formulae's own default captures its caller's frame, here this
-    module's globals with their modules (re, pandas, formulae), which it deep-copies when it adds a
-    term for full rank (an interaction without its main effects under effects or full coding)."""
-    env = Environment([]).with_outer_namespace(Encoder.namespace if namespace is None else namespace)
+def formula_matrices(rhs: str, df) -> Any:
+    """formulae's ``design_matrices`` of ``rhs`` on ``df`` evaluated in :attr:`Encoder.namespace`
+    only. formulae's own default captures its caller's frame, here this module's globals with their
+    modules (re, pandas, formulae), which it deep-copies when it adds a term for full rank (an
+    interaction without its main effects under effects or full coding)."""
+    env = Environment([]).with_outer_namespace(Encoder.namespace)
     return formulae.design_matrices(rhs, as_frame(df), na_action="error", env=env)
 
 
@@ -108,8 +108,8 @@ class Encoder:
     """Rewrite categorical variables ``v`` (and ``C(v)`` without a contrast) as ``C(v, Effects)`` /
     ``C(v, Full)`` for the chosen coding."""
 
-    # formulae evaluates calls in the namespace of the function calling it plus this one: numpy is
-    # given explicitly as ``np`` (and ``numpy``) so that ``np.log(x)`` works wherever it is called.
+    # formulae evaluates calls in this namespace alone (:func:`formula_matrices`): numpy as ``np``
+    # (and ``numpy``), so that ``np.log(x)`` works, and the codings.
     namespace: ClassVar[dict] = {"Full": Full, "Effects": Effects, "np": _NP, "numpy": _NP}
 
     def __init__(self, cat_cols: list[str], coding: str):
@@ -242,7 +242,7 @@ def build_fixed(rhs: str, df: pd.DataFrame | UsedRows, encode: Encoder) -> Fixed
         return simple
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # build_design refuses them
-            dm = formula_matrices(encoded, df, encode.namespace)
+            dm = formula_matrices(encoded, df)
     except Exception as err:  # formulae raises many types; name the argument for the user
         raise InputError(
             f"formula: cannot build the fixed-effects design from '{rhs}': {formulae_reason(err)}"

@@ -175,7 +175,7 @@ def build_random_term(spec: RandomTermSpec, df: pd.DataFrame | UsedRows, encode)
     if spec.expr:
         try:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # refused by build_design
-                dm = formula_matrices(encode(rhs), df, encode.namespace)
+                dm = formula_matrices(encode(rhs), df)
         except Exception as err:
             raise InputError(
                 f"formula: cannot build the columns of random term {spec}: {formulae_reason(err)}"
