@@ -268,11 +268,19 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
             if ws.fd_unit is None:  # the first fit's (refits keep it: the same data's scale)
                 ws.fd_unit = (u_beta, scale)
         problem.fd_units = ws.fd_units(problem)
-    elif u_beta is None and phi0 is not None and problem.phi_scales_re and ws.dist.name != "normal":
+    elif (
+        u_beta is None
+        and phi0 is not None
+        and problem.phi_scales_re
+        and ws.dist.name != "normal"
+        and abs(phi0) > np.log(100.0)  # (sigma in [0.01, 100]: the two starts differ by < 100x)
+    ):
         # a scale-free link of a gamma or inverse Gaussian model: theta = SD / sigma while the SD
         # is unit-free and an inverse Gaussian's sigma is not (y^-1/2); theta ~ 1/rms started the SD
         # at sigma / rms, 1e-6 for y x 1e12, where the fit ended at SD 0 (logL 52 units low) and
-        # reported convergence. SD / rms on the link scale is the start when it is the better one.
+        # reported convergence. SD / rms on the link scale is the start when it is the better one;
+        # it costs one more evaluation, spent only where sigma is far from 1 (a gamma sigma, a
+        # coefficient of variation, rarely is).
         relative = float(np.exp(-phi0))
         if problem.value_and_grad(start_at(relative))[0] < problem.value_and_grad(start_at(None))[0]:
             scale = relative
