@@ -290,6 +290,22 @@ def test_separation_check_is_fast_and_the_lp_agrees():
     assert sep is not None and sep.direction[3] != 0
 
 
+def test_separation_needs_no_fit_without_a_constrained_row(monkeypatch):
+    """Only zero counts (and all-success or all-failure binomial rows) constrain a separating
+    direction: data without them are decided before the Newton fit, data with them still reach it."""
+    from ppl_glmm.design import separation
+
+    def newton(*args):
+        raise AssertionError("Newton fit run")
+
+    monkeypatch.setattr(separation, "_newton_certifies", newton)
+    X = np.column_stack([np.ones(6), np.arange(6.0)])
+    assert find_separation(X, np.array([1.0, 2, 1, 3, 5, 4]), None, "poisson") is None
+    assert find_separation(X, np.array([1.0, 2, 1, 3, 2, 1]), np.full(6, 5.0), "binomial") is None
+    with pytest.raises(AssertionError, match="Newton"):
+        find_separation(X, np.array([0.0, 2, 1, 3, 5, 4]), None, "poisson")
+
+
 def _timed(f):
     t = time.perf_counter()
     f()

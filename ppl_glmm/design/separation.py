@@ -103,6 +103,13 @@ def find_separation(
 
     X = np.asarray(X, dtype=float)
     k = np.asarray(k, dtype=float)
+    if kind == "binomial":
+        sign = np.where(k >= m, 1.0, np.where(k <= 0, -1.0, 0.0))
+    else:
+        sign = np.where(k <= 0, -1.0, 0.0)
+    free = sign != 0
+    if not free.any():  # no all-success, all-failure or zero-count row: nothing to separate
+        return None
     if certify:
         with blas_limit(1):  # small products: see ppl_glmm.blas
             if _newton_certifies(X, k, m, kind):
@@ -110,13 +117,6 @@ def find_separation(
     scale = np.max(np.abs(X), axis=0)
     scale[scale == 0] = 1.0
     Xs = X / scale
-    if kind == "binomial":
-        sign = np.where(k >= m, 1.0, np.where(k <= 0, -1.0, 0.0))
-    else:
-        sign = np.where(k <= 0, -1.0, 0.0)
-    free = sign != 0
-    if not free.any():
-        return None
     # identical rows give identical constraints (factor designs have few distinct rows)
     keyed = np.column_stack([Xs, sign])
     uniq, inverse, counts = np.unique(keyed, axis=0, return_inverse=True, return_counts=True)
