@@ -301,12 +301,7 @@ def make_settings(
         v = options["mu_start"]
         from .design.checks import real_values
 
-        try:
-            mu = real_values(v, "mu_start").reshape(-1)
-        except InputTypeError:
-            raise
-        except (TypeError, ValueError) as err:
-            raise InputTypeError(f"mu_start: expected a numeric vector, got {type(v).__name__}") from err
+        mu = real_values(v, "mu_start", "a numeric vector").reshape(-1)
         if n is not None and mu.size != n:
             raise InputError(f"mu_start: expected {n} values (one per row used), got {mu.size}")
         if not np.all(np.isfinite(mu)):

@@ -1020,3 +1020,16 @@ def test_warnings_point_at_the_callers_line():
     singular = [w for w in rec if issubclass(w.category, ppl_glmm.SingularFitWarning)]
     assert len(singular) >= 3
     assert {w.filename for w in rec} == {__file__}
+
+
+@pytest.mark.parametrize("bad", [{"a": 1.0}, [[1.0, 2.0], [3.0]], object()])
+def test_values_numpy_cannot_read_are_type_errors_naming_the_argument(bad):
+    """An offset for predict or a mu_start that NumPy cannot read as floats (a dict, ragged lists)
+    is an InputTypeError naming the argument, not NumPy's own TypeError or ValueError."""
+    d = _cbpp_frame()
+    m = ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size")
+    kind = type(bad).__name__
+    with pytest.raises(InputTypeError, match=f"offset: expected a numeric vector, got {kind}"):
+        m.predict(offset=bad)
+    with pytest.raises(InputTypeError, match=f"mu_start: expected a numeric vector, got {kind}"):
+        ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size", fit_method="mpl", mu_start=bad)

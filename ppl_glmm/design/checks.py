@@ -89,17 +89,24 @@ def as_vector(arr: np.ndarray, arg: str) -> np.ndarray:
     return arr.reshape(-1)
 
 
-def real_values(value, arg: str) -> np.ndarray:
+def real_values(value, arg: str, expected: str = "numbers") -> np.ndarray:
     """``value`` as a float array, refusing complex numbers (NumPy would drop the imaginary part)
-    and text (NumPy would parse '2' as 2.0), as ``fitglme`` refuses them in its own arguments."""
-    raw = np.asarray(value)
-    if np.iscomplexobj(raw):
-        raise InputTypeError(f"{arg}: holds complex numbers; give real values")
-    if raw.dtype.kind in "US" or (
-        raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.reshape(-1))
-    ):
-        raise InputTypeError(f"{arg}: holds text; give numbers, e.g. convert them with pd.to_numeric")
-    return np.asarray(raw, dtype=float)
+    and text (NumPy would parse '2' as 2.0), as ``fitglme`` refuses them in its own arguments; any
+    other value NumPy cannot read as floats (a dict, ragged lists) is an InputTypeError saying
+    ``{arg}: expected {expected}``."""
+    try:
+        raw = np.asarray(value)
+        if np.iscomplexobj(raw):
+            raise InputTypeError(f"{arg}: holds complex numbers; give real values")
+        if raw.dtype.kind in "US" or (
+            raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.reshape(-1))
+        ):
+            raise InputTypeError(f"{arg}: holds text; give numbers, e.g. convert them with pd.to_numeric")
+        return np.asarray(raw, dtype=float)
+    except InputTypeError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise InputTypeError(f"{arg}: expected {expected}, got {type(value).__name__}") from err
 
 
 def aligned(value, index: pd.Index, arg: str, rows: str = "data", reindex: str | None = "data.index"):

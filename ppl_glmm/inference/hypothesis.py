@@ -50,14 +50,7 @@ def _numeric_matrix(value, arg: str, shape_hint: str) -> np.ndarray:
         value = value.toarray()
     if isinstance(value, (str, bytes)):
         raise InputTypeError(f"{arg}: expected a numeric matrix ({shape_hint}), got a string")
-    try:
-        arr = np.array(real_values(value, arg), dtype=float)
-    except InputTypeError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise InputTypeError(
-            f"{arg}: expected a numeric matrix ({shape_hint}), got {type(value).__name__}"
-        ) from err
+    arr = np.array(real_values(value, arg, f"a numeric matrix ({shape_hint})"))  # (a copy)
     if arr.dtype == object:  # pragma: no cover - dtype=float never gives object
         raise InputTypeError(f"{arg}: expected a numeric matrix ({shape_hint})")
     if not np.all(np.isfinite(arr)):

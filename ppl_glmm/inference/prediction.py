@@ -119,15 +119,7 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
             if isinstance(offset, str):
                 raise InputTypeError("offset: a column name needs newdata; pass the offset values instead")
             offset = d.per_row(offset, "offset")  # (a Series by label: its InputError stands)
-            try:
-                off = real_values(offset, "offset")
-            except InputTypeError:
-                raise
-            except (TypeError, ValueError) as err:
-                raise InputTypeError(
-                    f"offset: expected a numeric vector, got {type(offset).__name__}"
-                ) from err
-            off = as_vector(off, "offset")
+            off = as_vector(real_values(offset, "offset", "a numeric vector"), "offset")
             if off.size == n_total:
                 off = off[d.subset]
             elif off.size == 1:
