@@ -6,6 +6,8 @@ C = w and the CI is linear in se: half-width = crit * se). Tolerance 1e-8 relati
 quantity by another route (measured ~1e-14).
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -392,3 +394,35 @@ def test_predict_matches_a_mixed_type_grouping_column_by_its_text():
     first = (d["h"] == 1).to_numpy()
     new = d[first].astype({"h": int})
     np.testing.assert_allclose(m.predict(new)[0], m.fitted()[first], rtol=1e-12)
+
+
+def test_grouping_levels_written_as_another_type_warn_when_they_match_nothing(slopes):
+    """Fitted levels 'g0'..'g11' as text, or dates: newdata holding numbers, or the dates as
+    text, matched no level and every row got the marginal prediction silently. Now a warning
+    names the column and the types; newdata of the fitted type with new levels, and numbers
+    that do match (text digits), stay silent."""
+    d = _slopes_data()
+    d["day"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(d["g"].str[1:].astype(int), unit="D")
+    d["num"] = d["g"].str[1:].str.zfill(2)
+    rows = [5, 77, 140]
+    for col, retyped in (
+        ("day", lambda s: s.dt.strftime("%Y-%m-%d")),
+        ("num", lambda s: s.astype(int)),
+    ):
+        m = ppl_glmm.fitglme(d, f"y ~ x + (1|{col})", distribution="poisson")
+        new = d.iloc[rows].assign(**{col: retyped(d[col].iloc[rows])})
+        was, now = ("dates", "text") if col == "day" else ("text", "numbers")
+        with pytest.warns(
+            ppl_glmm.GLMMWarning,
+            match=rf"newdata column '{col}' holds {now} where the fitted data's holds {was}; 3 of its 3",
+        ):
+            marginal = m.predict(new)[0]
+        np.testing.assert_allclose(marginal, m.fitted(conditional=False)[rows], rtol=1e-12)
+    d["k"] = d["g"].str[1:].astype(int)
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|k)", distribution="poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(
+            m.predict(d.iloc[rows].astype({"k": str}))[0], m.fitted()[rows], rtol=1e-12
+        )
+        m.predict(d.iloc[rows].assign(k=[100, 101, 3]))  # new levels of the fitted type

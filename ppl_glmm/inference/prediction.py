@@ -20,7 +20,9 @@ Offsets (MATLAB's rule): the ``offset`` argument defaults to zeros for the predi
 offset given to ``fitglme`` is *not* reused, also without new data -- while the formula's own
 ``offset(...)`` terms are part of the model and are evaluated on the rows predicted (the data, or
 ``newdata``). Grouping levels of ``newdata`` are matched to the fitted levels by name; a new level
-contributes no random effect (its entries of z are 0, and so is their part of the variance).
+contributes no random effect (its entries of z are 0, and so is their part of the variance);
+a warning where a grouping column of ``newdata`` holds another type than the fitted data's and some
+of its levels match no fitted level (``_warn_retyped_levels``).
 """
 
 from __future__ import annotations
@@ -137,7 +139,57 @@ def prediction_rows(fit: FitRecord, newdata: pd.DataFrame | None, offset):
         return d.X, None, off, d.subset
     nd = new_data_design(d, newdata, offset=offset)
     Z = _matched_z(d.terms, nd.terms, nd.n, d.q)
+    if d.data is not None:
+        _warn_retyped_levels(d.terms, nd.terms, d.data, newdata)
     return nd.X, Z, nd.offset, None
+
+
+_KINDS = {"integer": "numbers", "floating": "numbers", "mixed-integer-float": "numbers", "decimal": "numbers"}
+_KINDS |= {
+    "boolean": "logical values",
+    "string": "text",
+    "bytes": "text",
+    "datetime64": "dates",
+    "datetime": "dates",
+}
+_KINDS |= {"mixed": "mixed values", "mixed-integer": "mixed values"}
+
+
+def _value_kind(s: pd.Series) -> str:
+    """What a grouping column holds: numbers, text, logical values, dates (a categorical: its levels)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = pd.Series(s.cat.categories)
+    kind = pd.api.types.infer_dtype(s, skipna=True)
+    return _KINDS.get(kind, kind)
+
+
+def _warn_retyped_levels(fitted_terms, new_terms, data: pd.DataFrame, newdata: pd.DataFrame) -> None:
+    """Warn where a grouping column of ``newdata`` holds another kind of value than the fitted
+    data's (numbers for text, text for dates, ...) and some of its levels match no fitted level:
+    those may be fitted levels written differently ("7" for "07"), which would silently get the
+    marginal prediction."""
+    warned = set()
+    for ft, nt in zip(fitted_terms, new_terms):
+        fitted = set(ft.level_parts if ft.level_parts is not None else ft.levels)
+        new = nt.level_parts if nt.level_parts is not None else nt.levels
+        unmatched = [lev for lev in new if lev not in fitted]
+        if not unmatched:
+            continue
+        for v in ft.spec.group_vars:
+            if v in warned or v not in data.columns or v not in newdata.columns:
+                continue
+            was, now = _value_kind(data[v]), _value_kind(newdata[v])
+            if was == now:
+                continue
+            warned.add(v)
+            shown = ", ".join(repr(lev) for lev in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
+            warn(
+                f"predict: newdata column '{v}' holds {now} where the fitted data's holds {was}; "
+                f"{len(unmatched)} of its {len(new)} levels ({shown}) match no fitted level, so their rows "
+                "get no random effect (the marginal prediction). If they are fitted levels written "
+                f"differently, give newdata['{v}'] the fitted data's type and spelling",
+                GLMMWarning,
+            )
 
 
 def predict(
