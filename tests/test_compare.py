@@ -254,14 +254,17 @@ def test_check_nesting_fit_methods_and_pseudo_likelihood(model):
     model("cbpp0").compare(approx)  # allowed without check_nesting (MATLAB)
     mpl0 = ppl_glmm.fitglme(cb, "incidence ~ 1 + (1|herd)", fit_method="mpl", **kw)
     mpl1 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="mpl", **kw)
-    with pytest.warns(GLMMWarning, match="pseudo data"):
-        mpl0.compare(mpl1, check_nesting=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        mpl0.compare(mpl1)  # the warning is CheckNesting's only
+    # the chi-square test of two pseudo-likelihoods is unjustified: a warning with or without
+    # check_nesting (MATLAB warns under CheckNesting only, and its documentation forbids the test)
+    for nesting in (True, False):
+        with pytest.warns(
+            GLMMWarning, match="MPL, so the LRT compares the pseudo-likelihoods of two different"
+        ):
+            mpl0.compare(mpl1, check_nesting=nesting)
     rempl0 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd)", fit_method="rempl", **kw)
     rempl1 = ppl_glmm.fitglme(cb, "incidence ~ period + (1|herd) + (1|period:herd)", fit_method="rempl", **kw)
-    rempl0.compare(rempl1)  # same fixed effects: allowed
+    with pytest.warns(GLMMWarning, match="REMPL, so the LRT"):
+        rempl0.compare(rempl1)  # same fixed effects: allowed
     with pytest.raises(InputError, match="REMPL"):
         rempl0.compare(rempl1, check_nesting=True)
 
@@ -365,3 +368,43 @@ def test_custom_links_are_the_same_link_when_their_functions_are():
     assert third.link == rounded.link == "power(0.333333)"
     with pytest.raises(InputError, match=re.escape("links (power(0.3333333333333333) and power(0.333333))")):
         third.compare(rounded)
+
+
+def _pseudo_counts() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(10), 20)
+    x = rng.normal(size=g.size)
+    f = rng.choice(["a", "b", "c"], size=g.size)
+    eta = 0.2 + 0.4 * x + (f == "b") * 0.5 - (f == "c") * 0.3 + rng.normal(scale=0.6, size=10)[g]
+    expo = rng.uniform(0.5, 2, g.size)
+    return pd.DataFrame({"g": [f"g{i}" for i in g], "x": x, "f": f, "y": rng.poisson(expo * np.exp(eta))})
+
+
+def test_pseudo_likelihoods_out_of_order_are_explained_not_blamed_on_convergence():
+    """Two converged REMPL fits, the larger with the smaller pseudo-likelihood (-279.90 against
+    -279.45: each is of its own final pseudo data). The error said to check convergence; it now
+    says why the two need not be ordered and what to refit."""
+    d = _pseudo_counts()
+    kw = {"distribution": "poisson", "fit_method": "rempl"}
+    small = ppl_glmm.fitglme(d, "y ~ x + f + (1|g)", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ppl_glmm.SingularFitWarning)
+        big = ppl_glmm.fitglme(d, "y ~ x + f + (1 + x|g)", **kw)
+    assert big.log_likelihood < small.log_likelihood - 0.1
+    with pytest.raises(
+        InputError, match=r"pseudo-likelihoods of different pseudo responses .*fit_method='laplace'"
+    ):
+        small.compare(big)
+
+
+def test_normal_identity_pseudo_likelihood_fits_compare_without_a_warning():
+    """Normal/identity MPL is ML (its pseudo data are the response): no pseudo-data warning."""
+    d = _pseudo_counts().assign(y=lambda t: np.log1p(t["y"]))
+    a = ppl_glmm.fitglme(d, "y ~ x + (1|g)", fit_method="mpl")
+    b = ppl_glmm.fitglme(d, "y ~ x + f + (1|g)", fit_method="mpl")
+    ml = ppl_glmm.fitglme(d, "y ~ x + f + (1|g)")
+    assert b.log_likelihood == pytest.approx(ml.log_likelihood, abs=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = a.compare(b, check_nesting=True)
+    assert t["deltaDF"].iloc[1] == 2

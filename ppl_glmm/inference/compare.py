@@ -15,9 +15,11 @@ or binomial sizes, or of different distribution or link; a restricted (REML/REMP
 unrestricted one; two restricted fits whose fixed-effects column spaces differ (a restricted
 likelihood is that of residual contrasts, which change with X).
 
-``check_nesting=True`` adds MATLAB's checks: the same fit method, not REMPL; a warning for MPL
-unless normal/identity (the LRT then compares pseudo-data likelihoods); span(X_A) within
-span(X_B) and span(Z_A) within span(Z_B).
+``check_nesting=True`` adds MATLAB's checks: the same fit method, not REMPL; span(X_A) within
+span(X_B) and span(Z_A) within span(Z_B). Two pseudo-likelihood fits (MPL, REMPL) other than
+normal/identity are compared with a warning whatever ``check_nesting`` says (MATLAB warns under
+CheckNesting only; its documentation forbids the test): the LRT then compares the pseudo-likelihoods
+of two different pseudo responses.
 
 Column-space checks: X (dense, full column rank) by least squares, a column being in the span when
 its residual is <= 1e-6 of its norm. Z is never formed densely: a random term of A is in span(Z_B)
@@ -237,14 +239,6 @@ def _check_nesting(a: ComparedModel, b: ComparedModel) -> None:
             "check_nesting: models fitted by REMPL cannot be compared by a likelihood-ratio test "
             "(MATLAB); refit with fit_method='laplace' (or 'mpl')"
         )
-    ws = a.fit.ws
-    if METHODS[ma].pseudo and not (ws.dist.name == "normal" and ws.link.name == "identity"):
-        warn(
-            "compare: the models are fitted by MPL, so the LRT uses pseudo data (the pseudo-likelihoods "
-            "of two different pseudo responses); refit with fit_method='laplace' for a likelihood-ratio "
-            "test of the data",
-            GLMMWarning,
-        )
     if not columns_in_span(a.fit.design.X, b.fit.design.X):
         raise InputError(
             f"check_nesting: the fixed-effects design of {a.name} is not within the column space of "
@@ -255,6 +249,15 @@ def _check_nesting(a: ComparedModel, b: ComparedModel) -> None:
             f"check_nesting: the random-effects design of {a.name} is not within the column space of "
             f"{b.name}'s, so the models are not nested"
         )
+
+
+def _on_pseudo_data(a: ComparedModel) -> bool:
+    """A pseudo-likelihood fit (MPL, REMPL) whose pseudo data are not the response itself (they
+    are for the normal family with the identity link, where MPL is ML and REMPL is REML)."""
+    ws = a.fit.ws
+    return METHODS[a.fit.result.fit_method].pseudo and not (
+        ws.dist.name == "normal" and ws.link.name == "identity"
+    )
 
 
 def _boundary(a: ComparedModel, b: ComparedModel, lr: float, ddf: float) -> tuple[str, float]:
@@ -300,14 +303,29 @@ def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool 
             GLMMWarning,
         )
         a, b = b, a
+    pseudo = _on_pseudo_data(a)
     if b.loglik < a.loglik - LL_TOL * max(1.0, abs(a.loglik)):
         raise InputError(
             f"alt: {b.name}'s log-likelihood ({b.loglik:.6f}) is smaller than {a.name}'s "
-            f"({a.loglik:.6f}), so {b.name} cannot contain {a.name}: pass the larger model as alt, "
-            "and check that both fits converged"
+            f"({a.loglik:.6f}), so {b.name} cannot contain {a.name}: "
+            + (
+                "the two are pseudo-likelihoods of different pseudo responses (each "
+                f"{a.fit.result.fit_method} fit's final pseudo data), which need not be ordered as the "
+                "models are; refit both with fit_method='laplace' for a likelihood-ratio test of the data"
+                if pseudo
+                else "pass the larger model as alt, and check that both fits converged"
+            )
         )
     if check_nesting:
         _check_nesting(a, b)
+    if pseudo:
+        warn(
+            f"compare: the models are fitted by {a.fit.result.fit_method.upper()}, so the LRT compares "
+            "the pseudo-likelihoods of two different pseudo responses (each fit's final pseudo data), "
+            "and its chi-square p-value has no justification; refit with fit_method='laplace' for a "
+            "likelihood-ratio test of the data",
+            GLMMWarning,
+        )
     lr = 2.0 * (b.loglik - a.loglik)
     ddf = float(b.df - a.df)
     pval = float(chi2_sf(max(lr, 0.0), ddf)) if ddf > 0 else float("nan")
