@@ -18,7 +18,7 @@ from . import inference
 from .design import check_new_response
 from .design.checks import as_vector
 from .display import model_display, model_html
-from .errors import FitError, InputError, InputTypeError
+from .errors import FitError, GLMMWarning, InputError, InputTypeError, warn
 from .fit_methods import METHODS, FitSettings
 from .fitting import Workspace, fit
 from .keywords import check_method_keywords, hint
@@ -624,9 +624,20 @@ class GeneralizedLinearMixedModel:
         draw and ``weights``, ``binomial_size`` and ``offset`` (arrays or column names) default to
         1, 1 and 0 (MATLAB), plus the formula's ``offset(...)`` terms evaluated on ``newdata``; a
         new sampler is compiled for the new rows.
+
+        A binomial or Poisson fit with an estimated dispersion (``dispersion_flag=True``) warns: its
+        draws come from the family's distribution, without the overdispersion.
         """
         newdata, rng = _random_args(args, newdata, rng)
         seed = seed_from(rng)
+        if self.dispersion_estimated and self.distribution in ("binomial", "poisson"):
+            warn(
+                f"random: this {self.distribution} fit estimated a dispersion (dispersion_flag=True, "
+                f"Dispersion = {self.dispersion:.4g}), but y | b is drawn from the {self.distribution} "
+                "distribution, which has none: the draws carry no overdispersion (a quasi-likelihood "
+                "scale has no distribution to draw from), and refits of them estimate a dispersion near 1",
+                GLMMWarning,
+            )
         values = self._parameter_values()
         if newdata is None:
             if weights is not None or binomial_size is not None or offset is not None:

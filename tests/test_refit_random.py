@@ -393,3 +393,33 @@ def test_random_with_newdata_refuses_a_numeric_predictor_given_as_text():
             ppl_glmm.InputTypeError, match=r"newdata: column 'time_dev' is numeric in the fitted"
         ):
             call()
+
+
+def test_random_of_a_quasi_dispersion_fit_warns_that_its_draws_carry_none():
+    """A Poisson MPL fit with dispersion_flag estimated Dispersion 2.1, but random() draws y | b
+    from the Poisson: refits of the draws estimated 0.9-1.1, silently. random warns now (once for
+    the posterior-predictive draws of to_inference_data, not once per draw)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(10), 20)
+    x = rng.normal(size=g.size)
+    mu = np.exp(0.5 + 0.4 * x + rng.normal(scale=0.5, size=10)[g])
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))  # overdispersed counts
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    kw = {"distribution": "poisson", "fit_method": "mpl"}
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", dispersion_flag=True, **kw)
+    assert m.dispersion > 1.5
+    with pytest.warns(
+        ppl_glmm.GLMMWarning, match=r"random: this poisson fit estimated a dispersion .*no overdispersion"
+    ):
+        draw = m.random(rng=1)
+    assert m.refit(draw).dispersion < 0.8 * m.dispersion  # what the warning says
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.to_inference_data(draws=5)
+    assert sum("no overdispersion" in str(w.message) for w in caught) == 1
+    plain = ppl_glmm.fitglme(d, "y ~ x + (1|g)", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain.random(rng=1)

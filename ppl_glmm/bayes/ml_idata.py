@@ -20,9 +20,11 @@ binomial); observed_data: the response.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
-from ..errors import SingularFitWarning, warn
+from ..errors import SingularFitWarning, quiet, warn
 from ..inference import beta_is_inner, held_terms, natural_covariance, natural_estimates
 from ..names import ModelNames
 from ..simulate import seed_from
@@ -137,7 +139,8 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
         used = d.subset
         sims = np.empty((total, d.n))
         for k in range(total):
-            y = model.random(rng=gen)[used]
+            with quiet() if k else nullcontext():  # random's warnings once, not once per draw
+                y = model.random(rng=gen)[used]
             sims[k] = ws.dist.observed_value(y, d.weights, d.binomial_size)
         if ws.dist.counts:
             sims = sims.astype(np.int64)
