@@ -102,9 +102,7 @@ def display_content(model) -> DisplayContent:
     covarianceParameters table); default terms show none, so default displays are unchanged."""
     method = METHODS[model.fit_method]
     by = "PL" if method.pseudo else "REML" if method.restricted else "ML"
-    fm = method.display
-    if model.fit_method == "quadrature":  # the number of nodes is part of the method
-        fm += f" (n_agq = {model._settings.n_agq})"
+    fm = fit_method_label(model)
     groups = []
     psi_tables = model._covariance_tables(alpha=None)
     for term, pattern, table in zip(model._ws.design.terms, model._ws.patterns.terms, psi_tables[:-1]):
@@ -131,6 +129,14 @@ def display_content(model) -> DisplayContent:
         groups=groups,
         warnings=list(model._result.warnings),
     )
+
+
+def fit_method_label(model) -> str:
+    """The fit method as the display names it: 'Laplace', 'MPL', 'Quadrature (n_agq = 9)', ..."""
+    label = METHODS[model.fit_method].display
+    if model.fit_method == "quadrature":  # the number of nodes is part of the method
+        label += f" (n_agq = {model._settings.n_agq})"
+    return label
 
 
 def model_display(model) -> str:

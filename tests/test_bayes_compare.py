@@ -113,6 +113,14 @@ def test_compare_fits_with_correlation_and_dispersion(fitted, sleep_bayes):
     assert tab["ML_SE"].notna().all() and (tab["ML_SE"] > 0).all()
     rho = tab.loc[3, "ML_Estimate"]
     assert -1 < rho < 1 and tab.loc[3, "ML_Lower"] < rho < tab.loc[3, "ML_Upper"]
+    # the ML_ columns are the frequentist fit by its own method, which attrs names (it was
+    # unlabelled: a REML fit's estimates sat in ML_ columns with nothing saying so)
+    assert tab.attrs["ml_fit_method"] == "Laplace"
+    ml = fitted("sleepstudy_lmm")
+    reml = ppl_glmm.fitglme(ml.variables, ml.formula, fit_method="reml")
+    tab_reml = ppl_glmm.compare_fits(reml, sleep_bayes, ci_prob=0.9)
+    assert tab_reml.attrs["ml_fit_method"] == "REML"
+    assert tab_reml.loc[4, "ML_Estimate"] > tab.loc[4, "ML_Estimate"]  # REML's larger Days SD
 
 
 def test_compare_fits_refuses_different_models(mfr_model, sleep_bayes):
@@ -125,6 +133,12 @@ def test_compare_fits_refuses_different_models(mfr_model, sleep_bayes):
 def test_plot_compare_returns_a_figure(mfr_model, mfr_bayes, tmp_path):
     fig = ppl_glmm.plot_compare(mfr_model, mfr_bayes)
     assert isinstance(fig, matplotlib.figure.Figure)
+    legend = [
+        t.get_text()
+        for leg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+        for t in leg.get_texts()
+    ]
+    assert "Laplace fit" in legend and "Bayes (NUTS)" in legend  # the fit's method, not always "Laplace"
     assert len(fig.axes) >= 2
     fig.savefig(tmp_path / "forest.png")
     assert (tmp_path / "forest.png").stat().st_size > 10_000

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..display import fit_method_label
 from ..errors import InputError, InputTypeError
 from ..inference import beta_is_inner, covariance_tables, natural_covariance
 from ..names import ModelNames
@@ -131,7 +132,9 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
 def compare_fits(ml, bayes, ci_prob: float = 0.95) -> pd.DataFrame:
     """One row per fixed effect, SD, correlation and sqrt(Dispersion) (or negative binomial's theta):
     the ML estimate, SE and CI beside the posterior mean, median, sd and equal-tailed interval, R-hat,
-    bulk ESS, and the difference of the posterior mean from the ML estimate in ML standard errors."""
+    bulk ESS, and the difference of the posterior mean from the ML estimate in ML standard errors.
+    The ML_ columns are the frequentist fit by its own fit method (REML, MPL, quadrature, ...),
+    which ``attrs["ml_fit_method"]`` names."""
     if isinstance(ci_prob, bool) or not isinstance(ci_prob, (int, float)) or not 0 < ci_prob < 1:
         raise InputError(f"ci_prob: must be a number in (0, 1), got {ci_prob!r}")
     names = _check_pair(ml, bayes)
@@ -142,6 +145,7 @@ def compare_fits(ml, bayes, ci_prob: float = 0.95) -> pd.DataFrame:
     post = post[list(cols)].rename(columns=cols)
     out = rows.join(post, on="Parameter")
     out["Diff_in_SE"] = (out["Post_Mean"] - out["ML_Estimate"]) / out["ML_SE"]
+    out.attrs["ml_fit_method"] = fit_method_label(ml)  # what the ML_ columns hold: REML, MPL, ...
     return out
 
 
@@ -160,7 +164,7 @@ def plot_compare(ml, bayes, *, ci_prob: float = 0.95, rng=0):
     post = bayes.idata["posterior"]
     ml_dt = ml_inference_data(ml, post.sizes["draw"], rng, predictive=False, chains=post.sizes["chain"])
     pc = azp.plot_forest(
-        {"ML (Laplace)": ml_dt, "Bayes (NUTS)": bayes.idata},
+        {f"{fit_method_label(ml)} fit": ml_dt, "Bayes (NUTS)": bayes.idata},
         var_names=names.parameter_vars(),
         combined=True,
         ci_probs=[0.5, ci_prob],

@@ -24,6 +24,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from ..display import fit_method_label
 from ..errors import SingularFitWarning, quiet, warn
 from ..inference import beta_is_inner, held_terms, natural_covariance, natural_estimates
 from ..names import ModelNames
@@ -148,7 +149,7 @@ def ml_inference_data(model, draws: int = 2000, rng=None, predictive: bool = Tru
     dt = az.from_dict(groups, dims=dims, coords=coords)
     dt.attrs.update(
         {
-            "ppl_glmm_fit": f"ML ({model.fit_method})",
+            "ppl_glmm_fit": f"ML ({fit_method_label(model)})",
             "formula": model.formula,
             "distribution": ws.dist.name,
             "link": ws.link.name,
