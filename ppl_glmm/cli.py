@@ -1,4 +1,5 @@
-"""Console entry point: ``ppl-glmm demo`` runs MATLAB's refit example (examples/refit_mfr.py)."""
+"""Console entry point: ``ppl-glmm demo`` (or ``python -m ppl_glmm demo``) runs MATLAB's refit
+example (examples/refit_mfr.py)."""
 
 from __future__ import annotations
 

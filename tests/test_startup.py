@@ -177,3 +177,12 @@ def test_a_generated_source_directory_the_user_set_is_kept(tmp_path):
     seen = _run(GENERATED_SOURCE, PYTENSOR_FLAGS=flags)
     assert seen["dir"] == str(mine)
     assert any(p.suffix == ".py" for p in mine.iterdir())
+
+
+def test_the_command_line_runs_as_a_module_and_refuses_unknown_commands():
+    """``python -m ppl_glmm`` is the ``ppl-glmm`` command (it had no ``__main__``): its usage, and
+    argparse's error naming the valid command."""
+    ok = subprocess.run([sys.executable, "-m", "ppl_glmm", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "usage: ppl-glmm" in ok.stdout and "demo" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "ppl_glmm", "fit"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'fit'" in bad.stderr
