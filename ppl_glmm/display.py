@@ -9,6 +9,7 @@ formula is wrapped at spaces to ``FORMULA_WIDTH`` columns (MATLAB wraps it to th
 from __future__ import annotations
 
 import html
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -23,11 +24,14 @@ FORMULA_WIDTH = 80  # the formula line's width, indent included (a fixed width: 
 
 
 def _num(v) -> str:
-    """MATLAB's ``format short g``: 5 significant digits, an integer value in full (a DF of 123458
-    printed as 1.2346e+05)."""
+    """MATLAB's ``format short g``: 5 significant digits (0.12346, 1.2346e-07), but an integer
+    value in full (a DF of 123458 stays 123458, where ``%.5g`` gives 1.2346e+05); NaN, Inf and
+    -Inf as MATLAB writes them."""
     if isinstance(v, float) and v != v:
         return "NaN"
     v = float(v)
+    if math.isinf(v):
+        return "Inf" if v > 0 else "-Inf"
     if v.is_integer() and abs(v) < 1e15:
         return str(int(v))
     return f"{v:.5g}"

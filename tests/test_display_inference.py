@@ -286,3 +286,18 @@ def test_display_formula_wrap_keeps_backticked_names_whole():
     assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
     assert all(line.count("`") % 2 == 0 for line in lines)
     assert " ".join(line.strip() for line in lines) == f
+
+
+def test_numbers_are_shown_as_matlabs_short_g():
+    """5 significant digits, integers in full, and NaN/Inf/-Inf in MATLAB's spelling (Inf printed
+    as Python's 'inf')."""
+    from ppl_glmm.display import _num
+
+    assert [_num(v) for v in (0.123456, 1.23456e-7, 123458.0, -3.0, float("nan"))] == [
+        "0.12346",
+        "1.2346e-07",
+        "123458",
+        "-3",
+        "NaN",
+    ]
+    assert (_num(float("inf")), _num(-np.inf)) == ("Inf", "-Inf")
