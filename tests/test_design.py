@@ -263,6 +263,25 @@ def test_levels_are_sorted_and_codes_recover_the_values(values, dtype):
     np.testing.assert_array_equal(cat.codes, codes)
 
 
+@pytest.mark.parametrize("dtype", [None, object, "string"])
+def test_long_text_columns_get_the_levels_and_codes_of_short_ones(dtype):
+    """A text column over _SORT_MAX_ROWS is factorized (NumPy's sort of Python strings took 137 ms
+    on 100,000 rows against factorize's 2 ms): the same categories, dtype and codes as the sort
+    gives a short column of the same values."""
+    from ppl_glmm.design import _SORT_MAX_ROWS, _ordered_categories
+
+    rng = np.random.default_rng(0)
+    levels = ["b", "a", "é", "Z", "z", "", "a b", "10", "9"]
+    long = pd.Series(rng.choice(levels, 3 * _SORT_MAX_ROWS), dtype=dtype)
+    short = long.iloc[:_SORT_MAX_ROWS]
+    assert set(short) == set(levels)
+    a, b = _ordered_categories(long), _ordered_categories(short)
+    assert list(a.categories) == list(b.categories) == sorted(levels)
+    assert a.categories.dtype == b.categories.dtype and a.ordered
+    np.testing.assert_array_equal(a.codes[:_SORT_MAX_ROWS], b.codes)
+    assert list(np.asarray(a)) == list(long)
+
+
 def test_levels_python_cannot_order_fall_back_to_factorize():
     """Values Python's sort refuses (ints and strings; a fit's design makes such a column text
     first) are ordered by pandas' factorize: numbers, then strings."""
