@@ -626,3 +626,45 @@ def test_a_converged_quadrature_fit_whose_nodes_left_the_support_warns():
     assert msg == quad.warnings[-1]
     assert re.match(r"quadrature: \d+ point\(s\) evaluated had nodes outside the family's range", msg)
     assert "compare with fit_method='laplace'" in msg
+
+
+def _two_mode_data() -> pd.DataFrame:
+    """Inverse Gaussian on the identity link with weights and an offset: the conditional
+    log-likelihood is not concave in u (l'' > 0 where mu > 1.5 y), and level g02 has two modes
+    at the fit's end (u = -1.56, the better, and u = -9.99)."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.uniform(0, 1, g.size)
+    u = rng.normal(0, 0.1, 20)
+    w = rng.integers(1, 4, g.size)
+    off = rng.uniform(0, 0.05, g.size)
+    rng.gamma(3 * w, np.maximum(0.1 + 0.6 * x + u[g] + off, 0.01) ** 2 / (3 * w))  # (the draws' order)
+    yi = rng.wald(np.maximum(0.1 + 0.6 * x + u[g] + off, 0.02), 4.0 * w)
+    return pd.DataFrame({"y": yi, "x": x, "w": w, "off": off, "g": [f"g{i:02d}" for i in g]})
+
+
+def test_a_warm_start_at_the_lesser_of_two_modes_is_restarted_from_zero():
+    """A line search left the warm start at g02's lesser mode (-9.99), where the nodes leave the
+    support: every later evaluation was +inf, and the fit reported LogLikelihood -Inf and g02's
+    random effect as -0.144 (the better mode's is -0.022), although the quadrature at the
+    returned estimates is finite. An evaluation whose quadrature fails from a warm start now
+    starts once more from u = 0 and keeps the better quadrature."""
+    kw = {"distribution": "inverse_gaussian", "link": "identity", "weights": "w", "offset": "off"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = ppl_glmm.fitglme(_two_mode_data(), "y ~ x + (1|g)", fit_method="quadrature", n_agq=15, **kw)
+    _, (q,) = problems(m, [15])
+    fresh, _ = q.mode_and_gradient(m._result.x)  # from u = 0
+    assert np.isfinite(m.log_likelihood)
+    assert m.log_likelihood == pytest.approx(-fresh.objective, abs=1e-8)
+    np.testing.assert_allclose(m._result.u, fresh.u, atol=1e-6)
+    # the warm start at the lesser mode, directly: the same objective as from u = 0
+    lesser = fresh.u.copy()
+    lesser[2] = -9.99
+    q.u_start, q._last, q._slope, q._recent = lesser, None, None, {}
+    again, _ = q.mode_and_gradient(m._result.x.copy())
+    assert again.objective == pytest.approx(fresh.objective, abs=1e-9)
+    # (the 15-node quadrature is undefined near the Laplace optimum: the fit says it stopped at
+    # that edge, not converged, rather than reporting -inf)
+    assert not m.converged
+    assert any("edge of the region where the quadrature is defined" in str(w.message) for w in caught)

@@ -213,6 +213,11 @@ class LaplaceProblem:
             finally:
                 self._fallback = None
 
+    def cold_inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> InnerMode:
+        """The conditional mode by Newton from u = 0 (and the GLM's beta), whatever the warm start."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._inner(beta, theta, phi, warm=False)
+
     def _natural(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> np.ndarray:
         """(beta, theta, phi): the parameters the gradient's d(u, beta)/dpsi columns are in."""
         parts = [] if self.inner_beta else [np.asarray(beta, dtype=float)]

@@ -59,7 +59,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..pymc_model import ObservationFunction
-from .laplace import InnerMode, LaplaceProblem, _invalid_parameter_errors
+from .laplace import InnerMode, LaplaceProblem, PirlsFailure, _invalid_parameter_errors
 from .structure import REStructure
 
 __all__ = ["QuadratureMode", "QuadratureProblem", "gauss_hermite"]
@@ -148,7 +148,26 @@ class QuadratureProblem(LaplaceProblem):
         mode = super().inner(beta, theta, phi)
         if self.inner_beta:  # the GLM start (optimize.glm_start): no quadrature
             return mode
-        return self._quadrature(mode, phi)
+        quad = self._quadrature(mode, phi)
+        if not math.isfinite(quad.objective) and np.any(mode.u):
+            # Where the conditional log-likelihood is not concave (an inverse Gaussian, or a gamma
+            # on an identity or power link) a level can have two modes, and the warm start (the
+            # last point's mode) may hold the lesser one, whose nodes leave the support: a fit
+            # ended there at -inf, 136 log-likelihood units from its optimum. Start once more
+            # from u = 0 and keep the better quadrature.
+            try:
+                cold = self.cold_inner(beta, theta, phi)
+            except PirlsFailure:
+                cold = None
+            if cold is not None:
+                again = self._quadrature(cold, phi)
+                if again.objective < quad.objective:
+                    quad = again
+                else:
+                    self._warm(mode.u, mode.beta)
+        if not math.isfinite(quad.objective):
+            self.node_failures += 1
+        return quad
 
     def _quadrature(self, mode: InnerMode, phi: float) -> QuadratureMode:
         k = self._steps()
@@ -160,13 +179,11 @@ class QuadratureProblem(LaplaceProblem):
         except _invalid_parameter_errors():
             # a node outside the likelihood's support (e.g. a negative Poisson mean on an identity
             # link): the quadrature cannot be formed here; the outer line search steps back
-            self.node_failures += 1
             return self._failed(mode)
         log_m, pi = k.node_weights(
             d[0], mode.derivs[0], self.group, s, mode.u, self.z, self._log_w_half_z2, self.re.q
         )
         if not math.isfinite(log_m):
-            self.node_failures += 1
             return self._failed(mode)
         fields = _fields(mode)
         fields["objective"] = mode.objective - log_m
