@@ -13,7 +13,7 @@ from .covariance_patterns import check_bayes_patterns, check_pattern_input, pars
 from .design import build_design
 from .errors import GLMMWarning, InputError, InputTypeError, warn
 from .families import check_custom_link, get_distribution, get_link, link_warning, unit_link_warning
-from .fit_methods import METHODS, check_mu_start, get_fit_method, make_settings
+from .fit_methods import METHODS, align_mu_start, check_mu_start, get_fit_method, make_settings
 from .fitting import Workspace, fit
 from .formula import parse_formula
 from .model import GeneralizedLinearMixedModel
@@ -195,6 +195,7 @@ def _prepare(
     message = unit_link_warning(dist, lnk, design.y, design.weights)
     if message is not None:
         warn(message, GLMMWarning)
+    opts = align_mu_start(opts, options.get("mu_start"), design)
     check_mu_start(opts, design.n, dist, lnk)
     if method.check is not None:
         method.check(design, dist, opts)

@@ -10,10 +10,11 @@ options against this table, and :func:`ppl_glmm.fitting.fit` dispatches on it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .errors import InputError, InputTypeError
 from .keywords import hint
@@ -309,6 +310,22 @@ def make_settings(
         mu.setflags(write=False)
         out["mu_start"] = mu
     return FitSettings(**out)
+
+
+def align_mu_start(settings: FitSettings, given, design) -> FitSettings:
+    """``settings`` with a ``mu_start`` given as a pandas Series of one value per row used matched
+    to those rows by label, as weights and offsets are (it was read by position); a Series whose
+    labels are not those rows' is refused (:func:`.design.checks.aligned`)."""
+    if not isinstance(given, pd.Series) or len(given) != design.n:
+        return settings
+    by_label = design.per_row(given, "mu_start")
+    if by_label is given:
+        return settings
+    from .design.checks import real_values
+
+    mu = real_values(by_label, "mu_start", "a numeric vector").reshape(-1)
+    mu.setflags(write=False)
+    return replace(settings, mu_start=mu)
 
 
 def check_mu_start(settings: FitSettings, n: int, dist=None, link=None) -> None:

@@ -234,3 +234,25 @@ def test_an_explicit_mu_start_none_is_the_default_start():
     default = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method="mpl")
     explicit = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", fit_method="mpl", mu_start=None)
     assert explicit.log_likelihood == default.log_likelihood
+
+
+def test_a_mu_start_series_is_matched_to_the_rows_by_label(cbpp):
+    """A Series mu_start was read by position while weights, offsets and sizes are matched by
+    label: the same means in another order started (and, after one PL iteration, ended) another
+    fit. Now the reversed Series gives the array's fit; labels that are not the rows' are refused."""
+    import pandas as pd
+
+    frac = (cbpp["incidence"] + 0.5) / (cbpp["size"] + 1) * np.linspace(0.5, 1.5, len(cbpp))
+    mu = np.clip(frac, 0.01, 0.99).to_numpy()
+    kw = {"fit_method": "mpl", "pl_iterations": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = _fit_cbpp(cbpp, mu_start=mu, **kw)
+        reversed_series = _fit_cbpp(cbpp, mu_start=pd.Series(mu, index=cbpp.index)[::-1], **kw)
+        by_position = _fit_cbpp(cbpp, mu_start=mu[::-1], **kw)
+    np.testing.assert_array_equal(reversed_series.coefficients.Estimate, plain.coefficients.Estimate)
+    assert np.max(np.abs(by_position.coefficients.Estimate - plain.coefficients.Estimate)) > 1e-3
+    with pytest.raises(
+        InputError, match=r"mu_start: the Series' index does not match .*has no value for row 0"
+    ):
+        _fit_cbpp(cbpp, mu_start=pd.Series(mu, index=cbpp.index + 100), **kw)
