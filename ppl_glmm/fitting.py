@@ -443,6 +443,8 @@ def _optimise(
         x0 = _start(ws, problem, y, replace(settings, init_pl_iterations=0))
         summary, mode = minimize(problem, x0, callback=report)
     summary, mode = _restart_from_limit(ws, problem, y, summary, mode, report)
+    if warm is not None:
+        summary, mode = _refit_at_limit(ws, problem, y, settings, summary, mode, report)
     # a fit ending on the boundary may sit at a saddle (a zero variance's gradient is 0 by symmetry)
     summary, mode = restart_off_the_boundary(ws, problem, summary, mode, report)
     if report is not None:
@@ -532,6 +534,31 @@ def _restart_from_limit(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, s
         message=again.message
         + "; fitted again from the family's restart for phi (the first fit ended at its limit)",
     ), mode2
+
+
+def _refit_at_limit(ws: Workspace, problem: LaplaceProblem, y, settings: FitSettings, summary, mode, report):
+    """A refit that ends with phi beyond the family's ``ancillary_limit`` (negative binomial at its
+    Poisson limit) is fitted again from a fresh start, and the better fit kept. Warm-started from a
+    fit at theta = 1e16, where the gradient in log theta is ~mu^2/theta, a refit stays there: on an
+    overdispersed response it reported theta 1e16 and converged, 0.08 log-likelihood units below
+    the fresh fit's theta = 104 (the moment check of :func:`_restart_from_limit`, made at the stuck
+    fit's means, whose random effects absorbed the overdispersion, saw none)."""
+    limit = ws.dist.ancillary_limit
+    if limit is None or not problem.has_phi or not summary.x[-1] > limit:
+        return summary, mode
+    evals0 = problem.n_evals
+    try:
+        x0 = _start(ws, problem, y, settings)
+        again, mode2 = minimize(problem, x0, hess_inv0=initial_inverse_hessian(problem, x0), callback=report)
+        again, mode2 = _restart_from_limit(ws, problem, y, again, mode2, report)
+    except PirlsFailure:
+        again = None
+    n = summary.n_evaluations + problem.n_evals - evals0
+    if again is not None and again.objective < summary.objective - 1e-9 * max(1.0, abs(summary.objective)):
+        message = again.message + "; fitted again from a fresh start (the refit ended at its limit for phi)"
+        return replace(again, n_evaluations=n, message=message), mode2
+    problem.mode_and_gradient(summary.x)  # the warm start back at the first fit's mode
+    return replace(summary, n_evaluations=n), mode
 
 
 def fit(

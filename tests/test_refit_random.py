@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from reference_cases import case_spec, fit_case
+from reference_cases import _data, case_spec, fit_case
 
 import ppl_glmm
 from ppl_glmm.datasets import load_mfr
@@ -423,3 +423,40 @@ def test_random_of_a_quasi_dispersion_fit_warns_that_its_draws_carry_none():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plain.random(rng=1)
+
+
+def test_negative_binomial_draws_are_right_at_every_theta_up_to_the_poisson_limit():
+    """PyMC's NB2 sampler forms p = theta / (theta + mu), which is 1.0 in floating point at theta =
+    1e16 (the Poisson limit a fit ends at): every draw of mean 0.5 was 0, P(0) = 1 for e^-0.5. The
+    gamma-Poisson draws are exact at every theta: zeros, mean and variance mu + mu^2/theta."""
+    import pymc as pm
+
+    from ppl_glmm.families import _negative_binomial_dist
+
+    n = 20_000
+    for theta in (2.0, 1e8, 1e16):
+        k = pm.draw(_negative_binomial_dist(np.full(n, 0.5), np.full(n, theta), (n,)), random_seed=3)
+        p0 = (theta / (theta + 0.5)) ** theta if theta < 1e6 else np.exp(-0.5)
+        assert np.mean(k == 0) == pytest.approx(p0, abs=0.015)  # SE ~ 0.0035
+        assert k.mean() == pytest.approx(0.5, abs=0.025)
+        assert k.var() == pytest.approx(0.5 + 0.25 / theta, rel=0.06)
+
+
+def test_a_refit_of_a_fit_at_the_poisson_limit_also_fits_from_a_fresh_start():
+    """The NB fit of agq_poisson ends at its Poisson limit (theta 1e16; glmmTMB's logLik agrees).
+    A refit to a response drawn from the Poisson fit stayed at theta 1e16 (converged, logLik
+    -361.4519), where a fresh fit of that response finds theta ~104 and -361.3725."""
+    import warnings
+
+    d = _data("agq_poisson.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="negative_binomial")
+        po = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson")
+        y = po.random(rng=0)
+        refit = nb.refit(y)
+        fresh = ppl_glmm.fitglme(d.assign(y=y), "y ~ x + (1|g)", distribution="negative_binomial")
+    assert nb.nb_theta > 1e15
+    assert fresh.nb_theta < 1e3
+    assert refit.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-6)
+    assert refit.nb_theta == pytest.approx(fresh.nb_theta, rel=1e-3)
