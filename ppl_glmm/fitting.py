@@ -747,6 +747,7 @@ def make_result(
         y=np.asarray(y, dtype=float).copy(),
         ancillary=ancillary,
         working=working,
+        quadrature_edge=bool(getattr(problem, "node_failures", 0)),
     )
 
 

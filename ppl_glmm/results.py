@@ -48,6 +48,9 @@ class FitResult:
     y: np.ndarray  # response on MATLAB's scale (proportions for binomial), used rows
     ancillary: float | None = None  # the family's sigma, or negative binomial's theta
     working: tuple[np.ndarray, np.ndarray] | None = None  # pseudo-likelihood: (z, W) of the final LME
+    # quadrature: points evaluated had nodes outside the family's range (the optimum found is that
+    # of the region where the quadrature is defined; the fit's warnings say so)
+    quadrature_edge: bool = False
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,15 @@ def cbpp_obs(cbpp):
 def test_replicate_table_layout_and_estimates(mfr_model, mfr_boot):
     r = mfr_boot
     assert r.statistics == MFR_NAMES
-    assert list(r.replicates.columns) == ["replicate", "seed", *MFR_NAMES, "converged", "singular"]
+    assert list(r.replicates.columns) == [
+        "replicate",
+        "seed",
+        *MFR_NAMES,
+        "converged",
+        "singular",
+        "quadrature_edge",
+    ]
+    assert r.n_quadrature_edge == 0  # (a Laplace fit)
     assert r.replicates["replicate"].tolist() == list(range(30))
     assert r.nsim == 30 and r.n_failed == 0 and r.entropy == 2024 and r.spawn_key == ()
     # the seeds are the SeedSequence children's first words
@@ -650,3 +658,65 @@ def test_bootstrap_covariance_tables_have_the_patterns_rows(pattern):
     assert len(wald) == (3 if pattern == "Diagonal" else 2)
     assert boot.attrs["title"] == wald.attrs["title"] == f"Covariance Type: {pattern}"  # (was dropped)
     np.testing.assert_allclose(boot["Estimate"], wald["Estimate"], rtol=1e-12)
+
+
+def test_quadrature_replicates_at_the_quadratures_edge_are_flagged_and_counted():
+    """An inverse Gaussian quadrature fit (5 nodes) whose refits evaluate points where nodes leave
+    the family's range: each refit said so in its own warning, which the bootstrap silences, and
+    nothing in the result marked those replicates (59 of 60; two of them converged and not
+    singular). The column quadrature_edge marks them, and a warning counts the converged ones."""
+    from reference_cases import inverse_gaussian_data
+
+    d = inverse_gaussian_data(5, 12, 8, (0.5, 0.3), 0.4, 4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = ppl_glmm.fitglme(
+            d, "y ~ 1 + x + (1|g)", distribution="inverse_gaussian", fit_method="quadrature", n_agq=5
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        b = parametric_bootstrap(q, 12, rng=3, progress=False)
+    reps = b.replicates
+    assert reps["quadrature_edge"].dtype == bool and b.n_quadrature_edge == int(reps["quadrature_edge"].sum())
+    assert b.n_quadrature_edge >= 6  # (59 of 60 replicates in a longer run)
+    # the flag is the refit's own: refitting a flagged replicate's draw gives a fit that says so
+    i = int(np.flatnonzero(reps["quadrature_edge"].to_numpy())[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = q.refit(q.random(rng=int(reps["seed"].iloc[i])))
+    assert again._result.quadrature_edge and any("outside the family's range" in w for w in again.warnings)
+    edge_converged = int((reps["quadrature_edge"] & reps["converged"]).sum())
+    messages = [str(w.message) for w in caught]
+    assert any(
+        f"{edge_converged} of 12 replicates converged with quadrature refits" in m for m in messages
+    ) == (edge_converged > 0)
+
+
+def test_summaries_count_the_values_they_leave_out(mfr_model, tmp_path):
+    """A statistic that is +inf in some replicates: ci, se and bias keep the finite values only,
+    which gave an interval [1, 1] and an SE of 0 without a word. They now warn with the count."""
+    ll = mfr_model.log_likelihood
+    b = parametric_bootstrap(
+        mfr_model,
+        8,
+        rng=1,
+        progress=False,
+        statistic=lambda m: {"t": np.inf if m.log_likelihood > ll else 1.0},
+    )
+    n_inf = int(np.isinf(b.replicates["t"]).sum())
+    assert 0 < n_inf < 8
+    for call in (b.ci, b.se, b.bias):
+        with pytest.warns(
+            GLMMWarning, match=rf"values that are not finite .* 't' in {n_inf} of 8 replicates"
+        ):
+            call()
+    # a file written before the quadrature_edge column existed loads with the column False
+    import pyarrow.parquet as pq
+
+    path = b.save(tmp_path / "b.parquet")
+    table = pq.read_table(path)
+    old = table.drop(["quadrature_edge"]).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(old, path)
+    loaded = BootstrapResult.load(path)
+    assert list(loaded.replicates.columns) == list(b.replicates.columns)
+    assert not loaded.replicates["quadrature_edge"].any()

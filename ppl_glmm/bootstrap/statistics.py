@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # columns of the replicate table that are not statistics
-RESERVED = ("replicate", "seed", "converged", "singular")
+RESERVED = ("replicate", "seed", "converged", "singular", "quadrature_edge")
 LRT_NAMES = ("LR", "logLik_small", "logLik_big")
 
 
@@ -66,6 +66,7 @@ class Row:
     converged: bool
     singular: bool
     error: str | None = None
+    quadrature_edge: bool = False  # a refit's quadrature was undefined at points it evaluated
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ def run_one(models: tuple, task: Task, index: int) -> Row:
         return Row(index, seed, None, False, False, f"{type(err).__name__}: {err}")
     converged = all(bool(f.converged) for f in fits)
     singular = any(bool(f.singular) for f in fits)
-    return Row(index, seed, values, converged, singular)
+    edge = any(f._result.quadrature_edge for f in fits)
+    return Row(index, seed, values, converged, singular, quadrature_edge=edge)
 
 
 def run_batch(models: tuple, task: Task, indexes) -> list[Row]:
