@@ -535,7 +535,13 @@ class GeneralizedLinearMixedModel:
         from .bootstrap import simulated_lrt
 
         small, big = (self, alt) if table["Model"].iloc[0] == names[0] else (alt, self)
-        sim = simulated_lrt(small, big, nsim, **simulation)
+        try:
+            sim = simulated_lrt(small, big, nsim, **simulation)
+        except InputError as err:  # (check_nested names simulated_lrt's arguments)
+            text = str(err)
+            if not text.startswith("small, big: "):
+                raise
+            raise InputError("nsim: " + text.removeprefix("small, big: ")) from None
         attrs = dict(table.attrs)
         table["pValueSim"] = [np.nan, sim.p_sim]
         table.attrs = {**attrs, "simulated_lrt": sim}
@@ -919,6 +925,13 @@ def _check_bootstrap_args(method: str, nsim, options: dict, keywords: tuple[str,
         if given:
             raise InputError(f"{given[0]}: applies to method='bootstrap' only")
         return
+    if options.get("result") is not None:
+        run = ["nsim"] * (nsim is not None) + sorted(set(options) - {"result", "ci", "converged_only"})
+        if run:
+            raise InputError(
+                f"{run[0]}: not used with result=... (its replicates are reused, not run again); "
+                f"leave {run[0]} out, or pass result=None for a new run"
+            )
     if "ci" in options:
         from .bootstrap.result import _check_method
 

@@ -720,3 +720,25 @@ def test_summaries_count_the_values_they_leave_out(mfr_model, tmp_path):
     loaded = BootstrapResult.load(path)
     assert list(loaded.replicates.columns) == list(b.replicates.columns)
     assert not loaded.replicates["quadrature_edge"].any()
+
+
+def test_run_arguments_with_a_reused_result_are_refused(mfr_model, mfr_boot):
+    """With result=... the replicates are reused: nsim and the run's arguments did nothing, silently."""
+    with pytest.raises(InputError, match=r"^nsim: not used with result=\.\.\. .*leave nsim out"):
+        mfr_model.coef_ci(method="bootstrap", result=mfr_boot, nsim=50)
+    with pytest.raises(InputError, match=r"^rng: not used with result=\.\.\."):
+        mfr_model.covariance_parameters(method="bootstrap", result=mfr_boot, rng=3)
+    _, lower_upper = mfr_model.coef_ci(method="bootstrap", result=mfr_boot, ci="basic")[:2]  # still fine
+    assert np.all(np.isfinite(lower_upper))
+
+
+def test_compare_with_nsim_names_its_own_argument(cbpp):
+    """compare(alt, nsim=...) of two pseudo-likelihood fits: the refusal named simulated_lrt's
+    arguments ('small, big: ...'), which the caller never passed."""
+    kw = {"fit_method": "mpl"}
+    a = _fit_cbpp(cbpp, "incidence ~ 1 + (1|herd)", **kw)
+    b = _fit_cbpp(cbpp, "incidence ~ period + (1|herd)", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        with pytest.raises(InputError, match=r"^nsim: fit_method 'mpl' maximises pseudo-likelihoods"):
+            a.compare(b, nsim=5, rng=1, progress=False)
