@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -742,3 +743,26 @@ def test_compare_with_nsim_names_its_own_argument(cbpp):
         warnings.simplefilter("ignore", GLMMWarning)
         with pytest.raises(InputError, match=r"^nsim: fit_method 'mpl' maximises pseudo-likelihoods"):
             a.compare(b, nsim=5, rng=1, progress=False)
+
+
+def test_a_simulated_lrt_run_in_parts_merges_into_the_whole(cbpp_herd, cbpp_obs):
+    """A run continued with start= could be merged as replicates only; its p-value had to be
+    recomputed by hand from an internal function. SimulatedLRT.merge gives the whole run's test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        whole = simulated_lrt(cbpp_herd, cbpp_obs, 7, rng=5, progress=False)
+        first = simulated_lrt(cbpp_herd, cbpp_obs, 3, rng=5, progress=False)
+        rest = simulated_lrt(cbpp_herd, cbpp_obs, 4, rng=5, progress=False, start=3)
+    merged = first.merge(rest)
+    assert (merged.p_sim, merged.exceed, merged.n_used, merged.nsim) == (
+        whole.p_sim,
+        whole.exceed,
+        whole.n_used,
+        whole.nsim,
+    )
+    pd.testing.assert_frame_equal(merged.replicates.replicates, whole.replicates.replicates)
+    with pytest.raises(InputTypeError, match="merge: expected SimulatedLRT objects, got BootstrapResult"):
+        first.merge(rest.replicates)
+    other = simulated_lrt(cbpp_herd, cbpp_obs, 2, rng=5, progress=False, start=7)
+    with pytest.raises(InputError, match="merge: the tests are of different models"):
+        first.merge(replace(other, LR=other.LR + 1.0))

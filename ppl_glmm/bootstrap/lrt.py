@@ -15,12 +15,12 @@ variance on the boundary (H0: sigma^2 = 0), where the chi-square p-value is cons
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
 from ..fit_methods import METHODS
 from .result import BootstrapResult
 from .runner import check_model, make_plan, run_replicates
@@ -66,6 +66,24 @@ class SimulatedLRT:
     @property
     def failures(self) -> pd.DataFrame:
         return self.replicates.failures
+
+    def merge(self, *others: SimulatedLRT) -> SimulatedLRT:
+        """One test from runs of the same models and seed over disjoint replicates (a run continued
+        with ``start=``): the replicates merged (:meth:`BootstrapResult.merge`) and p_sim over all
+        of them."""
+        for o in others:
+            if not isinstance(o, SimulatedLRT):
+                raise InputTypeError(f"merge: expected SimulatedLRT objects, got {type(o).__name__}")
+            if (o.LR, o.df, o.small_formula, o.big_formula) != (
+                self.LR,
+                self.df,
+                self.small_formula,
+                self.big_formula,
+            ):
+                raise InputError("merge: the tests are of different models (their LR, df or formulas differ)")
+        reps = self.replicates.merge(*(o.replicates for o in others))
+        p_sim, exceed, used = simulated_p_value(self.LR, reps.replicates["LR"].to_numpy())
+        return replace(self, p_sim=p_sim, exceed=exceed, n_used=used, replicates=reps)
 
     def to_frame(self) -> pd.DataFrame:
         """One row: LRStat, deltaDF, pValue (chi-square), pSim, NSim, NUsed, NFailed, NNotConverged."""
