@@ -269,7 +269,13 @@ def _minimize(
 
     def run() -> so.OptimizeResult:
         try:
-            return so.minimize(fz, np.zeros(k), jac=True, method="BFGS", options=options, callback=counted)
+            # (SciPy's line search computes inf - inf after an infinite trial value: NumPy's
+            # RuntimeWarning, which leaked from refits and failed bootstrap replicates under an
+            # 'error' warnings filter; np.errstate is per thread)
+            with np.errstate(invalid="ignore", over="ignore"):
+                return so.minimize(
+                    fz, np.zeros(k), jac=True, method="BFGS", options=options, callback=counted
+                )
         except _GradientTestMet as met:  # the iteration whose line search met it counts
             res = met.result(iterations[0] + (1 if iterations[0] or met.z.any() else 0))
             if report is not None and res.nit > iterations[0]:
