@@ -270,7 +270,7 @@ def _minimize(
     def run() -> so.OptimizeResult:
         try:
             # (SciPy's line search computes inf - inf after an infinite trial value: NumPy's
-            # RuntimeWarning, which leaked from refits and failed bootstrap replicates under an
+            # invalid-value warning leaked from refits, and failed bootstrap replicates under an
             # 'error' warnings filter; np.errstate is per thread)
             with np.errstate(invalid="ignore", over="ignore"):
                 return so.minimize(
