@@ -316,6 +316,15 @@ class CovariancePatterns:
         parts = [t.theta(v[s]) for t, s in zip(self.terms, self.param_slices())]
         return np.concatenate(parts) if parts else np.zeros(0)
 
+    def param_units(self, unit: float) -> np.ndarray:
+        """The scale of each parameter in v, for finite-difference steps: ``unit`` (theta's) for
+        every parameter of a linear pattern and for CompSymm's a, 1 for CompSymm's correlation z."""
+        parts = [
+            np.full(t.n_params, unit) if t.linear else np.array([unit] + [1.0] * (t.n_params - 1))
+            for t in self.terms
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def jacobian(self, v: np.ndarray) -> np.ndarray:
         """d theta / d v: block diagonal, n_theta x n_params."""
         J = np.zeros((sum(t.n_theta for t in self.terms), self.n_params))

@@ -127,14 +127,18 @@ class Workspace:
         """Units of ``problem``'s outer parameters for finite-difference steps
         (``step * max(unit, |x|)``, ``engine.optimize.fd_steps``): beta and theta in the link
         scale's units for a link with units (a gamma/reciprocal model of y ~ 1e6 has eta ~ 1e-6,
-        where steps of 1e-5 gave NaN intervals and joint-Hessian SEs 300 times too large); log
-        sigma and pattern parameters 1. None: all 1."""
+        where steps of 1e-5 gave NaN intervals and joint-Hessian SEs 300 times too large), and so
+        is a covariance pattern's every parameter but CompSymm's correlation (a unit of 1 for them
+        gave a Diagonal term's joint-Hessian SE as NaN on y x 1e6); log sigma 1. None: all 1."""
         if self.fd_unit is None:
             return None
         u_beta, u_theta = self.fd_unit
         k = 0 if problem.inner_beta else problem.p
-        cov = u_theta if self.patterns.is_identity else 1.0
-        units = [np.full(k, u_beta), np.full(problem.n_cov, cov), np.ones(int(problem.has_phi))]
+        if self.patterns.is_identity:
+            cov = np.full(problem.n_cov, u_theta)
+        else:
+            cov = self.patterns.param_units(u_theta)
+        units = [np.full(k, u_beta), cov, np.ones(int(problem.has_phi))]
         return np.concatenate(units)
 
     def _template(self, fit_method: str, settings: FitSettings) -> LaplaceProblem:

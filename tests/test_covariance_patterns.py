@@ -479,3 +479,35 @@ def test_compound_symmetry_at_its_correlation_bound_is_singular():
         sd = m.covariance_parameters()[2][0].loc[0, ["Estimate", "Lower", "Upper"]].to_numpy(float)
     sd_one = one.covariance_parameters()[2][0].loc[0, ["Estimate", "Lower", "Upper"]].to_numpy(float)
     np.testing.assert_allclose(sd, sd_one, rtol=1e-4)
+
+
+def _gamma_slopes(scale: float) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    gi = np.repeat(np.arange(40), 15)
+    x1 = rng.normal(size=gi.size)
+    b = rng.multivariate_normal(np.zeros(2), [[0.5, 0.1], [0.1, 0.3]], size=40)
+    mu = np.exp(0.3 + 0.3 * x1 + b[gi, 0] + b[gi, 1] * x1)
+    return pd.DataFrame({"y": scale * rng.gamma(4.0, mu / 4.0), "x1": x1, "g": [f"g{i:02d}" for i in gi]})
+
+
+@pytest.mark.parametrize("pattern", ["Diagonal", "CompSymm"])
+def test_patterned_joint_hessian_is_unit_free(pattern):
+    """Finite-difference steps of a pattern's parameters had a unit of 1 while theta is in the link
+    scale's units: on y x 1e6 (gamma, reciprocal link: eta ~ 1e-6) the Diagonal term's joint-Hessian
+    SEs were (0.048, NaN) for (0.054, 0.016), CompSymm's 8% off, and check_hessian warned of
+    unidentified parameters. The SEs now scale with y, as the unpatterned (1 + x1 || g)'s do."""
+    kw = {"distribution": "gamma", "link": "reciprocal", "covariance_method": "jointhessian"}
+    se = []
+    for scale in (1.0, 1e6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pg.ConvergenceWarning)  # (check_hessian's warning)
+            m = pg.fitglme(
+                _gamma_slopes(scale),
+                "y ~ x1 + (1 + x1|g)",
+                covariance_pattern=pattern,
+                check_hessian=True,
+                **kw,
+            )
+        se.append(m.fixed_effects()["SE"].to_numpy() * scale)
+    assert np.all(np.isfinite(se[1]))
+    np.testing.assert_allclose(se[1], se[0], rtol=1e-4)
