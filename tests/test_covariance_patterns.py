@@ -511,3 +511,31 @@ def test_patterned_joint_hessian_is_unit_free(pattern):
         se.append(m.fixed_effects()["SE"].to_numpy() * scale)
     assert np.all(np.isfinite(se[1]))
     np.testing.assert_allclose(se[1], se[0], rtol=1e-4)
+
+
+def _slope_without_variance() -> pd.DataFrame:
+    """Poisson counts with random intercepts and x1 slopes, and no variance in the x2 slopes."""
+    rng = np.random.default_rng(5)
+    gi = np.repeat(np.arange(50), 18)
+    x1, x2 = rng.normal(size=gi.size), rng.normal(size=gi.size)
+    b0, b1 = rng.normal(0, 0.5, 50), rng.normal(0, 0.4, 50)
+    y = rng.poisson(np.exp(0.3 + 0.3 * x1 - 0.2 * x2 + b0[gi] + b1[gi] * x1))
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": [f"g{i:02d}" for i in gi]})
+
+
+def test_a_boolean_pattern_holds_only_its_blocks_on_the_boundary():
+    """Blocks {(Intercept), x1} and {x2} with the x2 SD at 0: every interval of the term was NaN,
+    while (1 + x1|g) + (0 + x2|g), the same model, has intervals for the free block; a block at
+    the boundary is held alone now (as a Diagonal pattern's zero SDs are)."""
+    d = _slope_without_variance()
+    blocks = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = pg.fitglme(d, "y ~ x1 + x2 + (1 + x1 + x2|g)", distribution="poisson", covariance_pattern=blocks)
+        b = pg.fitglme(d, "y ~ x1 + x2 + (1 + x1|g) + (0 + x2|g)", distribution="poisson")
+    assert a.singular and a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-7)
+    ta = a.covariance_parameters()[2][0]
+    tb = pd.concat(b.covariance_parameters()[2][:2], ignore_index=True)
+    for col in ("Estimate", "Lower", "Upper"):
+        np.testing.assert_allclose(ta[col][:3], tb[col][:3], rtol=1e-3)
+    assert np.isnan(ta["Lower"].iloc[3]) and ta["Estimate"].iloc[3] < 1e-4  # the held block

@@ -94,7 +94,8 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     """Inverse Hessian of the negative Laplace log-likelihood in natural parameters.
 
     In a singular fit, the parameters of each term on the boundary (:func:`held_terms`: an SD at 0
-    has log SD = -inf; under a Diagonal pattern only its SDs at 0, under CompSymm only its
+    has log SD = -inf; under a Diagonal pattern only its SDs at 0, under a boolean pattern only
+    its blocks with an SD at 0 (or a correlation at +-1), under CompSymm only its
     correlation when that is at a bound and the SD is not 0) are held at their estimates: the
     other parameters' covariance is the inverse of the Hessian of the free parameters alone (the
     reduced Hessian of a constrained optimum), and the held ones' rows and columns are NaN. Returns
@@ -108,10 +109,14 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     for r, (held, sl, pattern) in enumerate(zip(held_terms(fit), patterns.param_slices(), patterns.terms)):
         if not held:
             continue
-        if pattern.kind == "Diagonal":  # independent SDs: hold only those at zero
+        if pattern.kind in ("Diagonal", "Pattern"):
+            # independent SDs, or blocks (a boolean pattern): hold only the blocks with a column at
+            # zero (a block's Cholesky entries stay in the block; a correlation at +-1 zeroes one)
             zero = _zero_columns(fit, r)
+            mask = np.eye(pattern.q, dtype=bool) if pattern.mask is None else np.array(pattern.mask)
+            held_cols = {int(i) for z in zero for i in np.flatnonzero(mask[z])}
             for k, (i, _) in enumerate(pattern.rows):
-                free[k0 + sl.start + k] = i not in zero
+                free[k0 + sl.start + k] = i not in held_cols
         elif pattern.kind == "CompSymm" and pattern.q > 1 and 0 not in _zero_columns(fit, r):
             # a common correlation at its bound with a positive SD: hold only the correlation (rows
             # (std, corr)); the SD's interval is then that of the model with rho fixed there
