@@ -408,3 +408,38 @@ def test_normal_identity_pseudo_likelihood_fits_compare_without_a_warning():
         warnings.simplefilter("error")
         t = a.compare(b, check_nesting=True)
     assert t["deltaDF"].iloc[1] == 2
+
+
+def test_a_pattern_that_ties_the_added_variance_gets_no_mixture_p_value():
+    """(1|g) against (1 + x|g) under CompSymm passed check_nesting and got the 50:50 mixture p-value
+    of an added variance, but CompSymm ties x's variance to the intercept's: (1|g) is not the larger
+    model with a variance at zero. The note and a warning say so; Diagonal keeps the mixture."""
+    d = _pseudo_counts()
+    rng = np.random.default_rng(8)
+    slopes = rng.normal(0, 0.5, 10)  # a slope variance like the intercepts'
+    d["y"] = rng.poisson(np.exp(np.log(d["y"] + 0.5) + slopes[d["g"].str[1:].astype(int)] * d["x"]))
+    small = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson")
+    for pattern in ("CompSymm", "Isotropic"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ppl_glmm.SingularFitWarning)
+            big = ppl_glmm.fitglme(d, "y ~ x + (1 + x|g)", distribution="poisson", covariance_pattern=pattern)
+        with pytest.warns(GLMMWarning, match=r"ties the variance of g: x to other columns'"):
+            t = small.compare(big, check_nesting=True)
+        assert np.isnan(t.attrs["pValue_mixture"]) and "may not be nested" in t.attrs["note"]
+    diag = ppl_glmm.fitglme(d, "y ~ x + (1 + x|g)", distribution="poisson", covariance_pattern="Diagonal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GLMMWarning)
+        t = small.compare(diag, check_nesting=True)
+    assert np.isfinite(t.attrs["pValue_mixture"]) and "50:50 mixture" in t.attrs["note"]
+    # where the tied model fits worse, the refusal names the pattern, not convergence
+    flat = _pseudo_counts()
+    small = ppl_glmm.fitglme(flat, "y ~ x + (1|g)", distribution="poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ppl_glmm.SingularFitWarning)
+        big = ppl_glmm.fitglme(
+            flat, "y ~ x + (1 + x|g)", distribution="poisson", covariance_pattern="CompSymm"
+        )
+    with pytest.raises(
+        InputError, match=r"cannot contain GLME: its covariance pattern ties the variance of g: x"
+    ):
+        small.compare(big)

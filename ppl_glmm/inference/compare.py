@@ -267,6 +267,15 @@ def _boundary(a: ComparedModel, b: ComparedModel, lr: float, ddf: float) -> tupl
         # the same random-effects columns: what differs (a correlation, a covariance pattern, an
         # estimated dispersion) is tested at an interior point, where the chi-square holds
         return "", float("nan")
+    tied = _tied_added_columns(a, b)
+    if tied:
+        return (
+            f"The larger model's covariance pattern ties the variance of {', '.join(tied)} to other "
+            "columns' (Isotropic or CompSymm), so the smaller model is not the larger one with "
+            "variances set to zero: the models may not be nested, and neither the chi-square "
+            "p-value nor a chi-square mixture applies; compare patterns that give each added "
+            "column its own variance (FullCholesky, Diagonal)."
+        ), float("nan")
     note = (
         "The models differ in their random effects: a variance tested at zero lies on the boundary "
         "of its parameter space, so the chi-square p-value is conservative (too large; Self and "
@@ -283,6 +292,17 @@ def _boundary(a: ComparedModel, b: ComparedModel, lr: float, ddf: float) -> tupl
         )
         return note, mix
     return note, float("nan")
+
+
+def _tied_added_columns(a: ComparedModel, b: ComparedModel) -> list[str]:
+    """The random-effects columns of B that A lacks and whose variance B's pattern ties to its
+    term's other columns (Isotropic, CompSymm with more than one column), as 'group: name'."""
+    small = set(_random_columns(a.fit.design.terms))
+    out = []
+    for term, pattern in zip(b.fit.design.terms, b.fit.ws.patterns.terms):
+        if pattern.kind in ("Isotropic", "CompSymm") and pattern.q > 1:
+            out += [f"{term.group}: {n}" for n in term.names if (term.spec.group_vars, n) not in small]
+    return out
 
 
 def _random_columns(terms) -> list[tuple]:
@@ -304,17 +324,25 @@ def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool 
         )
         a, b = b, a
     pseudo = _on_pseudo_data(a)
+    tied = _tied_added_columns(a, b)
     if b.loglik < a.loglik - LL_TOL * max(1.0, abs(a.loglik)):
-        raise InputError(
-            f"alt: {b.name}'s log-likelihood ({b.loglik:.6f}) is smaller than {a.name}'s "
-            f"({a.loglik:.6f}), so {b.name} cannot contain {a.name}: "
-            + (
+        if pseudo:
+            why = (
                 "the two are pseudo-likelihoods of different pseudo responses (each "
                 f"{a.fit.result.fit_method} fit's final pseudo data), which need not be ordered as the "
                 "models are; refit both with fit_method='laplace' for a likelihood-ratio test of the data"
-                if pseudo
-                else "pass the larger model as alt, and check that both fits converged"
             )
+        elif tied:
+            why = (
+                f"its covariance pattern ties the variance of {', '.join(tied)} to other columns' "
+                f"(Isotropic or CompSymm), so it does not contain {a.name}; compare patterns that give "
+                "each added column its own variance (FullCholesky, Diagonal)"
+            )
+        else:
+            why = "pass the larger model as alt, and check that both fits converged"
+        raise InputError(
+            f"alt: {b.name}'s log-likelihood ({b.loglik:.6f}) is smaller than {a.name}'s "
+            f"({a.loglik:.6f}), so {b.name} cannot contain {a.name}: {why}"
         )
     if check_nesting:
         _check_nesting(a, b)
@@ -330,6 +358,8 @@ def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool 
     ddf = float(b.df - a.df)
     pval = float(chi2_sf(max(lr, 0.0), ddf)) if ddf > 0 else float("nan")
     note, mix = _boundary(a, b, lr, ddf)
+    if tied:
+        warn(f"compare: {note}", GLMMWarning)
     out = pd.DataFrame(
         {
             "Model": [a.name, b.name],
