@@ -366,26 +366,39 @@ def check_pattern_input(value) -> None:
     items = value if isinstance(value, list | tuple) and not _is_matrix_like(value) else [value]
     if isinstance(value, list | tuple) and not items:
         raise InputError(f"covariance_pattern: empty list; {_HELP}")
-    for v in items:
+    listed = len(items) > 1 or items[0] is not value
+    for k, v in enumerate(items):
         if isinstance(v, str):
             if v.strip().lower() not in _KEYS:
                 raise InputError(f"covariance_pattern: unknown pattern '{v}'; {_HELP}")
         elif _is_matrix_like(v):
-            _as_mask(v, None)
+            _as_mask(v, None, f" (entry {k + 1} of the list)" if listed else "")
         else:
+            shown = repr(v) if np.ndim(v) == 0 else f"a {type(v).__name__}"
             raise InputTypeError(
-                f"covariance_pattern: expected a string or a boolean matrix, got {v!r}; {_HELP}"
+                f"covariance_pattern: expected a string or a boolean matrix, got {shown}; {_HELP}"
             )
 
 
-def _as_mask(v, term) -> np.ndarray:
-    where = f" for term {term.spec}" if term is not None else ""
+def _as_mask(v, term, entry: str = "") -> np.ndarray:
+    where = f" for term {term.spec}" if term is not None else entry
     try:
         a = np.asarray(v)
-    except (TypeError, ValueError) as err:  # pragma: no cover - ragged nested lists
+    except (TypeError, ValueError) as err:  # ragged nested lists
         raise InputTypeError(
-            f"covariance_pattern: a pattern matrix{where} must be a square boolean array"
+            f"covariance_pattern: a pattern matrix{where} must be a square boolean array; for one "
+            "matrix per term pass a list of numpy arrays, e.g. [np.array(m1), np.array(m2)]"
         ) from err
+    if a.dtype.kind in "US":
+        raise InputTypeError(
+            "covariance_pattern: a numpy array of names is read as one pattern matrix; pass the "
+            "names as a list, e.g. ['Diagonal', 'Isotropic'] (one per term)"
+        )
+    if a.ndim == 3:
+        raise InputError(
+            f"covariance_pattern: nested lists of shape {a.shape} are read as one array; pass one "
+            "numpy array per term in a list, e.g. [np.array(m1), np.array(m2)]"
+        )
     if a.dtype != bool:
         if a.dtype.kind in "iuf" and a.size and np.all((a == 0) | (a == 1)):
             a = a.astype(bool)

@@ -346,6 +346,19 @@ BAD = [
     (np.ones((3, 3), bool), InputError, "must be 2 x 2, got 3 x 3"),
     (np.array([[0.5, 0], [0, 1]]), InputTypeError, "must be boolean"),
     ([], InputError, "empty list"),
+    # names as a numpy array, a Series, per-term matrices as nested lists, and which entry is bad
+    (
+        np.array(["Diagonal", "Isotropic"]),
+        InputTypeError,
+        r"numpy array of names .* pass the names as a list",
+    ),
+    (pd.Series(["Diagonal"]), InputTypeError, "boolean matrix, got a Series;"),
+    ([[[True, False], [False, True]], [[True]]], InputTypeError, r"pass a list of numpy arrays"),
+    (
+        [np.array([[1, 1], [0, 1]], bool), "Isotropic"],
+        InputError,
+        r"matrix \(entry 1 of the list\) is not symm",
+    ),
 ]
 
 
