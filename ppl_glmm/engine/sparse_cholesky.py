@@ -128,6 +128,21 @@ class SymbolicFactor:
         out[dense] = self.nnz + (c[dense] - self.s) * self.m + (r[dense] - self.s)
         return out
 
+    def find(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """:meth:`positions` of the pairs in the pattern, -1 for the others (whose entries of a
+        selected inverse are not computed)."""
+        r, c = np.maximum(r, c), np.minimum(r, c)
+        out = np.full(r.shape, -1, dtype=np.int64)
+        sparse = c < self.s
+        if np.any(sparse):
+            keys = self._keys()
+            want = c[sparse] * self.n + r[sparse]
+            at = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+            out[sparse] = np.where(keys[at] == want, at, -1)
+        dense = ~sparse
+        out[dense] = self.nnz + (c[dense] - self.s) * self.m + (r[dense] - self.s)
+        return out
+
     def _keys(self) -> np.ndarray:
         cols = np.repeat(np.arange(self.s, dtype=np.int64), np.diff(self.colptr))
         return cols * self.n + self.rows

@@ -136,21 +136,54 @@ class JointCovariance:
 
     def eta_variance_rows(self, X: np.ndarray, Z) -> np.ndarray:
         """The same for new rows (X: m x p; Z: m x q sparse in MATLAB's b order, zero for new
-        levels): a'H^-1 a by solves with H in batches of columns (never a dense m x q)."""
-        A = self._to_u(Z)  # m x q, internal order
+        levels): a'H^-1 a = sum over pairs of a row's entries of a_k a_l (H^-1)_kl, the entries
+        read from the selected inverse where the pair is in the factor's pattern (every pair a
+        fitted row has) and, for the others (levels of crossed terms never seen together), from
+        solves with H for the distinct columns of the side with fewer of them. A solve per row
+        took 15 s for 100,000 new rows of a crossed model fitted in 6 s, and 80 s for a nested one."""
+        A = self._to_u(Z).tocsr()  # m x q, internal order
+        A.sort_indices()
         m = A.shape[0]
         h = np.zeros(m)
-        k = max(1, min(m, _SOLVE_ENTRIES // max(self.q, 1)))
-        for start in range(0, m, k):
-            Ab = A[start : start + k]
-            nz = np.flatnonzero(Ab.getnnz(axis=1))
-            if nz.size == 0:
-                continue
-            Ad = Ab[nz].toarray()
-            Y = self.mode.hfac.solve(Ad.T)
-            h[start + nz] = np.einsum("qk,kq->k", Y, Ad)
+        if A.nnz:
+            sym, sel = self.mode.hfac.sym, self._selected()
+            counts = np.diff(A.indptr)
+            row_of = np.repeat(np.arange(m), counts)
+            slot = np.arange(A.nnz) - A.indptr[row_of]
+            k = int(counts.max())
+            C = np.full((m, k), -1, dtype=np.int64)
+            V = np.zeros((m, k))
+            C[row_of, slot], V[row_of, slot] = A.indices, A.data
+            for a in range(k):
+                for b in range(a, k):
+                    rows = np.flatnonzero((C[:, a] >= 0) & (C[:, b] >= 0))
+                    r, c = C[rows, a], C[rows, b]
+                    pos = sym.find(r, c)
+                    vals = sel[np.maximum(pos, 0)]
+                    outside = pos < 0
+                    if outside.any():
+                        vals[outside] = self._hinv_entries(r[outside], c[outside])
+                    term = V[rows, a] * V[rows, b] * vals
+                    h[rows] += term if a == b else 2.0 * term
         R = X - A @ self.G
         return h + np.einsum("ip,pq,iq->i", R, self.S_inv, R)
+
+    def _hinv_entries(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """(H^-1)[r, c] by solves for the distinct columns of the side with fewer of them, in
+        batches of at most _SOLVE_ENTRIES values."""
+        if np.unique(r).size < np.unique(c).size:  # H^-1 is symmetric
+            r, c = c, r
+        cols, at = np.unique(c, return_inverse=True)
+        out = np.empty(r.size)
+        k = max(1, _SOLVE_ENTRIES // max(self.q, 1))
+        for start in range(0, cols.size, k):
+            block = cols[start : start + k]
+            E = np.zeros((self.q, block.size))
+            E[block, np.arange(block.size)] = 1.0
+            Y = self.mode.hfac.solve(E)
+            here = (at >= start) & (at < start + block.size)
+            out[here] = Y[r[here], at[here] - start]
+        return out
 
 
 def _b_map(fit: FitRecord) -> sp.csr_matrix:
