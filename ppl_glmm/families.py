@@ -637,6 +637,42 @@ class Distribution:
         return np.clip(mu, lo + eps if np.isfinite(lo) else lo, hi - eps if np.isfinite(hi) else hi)
 
 
+@dataclass(frozen=True)
+class MeanRange:
+    """Whether a linear predictor's means (and the ancillary parameter) are inside the family's
+    range, checked in NumPy before the compiled likelihood is called: that function raises at a
+    point outside (PyMC's parameter check), and an exception raised from Numba-compiled code leaks
+    the arrays it had allocated (~14 MB per rejected evaluation at 200,000 rows: 28 such points
+    per gamma fit on the reciprocal link grew a process by 400 MB a fit). Only certain violations
+    are caught here (a mean below or above the range, NaN, exp(phi) not a positive finite number);
+    an edge case still reaches the function's own check."""
+
+    lo: float
+    hi: float
+    link: Link
+
+    def __call__(self, eta: np.ndarray, phi: float | None = None) -> bool:
+        with np.errstate(all="ignore"):
+            if phi is not None and not 0.0 < float(np.exp(phi)) < math.inf:
+                return False
+            mu = self.link.inverse_np(eta)
+        return not bool(np.any(mu < self.lo) or np.any(mu > self.hi) or np.isnan(mu).any())
+
+
+_SAFE_LINKS = {(0.0, np.inf): ("log",), (0.0, 1.0): ("logit", "probit", "comploglog", "loglog")}
+
+
+def mean_range_check(dist: Distribution, link: Link) -> MeanRange | None:
+    """The :class:`MeanRange` check of ``dist`` and ``link``, or None where every eta gives a mean
+    in range (log for the positive families, the four binomial links, any link of the normal)."""
+    lo, hi = dist.mean_range
+    if not (np.isfinite(lo) or np.isfinite(hi)):
+        return None
+    if link.builtin and link.name in _SAFE_LINKS.get((lo, hi), ()):
+        return None
+    return MeanRange(lo, hi, link)
+
+
 _EPS = np.finfo(float).eps
 DISTRIBUTIONS: dict[str, Distribution] = {
     "normal": Distribution(

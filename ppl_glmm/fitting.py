@@ -38,7 +38,7 @@ from .engine.optimize import (
 )
 from .engine.structure import REStructure
 from .errors import ConvergenceWarning, FitError, GLMMWarning, SingularFitWarning, warn
-from .families import Distribution, Link
+from .families import Distribution, Link, mean_range_check
 from .fit_methods import METHODS, FitSettings
 from .pymc_model import Y_DTYPE, GLMMGraph, build_pymc_model, observation_function
 from .results import FitResult
@@ -151,6 +151,7 @@ class Workspace:
                 extra = {"nodes": observation_function(self, mode, orders=1), "kernels": mode is None}
             problem = method.problem(self.design.X, self.re, obs, settings, **extra)
             problem.set_pattern(self.patterns.engine_map)
+            problem.in_range = mean_range_check(self.dist, self.link)
             return problem
 
         return self.template(settings.problem_key(fit_method), build)

@@ -131,6 +131,7 @@ class LaplaceProblem:
         self.phi_scales_re = bool(getattr(obs, "phi_scales_re", True)) if self.has_phi else False
         self.theta_entries = re.theta_entries()
         self.pattern = None  # covariance patterns: a map v -> theta (None: the parameters are theta)
+        self.in_range = None  # families.MeanRange where the link can leave the family's range
         self.n_cov = self.n_theta  # covariance parameters in the outer vector
         self.fd_units: np.ndarray | None = None  # finite-difference units (optimize.fd_steps)
         self.u_start = np.zeros(re.q)
@@ -253,6 +254,9 @@ class LaplaceProblem:
         """The observation function's outputs at ``eta`` and the log-likelihood sum l(eta); -inf
         (and no outputs) where the value or its first two derivatives are unusable: outside the
         family's support, or not finite (an overshooting Newton step)."""
+        check = self.in_range
+        if check is not None and not check(eta, float(phis[0]) if self.has_phi and phis.size else None):
+            return None, -np.inf  # (without calling the function: see families.MeanRange)
         try:
             d = self.obs(eta, self.y, self.w, self.trials, phis)
         except _invalid_parameter_errors():

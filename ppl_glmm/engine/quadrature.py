@@ -173,6 +173,8 @@ class QuadratureProblem(LaplaceProblem):
         k = self._steps()
         c = -mode.derivs[2]
         h, s, eta_nodes = k.node_etas(mode.eta, mode.avals[:, 0], c, self.group, self.z, self.re.q)
+        if self.in_range is not None and not self.in_range(eta_nodes, phi if self.has_phi else None):
+            return self._failed(mode)  # (a node outside the range, found without an exception)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 d = self._at_nodes(eta_nodes, phi)
