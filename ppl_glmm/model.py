@@ -299,7 +299,16 @@ class GeneralizedLinearMixedModel:
     def _covariance_tables(self, alpha, method: str = "wald"):
         if method == "profile":
             return inference.profile_tables(self._fit, alpha)
-        return inference.covariance_tables(self._fit, alpha)
+        return inference.covariance_tables(self._fit, alpha, natural=lambda: self._natural_cov)
+
+    @cached_property
+    def _natural_cov(self) -> np.ndarray | None:
+        """The Wald covariance of the natural parameters (:func:`inference.natural_covariance`:
+        2P gradient evaluations, 0.5-0.9 s at 100,000 rows), computed once per model; read-only."""
+        cov = inference.natural_covariance(self._fit)
+        if cov is not None:
+            cov.setflags(write=False)
+        return cov
 
     @cached_property
     def _joint(self):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..display import fit_method_label
 from ..errors import InputError, InputTypeError
-from ..inference import beta_is_inner, covariance_tables, natural_covariance
+from ..inference import beta_is_inner, covariance_tables
 from ..names import ModelNames
 from .summary import summarize
 
@@ -86,7 +86,7 @@ def _ml_rows(ml, names: ModelNames, ci_prob: float) -> list[dict]:
         }
         for r in fe.itertuples()
     ]
-    cov = natural_covariance(ml._fit)
+    cov = ml._natural_cov
     z_se = np.sqrt(np.maximum(np.diag(cov), 0)) if cov is not None else None
     k0 = 0 if beta_is_inner(ml._fit) else len(ml.coefficient_names)
     tables = covariance_tables(ml._fit, alpha) if cov is not None else covariance_tables(ml._fit, None)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..display import fit_method_label
 from ..errors import SingularFitWarning, quiet, warn
-from ..inference import beta_is_inner, held_terms, natural_covariance, natural_estimates
+from ..inference import beta_is_inner, held_terms, natural_estimates
 from ..names import ModelNames
 from ..simulate import seed_from
 
@@ -43,7 +43,7 @@ def ml_draws(model, draws: int, rng: np.random.Generator) -> dict[str, np.ndarra
     p = len(res.beta)
     inner_beta = beta_is_inner(model._fit)
     z0 = natural_estimates(model._fit)
-    cov = natural_covariance(model._fit)
+    cov = model._natural_cov
     beta_cov = model.coefficient_covariance
     if cov is None:
         warn(

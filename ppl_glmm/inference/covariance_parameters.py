@@ -168,12 +168,13 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     return cov
 
 
-def covariance_tables(fit: FitRecord, alpha: float = 0.05) -> list[pd.DataFrame]:
-    """MATLAB ``covarianceParameters`` stats: one table per term, then the Error table."""
+def covariance_tables(fit: FitRecord, alpha: float = 0.05, natural=None) -> list[pd.DataFrame]:
+    """MATLAB ``covarianceParameters`` stats: one table per term, then the Error table.
+    ``natural()``: :func:`natural_covariance` of the fit, when the caller keeps it."""
     ws, res = fit.ws, fit.result
     k0 = 0 if beta_is_inner(fit) else len(res.beta)
     zcrit = norm_ppf(1 - alpha / 2) if alpha is not None else np.nan
-    cov = natural_covariance(fit) if alpha is not None else None
+    cov = (natural() if natural is not None else natural_covariance(fit)) if alpha is not None else None
     if cov is None and alpha is not None:
         warn(
             "covariance_parameters: confidence intervals unavailable (the Hessian of the covariance "
