@@ -319,6 +319,7 @@ class GeneralizedLinearMixedModel:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_joint", None)
+        state.pop("_natural_cov", None)  # (recomputed on first use, read-only again)
         return state
 
     @_blas_limited
