@@ -247,6 +247,12 @@ class GeneralizedLinearMixedModel:
         return self._ws.dist.has_dispersion
 
     @property
+    def _quasi_dispersion(self) -> bool:
+        """A dispersion estimated for a family that has none (binomial or Poisson with
+        ``dispersion_flag=True``): a quasi-likelihood scale, with no distribution to draw from."""
+        return self.dispersion_estimated and not self._ws.dist.has_dispersion
+
+    @property
     def nb_theta(self) -> float | None:
         """Negative binomial's theta (NB2 size: Var = mu + mu^2 / theta); None for other families."""
         return self._result.ancillary if self._ws.dist.name == "negative_binomial" else None
@@ -542,16 +548,11 @@ class GeneralizedLinearMixedModel:
         )
         if nsim is None:
             return table
-        from .bootstrap import simulated_lrt
+        from .bootstrap import check_nested, simulated_lrt
 
         small, big = (self, alt) if table["Model"].iloc[0] == names[0] else (alt, self)
-        try:
-            sim = simulated_lrt(small, big, nsim, **simulation)
-        except InputError as err:  # (check_nested names simulated_lrt's arguments)
-            text = str(err)
-            if not text.startswith("small, big: "):
-                raise
-            raise InputError("nsim: " + text.removeprefix("small, big: ")) from None
+        check_nested(small, big, who="nsim")  # (simulated_lrt's own check names its arguments)
+        sim = simulated_lrt(small, big, nsim, **simulation)
         attrs = dict(table.attrs)
         table["pValueSim"] = [np.nan, sim.p_sim]
         table.attrs = {**attrs, "simulated_lrt": sim}
@@ -646,7 +647,7 @@ class GeneralizedLinearMixedModel:
         """
         newdata, rng = _random_args(args, newdata, rng)
         seed = seed_from(rng)
-        if self.dispersion_estimated and self.distribution in ("binomial", "poisson"):
+        if self._quasi_dispersion:
             warn(
                 f"random: this {self.distribution} fit estimated a dispersion (dispersion_flag=True, "
                 f"Dispersion = {self.dispersion:.4g}), but y | b is drawn from the {self.distribution} "

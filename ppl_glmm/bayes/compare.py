@@ -41,7 +41,7 @@ def _check_pair(ml, bayes) -> ModelNames:
         check_bayes_patterns(ml._ws.patterns)
     except InputError as err:
         raise InputError(f"ml: {err}") from None
-    if ml.dispersion_estimated and not ml._ws.dist.has_dispersion:
+    if ml._quasi_dispersion:
         raise InputError(
             f"ml: a {ml.distribution} fit with an estimated dispersion (dispersion_flag=True, "
             f"Dispersion = {ml.dispersion:.4g}) is a quasi-likelihood fit; the Bayesian model has no "

@@ -123,7 +123,7 @@ def _n_parameters(model) -> int:
     return model.num_coefficients + model.num_covariance_parameters
 
 
-def check_nested(small, big) -> int:
+def check_nested(small, big, who: str = "small, big") -> int:
     """Refuse two models that a likelihood-ratio test cannot compare; return the difference in
     their numbers of parameters. Checked, in this order:
 
@@ -142,6 +142,8 @@ def check_nested(small, big) -> int:
        terms on it are among those of big's terms on it (e.g. ``(1|g)`` within ``(1 + x|g)`` or
        ``(1|g) + (0 + x|g)``).
 
+    ``who`` names the arguments in the messages (``compare`` passes 'nsim').
+
     Not checked: that the covariance structures nest beyond (8) (``(1 + x|g)`` in
     ``(1|g) + (0 + x|g)`` passes 8 but fails 6 when the fixed effects are the same)."""
     check_model(small, "small")
@@ -149,7 +151,7 @@ def check_nested(small, big) -> int:
     ds, db = small._ws.design, big._ws.design
     if ds.subset.shape != db.subset.shape or not np.array_equal(ds.subset, db.subset):
         raise InputError(
-            "small, big: the models were fitted to different rows of the data (or to different data); "
+            f"{who}: the models were fitted to different rows of the data (or to different data); "
             "fit both to the same rows (the same data, exclude and missing values)"
         )
     for label, a, b in (
@@ -160,56 +162,56 @@ def check_nested(small, big) -> int:
     ):
         if not np.array_equal(a, b):
             raise InputError(
-                f"small, big: the models were fitted to different {label}; compare models of one response"
+                f"{who}: the models were fitted to different {label}; compare models of one response"
             )
     if (small.distribution, small.link) != (big.distribution, big.link):
         raise InputError(
-            f"small, big: different distributions or links ({small.distribution}/{small.link} vs "
+            f"{who}: different distributions or links ({small.distribution}/{small.link} vs "
             f"{big.distribution}/{big.link}); a likelihood-ratio test needs the same family"
         )
     if small.fit_method != big.fit_method:
         raise InputError(
-            f"small, big: different fit methods ({small.fit_method} vs {big.fit_method}); refit one of them"
+            f"{who}: different fit methods ({small.fit_method} vs {big.fit_method}); refit one of them"
         )
     if small.fit_method == "quadrature" and small._settings.n_agq != big._settings.n_agq:
         raise InputError(
-            f"small, big: the models are fitted by quadrature with different numbers of nodes "
+            f"{who}: the models are fitted by quadrature with different numbers of nodes "
             f"(n_agq = {small._settings.n_agq} and {big._settings.n_agq}), whose likelihoods differ by "
             "more than the test measures; refit them with the same n_agq"
         )
     method = METHODS[small.fit_method]
     if method.pseudo:
         raise InputError(
-            f"small, big: fit_method '{small.fit_method}' maximises pseudo-likelihoods of different "
+            f"{who}: fit_method '{small.fit_method}' maximises pseudo-likelihoods of different "
             "pseudo-data, which a likelihood-ratio test cannot compare; fit both by 'laplace'"
         )
     k_small, k_big = _n_parameters(small), _n_parameters(big)
     if k_big <= k_small:
         raise InputError(
-            f"small, big: big has {k_big} parameters and small {k_small}; big must have more "
+            f"{who}: big has {k_big} parameters and small {k_small}; big must have more "
             "(pass the smaller model first)"
         )
     if not _in_span(ds.X, db.X):
         raise InputError(
-            "small, big: small's fixed effects are not nested in big's (a column of small's X is not in the "
+            f"{who}: small's fixed effects are not nested in big's (a column of small's X is not in the "
             "column space of big's X)"
         )
     if method.restricted and not _in_span(db.X, ds.X):
         raise InputError(
-            f"small, big: fit_method '{small.fit_method}' is restricted: its likelihoods are comparable "
+            f"{who}: fit_method '{small.fit_method}' is restricted: its likelihoods are comparable "
             "only with the same fixed effects; refit both with fit_method='laplace' to test fixed effects"
         )
     names_small, names_big = _term_names(ds), _term_names(db)
     for group, names in names_small.items():
         if group not in names_big:
             raise InputError(
-                f"small, big: small has a random-effects term on '{group}' and big has none; "
+                f"{who}: small has a random-effects term on '{group}' and big has none; "
                 "the models are not nested"
             )
         missing = sorted(names - names_big[group])
         if missing:
             raise InputError(
-                f"small, big: small's random effects {missing} on '{group}' are not in big's terms on "
+                f"{who}: small's random effects {missing} on '{group}' are not in big's terms on "
                 f"'{group}'; the models are not nested"
             )
     return k_big - k_small

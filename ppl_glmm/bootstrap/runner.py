@@ -193,7 +193,7 @@ def check_simulable(model, arg: str = "model") -> None:
     ``dispersion_flag=True``): a quasi-likelihood dispersion has no distribution to draw from, so
     its replicates had none, their refits estimated it near 1, and the bootstrap SEs were too small
     by sqrt(dispersion) (an interval for sqrt(Dispersion) of [0.87, 1.11] around 1.56)."""
-    if model.dispersion_estimated and model.distribution in ("binomial", "poisson"):
+    if model._quasi_dispersion:
         raise InputError(
             f"{arg}: a {model.distribution} fit with an estimated dispersion (dispersion_flag=True, "
             f"Dispersion = {model.dispersion:.4g}) has no distribution to simulate replicates from: "

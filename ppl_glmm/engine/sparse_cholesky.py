@@ -114,18 +114,9 @@ class SymbolicFactor:
     def positions(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Position in F of the lower entry (max(r, c), min(r, c)) for each pair (which must be in
         the pattern); in the trailing block, column-major."""
-        r, c = np.maximum(r, c), np.minimum(r, c)
-        out = np.empty(r.shape, dtype=np.int64)
-        sparse = c < self.s
-        if np.any(sparse):
-            keys = self._keys()
-            want = c[sparse] * self.n + r[sparse]
-            at = np.searchsorted(keys, want)
-            if np.any(at >= keys.size) or np.any(keys[np.minimum(at, keys.size - 1)] != want):
-                raise AssertionError("entry outside the symbolic pattern")  # pragma: no cover
-            out[sparse] = at
-        dense = ~sparse
-        out[dense] = self.nnz + (c[dense] - self.s) * self.m + (r[dense] - self.s)
+        out = self.find(r, c)
+        if np.any(out < 0):
+            raise AssertionError("entry outside the symbolic pattern")  # pragma: no cover
         return out
 
     def find(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
