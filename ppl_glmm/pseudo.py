@@ -175,6 +175,16 @@ class PLState:
 DIVERGED_DELTA = 1e6
 
 
+def means_outside_range(ws: Workspace, eta: np.ndarray) -> int:
+    """The number of rows whose mean g^-1(eta) lies outside the family's range ``[lo, hi]`` (or is
+    not finite): where the link's domain was left, not a mean that rounds to the range's edge."""
+    lo, hi = ws.dist.mean_range
+    with np.errstate(all="ignore"):
+        mu = ws.link.inverse_np(np.asarray(eta, dtype=float))
+        inside = np.isfinite(mu) & (mu >= lo) & (mu <= hi)
+    return int(np.count_nonzero(~inside))
+
+
 def start_eta(ws: Workspace, y: np.ndarray, settings: FitSettings) -> np.ndarray:
     """eta = g(mu_start) with MATLAB's mu_start (or the user's, checked to lie in the link's
     domain), clipped to the family's range. Where MATLAB's mu_start = y is outside the link's
@@ -364,6 +374,17 @@ def fit_pseudo(
             f"fit_method='{fit_method}': the pseudo-likelihood iterations diverged {start} (the "
             f"last iteration changed eta by up to {state.delta:.3g}). Start from means closer to "
             "the data (mu_start), use a link that keeps every mean in range, or fit_method='laplace'"
+        )
+    outside = means_outside_range(ws, state.eta)
+    if outside:
+        # MATLAB's loop clips such means to the range and can settle there: a fixed point of the
+        # clipped pseudo-data (a gamma fit on the reciprocal link with eta < 0 in some rows ended
+        # "converged" with a dispersion of 1e31), not an estimate of this model
+        raise FitError(
+            f"fit_method='{fit_method}': the pseudo-likelihood iterations ended with the means of "
+            f"{outside} row(s) outside the {ws.dist.name} family's range (the linear predictor left "
+            f"the {ws.link.name} link's domain, where the pseudo-data clip them). Use a link that "
+            "keeps every mean in range (such as 'log'), or fit_method='laplace'"
         )
     converged = state.converged and s.converged
     how = "converged" if state.converged else "did not converge"

@@ -457,6 +457,26 @@ def test_unfinished_iterations_on_a_large_link_scale_are_not_called_diverged():
     assert full.converged
 
 
+def test_iterations_that_settle_with_means_outside_the_range_raise():
+    """A gamma fit on the reciprocal link whose linear predictor goes negative in a few rows: the
+    pseudo-data clip those means to the range, and the loop settled there, reporting convergence
+    with a dispersion of 1e31 and a log-likelihood of -11118 (the Laplace fit: -428.1355, with
+    glmmTMB's estimates). It raises, naming the rows' count and the way out; the same data on
+    the log link fit."""
+    rng = np.random.default_rng(1)
+    g, x = rng.integers(0, 20, 300), rng.normal(size=300)
+    b, off = rng.normal(scale=0.5, size=20), rng.normal(scale=0.3, size=300)
+    mu = np.exp(0.3 + 0.5 * x + b[g] + off)
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "o": 0.1 * off, "y": rng.gamma(4, mu / 4)})
+    for method in ("mpl", "rempl"):
+        with pytest.raises(ppl_glmm.FitError, match=r"means of \d+ row\(s\) outside the gamma family's range"):
+            ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", offset="o", fit_method=method)
+    laplace = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", offset="o")
+    assert laplace.converged and 0.3 < laplace.dispersion < 0.6  # (the data's shape 4: 0.25)
+    on_log = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="log", offset="o", fit_method="mpl")
+    assert on_log.converged and np.isfinite(on_log.log_likelihood)
+
+
 def test_the_polish_takes_newton_steps_with_a_renewed_hessian(monkeypatch):
     """Where the first optimum's matrix fails, _polish computes the Hessian again; its 2P
     evaluations were counted as steps, so with P >= 3 the loop ended before one step with it
