@@ -18,6 +18,7 @@ from reference_cases import REF, _cbpp, _data, _mfr
 from scipy import stats
 
 import ppl_glmm
+from ppl_glmm.bootstrap import check_nested
 from ppl_glmm.errors import GLMMWarning, InputError, InputTypeError
 from ppl_glmm.inference.compare import columns_in_span, random_in_span
 
@@ -318,6 +319,39 @@ def test_fixed_span_check():
     B = rng.normal(size=(50, 3))
     assert columns_in_span(B @ rng.normal(size=(3, 2)), B)
     assert not columns_in_span(rng.normal(size=(50, 1)), B)
+
+
+def _offset_models():
+    rng = np.random.default_rng(3)
+    g, x, t = rng.integers(0, 20, 300), rng.normal(size=300), rng.uniform(0.5, 3, 300)
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "lt": np.log(t)})
+    d["y"] = rng.poisson(t * np.exp(0.2 + 0.3 * x + rng.normal(0, 0.4, 20)[g]))
+    fit = lambda f, **kw: ppl_glmm.fitglme(d, f, distribution="poisson", **kw)  # noqa: E731
+    return fit("y ~ x + (1|g)", offset="lt"), fit("y ~ x + lt + (1|g)"), fit("y ~ 1 + (1|g)"), fit("y ~ x + (1|g)")
+
+
+def test_offsets_nest_when_their_difference_is_in_the_larger_fixed_effects():
+    """An offset log(t) against the model with log(t) as a predictor is nested (the test of its
+    coefficient 1): compare's nesting check and the simulated test accept it. An offset against a
+    model without it and without its variable is not nested: check_nesting refused nothing and
+    gave a p-value of 1.7e-16 for such a pair, while the nsim path refused any two offsets."""
+    with_offset, as_predictor, intercept_only, without = _offset_models()
+    table = with_offset.compare(as_predictor, check_nesting=True)
+    lr = 2 * (as_predictor.log_likelihood - with_offset.log_likelihood)
+    assert table["LRStat"].iloc[1] == pytest.approx(lr, rel=1e-12)
+    assert table["pValue"].iloc[1] == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-12)
+    sim = with_offset.compare(as_predictor, nsim=3, rng=0)
+    assert np.isfinite(sim["pValueSim"].iloc[1])
+    off_null = ppl_glmm.fitglme(
+        with_offset.variables, "y ~ 1 + (1|g)", distribution="poisson", offset="lt"
+    )
+    with pytest.raises(InputError, match="check_nesting: GLME's offset differs from ALTGLME's"):
+        off_null.compare(without, check_nesting=True)
+    # the simulated test's check (compare(nsim=...) calls it after the log-likelihoods' order)
+    with pytest.raises(InputError, match="nsim: small's offset differs from big's"):
+        check_nested(off_null, without, who="nsim")
+    assert check_nested(intercept_only, without) == 1  # no offsets: nested
+    assert check_nested(with_offset, as_predictor) == 1
 
 
 def _logit_inverse(eta):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import InputError, InputTypeError
 from ..fit_methods import METHODS
+from ..inference.compare import offset_in_span
 from .result import BootstrapResult
 from .runner import check_model, make_plan, run_replicates
 from .statistics import LRT_NAMES, Task
@@ -129,15 +130,16 @@ def check_nested(small, big, who: str = "small, big") -> int:
 
     1. both are fitted ``GeneralizedLinearMixedModel`` objects;
     2. the same rows of the data were used (the used-row masks are equal);
-    3. the same response (the fits' responses on the used rows), prior weights, binomial sizes and
-       offsets, exactly;
+    3. the same response (the fits' responses on the used rows), prior weights and binomial
+       sizes, exactly;
     4. the same distribution and link;
     5. the same fit method (for quadrature the same ``n_agq``), not pseudo-likelihood (MPL/REMPL
        maximise likelihoods of different pseudo-data); for REML, the same fixed-effects column
        space (restricted likelihoods with different X are not comparable);
     6. big has more parameters (fixed effects + covariance parameters) than small;
     7. every column of small's X is in the column space of big's X (least squares: the residual of
-       each column is at most 1e-7 of its norm);
+       each column is at most 1e-7 of its norm), and so is the difference of the offsets (equal
+       offsets, or small's offset taken by big as a predictor);
     8. every grouping variable of small has a term in big, and the coefficient names of small's
        terms on it are among those of big's terms on it (e.g. ``(1|g)`` within ``(1 + x|g)`` or
        ``(1|g) + (0 + x|g)``).
@@ -158,7 +160,6 @@ def check_nested(small, big, who: str = "small, big") -> int:
         ("responses", small._result.y, big._result.y),
         ("prior weights", ds.weights, db.weights),
         ("binomial sizes", ds.binomial_size, db.binomial_size),
-        ("offsets", ds.offset, db.offset),
     ):
         if not np.array_equal(a, b):
             raise InputError(
@@ -195,6 +196,12 @@ def check_nested(small, big, who: str = "small, big") -> int:
         raise InputError(
             f"{who}: small's fixed effects are not nested in big's (a column of small's X is not in the "
             "column space of big's X)"
+        )
+    if not offset_in_span(ds.offset, db.offset, db.X, _SPAN_TOL):
+        raise InputError(
+            f"{who}: small's offset differs from big's by more than a combination of big's fixed "
+            "effects, so the models are not nested; fit both with the same offset (or give big the "
+            "offset's variable as a predictor)"
         )
     if method.restricted and not _in_span(db.X, ds.X):
         raise InputError(

@@ -16,7 +16,8 @@ unrestricted one; two restricted fits whose fixed-effects column spaces differ (
 likelihood is that of residual contrasts, which change with X).
 
 ``check_nesting=True`` adds MATLAB's checks: the same fit method, not REMPL; span(X_A) within
-span(X_B) and span(Z_A) within span(Z_B). Two pseudo-likelihood fits (MPL, REMPL) other than
+span(X_B) and span(Z_A) within span(Z_B); and offsets whose difference o_A - o_B lies in span(X_B)
+(equal offsets, or an offset of A that B takes as a predictor). Two pseudo-likelihood fits (MPL, REMPL) other than
 normal/identity are compared with a warning whatever ``check_nesting`` says (MATLAB warns under
 CheckNesting only; its documentation forbids the test): the LRT then compares the pseudo-likelihoods
 of two different pseudo responses.
@@ -81,6 +82,14 @@ def columns_in_span(A: np.ndarray, B: np.ndarray, tol: float = SPAN_TOL) -> bool
     coef = np.linalg.lstsq(B, A, rcond=None)[0]
     resid = np.linalg.norm(A - B @ coef, axis=0)
     return bool(np.all(resid <= tol * np.maximum(np.linalg.norm(A, axis=0), np.finfo(float).tiny)))
+
+
+def offset_in_span(small: np.ndarray, big: np.ndarray, X: np.ndarray, tol: float = SPAN_TOL) -> bool:
+    """The smaller model's linear predictor X_s b_s + o_s is one of the larger's, X b + o, for every
+    b_s (given span(X_s) within span(X)) when o_s - o lies in span(X): e.g. an offset log(t)
+    against a model with log(t) as a predictor (which tests its coefficient 1)."""
+    d = np.asarray(small, dtype=float) - np.asarray(big, dtype=float)
+    return not np.any(d) or columns_in_span(d[:, None], X, tol)
 
 
 def _refines(big, small) -> bool:
@@ -244,6 +253,12 @@ def _check_nesting(a: ComparedModel, b: ComparedModel) -> None:
             f"check_nesting: the fixed-effects design of {a.name} is not within the column space of "
             f"{b.name}'s, so the models are not nested"
         )
+    if not offset_in_span(a.fit.design.offset, b.fit.design.offset, b.fit.design.X):
+        raise InputError(
+            f"check_nesting: {a.name}'s offset differs from {b.name}'s by more than a combination of "
+            f"{b.name}'s fixed effects, so the models are not nested; fit both with the same offset "
+            "(or give the larger model the offset's variable as a predictor)"
+        )
     if not random_in_span(a.fit.design.terms, b.fit.design.terms, a.fit.n):
         raise InputError(
             f"check_nesting: the random-effects design of {a.name} is not within the column space of "
@@ -323,6 +338,8 @@ def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool 
             GLMMWarning,
         )
         a, b = b, a
+    if check_nesting:  # (before the log-likelihoods: a model that is not nested is told so)
+        _check_nesting(a, b)
     pseudo = _on_pseudo_data(a)
     tied = _tied_added_columns(a, b)
     if b.loglik < a.loglik - LL_TOL * max(1.0, abs(a.loglik)):
@@ -344,8 +361,6 @@ def compare_models(this: ComparedModel, alt: ComparedModel, check_nesting: bool 
             f"alt: {b.name}'s log-likelihood ({b.loglik:.6f}) is smaller than {a.name}'s "
             f"({a.loglik:.6f}), so {b.name} cannot contain {a.name}: {why}"
         )
-    if check_nesting:
-        _check_nesting(a, b)
     if pseudo:
         warn(
             f"compare: the models are fitted by {a.fit.result.fit_method.upper()}, so the LRT compares "
