@@ -327,7 +327,8 @@ def _offset_models():
     d = pd.DataFrame({"g": g.astype(str), "x": x, "lt": np.log(t)})
     d["y"] = rng.poisson(t * np.exp(0.2 + 0.3 * x + rng.normal(0, 0.4, 20)[g]))
     fit = lambda f, **kw: ppl_glmm.fitglme(d, f, distribution="poisson", **kw)  # noqa: E731
-    return fit("y ~ x + (1|g)", offset="lt"), fit("y ~ x + lt + (1|g)"), fit("y ~ 1 + (1|g)"), fit("y ~ x + (1|g)")
+    with_offset, as_predictor = fit("y ~ x + (1|g)", offset="lt"), fit("y ~ x + lt + (1|g)")
+    return with_offset, as_predictor, fit("y ~ 1 + (1|g)"), fit("y ~ x + (1|g)")
 
 
 def test_offsets_nest_when_their_difference_is_in_the_larger_fixed_effects():
@@ -342,9 +343,7 @@ def test_offsets_nest_when_their_difference_is_in_the_larger_fixed_effects():
     assert table["pValue"].iloc[1] == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-12)
     sim = with_offset.compare(as_predictor, nsim=3, rng=0)
     assert np.isfinite(sim["pValueSim"].iloc[1])
-    off_null = ppl_glmm.fitglme(
-        with_offset.variables, "y ~ 1 + (1|g)", distribution="poisson", offset="lt"
-    )
+    off_null = ppl_glmm.fitglme(with_offset.variables, "y ~ 1 + (1|g)", distribution="poisson", offset="lt")
     with pytest.raises(InputError, match="check_nesting: GLME's offset differs from ALTGLME's"):
         off_null.compare(without, check_nesting=True)
     # the simulated test's check (compare(nsim=...) calls it after the log-likelihoods' order)

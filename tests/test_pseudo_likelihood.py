@@ -469,11 +469,13 @@ def test_iterations_that_settle_with_means_outside_the_range_raise():
     mu = np.exp(0.3 + 0.5 * x + b[g] + off)
     d = pd.DataFrame({"g": g.astype(str), "x": x, "o": 0.1 * off, "y": rng.gamma(4, mu / 4)})
     for method in ("mpl", "rempl"):
-        with pytest.raises(ppl_glmm.FitError, match=r"means of \d+ row\(s\) outside the gamma family's range"):
+        with pytest.raises(ppl_glmm.FitError, match=r"means of \d+ row\(s\) outside the gamma family"):
             ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", offset="o", fit_method=method)
     laplace = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", offset="o")
     assert laplace.converged and 0.3 < laplace.dispersion < 0.6  # (the data's shape 4: 0.25)
-    on_log = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="log", offset="o", fit_method="mpl")
+    on_log = ppl_glmm.fitglme(
+        d, "y ~ x + (1|g)", distribution="gamma", link="log", offset="o", fit_method="mpl"
+    )
     assert on_log.converged and np.isfinite(on_log.log_likelihood)
 
 

@@ -17,10 +17,10 @@ likelihood is that of residual contrasts, which change with X).
 
 ``check_nesting=True`` adds MATLAB's checks: the same fit method, not REMPL; span(X_A) within
 span(X_B) and span(Z_A) within span(Z_B); and offsets whose difference o_A - o_B lies in span(X_B)
-(equal offsets, or an offset of A that B takes as a predictor). Two pseudo-likelihood fits (MPL, REMPL) other than
-normal/identity are compared with a warning whatever ``check_nesting`` says (MATLAB warns under
-CheckNesting only; its documentation forbids the test): the LRT then compares the pseudo-likelihoods
-of two different pseudo responses.
+(equal offsets, or an offset of A that B takes as a predictor). Two pseudo-likelihood fits (MPL,
+REMPL) other than normal/identity are compared with a warning whatever ``check_nesting`` says
+(MATLAB warns under CheckNesting only; its documentation forbids the test): the LRT then compares
+the pseudo-likelihoods of two different pseudo responses.
 
 Column-space checks: X (dense, full column rank) by least squares, a column being in the span when
 its residual is <= 1e-6 of its norm. Z is never formed densely: a random term of A is in span(Z_B)
