@@ -736,6 +736,27 @@ def test_text_weights_and_offsets_are_refused(arg):
         assert m.coefficients["Estimate"][0] == pytest.approx(ref.coefficients["Estimate"][0] - 2.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("arg", ["weights", "offset"])
+def test_dates_and_durations_are_refused_as_weights_and_offsets(arg):
+    """Datetime weights were read as nanoseconds since 1970 (a log-likelihood of -2.7e13)."""
+    d = _frame()
+    days = pd.Series(np.full(len(d), 2), index=d.index)
+    for value in (
+        pd.to_datetime(days, unit="D"),
+        pd.to_timedelta(days, unit="D"),
+        pd.to_datetime(days, unit="D").dt.tz_localize("UTC"),
+        pd.to_timedelta(days, unit="D").to_numpy(),
+    ):
+        _refuse(d, "k ~ x + (1|g)", rf"{arg}: holds dates or durations", kind=TypeError,
+                distribution="poisson", **{arg: value})  # fmt: skip
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+    with pytest.raises(InputError, match=rf"{arg}: expected 3 values \(one per row of newdata\)"):
+        if arg == "offset":
+            m.predict(d.iloc[:3], offset=[0.0, 0.0])
+        else:
+            m.random(d.iloc[:3], weights=[1.0, 1.0])
+
+
 def test_an_object_series_with_pd_na_marks_the_row_missing():
     """A list with pd.NA marked the row missing, an object Series with pd.NA was refused."""
     d = _frame()

@@ -131,6 +131,11 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float, rows: str =
         value = data[value]
     value = aligned(value, data.index, arg, rows, f"{rows}.index")
     _refuse_text(value, arg, data.index)
+    if getattr(value, "dtype", np.asarray(value).dtype).kind in "mM":  # NumPy reads nanoseconds
+        raise InputTypeError(
+            f"{arg}: holds dates or durations; give numbers (e.g. durations in days: "
+            "value / pd.Timedelta(days=1))"
+        )
     objects = isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object
     if objects or isinstance(value, (list, tuple)):  # None and pd.NA mark a row missing, as NaN
         value = [np.nan if v is None or v is pd.NA else v for v in value]
@@ -147,7 +152,9 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float, rows: str =
     if arr.size == 1 and n != 1:
         arr = np.full(n, float(arr[0]))
     if arr.size != n:
-        raise InputError(f"{arg}: expected {n} values (one per row of data) or a column name, got {arr.size}")
+        raise InputError(
+            f"{arg}: expected {n} values (one per row of {rows}) or a column name, got {arr.size}"
+        )
     return arr
 
 
