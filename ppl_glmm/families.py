@@ -20,7 +20,8 @@ Each link is given once, in a form that works on PyTensor tensors and on NumPy a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -348,10 +349,18 @@ class _CompiledInverse:
         return self._fns
 
     def value(self, eta):
-        return self._compile()[0](np.atleast_1d(np.asarray(eta, dtype=float)))
+        return self._call(0, eta)
 
     def derivative(self, eta):
-        return self._compile()[1](np.atleast_1d(np.asarray(eta, dtype=float)))
+        return self._call(1, eta)
+
+    def _call(self, which: int, eta) -> np.ndarray:
+        """The compiled function takes a vector: an array of any shape (the quadrature's (K, n)
+        nodes) goes in flat and comes back in its shape (an elementwise inverse keeps the size;
+        one that does not is refused by :func:`check_custom_link` before a fit)."""
+        x = np.atleast_1d(np.asarray(eta, dtype=float))
+        out = self._compile()[which](x.ravel())
+        return out.reshape(x.shape) if x.ndim > 1 and np.size(out) == x.size else out
 
     def __getstate__(self):
         return {"inverse": self.inverse, "_fns": None}
@@ -789,7 +798,7 @@ def get_link(value, dist: Distribution) -> Link:
         value = dist.canonical_link
     if isinstance(value, Link):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         unknown = set(value) - {"inverse", "link", "name"}
         if unknown or not {"inverse", "link"} <= set(value):
             raise InputError(
@@ -797,12 +806,15 @@ def get_link(value, dist: Distribution) -> Link:
                 f"'link' (mu -> eta, NumPy) and optional 'name'; got keys {sorted(value)}"
             )
         return custom_link(value["inverse"], value["link"], value.get("name", "custom"))
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return power_link(float(value))
     if not isinstance(value, str):
         raise InputTypeError(
-            "link: expected a link name such as 'logit', a number (power link) or a custom link, "
-            f"got {value!r}"
+            "link: expected a link name such as 'logit', a number (power link) or a custom link "
+            "(ppl_glmm.custom_link(inverse, link, name), or a dict with keys 'inverse', 'link' and "
+            f"optionally 'name'), got {value!r}"
         )
     key = value.strip().lower()
     key = _LINK_ALIASES.get(key, key)
@@ -868,6 +880,12 @@ def check_custom_link(link: Link, dist: Distribution, y: np.ndarray, n: np.ndarr
         raise InputError(
             f"link: the custom link's link(mu) returned an array of shape {eta.shape} for {mu.size} "
             "means; it must map each mean to its linear predictor (NumPy, elementwise)"
+        )
+    if back.shape != mu.shape:
+        raise InputError(
+            f"link: the custom link's inverse(eta) returned an array of shape {back.shape} for "
+            f"{eta.size} linear predictors; it must map each to its mean (PyTensor ops applied "
+            "elementwise, e.g. pt.exp(eta), without sums or new axes)"
         )
     # (a mean outside the link's range, e.g. a negative normal response under a log link, is left
     # to the start, which does without it)

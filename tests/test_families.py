@@ -235,6 +235,46 @@ def test_custom_link_from_pytensor_ops_matches_the_builtin_link():
     assert again.refit(custom.response()).log_likelihood == pytest.approx(custom.log_likelihood, abs=1e-9)
 
 
+def test_custom_link_under_quadrature_matches_the_builtin_link():
+    """The quadrature checks its (K, n) node values of eta through the link's NumPy inverse, which
+    a custom link compiles for a vector: every custom-link quadrature fit but the normal family's
+    raised 'Wrong number of dimensions: expected 1, got 2'."""
+    cbpp = pd.read_csv("tests/reference/data/cbpp.csv")
+    kw = dict(distribution="binomial", binomial_size="size", fit_method="quadrature", n_agq=9)
+    builtin = ppl_glmm.fitglme(cbpp, "incidence ~ period + (1|herd)", **kw)
+    link = {"inverse": custom_logit_inverse, "link": custom_logit, "name": "mylogit"}
+    custom = ppl_glmm.fitglme(cbpp, "incidence ~ period + (1|herd)", link=link, **kw)
+    assert custom.log_likelihood == pytest.approx(builtin.log_likelihood, abs=1e-9)
+    np.testing.assert_allclose(custom.coefficients.Estimate, builtin.coefficients.Estimate, rtol=1e-6)
+    eta = np.linspace(-3, 3, 12).reshape(3, 4)
+    inverse = get_link(link, ppl_glmm.families.DISTRIBUTIONS["binomial"]).inverse_np
+    np.testing.assert_allclose(inverse(eta), 1 / (1 + np.exp(-eta)), rtol=1e-14)
+
+
+def _summed_inverse(eta):
+    return custom_logit_inverse(eta).sum()
+
+
+def _widened_inverse(eta):
+    import pytensor.tensor as pt
+
+    return custom_logit_inverse(eta)[:, None] * pt.ones((1, 2))
+
+
+@pytest.mark.parametrize("inverse,shape", [(_summed_inverse, r"\(\)"), (_widened_inverse, r"\(56, 2\)")])
+def test_custom_inverse_that_is_not_elementwise_is_refused(inverse, shape):
+    """An inverse that sums or adds an axis failed with NumPy's IndexError or a broadcast error."""
+    cbpp = pd.read_csv("tests/reference/data/cbpp.csv")
+    link = {"inverse": inverse, "link": custom_logit}
+    with pytest.raises(
+        ppl_glmm.InputError,
+        match=rf"link: the custom link's inverse\(eta\) returned an array of shape {shape}",
+    ):
+        ppl_glmm.fitglme(
+            cbpp, "incidence ~ period + (1|herd)", distribution="binomial", binomial_size="size", link=link
+        )
+
+
 def custom_cloglog_inverse(eta):
     import pytensor.tensor as pt
 

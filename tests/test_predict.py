@@ -136,9 +136,28 @@ def test_reciprocal_link_interval_crossing_its_pole():
     np.testing.assert_allclose(y, 1 / eta, rtol=1e-12)
     np.testing.assert_allclose(ci[0], [1 / (eta[0] + crit * se[0]), np.inf], rtol=1e-12)
     np.testing.assert_allclose(ci[1], np.sort(1 / (eta[1] + [crit * se[1], -crit * se[1]])), rtol=1e-12)
-    with pytest.warns(ppl_glmm.GLMMWarning, match="1 of 1 predicted linear predictors are not positive"):
+    with pytest.warns(
+        ppl_glmm.GLMMWarning, match="1 of 1 predicted linear predictors are outside the domain"
+    ):
         y_out, ci_out = m.predict(pd.DataFrame({"x": [-40.0], "g": ["new"]}), conditional=False)
     assert np.isnan(y_out).all() and np.isnan(ci_out).all()
+
+
+def test_identity_link_predictions_outside_the_family_range_are_nan():
+    """Poisson/identity at a new row whose eta-hat < 0: the mean was clipped to 2.2e-16 with the
+    interval [2.2e-16, 2.2e-16], silently, where a power link's gave NaN with a warning. Binomial
+    on the identity link above 1 returned 1.0 the same way."""
+    rng = np.random.default_rng(0)
+    g, x = np.repeat(np.arange(15), 12), rng.uniform(0, 2, 180)
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "y": rng.poisson(2 + 0.5 * x + rng.uniform(0, 1, 15)[g])})
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson", link="identity")
+    beta = m.coefficients["Estimate"].to_numpy()
+    new = pd.DataFrame({"x": [-40.0, 1.0], "g": ["new", "new"]})
+    with pytest.warns(ppl_glmm.GLMMWarning, match=r"1 of 2 .* means outside the poisson family's range"):
+        y, ci = m.predict(new, conditional=False)
+    assert np.isnan(y[0]) and np.isnan(ci[0]).all()
+    assert y[1] == pytest.approx(beta[0] + beta[1], rel=1e-12)
+    assert ci[1, 0] < y[1] < ci[1, 1]
 
 
 def test_inverse_gaussian_canonical_simultaneous_intervals_hold_their_predictions():

@@ -54,7 +54,8 @@ def mean_interval(link, dist, eta: np.ndarray, half: np.ndarray) -> tuple[np.nda
     """(mu-hat, [Lower, Upper]): g^-1 of eta and of the valid part of [eta - half, eta + half].
 
     g^-1 is monotone on its domain, so the interval is the image of its ends, sorted and clipped
-    to the distribution's mean range. A power link (and the reciprocal link for positive means)
+    to the distribution's mean range; mu-hat is NaN where g^-1(eta) itself is outside that range (an
+    identity link's eta < 0 for counts). A power link (and the reciprocal link for positive means)
     is defined for eta > 0 only: the ends are taken on [max(eta - half, 0), eta + half], and the
     end at 0 maps to g^-1(0+) (+inf for p < 0, 0 for p > 0); mu-hat and the interval are NaN where
     eta, or the whole interval, is outside the domain. The reciprocal link of a normal model maps
@@ -64,7 +65,9 @@ def mean_interval(link, dist, eta: np.ndarray, half: np.ndarray) -> tuple[np.nda
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         p = _positive_domain(link, dist)
         if p is None:
-            ypred = clip(inverse(eta))
+            raw = inverse(eta)
+            lo, hi = dist.mean_range  # (an identity link's eta < 0 for a count: no mean, not eps)
+            ypred = np.where((raw >= lo) & (raw <= hi), clip(raw), np.nan)
             ci = np.sort(np.column_stack([clip(inverse(a)), clip(inverse(b))]), axis=1)
             if link.builtin and link.name == "reciprocal":  # normal: the pole inside the interval
                 ci[(a < 0) & (b > 0)] = [-np.inf, np.inf]
@@ -230,10 +233,11 @@ def predict(
     outside = np.isnan(ypred) & np.isfinite(eta + off)
     if outside.any():
         ci[outside] = np.nan
+        lo, hi = ws.dist.mean_range
         warn(
-            f"predict: {int(outside.sum())} of {outside.size} predicted linear predictors are not "
-            f"positive, outside the domain of the '{ws.link.name}' link: their predictions and "
-            "intervals are NaN",
+            f"predict: {int(outside.sum())} of {outside.size} predicted linear predictors are outside "
+            f"the domain of the '{ws.link.name}' link, or give means outside the {ws.dist.name} "
+            f"family's range [{lo:g}, {hi:g}]: their predictions and intervals are NaN",
             GLMMWarning,
         )
     if used is not None:
