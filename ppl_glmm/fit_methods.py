@@ -302,7 +302,7 @@ def make_settings(
         v = options["mu_start"]
         from .design.checks import real_values
 
-        mu = real_values(v, "mu_start", "a numeric vector").reshape(-1)
+        mu = np.array(real_values(v, "mu_start", "a numeric vector"), dtype=float).reshape(-1)  # a copy
         if n is not None and mu.size != n:
             raise InputError(f"mu_start: expected {n} values (one per row used), got {mu.size}")
         if not np.all(np.isfinite(mu)):
@@ -323,7 +323,7 @@ def align_mu_start(settings: FitSettings, given, design) -> FitSettings:
         return settings
     from .design.checks import real_values
 
-    mu = real_values(by_label, "mu_start", "a numeric vector").reshape(-1)
+    mu = np.array(real_values(by_label, "mu_start", "a numeric vector"), dtype=float).reshape(-1)
     mu.setflags(write=False)
     return replace(settings, mu_start=mu)
 
