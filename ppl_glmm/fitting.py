@@ -592,9 +592,10 @@ def fit(
         except PirlsFailure as err:
             raise FitError(
                 f"fit_method='{fit_method}': the conditional modes of the random effects cannot be "
-                f"found ({err}). The model is probably not identifiable from these data: check for "
-                "a predictor that separates the outcomes, a random-effects term with about one "
-                "observation per level, or a link that puts the means outside their range"
+                f"found ({err}). {_extreme_response_hint(y)}The model is probably not identifiable "
+                "from these data: check for a predictor that separates the outcomes, a random-effects "
+                "term with about one observation per level, or a link that puts the means outside "
+                "their range"
             ) from err
         except np.linalg.LinAlgError as err:  # (NumPy's own error, on non-finite values)
             raise FitError(
@@ -609,6 +610,15 @@ def fit(
         with blas_limit(limit):
             result = monitor.check_hessian(ws, problem, result)
     return result
+
+
+def _extreme_response_hint(y: np.ndarray) -> str:
+    """A sentence for a failed fit whose response has values beyond ~1e+-100 (squares overflow)."""
+    a = np.abs(np.asarray(y, dtype=float))
+    a = a[np.isfinite(a) & (a > 0)]
+    if a.size and (a.max() > 1e100 or a.min() < 1e-100):
+        return f"The response reaches {a.max() if a.max() > 1e100 else a.min():.3g}: rescale it. "
+    return ""
 
 
 def off_the_boundary(

@@ -122,3 +122,9 @@ def test_a_response_whose_squares_overflow_gives_a_fit_error():
     d = pd.DataFrame({"y": 1e200 * y, "x": x, "g": g.astype(str)})
     with pytest.raises(ppl_glmm.FitError, match=r"linear algebra failed .*beyond ~1e\+-100.*rescale it"):
         ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="log")
+    # a response of ~1e-300 fails in the inner step, whose message blamed identifiability only
+    d["y"] = 1e-300 * y
+    with pytest.raises(
+        ppl_glmm.FitError, match=r"cannot be found .*The response reaches 1\.\d+e-30\d: rescale it"
+    ):
+        ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="gamma", link="log")
