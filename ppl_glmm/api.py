@@ -273,5 +273,9 @@ def fitglme_bayes(
     if st.init == "ml":
         glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y, settings=opts), opts)
         return glme.fit_bayes(priors=priors, noncentered=noncentered, **sampler_args)
+    if opts.dispersion_flag and not ws.dist.has_dispersion:  # (no ML fit here to say so)
+        from .bayes.fit import warn_no_dispersion
+
+        warn_no_dispersion(ws.dist.name)
     formula_text = GeneralizedLinearMixedModel.formula_of(ws)
     return fit_bayes(ws, None, formula_text, priors=priors, noncentered=noncentered, **sampler_args)

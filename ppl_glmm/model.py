@@ -743,7 +743,7 @@ class GeneralizedLinearMixedModel:
         ----------
         priors : dict, optional
             Overrides of the default priors: ``{'beta' | coefficient name | 'sd_<group>' |
-            'corr_<group>' | 'sigma': pm.<Distribution>.dist(...)}`` (docs/bayes.md).
+            'corr_<group>' | 'sigma' | 'nb_theta': pm.<Distribution>.dist(...)}`` (docs/bayes.md).
         draws, chains : int
             Draws kept per chain, number of chains.
         tune : int, optional

@@ -148,7 +148,7 @@ def working_response(
         mu_eta = link.mu_eta(eta_c)
     sigma_f = sigma if dist.has_dispersion else 1.0
     phi = np.full(eta.size, np.log(sigma_f))
-    d1 = family.obs(eta_c, family.y, family.w, family.trials, phi)[1]
+    d1 = family.obs(eta_c, family.y, family.w, family.trials, phi, family.terms)[1]
     W = _effective_weights(ws, family) * mu_eta**2 / dist.variance(mu)
     z = eta - family.offset + d1 * sigma_f**2 / W
     return z, W

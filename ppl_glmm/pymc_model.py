@@ -16,7 +16,8 @@ The observed response, prior weights, binomial trials and offset live in ``pm.Da
 evaluate this joint density: it takes the model's own observation log-likelihood graph, replaces eta
 (and sigma) by inputs, and compiles, once per (distribution, link) and process, the per-observation
 derivatives d^k log p(y_i | eta_i) / d eta_i^k, k = 0..3 (and their derivatives in phi, the log of
-sigma or theta).
+sigma or theta), with the terms that depend on the data only computed once per response
+(:func:`_hoist_data_terms`).
 """
 
 from __future__ import annotations
@@ -227,20 +228,36 @@ class ObservationFunction:
     key: str = ""  # graph_key of the likelihood graph it was compiled from
     phi_scales_re: bool = True  # phi = log sigma also scales the random effects (not NB's theta)
     orders: int = 3  # 1: [l, l_e] (and l_p) at (K, n) quadrature nodes (eta, phi (K, n); y, w, trials (n,))
+    data_fn: Callable | None = None  # (y, weights, trials) -> the data terms ``fn`` takes after phi
 
-    def __call__(self, eta, y, weights, trials, phi):
-        if threading.current_thread() is threading.main_thread():
-            return self.fn(eta, y, weights, trials, phi)
-        return self.thread_copy()(eta, y, weights, trials, phi)
+    def data_terms(self, y, weights, trials) -> tuple:
+        """The likelihood's terms that depend on the data only (:func:`_hoist_data_terms`), for
+        :meth:`__call__`'s ``terms``: computed once per response, not at every evaluation."""
+        if self.data_fn is None:
+            return ()
+        return tuple(self._function(self.data_fn)(y, weights, trials))
+
+    def __call__(self, eta, y, weights, trials, phi, terms: tuple | None = None):
+        """[l, l_e, ...] at eta; ``terms``: :meth:`data_terms` of (y, weights, trials), computed
+        here when not given."""
+        if terms is None:
+            terms = self.data_terms(y, weights, trials)
+        return self._function(self.fn)(eta, y, weights, trials, phi, *terms)
 
     def thread_copy(self) -> Callable:
+        return self._function(self.fn, copy=True)
+
+    def _function(self, fn: Callable, copy: bool = False) -> Callable:
+        """``fn`` in the main thread, else this thread's copy of it."""
+        if not copy and threading.current_thread() is threading.main_thread():
+            return fn
         copies = _THREAD_LOCAL.__dict__.setdefault("functions", {})
-        fn = copies.get(id(self.fn))
-        if fn is None:
-            fn = self.fn.copy()
-            fn.trust_input = True
-            copies[id(self.fn)] = fn  # functions in _CACHE live as long as the process
-        return fn
+        own = copies.get(id(fn))
+        if own is None:
+            own = fn.copy()
+            own.trust_input = True
+            copies[id(fn)] = own  # functions in _CACHE live as long as the process
+        return own
 
 
 _CACHE: dict[str, ObservationFunction] = {}  # graph key -> compiled function (this process)
@@ -472,6 +489,8 @@ def _load(key: str) -> ObservationFunction | None:
             else:
                 out = pickle.loads(blob)
         out.fn.trust_input = True
+        if getattr(out, "data_fn", None) is not None:
+            out.data_fn.trust_input = True
         _mark_used(path)
     except Exception:  # a cache: a partial file, one written by other library versions, or one
         return None  # a backend cannot rebuild (PyTensor errors of any class): recompile
@@ -482,7 +501,8 @@ def _store(key: str, out: ObservationFunction, modules: Sequence[str] = ()) -> N
     """Keep ``out`` on disk as (names of the C module directories it uses, pickled function)."""
     import pickle
 
-    if out.fn.get_shared():  # only self-contained functions (no data captured) may be cached
+    if out.fn.get_shared() or (out.data_fn is not None and out.data_fn.get_shared()):
+        # only self-contained functions (no data captured) may be cached
         return
     try:
         data = pickle.dumps((tuple(sorted(modules)), pickle.dumps(out)))
@@ -555,6 +575,83 @@ def _observation_graph(graph: GLMMGraph):
     if captured:  # pragma: no cover - would mean the engine reads data behind the containers' back
         raise RuntimeError(f"observation log-likelihood still depends on model data: {captured}")
     return lp, [eta_in, y_in, w_in, trials_in, phi_in]
+
+
+# Scalar ops whose data-only subexpressions are worth computing once per response (a Poisson's
+# log y!, a binomial's log C(n, k), log y in the gamma): transcendental functions. Arithmetic and
+# comparisons on the data are left in place, where reading a stored vector would cost as much.
+_COSTLY_OPS = frozenset(
+    ["gammaln", "log", "log1p", "log2", "log10", "exp", "expm1", "exp2", "psi", "tri_gamma",
+     "polygamma", "sqrt", "pow", "softplus", "log1mexp", "erf", "erfc", "erfcx", "erfinv",
+     "erfcinv", "gamma", "sigmoid", "betaln", "xlogx", "xlogy0", "true_div"]
+)  # fmt: skip
+
+
+def _costly(var, data_only: dict) -> bool:
+    """Whether the data-only subgraph computing ``var`` holds a costly scalar op."""
+    seen, stack = set(), [var]
+    while stack:
+        v = stack.pop()
+        if v.owner is None or id(v) in seen:
+            continue
+        seen.add(id(v))
+        scalar = getattr(v.owner.op, "scalar_op", None)
+        inner = getattr(scalar, "fgraph", None)  # a Composite: its own scalar graph
+        names = {type(scalar).__name__.lower()} if scalar is not None else set()
+        if inner is not None:
+            names |= {type(getattr(n.op, "scalar_op", n.op)).__name__.lower() for n in inner.apply_nodes}
+        if names & _COSTLY_OPS:
+            return True
+        stack.extend(i for i in v.owner.inputs if data_only.get(i, False))
+    return False
+
+
+def _hoist_data_terms(inputs: list, outputs: list) -> tuple[list, list, list]:
+    """Split the observation derivatives' graph: every maximal subexpression that depends on the
+    data (y, weights, trials) and not on eta or phi, and holds a costly op (:data:`_COSTLY_OPS`),
+    becomes an input of its own. Returns (the outputs in terms of those inputs, the new inputs,
+    the subexpressions as functions of the data). The engine computes the subexpressions once per
+    response (``ObservationFunction.data_terms``), not at every evaluation of the likelihood: a
+    Bernoulli model's log C(1, y) (three gammaln per row) took half of each call. Identical
+    subexpressions of the value and its derivatives are merged first (PyTensor's merge rewrite:
+    no algebraic change), so each term is one input."""
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.graph.replace import graph_replace
+    from pytensor.graph.rewriting.basic import MergeOptimizer
+
+    eta_in, y_in, w_in, trials_in, phi_in = inputs
+    fg = FunctionGraph(inputs, outputs, clone=False)
+    MergeOptimizer().rewrite(fg)
+    outputs = list(fg.outputs)
+    data = {y_in, w_in, trials_in}
+    data_only: dict = {eta_in: False, phi_in: False, **dict.fromkeys(data, True)}
+    uses_data: dict = {v: v in data for v in inputs}
+    order = fg.toposort()
+    for node in order:
+        ins = [i for i in node.inputs if not isinstance(i, Constant)]
+        only = all(data_only.get(i, False) for i in ins)
+        used = any(uses_data.get(i, False) for i in ins)
+        for o in node.outputs:
+            data_only[o], uses_data[o] = only, used
+    terms: list = []
+    for node in order:
+        if all(data_only[o] for o in node.outputs):
+            continue
+        for i in node.inputs:
+            if (
+                i.owner is not None
+                and data_only.get(i, False)
+                and uses_data.get(i, False)
+                and i.type.ndim >= 1
+                and i not in terms
+                and _costly(i, data_only)
+            ):
+                terms.append(i)
+    if not terms:
+        return outputs, [], []
+    new_inputs = [t.type(f"data_term_{k}") for k, t in enumerate(terms)]
+    return graph_replace(outputs, dict(zip(terms, new_inputs)), strict=False), new_inputs, terms
 
 
 def _node_graph(lp, inputs: list) -> tuple[list, object]:
@@ -633,8 +730,8 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
         raise RuntimeError("the PyMC model's response dtype or ancillary input is not what its key assumes")
     lp, inputs = _observation_graph(graph)
     # orders=1 takes (K, n) nodes (:func:`_node_graph`): "k" keeps it apart from the per-row
-    # function that orders=1 named before
-    key = graph_key(graph, lp, inputs) + ("" if orders == 3 else f"-o{orders}k") + _backend_tag(mode)
+    # function that orders=1 named before; "h": orders=3 takes its data terms as inputs
+    key = graph_key(graph, lp, inputs) + ("-h" if orders == 3 else f"-o{orders}k") + _backend_tag(mode)
     if index is not None:
         _write_index(index, key)
     with _CACHE_LOCK:
@@ -664,9 +761,17 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
                     pytensor.grad(d1.sum(), phi_in),
                     pytensor.grad(d2.sum(), phi_in),
                 ]
+        term_inputs: list = []
+        term_outputs: list = []
+        if orders == 3:  # (at the nodes the data are (n,) vectors already: computed once per call)
+            outputs, term_inputs, term_outputs = _hoist_data_terms(inputs, outputs)
         pymc_cxxflags()  # building the model imported PyMC, which appended its flags again
+        data_fn = None
         with _recording_c_modules(mode) as modules:
-            fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+            fn = pytensor.function(inputs + term_inputs, outputs, mode=mode, on_unused_input="ignore")
+            if term_outputs:
+                data_fn = pytensor.function(inputs[1:4], term_outputs, mode=mode, on_unused_input="ignore")
+                data_fn.trust_input = True
         fn.trust_input = True
         COMPILE_COUNT["observation"] += 1
         out = ObservationFunction(
@@ -677,6 +782,7 @@ def _find_or_compile(source: ModelSource, mode: str | None, orders: int, memo: t
             key,
             graph.dist.has_dispersion,
             orders,
+            data_fn,
         )
         _CACHE[key] = out
         if mode in _STORED_MODES:

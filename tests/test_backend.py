@@ -63,7 +63,7 @@ def test_both_backends_compute_the_same_fit(monkeypatch):
     )
     fc = pymc_model.observation_function(graph, backend.C_MODE)
     fn = pymc_model.observation_function(graph, None)
-    for a, b in zip(fc.fn(*args), fn.fn(*args)):
+    for a, b in zip(fc(*args), fn(*args)):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
     assert abs(c_fit.log_likelihood - numba_fit.log_likelihood) < 1e-9
     np.testing.assert_allclose(c_fit.coefficients["Estimate"], numba_fit.coefficients["Estimate"], rtol=1e-6)

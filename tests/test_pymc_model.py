@@ -1,6 +1,7 @@
 """The PyMC model is the single source of the likelihood: its joint density equals the engine's."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from reference_cases import fit_case
 
@@ -30,7 +31,7 @@ def test_joint_log_density_equals_engine(fitted, name):
     avals = problem.re.a_values(ws.layout.lambdas(res.theta), res.sigma if ws.dist.has_dispersion else 1.0)
     eta = ws.design.X @ res.beta + problem.re.mul(avals, ui) + ws.design.offset
     phi = np.full(eta.size, np.log(res.sigma))
-    ll = problem.obs.fn(eta, problem.y, problem.w, problem.trials, phi)[0].sum()
+    ll = problem.obs(eta, problem.y, problem.w, problem.trials, phi, problem.terms)[0].sum()
     expected = ll - 0.5 * u @ u - 0.5 * u.size * np.log(2 * np.pi)
     assert logp == pytest.approx(expected, rel=1e-12, abs=1e-8)
 
@@ -83,9 +84,10 @@ def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypa
     from ppl_glmm import pymc_model
 
     graph = mfr_model._ws.graph
-    fn = pymc_model.observation_function(graph, mode).fn
+    fn = pymc_model.observation_function(graph, mode)
     key = pymc_model._KEY_MEMO[(graph.dist, graph.link, mode, 3)]
-    assert fn.get_shared() == []  # inputs only: nothing read behind the pm.Data containers' back
+    assert fn.fn.get_shared() == []  # inputs only: nothing read behind the pm.Data containers' back
+    assert fn.data_fn is not None and fn.data_fn.get_shared() == []  # (the Poisson's log y!)
     assert pymc_model._disk_path(key).exists()
     monkeypatch.setattr(pymc_model, "_CACHE", {})
     before = dict(pymc_model.COMPILE_COUNT)
@@ -100,8 +102,9 @@ def test_compiled_observation_function_is_reloaded_from_disk(mfr_model, monkeypa
         np.ones(5, dtype=loaded.trials_dtype),
         np.zeros(5),
     )
-    for a, b in zip(loaded.fn(*args), fn(*args)):
+    for a, b in zip(loaded(*args), fn(*args)):
         np.testing.assert_array_equal(a, b)
+    assert len(loaded.data_terms(*args[1:4])) == len(fn.data_terms(*args[1:4])) > 0
 
 
 def test_a_stored_function_that_cannot_be_rebuilt_is_recompiled(mfr_model, monkeypatch):
@@ -198,10 +201,10 @@ def test_stored_function_refers_to_no_pymc_class_and_raises_its_own_support_erro
     assert "ppl_glmm.pymc_model" in modules  # the strings include every global's module
     assert not [m for m in modules if m == "pymc" or m.startswith("pymc.")]
     args = (np.ones(3, dtype=obs.y_dtype), np.ones(3), np.ones(3, dtype=obs.trials_dtype), np.zeros(3))
-    l0 = obs.fn(np.array([0.5, 1.0, 2.0]), *args)[0]
+    l0 = obs(np.array([0.5, 1.0, 2.0]), *args)[0]
     np.testing.assert_allclose(l0, [np.log(0.5) - 0.5, -1.0, np.log(2.0) - 2.0], rtol=1e-14)
     with pytest.raises(LikelihoodSupportError):
-        obs.fn(np.array([0.5, -1.0, 2.0]), *args)
+        obs(np.array([0.5, -1.0, 2.0]), *args)
 
 
 def _poisson_identity_model():
@@ -266,3 +269,65 @@ def test_loading_a_stored_function_or_reading_its_index_marks_it_used(mfr_model)
         assert index.stat().st_mtime > time.time() - 60
     finally:
         index.unlink()
+
+
+@pytest.mark.parametrize(
+    "distribution,link",
+    [("binomial", "logit"), ("poisson", "log"), ("gamma", "reciprocal"), ("normal", "log")],
+)
+def test_data_terms_are_computed_once_per_response_and_change_nothing(distribution, link):
+    """The likelihood's data-only subexpressions (a Bernoulli's log C(1, y), a Poisson's log y!)
+    are inputs computed once per response (``data_terms``): the outputs equal those of the whole
+    graph compiled as one function, and a fit calls the data function once, however many times
+    it evaluates the likelihood."""
+    import pytensor
+
+    import ppl_glmm
+    from ppl_glmm import pymc_model
+    from ppl_glmm.backend import C_MODE
+
+    rng = np.random.default_rng(5)
+    n, g = 120, np.repeat(np.arange(12), 10)
+    x = rng.normal(size=n)
+    mu = np.exp(0.3 + 0.4 * x + rng.normal(0, 0.4, 12)[g])
+    y = {
+        "binomial": rng.uniform(size=n) < mu / (1 + mu),
+        "poisson": rng.poisson(mu),
+        "gamma": rng.gamma(3.0, mu / 3.0),
+        "normal": rng.normal(mu, 0.3),
+    }[distribution].astype(float)
+    d = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    m = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution=distribution, link=link)
+    obs = pymc_model.observation_function(m._ws.graph, C_MODE)
+    assert obs.data_fn is not None
+    lp, inputs = pymc_model._observation_graph(m._ws.graph)
+    eta_in, phi_in = inputs[0], inputs[4]
+    outs = [lp]
+    for _ in range(3):
+        outs.append(pytensor.grad(outs[-1].sum(), eta_in))
+    if obs.has_dispersion:
+        outs += [pytensor.grad(o.sum(), phi_in) for o in outs[:3]]
+    whole = pytensor.function(inputs, outs, mode=C_MODE, on_unused_input="ignore")
+    problem = m._problem()
+    eta = m._ws.design.X @ m.coefficients["Estimate"].to_numpy()
+    phi = np.full(n, 0.1)
+    args = (problem.y, problem.w, problem.trials)
+    for a, b in zip(whole(eta, *args, phi), obs(eta, *args, phi, problem.terms)):
+        np.testing.assert_allclose(b, a, rtol=1e-14, atol=1e-14)
+
+    calls = []
+    data_fn = obs.data_fn
+
+    class Counting:
+        def __call__(self, *a):
+            calls.append(1)
+            return data_fn(*a)
+
+    m.refit(m.response())  # (the first refit also sets up its warm start's matrix: another response)
+    try:
+        object.__setattr__(obs, "data_fn", Counting())
+        again = m.refit(m.response())
+    finally:
+        object.__setattr__(obs, "data_fn", data_fn)
+    assert again.log_likelihood == pytest.approx(m.log_likelihood, abs=1e-9)
+    assert len(calls) == 1  # one response loaded; the fit's evaluations reuse its terms

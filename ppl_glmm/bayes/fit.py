@@ -9,7 +9,7 @@ from importlib.util import find_spec
 
 import numpy as np
 
-from ..errors import InputError, InputTypeError
+from ..errors import GLMMWarning, InputError, InputTypeError, warn
 from ..fitting import boundary_terms
 from ..names import ModelNames
 from .model import build_bayes_model, point_from_ml
@@ -134,12 +134,25 @@ def choose_centering(noncentered: bool | str, ml_model, n_terms: int) -> tuple[b
     return tuple(rho < CENTER_BELOW for rho in retained_prior_variance(ml_model))
 
 
+def warn_no_dispersion(dist_name: str) -> None:
+    """The Bayesian model of a binomial or Poisson response has no dispersion parameter: an ML fit
+    asked for one (``dispersion_flag=True``, a quasi-likelihood scale) is sampled without it."""
+    warn(
+        f"dispersion_flag: the Bayesian model of a {dist_name} response has no dispersion "
+        f"parameter, so it is sampled without one (the {dist_name} model itself); compare_fits "
+        "refuses the pair. For overdispersed counts use distribution='negative_binomial'",
+        GLMMWarning,
+    )
+
+
 def fit_bayes(
     ws, ml_model, formula: str, *, priors: Mapping | None, noncentered: bool | str = "auto", **settings
 ) -> BayesianGLMM:
     """Sample the Bayesian model of workspace ``ws``; ``ml_model`` (the ML fit, or None) warms NUTS."""
     st = check_settings(**settings)
     noncentered = check_noncentered(noncentered)
+    if ml_model is not None and ml_model._quasi_dispersion:
+        warn_no_dispersion(ws.dist.name)
     from ..covariance_patterns import check_bayes_patterns
 
     check_bayes_patterns(ws.patterns)
@@ -165,7 +178,11 @@ def fit_bayes(
         if r.singular:
             boundary = boundary_terms(ws, r.theta, r.sigma)
         ml_point = point_from_ml(graph, ws.layout, r.beta, theta, r.ancillary, r.u, boundary=boundary)
-    idata, seconds = sample_nuts(graph, st, ml_point)
+    # a link defined for eta > 0 only (power, reciprocal for positive means): PyMC's jittered start
+    # (U(-1, 1) added to every coordinate) put some rows at eta <= 0, and every retry failed
+    from ..inference.prediction import _positive_domain
+
+    idata, seconds = sample_nuts(graph, st, ml_point, jitter=_positive_domain(ws.link, ws.dist) is None)
     from ..pymc_model import observation_function
 
     idata["log_likelihood"] = pointwise_log_likelihood(

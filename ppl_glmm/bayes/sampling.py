@@ -136,8 +136,10 @@ def _ml_warm_step(graph: BayesGraph, ml_point: dict, settings: SamplerSettings):
     return step, starts
 
 
-def sample_nuts(graph: BayesGraph, settings: SamplerSettings, ml_point: dict | None):
-    """Sample the posterior; return (DataTree without log_likelihood, seconds of sampling)."""
+def sample_nuts(graph: BayesGraph, settings: SamplerSettings, ml_point: dict | None, jitter: bool = True):
+    """Sample the posterior; return (DataTree without log_likelihood, seconds of sampling).
+    ``jitter=False``: PyMC's ``init='auto'`` starts every chain at the model's initial point
+    (``adapt_diag``), not at it plus U(-1, 1) noise (``jitter+adapt_diag``)."""
     import pymc as pm
 
     from ..backend import import_pytensor
@@ -169,5 +171,6 @@ def sample_nuts(graph: BayesGraph, settings: SamplerSettings, ml_point: dict | N
             step, starts = _ml_warm_step(graph, ml_point, settings)
             idata = pm.sample(nuts_sampler="pymc", step=step, initvals=starts, **kwargs)
         else:
-            idata = pm.sample(nuts_sampler="pymc", target_accept=settings.target_accept, **kwargs)
+            init = "jitter+adapt_diag" if jitter else "adapt_diag"
+            idata = pm.sample(nuts_sampler="pymc", target_accept=settings.target_accept, init=init, **kwargs)
     return idata, time.perf_counter() - t0

@@ -156,6 +156,7 @@ class LaplaceProblem:
         self.w = np.ascontiguousarray(weights, dtype=float)
         self.trials = np.ascontiguousarray(trials, dtype=self.obs.trials_dtype)
         self.offset = np.ascontiguousarray(offset, dtype=float)
+        self.terms = self.obs.data_terms(self.y, self.w, self.trials)  # (once per response)
         self.u_start = np.zeros(self.re.q)
         self._forget()
 
@@ -258,7 +259,7 @@ class LaplaceProblem:
         if check is not None and not check(eta, float(phis[0]) if self.has_phi and phis.size else None):
             return None, -np.inf  # (without calling the function: see families.MeanRange)
         try:
-            d = self.obs(eta, self.y, self.w, self.trials, phis)
+            d = self.obs(eta, self.y, self.w, self.trials, phis, self.terms)
         except _invalid_parameter_errors():
             return None, -np.inf
         loglik = float(d[0].sum())

@@ -74,12 +74,12 @@ class LinearInner:
         avals = re.avals(theta, scale)
         phis = np.full(re.n, phi)
         try:
-            d0 = self.obs(self.offset, self.y, self.w, self.trials, phis)  # at u = 0, beta = 0
+            d0 = self.obs(self.offset, self.y, self.w, self.trials, phis, self.terms)  # u = 0, beta = 0
             joint = re.factor_joint(avals, -d0[2], X)
             step = joint.solve(np.concatenate([re.tmul(avals, d0[1]), X.T @ d0[1]]))
             u, b = step[: re.q], step[re.q :]
             eta = X @ b + re.mul(avals, u) + self.offset
-            d = self.obs(eta, self.y, self.w, self.trials, phis)
+            d = self.obs(eta, self.y, self.w, self.trials, phis, self.terms)
             hfac = re.factor_h(avals, -d[2])
         except NotPositiveDefinite as err:
             raise PirlsFailure("the LME's Newton matrix is not positive definite") from err
