@@ -244,12 +244,9 @@ class ObservationFunction:
             terms = self.data_terms(y, weights, trials)
         return self._function(self.fn)(eta, y, weights, trials, phi, *terms)
 
-    def thread_copy(self) -> Callable:
-        return self._function(self.fn, copy=True)
-
-    def _function(self, fn: Callable, copy: bool = False) -> Callable:
+    def _function(self, fn: Callable) -> Callable:
         """``fn`` in the main thread, else this thread's copy of it."""
-        if not copy and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             return fn
         copies = _THREAD_LOCAL.__dict__.setdefault("functions", {})
         own = copies.get(id(fn))
