@@ -138,7 +138,9 @@ def fitglme(
         keywords=_keywords(fitglme),
     )
     result = fit(ws, method_key, ws.design.y, settings=opts)
-    return GeneralizedLinearMixedModel(ws, result, opts)
+    model = GeneralizedLinearMixedModel(ws, result, opts)
+    model._judge_group_separation(ws.design.group_separation)
+    return model
 
 
 def _prepare(
@@ -272,6 +274,7 @@ def fitglme_bayes(
     )
     if st.init == "ml":
         glme = GeneralizedLinearMixedModel(ws, fit(ws, method_key, ws.design.y, settings=opts), opts)
+        glme._judge_group_separation(ws.design.group_separation)
         return glme.fit_bayes(priors=priors, noncentered=noncentered, **sampler_args)
     if opts.dispersion_flag and not ws.dist.has_dispersion:  # (no ML fit here to say so)
         from .bayes.fit import warn_no_dispersion

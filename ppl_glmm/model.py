@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import inference
-from .design import check_new_response
+from .design import check_new_response, judge_group_separation
 from .design.checks import as_vector
 from .display import model_display, model_html
 from .errors import FitError, GLMMWarning, InputError, InputTypeError, warn
@@ -682,11 +682,20 @@ class GeneralizedLinearMixedModel:
     def refit(self, ynew) -> GeneralizedLinearMixedModel:
         """Refit to a new response (same length as the data, or as the rows used), re-using every
         compiled function; returns a new model and leaves this one unchanged."""
-        y = self._check_new_response(ynew)
+        y, separation = self._check_new_response(ynew)
         result = fit(self._ws, self.fit_method, y, warm=self._result, settings=self._settings)
-        return GeneralizedLinearMixedModel(self._ws, result, self._settings)
+        model = GeneralizedLinearMixedModel(self._ws, result, self._settings)
+        model._judge_group_separation(separation)
+        return model
 
-    def _check_new_response(self, ynew) -> np.ndarray:
+    def _judge_group_separation(self, message: str | None) -> None:
+        """Refuse or warn about a fit of data that fixed and random effects separate completely
+        (:func:`.design.judge_group_separation`, on the conditional means of the rows used)."""
+        if message is not None:
+            eta = self._result.eta
+            judge_group_separation(message, self._result.y, self._ws.link.inverse_np(eta))
+
+    def _check_new_response(self, ynew) -> tuple[np.ndarray, str | None]:
         d, dist = self._ws.design, self._ws.dist
         ynew = d.per_row(ynew, "ynew")
         raw = None if ynew is None or isinstance(ynew, (str, bytes, dict)) else np.asarray(ynew)
@@ -718,8 +727,7 @@ class GeneralizedLinearMixedModel:
             )
             raise InputError(f"ynew: expected {rows}, got {y.size}")
         dist.check_response(y, d.weights, d.binomial_size, "ynew", d.used_index())
-        check_new_response(d, dist, self._ws.link, y, "ynew")
-        return y
+        return y, check_new_response(d, dist, self._ws.link, y, "ynew")
 
     # ---- Bayesian fit of the same model and ArviZ output ------------------------------------
     def fit_bayes(
