@@ -396,6 +396,26 @@ def test_init_pl_iterations_at_a_zero_variance_still_find_the_optimum(fit_method
         assert _sd_of_b(b) == pytest.approx(_sd_of_b(a), rel=1e-4)
 
 
+def test_a_diverging_pl_start_is_not_taken():
+    """A gamma of shape 0.25: three PL iterations diverge (max|delta eta| 20 -> 27) and left a start
+    1e17 log-likelihood units out, where BFGS met its scale-free tests and reported convergence at
+    logLik -2260.59 (beta0 -33,801) against -130.45 (optimum hunt). The PL start is taken only
+    where its objective beats the GLM start's."""
+    rng = np.random.default_rng(1501015)
+    g = np.r_[np.arange(20), rng.integers(0, 20, 280)]
+    rng.shuffle(g)
+    x, b = rng.normal(size=300), rng.normal(0, 1, 20)
+    rng.normal(0, 1, 20)
+    y = np.maximum(rng.gamma(0.25, np.exp(1.0 + 0.5 * x + 0.5 * b[g]) / 0.25), 1e-300)
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{v:03d}" for v in g]})
+    kw = {"distribution": "gamma", "link": "log"}
+    default = ppl_glmm.fitglme(d, "y ~ x + (1|g)", **kw)
+    started = ppl_glmm.fitglme(d, "y ~ x + (1|g)", init_pl_iterations=3, **kw)
+    assert default.converged and started.converged
+    assert started.log_likelihood == pytest.approx(default.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(started.coefficients["Estimate"], default.coefficients["Estimate"], rtol=1e-5)
+
+
 def test_gamma_mpl_agrees_with_glmmpql():
     """Gamma (sigma^2 always estimated, as MATLAB): against MASS::glmmPQL, the same iteration
     stopped by its looser rule (tests/reference/pl_reference.R). Measured: fixed effects 1e-5
