@@ -150,15 +150,21 @@ def test_fitglme_bayes_fits_a_negative_binomial_model_as_fit_bayes_does():
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::ppl_glmm.SamplingWarning")
-@pytest.mark.parametrize("family,y", [("gamma", "ygam"), ("inverse_gaussian", "yig")])
-def test_init_auto_starts_links_defined_for_positive_eta_without_jitter(family, y):
+@pytest.mark.parametrize(
+    "family,y,link",
+    [("gamma", "ygam", None), ("inverse_gaussian", "yig", None), ("gamma", "ygam", "identity")],
+)
+def test_init_auto_starts_links_defined_for_positive_eta_without_jitter(family, y, link):
     """PyMC's default start adds U(-1, 1) to every coordinate: on the gamma's reciprocal and the
     inverse Gaussian's power(-2) link (eta > 0 only; the intercept's prior mean is ~1/mean y) it put
     rows at eta <= 0, and 'Initial evaluation of model at starting point failed' ended 3 of 4
-    seeds. These links start every chain at the model's initial point; the log link keeps jitter."""
+    seeds (the identity link 4 of 4). Links that can leave the family's range start every chain at
+    the model's initial point; the log link keeps jitter."""
     kw = {"draws": 30, "tune": 30, "chains": 2, "cores": 1, "progress": False, "init": "auto"}
     for seed in (0, 2, 3):
-        fit = ppl_glmm.fitglme_bayes(family_data(), f"{y} ~ x + (1|g)", distribution=family, rng=seed, **kw)
+        fit = ppl_glmm.fitglme_bayes(
+            family_data(), f"{y} ~ x + (1|g)", distribution=family, link=link, rng=seed, **kw
+        )
         assert np.all(np.isfinite(fit.idata["posterior"]["sigma"].values))
 
 

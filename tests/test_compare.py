@@ -351,6 +351,14 @@ def test_offsets_nest_when_their_difference_is_in_the_larger_fixed_effects():
         check_nested(off_null, without, who="nsim")
     assert check_nested(intercept_only, without) == 1  # no offsets: nested
     assert check_nested(with_offset, as_predictor) == 1
+    # offsets that differ by rounding only (log 2t against log t + log 2) are one offset
+    d = with_offset.variables.assign(
+        o1=lambda v: np.log(2 * np.exp(v["lt"])), o2=lambda v: v["lt"] + np.log(2)
+    )
+    assert np.any(d.o1 != d.o2)
+    small = ppl_glmm.fitglme(d, "y ~ 1 + (1|g)", distribution="poisson", offset="o1")
+    big = ppl_glmm.fitglme(d, "y ~ x + (1|g)", distribution="poisson", offset="o2")
+    assert len(small.compare(big, check_nesting=True)) == 2 and check_nested(small, big) == 1
 
 
 def _logit_inverse(eta):

@@ -178,11 +178,12 @@ def fit_bayes(
         if r.singular:
             boundary = boundary_terms(ws, r.theta, r.sigma)
         ml_point = point_from_ml(graph, ws.layout, r.beta, theta, r.ancillary, r.u, boundary=boundary)
-    # a link defined for eta > 0 only (power, reciprocal for positive means): PyMC's jittered start
-    # (U(-1, 1) added to every coordinate) put some rows at eta <= 0, and every retry failed
-    from ..inference.prediction import _positive_domain
+    # a link that can put a mean outside the family's range (power, reciprocal or identity for
+    # positive means): PyMC's jittered start (U(-1, 1) added to every coordinate) put some rows
+    # there, and every retry failed
+    from ..families import mean_range_check
 
-    idata, seconds = sample_nuts(graph, st, ml_point, jitter=_positive_domain(ws.link, ws.dist) is None)
+    idata, seconds = sample_nuts(graph, st, ml_point, jitter=mean_range_check(ws.dist, ws.link) is None)
     from ..pymc_model import observation_function
 
     idata["log_likelihood"] = pointwise_log_likelihood(

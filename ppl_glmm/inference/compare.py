@@ -88,8 +88,15 @@ def offset_in_span(small: np.ndarray, big: np.ndarray, X: np.ndarray, tol: float
     """The smaller model's linear predictor X_s b_s + o_s is one of the larger's, X b + o, for every
     b_s (given span(X_s) within span(X)) when o_s - o lies in span(X): e.g. an offset log(t)
     against a model with log(t) as a predictor (which tests its coefficient 1)."""
-    d = np.asarray(small, dtype=float) - np.asarray(big, dtype=float)
-    return not np.any(d) or columns_in_span(d[:, None], X, tol)
+    small, big = np.asarray(small, dtype=float), np.asarray(big, dtype=float)
+    d = small - big
+    if not np.any(d):
+        return True
+    # the residual is measured against the offsets' size (a difference of rounding, log(2 t)
+    # against log(t) + log(2), is no difference), not only against the difference's own
+    coef = np.linalg.lstsq(X, d, rcond=None)[0] if X.shape[1] else np.zeros(0)
+    resid = float(np.linalg.norm(d - X @ coef))
+    return resid <= tol * max(np.linalg.norm(small), np.linalg.norm(big), np.linalg.norm(d))
 
 
 def _refines(big, small) -> bool:
