@@ -664,8 +664,13 @@ class MeanRange:
         with np.errstate(all="ignore"):
             if phi is not None and not 0.0 < float(np.exp(phi)) < math.inf:
                 return False
+        return not bool(self.outside(eta).any())
+
+    def outside(self, eta: np.ndarray) -> np.ndarray:
+        """Rows whose mean g^-1(eta) is below or above the range, or NaN."""
+        with np.errstate(all="ignore"):
             mu = self.link.inverse_np(eta)
-        return not bool(np.any(mu < self.lo) or np.any(mu > self.hi) or np.isnan(mu).any())
+        return (mu < self.lo) | (mu > self.hi) | np.isnan(mu)
 
 
 _SAFE_LINKS = {(0.0, np.inf): ("log",), (0.0, 1.0): ("logit", "probit", "comploglog", "loglog")}

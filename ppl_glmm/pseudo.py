@@ -50,7 +50,7 @@ from .engine.optimize import (
 )
 from .engine.reml import LinearInner, REMLProblem
 from .errors import FitError
-from .families import DISTRIBUTIONS, LINKS
+from .families import DISTRIBUTIONS, LINKS, mean_range_check
 from .fit_methods import FitSettings
 from .fitting import (
     Workspace,
@@ -176,13 +176,11 @@ DIVERGED_DELTA = 1e6
 
 
 def means_outside_range(ws: Workspace, eta: np.ndarray) -> int:
-    """The number of rows whose mean g^-1(eta) lies outside the family's range ``[lo, hi]`` (or is
-    not finite): where the link's domain was left, not a mean that rounds to the range's edge."""
-    lo, hi = ws.dist.mean_range
-    with np.errstate(all="ignore"):
-        mu = ws.link.inverse_np(np.asarray(eta, dtype=float))
-        inside = np.isfinite(mu) & (mu >= lo) & (mu <= hi)
-    return int(np.count_nonzero(~inside))
+    """The number of rows whose mean g^-1(eta) lies outside the family's range ``[lo, hi]``
+    (:class:`~ppl_glmm.families.MeanRange`): where the link's domain was left, not a mean that
+    rounds to the range's edge; 0 for a link that cannot leave it."""
+    check = mean_range_check(ws.dist, ws.link)
+    return 0 if check is None else int(np.count_nonzero(check.outside(np.asarray(eta, dtype=float))))
 
 
 def start_eta(ws: Workspace, y: np.ndarray, settings: FitSettings) -> np.ndarray:

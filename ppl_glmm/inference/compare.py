@@ -94,9 +94,8 @@ def offset_in_span(small: np.ndarray, big: np.ndarray, X: np.ndarray, tol: float
         return True
     # the residual is measured against the offsets' size (a difference of rounding, log(2 t)
     # against log(t) + log(2), is no difference), not only against the difference's own
-    coef = np.linalg.lstsq(X, d, rcond=None)[0] if X.shape[1] else np.zeros(0)
-    resid = float(np.linalg.norm(d - X @ coef))
-    return resid <= tol * max(np.linalg.norm(small), np.linalg.norm(big), np.linalg.norm(d))
+    size = max(np.linalg.norm(small), np.linalg.norm(big), np.linalg.norm(d))
+    return columns_in_span(d[:, None], X, tol * size / np.linalg.norm(d))
 
 
 def _refines(big, small) -> bool:
