@@ -93,7 +93,7 @@ def fitglme(
         be non-zero; True diagonal) that is block diagonal after a permutation. Case-insensitive.
         Pass a matrix as a numpy array (a list of lists of booleans is read as one matrix).
     **options
-        ``covariance_method``: 'conditional' (default) or 'jointhessian' (Laplace only); the
+        ``covariance_method``: 'conditional' (default) or 'jointhessian' (Laplace and quadrature); the
         options of the fit method (``FitSettings``). Pseudo-likelihood ('mpl', 'rempl'):
         ``dispersion_flag`` (estimate sigma^2 for binomial and Poisson; default False),
         ``pl_iterations`` (maximum iterations, 100), ``pl_tolerance`` (relative change of eta,
@@ -280,5 +280,5 @@ def fitglme_bayes(
         from .bayes.fit import warn_no_dispersion
 
         warn_no_dispersion(ws.dist.name)
-    formula_text = GeneralizedLinearMixedModel.formula_of(ws)
+    formula_text = GeneralizedLinearMixedModel._formula_of(ws)
     return fit_bayes(ws, None, formula_text, priors=priors, noncentered=noncentered, **sampler_args)

@@ -63,10 +63,10 @@ class GeneralizedLinearMixedModel:
     # ---- basic properties ------------------------------------------------------------------
     @property
     def formula(self) -> str:
-        return self.formula_of(self._ws)
+        return self._formula_of(self._ws)
 
     @staticmethod
-    def formula_of(ws: Workspace) -> str:
+    def _formula_of(ws: Workspace) -> str:
         """The model's formula with every random-effects block written out."""
         pf = ws.design.formula
         parts = [pf.fixed] + [f"offset({o})" for o in pf.offsets] + [str(t) for t in pf.random]

@@ -285,7 +285,7 @@ def simulated_lrt(
     task = Task("lrt", LRT_NAMES, plan.entropy, plan.spawn_key)
     rows = run_replicates((small, big), task, plan)
     info = {"small": small.formula, "big": big.formula, "LR": lr, "df": df}
-    result = BootstrapResult.from_rows(rows, LRT_NAMES, [lr, ls, lb], plan, kind="lrt", info=info)
+    result = BootstrapResult._from_rows(rows, LRT_NAMES, [lr, ls, lb], plan, kind="lrt", info=info)
     result.warn_problems()
     p_sim, exceed, used = simulated_p_value(lr, result.replicates["LR"].to_numpy())
     p_chisq = float(chi2_sf(max(lr, 0.0), df))

@@ -75,7 +75,7 @@ class BootstrapResult:
         self.info = dict(info or {})
 
     @classmethod
-    def from_rows(cls, rows: list[Row], names, estimates, plan, *, kind: str, info: dict) -> BootstrapResult:
+    def _from_rows(cls, rows: list[Row], names, estimates, plan, *, kind: str, info: dict) -> BootstrapResult:
         names = list(names)
         ok = [r for r in rows if r.values is not None]
         bad = [r for r in rows if r.values is None]

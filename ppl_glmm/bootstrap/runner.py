@@ -412,7 +412,7 @@ def parametric_bootstrap(
     from .result import BootstrapResult
 
     info = {"formula": model.formula, "statistic": "default" if statistic is None else _name_of(statistic)}
-    result = BootstrapResult.from_rows(rows, names, estimates, plan, kind="bootstrap", info=info)
+    result = BootstrapResult._from_rows(rows, names, estimates, plan, kind="bootstrap", info=info)
     result.warn_problems()
     return result
 
