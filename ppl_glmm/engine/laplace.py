@@ -46,6 +46,9 @@ __all__ = ["InnerMode", "LaplaceProblem", "PirlsFailure", "beta_precision"]
 _TOL_DEC = 1e-20  # Newton decrement (twice the predicted objective decrease) at convergence
 _FULL_STEP_DEC = 1e-6  # below this decrement full Newton steps are taken without a value test
 _MAX_INNER = 60
+# above this |Q| the decrement's rounding noise (~1e-16 |Q|) exceeds 1e-8: it cannot fall below
+# 1e-13 nor settle under 1e-6, and a response of ~1e14 (normal, sigma started at 1) never stopped
+_LARGE_Q = 1e8
 
 
 class PirlsFailure(FitError):
@@ -61,12 +64,14 @@ def _invalid_parameter_errors() -> tuple[type[BaseException], ...]:
 
 def newton_converged(it: int, dec: float, dec_prev: float, Q: float, modified: bool) -> bool:
     """The inner Newton iteration's stop rule (see :meth:`LaplaceProblem._inner`): the decrement
-    ``dec`` is negligible, or (after one step) below 1e-13 relative, or it has reached its noise
-    floor and stops shrinking (exact Newton steps only)."""
+    ``dec`` is negligible, or (after one step) below 1e-13 relative, or below 1e-15 |Q| where |Q|
+    is so large (> 1e8) that Q's rounding hides anything smaller, or it has reached its noise floor
+    and stops shrinking (exact Newton steps only)."""
     return (
         dec < _TOL_DEC
         or dec < 0
         or (it > 1 and dec < min(1e-13, 1e-15 * abs(Q)))
+        or (it > 1 and abs(Q) > _LARGE_Q and dec < 1e-15 * abs(Q))
         or (dec < _FULL_STEP_DEC and dec > 0.25 * dec_prev and not modified)
     )
 

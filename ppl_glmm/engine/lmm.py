@@ -31,7 +31,8 @@ def profiled_log_sigma(r: np.ndarray, v: np.ndarray, w: np.ndarray, dof: int) ->
     """log sigma^ = log sqrt(pwrss / dof), pwrss = sum_i w_i r_i^2 + |v|^2 (the linear mixed model's
     penalized weighted residual sum of squares at the mode, v = sigma u); dof = n - p for REML, n
     for ML."""
-    pwrss = float(w @ (r * r) + v @ v)
+    with np.errstate(over="ignore", invalid="ignore"):  # (a response of ~1e300: refused below)
+        pwrss = float(w @ (r * r) + v @ v)
     if not (math.isfinite(pwrss) and pwrss > 0 and dof > 0):
         raise PirlsFailure("the penalized residual sum of squares is not positive and finite")
     return 0.5 * math.log(pwrss / dof)
