@@ -300,9 +300,10 @@ def make_settings(
         out["pl_tolerance"] = float(v)
     if options.get("mu_start") is not None:  # (an explicit None: the default start)
         v = options["mu_start"]
-        from .design.checks import real_values
+        from .design.checks import as_vector, real_values, vector_input
 
-        mu = np.array(real_values(v, "mu_start", "a numeric vector"), dtype=float).reshape(-1)  # a copy
+        v = vector_input(v, "mu_start")
+        mu = np.array(as_vector(real_values(v, "mu_start", "a numeric vector"), "mu_start"), dtype=float)
         if n is not None and mu.size != n:
             raise InputError(f"mu_start: expected {n} values (one per row used), got {mu.size}")
         if not np.all(np.isfinite(mu)):
@@ -316,6 +317,9 @@ def align_mu_start(settings: FitSettings, given, design) -> FitSettings:
     """``settings`` with a ``mu_start`` given as a pandas Series of one value per row used matched
     to those rows by label, as weights and offsets are (it was read by position); a Series whose
     labels are not those rows' is refused (:func:`.design.checks.aligned`)."""
+    from .design.checks import vector_input
+
+    given = vector_input(given, "mu_start")
     if not isinstance(given, pd.Series) or len(given) != design.n:
         return settings
     by_label = design.per_row(given, "mu_start")

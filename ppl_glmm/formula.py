@@ -199,6 +199,9 @@ def _parse_bar(inner: str) -> list[RandomTermSpec]:
     return specs
 
 
+_BOOL_LITERAL = re.compile(r"(?<![\w.`])(True|False)(?![\w`])")  # outside backticks
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Split ``formula`` into response, fixed right-hand side, random-effects blocks and offsets."""
     if not isinstance(formula, str):
@@ -215,6 +218,14 @@ def parse_formula(formula: str) -> ParsedFormula:
             "e.g. 'y ~ 1 + x + (1|g)'"
         )
     lhs, rhs = formula.split("~", 1)
+    literal = _BOOL_LITERAL.search(re.sub(r"`[^`]*`", "``", rhs))
+    if literal:
+        word = literal.group(0)
+        raise InputError(
+            f"formula: '{word}' in '{rhs.strip()}' is Python's constant {word}, not a column (it was "
+            f"read as a constant: an intercept, a dropped term or an offset of {int(word == 'True')}); "
+            f"for a column named {word} write `{word}` in backticks, or rename the column"
+        )
     response = lhs.strip()
     if not response:
         raise InputError("formula: the response (left of '~') is missing")

@@ -150,6 +150,24 @@ def _invalid_to_nan(y: np.ndarray, invalid: np.ndarray | None, dist, link) -> np
     return y
 
 
+def _overflow_to_nan(k: np.ndarray) -> np.ndarray:
+    """NaN, with a warning, for integer draws that overflowed: a count whose mean is beyond the
+    int64 range (or infinite) came back as -2^63 from the generator's cast."""
+    if k.dtype.kind not in "iu" or not (bad := k < 0).any():
+        return k
+    from .errors import GLMMWarning
+
+    out = k.astype(float)
+    out[bad] = np.nan
+    warn(
+        f"random: {int(bad.sum())} of {bad.size} drawn means were too large for a count (beyond "
+        "2^63, or infinite); those responses are NaN. Check those rows' predictors and offsets "
+        "(a mean that large is far outside the data the model was fitted to)",
+        GLMMWarning,
+    )
+    return out
+
+
 def simulate_fitted_rows(ws, values: dict[str, np.ndarray], seed: int) -> np.ndarray:
     """A response for the rows used in the fit, on MATLAB's scale (compiles the sampler once)."""
     if ws.sampler is None:
@@ -157,6 +175,7 @@ def simulate_fitted_rows(ws, values: dict[str, np.ndarray], seed: int) -> np.nda
             if ws.sampler is None:
                 ws.sampler = ForwardSampler.compile(ws.graph)
     k, invalid = ws.sampler.draw(values, seed)
+    k = _overflow_to_nan(k)
     d = ws.design
     return _invalid_to_nan(
         ws.dist.response_from_observed(k, d.weights, d.binomial_size), invalid, ws.dist, ws.link
@@ -182,6 +201,7 @@ def simulate_new_rows(
                 ws.newdata_samplers.pop(next(iter(ws.newdata_samplers)))
             ws.newdata_samplers[key] = sampler
     k, invalid = sampler.draw(values, seed)
+    k = _overflow_to_nan(k)
     y = ws.dist.response_from_observed(k, design.weights, design.binomial_size)
     return _invalid_to_nan(y, invalid, ws.dist, ws.link)
 

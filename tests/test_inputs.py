@@ -1074,3 +1074,131 @@ def test_values_numpy_cannot_read_are_type_errors_naming_the_argument(bad):
         m.predict(offset=bad)
     with pytest.raises(InputTypeError, match=f"mu_start: expected a numeric vector, got {kind}"):
         ppl_glmm.fitglme(d, *_CBPP, **_CBPP_KW, binomial_size="size", fit_method="mpl", mu_start=bad)
+
+
+# ---- inputs read wrongly without a word (input audit, stop 33) --------------------------------------
+
+
+def test_poisson_term_with_more_random_effects_than_observations():
+    """glmer's check.nobs.vs.nRE: (x | obs) has 2 n random effects; (1 | obs) stays allowed above."""
+    d = _frame().assign(obs=np.arange(60))
+    msg = _refuse(d, "k ~ x + (x|obs)", "120 random effects .* for 60 observations", distribution="poisson")
+    assert "must not outnumber" in msg
+
+
+@pytest.mark.parametrize("formula", ["k ~ `Intercept` + (1|g)", "k ~ 1 + (Intercept|g)"])
+def test_column_named_intercept_is_refused(formula):
+    """formulae took the column for its intercept: x became '(Intercept)', or the slope vanished."""
+    d = _frame().rename(columns={"x": "Intercept"})
+    msg = _refuse(d, formula, "column 'Intercept'", distribution="poisson")
+    assert "rename" in msg
+
+
+@pytest.mark.parametrize("formula", ["k ~ True + (1|g)", "k ~ 1 + (False|g)", "k ~ 1 + offset(True) + (1|g)"])
+def test_bare_boolean_literals_in_the_formula_are_refused(formula):
+    """`True` was read as an intercept or dropped, offset(True) as 1, (False|g) raised AttributeError."""
+    d = _frame().rename(columns={"x": "True"}).assign(False_=1.0).rename(columns={"False_": "False"})
+    msg = _refuse(d, formula, "Python's constant", distribution="poisson")
+    assert "backticks" in msg
+
+
+def test_backticked_boolean_column_names_are_columns():
+    d = _frame().rename(columns={"x": "True"})
+    m = ppl_glmm.fitglme(d, "k ~ `True` + (1|g)", distribution="poisson")
+    ref = ppl_glmm.fitglme(_frame(), "k ~ x + (1|g)", distribution="poisson")
+    assert m.coefficient_names == ["(Intercept)", "True"]
+    assert m.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-9)
+
+
+def test_one_column_frame_is_matched_by_label_like_a_series():
+    """A one-column DataFrame was read by position while the same values as a Series were matched by
+    label: the two fits differed (logLik -354.28 against -355.36 on 180 rows)."""
+    d = _frame()
+    off = pd.DataFrame({"o": np.linspace(0, 1, 60)}, index=d.index[::-1])
+    a = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", offset=off)
+    b = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", offset=off["o"])
+    assert a.log_likelihood == b.log_likelihood
+    _refuse(d, "k ~ x + (1|g)", "table of 2 columns", distribution="poisson", weights=d[["e", "x"]])
+
+
+def test_masked_arrays_with_masked_entries_are_refused():
+    d = _frame()
+    w = np.ma.masked_array(d["e"].to_numpy(), mask=np.arange(60) == 3)
+    _refuse(d, "y ~ x + (1|g)", "weights: a masked array with 1 masked entry", weights=w)
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+    y = d["k"].to_numpy().copy()
+    y[0] = 1000
+    with pytest.raises(InputError, match="ynew: a masked array"):
+        m.refit(np.ma.masked_array(y, mask=np.arange(60) == 0))
+    unmasked = m.refit(np.ma.masked_array(d["k"].to_numpy(), mask=False))
+    assert unmasked.log_likelihood == pytest.approx(m.log_likelihood, abs=1e-9)
+
+
+def test_refit_refuses_dates_and_durations():
+    m = ppl_glmm.fitglme(_frame(), "k ~ x + (1|g)", distribution="poisson")
+    with pytest.raises(InputTypeError, match="ynew: holds dates or durations"):
+        m.refit(pd.Series(pd.date_range("2000", periods=60)))
+    with pytest.raises(InputTypeError, match="ynew: holds dates or durations"):
+        m.refit(pd.to_timedelta(np.arange(60), unit="D").to_numpy())
+
+
+def test_tables_for_exclude_and_mu_start_are_refused_not_flattened():
+    d = _frame()
+    _refuse(
+        d,
+        "k ~ x + (1|g)",
+        r"exclude: expected a vector .* shape \(2, 2\)",
+        distribution="poisson",
+        exclude=np.array([[0, 1], [2, 3]]),
+    )
+    _refuse(
+        d,
+        "k ~ x + (1|g)",
+        r"mu_start: expected a vector .* shape \(30, 2\)",
+        distribution="poisson",
+        fit_method="mpl",
+        mu_start=np.ones((30, 2)),
+    )
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", exclude=np.array([[0, 1, 2]]))
+    assert m.num_observations == 57  # a row vector of positions is a vector
+
+
+def test_binomial_sizes_beyond_exact_integers_are_refused():
+    d = _frame()
+    _refuse(
+        d.assign(n=2.0**60, p=0.5),
+        "p ~ x + (1|g)",
+        "binomial_size: binomial_size exceeds 2\\^53",
+        distribution="binomial",
+        binomial_size="n",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GLMMWarning)
+        m = ppl_glmm.fitglme(d.assign(n=10), "s ~ x + (1|g)", distribution="binomial", binomial_size="n")
+    with pytest.raises(InputError, match="exceeds 2\\^53"):
+        m.random(d.iloc[:3], rng=0, binomial_size=[1e19, 10, 10])
+
+
+def test_random_count_beyond_int64_is_nan_with_a_warning():
+    """PyMC's Poisson draw at an infinite or > 2^63 mean came back as -9.22e18."""
+    d = _frame()
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+    new = d.iloc[:3].assign(x=[1000.0, 1.0, 0.0])
+    with pytest.warns(GLMMWarning, match="1 of 3 drawn means were too large for a count"):
+        y = m.random(new, rng=0)
+    assert np.isnan(y[0]) and np.all(y[1:] >= 0) and np.all(np.isfinite(y[1:]))
+
+
+def test_offcentre_column_is_named_with_the_fix():
+    """x + 1e7 is the intercept to rounding: the message named rank deficiency and redundant terms."""
+    d = _frame()
+    msg = _refuse(
+        d.assign(x=d.x + 1e9), "k ~ x + (1|g)", r"column\(s\) x: the mean is so large", distribution="poisson"
+    )
+    assert "centre or rescale" in msg
+    _refuse(
+        d.assign(z=2 * d.x),
+        "k ~ x + z + (1|g)",
+        "rank deficient .* remove redundant terms",
+        distribution="poisson",
+    )

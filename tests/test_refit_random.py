@@ -154,7 +154,7 @@ def test_refit_rejects_bad_poisson_responses(mfr_model, make, match):
             "InputError",
             "ynew: expected a vector (one value per row), got an array of shape (2, 100)",
         ),
-        (lambda y: pd.DataFrame({"a": y, "b": y}), "InputError", "got an array of shape (100, 2)"),
+        (lambda y: pd.DataFrame({"a": y, "b": y}), "InputError", "got a table of 2 columns"),
     ],
 )
 def test_refit_refuses_none_text_and_tables(mfr_model, make, error, message):

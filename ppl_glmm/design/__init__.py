@@ -34,6 +34,7 @@ from .checks import (
     offset_variables,
     rows_text,
     rows_where,
+    vector_input,
 )
 from .fixed import Encoder, FixedDesign, UsedRows, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, group_codes, z_matrix
@@ -93,6 +94,7 @@ class Design:
     def per_row(self, value, arg: str):
         """``value`` as given, or, for a Series, matched by label (:func:`.checks.aligned`) to the
         rows of the data (n_total values) or to the used rows (n values)."""
+        value = vector_input(value, arg)
         if not isinstance(value, pd.Series):
             return value
         if len(value) == self.subset.size:
@@ -131,13 +133,8 @@ def _vector_arg(value, data: pd.DataFrame, arg: str, default: float, rows: str =
         if value not in data.columns:
             raise InputError(f"{arg}: column '{value}' not found in {rows}")
         value = data[value]
-    value = aligned(value, data.index, arg, rows, f"{rows}.index")
+    value = aligned(vector_input(value, arg), data.index, arg, rows, f"{rows}.index")
     _refuse_text(value, arg, data.index)
-    if getattr(value, "dtype", np.asarray(value).dtype).kind in "mM":  # NumPy reads nanoseconds
-        raise InputTypeError(
-            f"{arg}: holds dates or durations; give numbers (e.g. durations in days: "
-            "value / pd.Timedelta(days=1))"
-        )
     objects = isinstance(value, (pd.Series, np.ndarray)) and value.dtype == object
     if objects or isinstance(value, (list, tuple)):  # None and pd.NA mark a row missing, as NaN
         value = [np.nan if v is None or v is pd.NA else v for v in value]
@@ -184,9 +181,10 @@ def _exclude_mask(exclude, index: pd.Index) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     if exclude is None:
         return mask
+    exclude = vector_input(exclude, "exclude")
     if isinstance(exclude, pd.Series) and pd.api.types.is_bool_dtype(exclude):
         exclude = aligned(exclude, index, "exclude")  # a mask by row label (positions are values)
-    arr = np.asarray(exclude).reshape(-1)
+    arr = as_vector(np.asarray(exclude), "exclude")
     if arr.size == 0:  # (an empty list is float to NumPy)
         return mask
     if arr.dtype == bool:
@@ -299,6 +297,7 @@ def build_design(
         random_vars |= set(spec.group_vars)
         if spec.expr:
             random_vars |= _var_names(spec.expr, data, "formula")
+    _check_intercept_name(fixed_vars | random_vars)
     if binomial_size is not None and dist.name != "binomial":
         raise InputError("binomial_size: only valid with distribution='binomial'")
     size = _vector_arg(binomial_size, data, "binomial_size", 1.0)
@@ -416,6 +415,7 @@ def build_design(
     )
     rank = np.linalg.matrix_rank(fixed.X)
     if rank < fixed.X.shape[1]:
+        _refuse_offcentre_columns(fixed)
         raise InputError(
             f"formula: the fixed-effects design is rank deficient (rank {rank} < {fixed.X.shape[1]} "
             f"columns: {', '.join(fixed.names)}); remove redundant terms (with dummy_var_coding='full' "
@@ -496,8 +496,9 @@ def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> No
 
 
 def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None:
-    """lme4's checks: every grouping factor has > 1 level; for a normal model, fewer levels and
-    fewer random effects than observations (otherwise the residual variance is unidentifiable)."""
+    """lme4's checks: every grouping factor has > 1 level; no term has more random effects than
+    observations (glmer); for a model with a dispersion, fewer levels and fewer random effects than
+    observations (otherwise the residual variance is unidentifiable)."""
     for t in terms:
         group = ":".join(quote_name(v) for v in t.spec.group_vars)
         if t.n_levels < 2:
@@ -508,6 +509,13 @@ def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None
                 "grouping variable with several levels"
             )
         if not dist.has_dispersion:
+            if t.size > n:  # (glmer's check.nobs.vs.nRE; n levels, an observation-level term, is fine)
+                raise InputError(
+                    f"formula: random term {t.spec} has {t.size} random effects ({t.n_levels} levels x "
+                    f"{t.q_r} columns) for {n} observations; they must not outnumber the observations "
+                    "(lme4: the random-effects parameters are probably unidentifiable); simplify the "
+                    "term, e.g. (1 | g)"
+                )
             continue
         if t.n_levels >= n:
             raise InputError(
@@ -667,6 +675,9 @@ def _check_separation(
     )
 
 
+_MAX_COUNT = 2.0**53  # trials (and weights x sizes) above this are not integers in float64
+
+
 def check_weights_and_size(w: np.ndarray, size: np.ndarray, dist: Distribution, index, fix: str) -> None:
     """MATLAB's rules: positive weights (integers for the count families), positive integer
     binomial sizes; rows named by ``index``."""
@@ -687,6 +698,16 @@ def check_weights_and_size(w: np.ndarray, size: np.ndarray, dist: Distribution, 
             f"binomial_size: must be positive integers, and are not in {rows_text(index[rows])} "
             f"(first: {float(size[rows[0]]):g}; {fix})"
         )
+    trials = w * size  # (binomial: the trials of a row)
+    big = trials > _MAX_COUNT if dist.name == "binomial" else np.zeros(len(size), dtype=bool)
+    if np.any(big):
+        what = "binomial_size times the weight" if np.any(w[big] != 1) else "binomial_size"
+        raise InputError(
+            f"binomial_size: {what} exceeds 2^53 "
+            f"(the largest count held exactly) in {rows_text(index[np.flatnonzero(big)])} (first: "
+            f"{float(trials[np.flatnonzero(big)[0]]):g}); a binomial with that many trials is "
+            "normal to rounding: model the proportions with fewer trials"
+        )
 
 
 def _check_scalar_values(col: pd.Series, name: str) -> None:
@@ -706,6 +727,41 @@ def _check_scalar_values(col: pd.Series, name: str) -> None:
                 f"data: column '{name}' holds {type(bad).__name__} values such as {bad!r}; a column of "
                 f"the formula needs numbers or labels (e.g. data['{name}'] = data['{name}'].astype(str))"
             )
+
+
+def _check_intercept_name(used: set[str]) -> None:
+    """Refuse a column named 'Intercept' in the fixed or random part: formulae names its intercept
+    term so, and the column silently became (or replaced) the intercept."""
+    if "Intercept" in used:
+        raise InputError(
+            "formula: column 'Intercept' has the name formulae gives the intercept, which it silently "
+            "took the column for (the column was dropped or replaced the intercept); rename the "
+            "column (e.g. data.rename(columns={'Intercept': 'Intercept_'}))"
+        )
+
+
+def _refuse_offcentre_columns(fixed: FixedDesign) -> None:
+    """Where a rank-deficient X is of full rank once its columns are centred and scaled, the
+    deficiency is numerical: a column whose mean dwarfs its spread (x = 1e7 + noise, a Unix time)
+    is the intercept to rounding. Name those columns and the fix."""
+    X = fixed.X
+    centre = X.mean(axis=0)
+    spread = X.std(axis=0)
+    varying = spread > 0
+    if varying.all() or not varying.any():  # (no constant column, the intercept: nothing to centre)
+        return
+    Xc = X.copy()
+    Xc[:, varying] = (X[:, varying] - centre[varying]) / spread[varying]
+    if np.linalg.matrix_rank(Xc) < X.shape[1]:
+        return
+    off = varying & (np.abs(centre) > 1e6 * spread)
+    cols = [fixed.names[j] for j in np.flatnonzero(off)] or [fixed.names[j] for j in np.flatnonzero(varying)]
+    raise InputError(
+        f"formula: fixed-effects column(s) {', '.join(cols)}: the mean is so large next to the spread "
+        "that, to rounding, the column is a multiple of the intercept (the design is numerically "
+        "rank deficient); "
+        "centre or rescale it, e.g. data.assign(x=data.x - data.x.mean()), or (x - x0) / unit"
+    )
 
 
 def _check_interaction_names(fixed_vars: set[str]) -> None:

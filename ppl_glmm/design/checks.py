@@ -36,6 +36,7 @@ __all__ = [
     "offset_variables",
     "real_values",
     "rows_text",
+    "vector_input",
 ]
 
 _OFFSET_FUNCTIONS = {
@@ -79,6 +80,41 @@ def formulae_reason(err: Exception) -> str:
             "e.g. np.log; names with spaces go in backticks)"
         )
     return str(err)
+
+
+def vector_input(value, arg: str):
+    """A per-row argument as given, except: a one-column DataFrame is its column (a Series, so it is
+    matched to the rows by label like one: read by position it paired values with the wrong rows);
+    a table of several columns, a masked array with masked entries (NumPy ignores the mask) and
+    dates or durations (NumPy reads nanoseconds) are refused."""
+    if isinstance(value, pd.DataFrame):
+        if value.shape[1] != 1:
+            raise InputError(
+                f"{arg}: expected a vector (one value per row), got a table of {value.shape[1]} "
+                f"columns; pass one column, e.g. table['name']"
+            )
+        return value.iloc[:, 0]
+    if isinstance(value, np.ma.MaskedArray):
+        masked = int(np.ma.getmaskarray(value).sum())
+        if masked:
+            raise InputError(
+                f"{arg}: a masked array with {masked} masked entr{'y' if masked == 1 else 'ies'}; masks "
+                "are not read (their values would be used): fill them, e.g. value.filled(np.nan), or "
+                "leave those rows out (exclude=)"
+            )
+        return np.asarray(value.data)
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, (list, tuple)):
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError):  # (ragged: refused as not numeric by the caller)
+            dtype = None
+    if getattr(dtype, "kind", None) in ("m", "M"):
+        raise InputTypeError(
+            f"{arg}: holds dates or durations; give numbers (e.g. durations in days: "
+            "value / pd.Timedelta(days=1))"
+        )
+    return value
 
 
 def as_vector(arr: np.ndarray, arg: str) -> np.ndarray:
