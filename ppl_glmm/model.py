@@ -848,6 +848,11 @@ def _random_args(args: tuple, newdata, rng):
     for a in args:
         if a is None:  # the default of both (random(None, rng=5): no newdata)
             continue
+        if isinstance(a, pd.Series):  # (a row taken as data.iloc[0] is a Series, not a seed)
+            raise InputTypeError(
+                "newdata: expected a pandas DataFrame, got a Series (one row as data.iloc[0]); pass "
+                "a one-row DataFrame, e.g. data.iloc[[0]]"
+            )
         if isinstance(a, pd.DataFrame):
             if newdata is not None:
                 raise InputTypeError("random: newdata given twice (positionally and by name)")

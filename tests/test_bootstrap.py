@@ -788,3 +788,12 @@ def test_replicates_do_not_depend_on_the_warnings_filter():
             runs.append(parametric_bootstrap(q, 6, rng=3, progress=False))
     assert runs[1].n_failed == runs[0].n_failed == 0
     pd.testing.assert_frame_equal(runs[1].replicates, runs[0].replicates)
+
+
+def test_an_interval_from_one_replicate_is_nan_with_a_warning(cbpp_herd):
+    """coef_ci(method='bootstrap', nsim=1) gave all-NaN intervals without a word (input audit)."""
+    one = parametric_bootstrap(cbpp_herd, 1, rng=3, progress=False)
+    with pytest.warns(GLMMWarning, match=r"ci: 6 statistic\(s\) .* fewer than 2 usable replicates"):
+        table = one.ci()
+    assert table["Lower"].isna().all() and table["Upper"].isna().all()
+    assert np.isfinite(table["Estimate"]).all()

@@ -1202,3 +1202,19 @@ def test_offcentre_column_is_named_with_the_fix():
         "rank deficient .* remove redundant terms",
         distribution="poisson",
     )
+
+
+def test_exclude_with_missing_values_or_object_booleans():
+    d = _frame()
+    mask = pd.array([True] + [False] * 58 + [pd.NA], dtype="boolean")
+    _refuse(d, "k ~ x + (1|g)", "exclude: holds missing values", distribution="poisson", exclude=mask)
+    objects = np.array([True, True] + [False] * 58, dtype=object)
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson", exclude=objects)
+    assert m.num_observations == 58
+
+
+def test_random_with_a_row_series_names_newdata():
+    d = _frame()
+    m = ppl_glmm.fitglme(d, "k ~ x + (1|g)", distribution="poisson")
+    with pytest.raises(InputTypeError, match=r"newdata: .* got a Series .* data.iloc\[\[0\]\]"):
+        m.random(d.iloc[0])

@@ -192,10 +192,12 @@ class BootstrapResult:
         t0 = self.estimates.to_numpy()
         lower = np.full(len(t0), np.nan)
         upper = np.full(len(t0), np.nan)
+        too_few = []
         for k, name in enumerate(self.statistics):
             x = v[name].to_numpy(dtype=float)
             x = np.sort(x[np.isfinite(x)])
             if x.size < 2:
+                too_few.append(name)
                 continue
             if method == "percentile":
                 lower[k], upper[k] = np.quantile(x, [alpha / 2, 1 - alpha / 2])
@@ -212,6 +214,13 @@ class BootstrapResult:
                 widths = x[m - 1 :] - x[: x.size - m + 1]
                 j = int(np.argmin(widths))
                 lower[k], upper[k] = x[j], x[j + m - 1]
+        if too_few:
+            names = ", ".join(too_few[:5]) + (", ..." if len(too_few) > 5 else "")
+            warn(
+                f"ci: {len(too_few)} statistic(s) ({names}) have fewer than 2 usable replicates, so "
+                "their intervals are NaN; run more replicates (nsim)",
+                GLMMWarning,
+            )
         return pd.DataFrame({"Name": self.statistics, "Estimate": t0, "Lower": lower, "Upper": upper})
 
     def warn_problems(self) -> None:

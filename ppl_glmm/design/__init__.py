@@ -184,9 +184,16 @@ def _exclude_mask(exclude, index: pd.Index) -> np.ndarray:
     exclude = vector_input(exclude, "exclude")
     if isinstance(exclude, pd.Series) and pd.api.types.is_bool_dtype(exclude):
         exclude = aligned(exclude, index, "exclude")  # a mask by row label (positions are values)
+    if pd.isna(pd.Series(np.asarray(exclude, dtype=object).reshape(-1), dtype=object)).any():
+        raise InputError(
+            "exclude: holds missing values (None, NaN or pd.NA); give a boolean mask without them "
+            "(e.g. mask.fillna(False)) or integer row positions"
+        )
     arr = as_vector(np.asarray(exclude), "exclude")
     if arr.size == 0:  # (an empty list is float to NumPy)
         return mask
+    if arr.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in arr):
+        arr = arr.astype(bool)  # (booleans held as objects)
     if arr.dtype == bool:
         if arr.size != n:
             raise InputError(f"exclude: a boolean mask needs {n} values, got {arr.size}")
