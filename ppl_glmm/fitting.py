@@ -14,6 +14,7 @@ always holds the last fitted response.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -272,6 +273,7 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         lim = 1e100 if ws.dist.has_dispersion else 1e8
         phi0 = np.log(min(max(value, 1.0 / lim), lim)) if np.isfinite(value) else 0.0
     problem.beta_start = beta0
+    problem.beta_glm = beta0
 
     def start_at(scale: float | None) -> np.ndarray:
         cov = ws.start_cov(1.0 if scale is None else scale)
@@ -281,10 +283,21 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
     if scale is not None:
         if phi0 is not None and problem.phi_scales_re:
             scale /= np.exp(phi0)  # theta is relative to sigma
-        # the data's scale must beat the default start (a moment estimate from working residuals
-        # can be absurd where d mu/d eta underflows: a custom cloglog started its SD at 4e45);
-        # value_and_grad remembers both points, so BFGS's first evaluation is free
-        if not problem.value_and_grad(start_at(scale))[0] <= problem.value_and_grad(start_at(None))[0]:
+        # the data's scale is the start of a built-in link where its objective is finite (then the
+        # start, and so the fit, is equivariant under the response's units: comparing it with the
+        # default start, which has none, picked by units between two local optima of an inverse
+        # Gaussian on its canonical link); for a custom link it must beat the default start (a
+        # moment estimate from working residuals can be absurd where d mu/d eta underflows: a
+        # custom cloglog started its SD at 4e45). value_and_grad remembers the points, so BFGS's
+        # first evaluation is free
+        f_scale = problem.value_and_grad(start_at(scale))[0]
+        if not (
+            math.isfinite(f_scale)
+            and (ws.link.builtin or f_scale <= problem.value_and_grad(start_at(None))[0])
+        ):
+            # the default start won; should the fit end on the boundary from there, the data's
+            # scale is probed too (restart_off_the_boundary)
+            problem.scale_start = start_at(scale)
             scale = None
     if scale is not None:
         with ws.lock:
@@ -454,6 +467,7 @@ def _optimise(
         x0 = warm.x.copy()
         problem.u_start = problem.re.to_internal(warm.u)
         problem.beta_start = warm.beta.copy()
+        problem.beta_glm = warm.beta.copy()
         hinv = ws.hess_inv_start.get(fit_method)
     else:
         x0 = _start(ws, problem, y, settings)
@@ -492,6 +506,7 @@ def restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, summary, mo
     evaluations where the boundary is the better point; a compound-symmetry term at its correlation
     bound, where a fit from the fresh start ended 0.17 logLik units lower, keeps its first fit."""
     evals0 = problem.n_evals
+    fresh_default = fresh is None
     if fresh is None:
         unit = boundary_unit(ws)
         k = 0 if problem.inner_beta else problem.p
@@ -512,6 +527,13 @@ def restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, summary, mo
         f = problem.value_and_grad(x)[0]
         if f < best - tol:
             start, best = x, f
+    rejected = getattr(problem, "scale_start", None)
+    if start is None and rejected is not None and fresh_default:
+        # the whole start at the link's scale, which lost to the default start at the beginning:
+        # an inverse Gaussian on its canonical link with y x 0.1 (eta x 100) went from the default
+        # start, 100 times too narrow, to a zero variance 6.8 logLik units below the optimum, and
+        # no probe near that end was better (their beta and phi are the boundary fit's)
+        start = rejected
     if start is not None:
         problem.u_start, problem.beta_start = mode.u.copy(), mode.beta.copy()
         try:

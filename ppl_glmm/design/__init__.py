@@ -39,7 +39,15 @@ from .checks import (
 from .fixed import Encoder, FixedDesign, UsedRows, build_fixed, categorical_columns
 from .random import RandomTerm, build_random_term, group_codes, z_matrix
 
-__all__ = ["Design", "RandomTerm", "build_design", "check_new_data", "check_new_response", "new_data_design"]
+__all__ = [
+    "Design",
+    "RandomTerm",
+    "build_design",
+    "check_new_data",
+    "check_new_response",
+    "check_random_effects_count",
+    "new_data_design",
+]
 
 
 @dataclass(frozen=True)
@@ -503,9 +511,9 @@ def _check_constant_response(y: np.ndarray, dist: Distribution, name: str) -> No
 
 
 def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None:
-    """lme4's checks: every grouping factor has > 1 level; no term has more random effects than
-    observations (glmer); for a model with a dispersion, fewer levels and fewer random effects than
-    observations (otherwise the residual variance is unidentifiable)."""
+    """lme4's checks: every grouping factor has > 1 level; for a model with a dispersion, fewer
+    levels and fewer random effects than observations (otherwise the residual variance is
+    unidentifiable)."""
     for t in terms:
         group = ":".join(quote_name(v) for v in t.spec.group_vars)
         if t.n_levels < 2:
@@ -516,14 +524,7 @@ def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None
                 "grouping variable with several levels"
             )
         if not dist.has_dispersion:
-            if t.size > n:  # (glmer's check.nobs.vs.nRE; n levels, an observation-level term, is fine)
-                raise InputError(
-                    f"formula: random term {t.spec} has {t.size} random effects ({t.n_levels} levels x "
-                    f"{t.q_r} columns) for {n} observations; they must not outnumber the observations "
-                    "(lme4: the random-effects parameters are probably unidentifiable); simplify the "
-                    "term, e.g. (1 | g)"
-                )
-            continue
+            continue  # (more random effects than rows: check_random_effects_count, with the patterns)
         if t.n_levels >= n:
             raise InputError(
                 f"formula: grouping factor '{group}' in {t.spec} has {t.n_levels} levels for {n} "
@@ -541,6 +542,21 @@ def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None
 
 
 _EXACT_FIT_MAX_COLUMNS = 500
+
+
+def check_random_effects_count(design: Design, patterns) -> None:
+    """glmer's check.nobs.vs.nRE for a term with an unstructured covariance (or one column): no more
+    random effects than observations ((x | obs) has 2 n; (1 | obs), n, is an observation-level term,
+    and a patterned term (Diagonal, CompSymm, ...) has few parameters, as glmmTMB fits them)."""
+    n = design.n
+    for t, pattern in zip(design.terms, patterns.terms):
+        if t.size > n and (t.q_r == 1 or pattern.kind in ("FullCholesky", "Full")):
+            raise InputError(
+                f"formula: random term {t.spec} has {t.size} random effects ({t.n_levels} levels x "
+                f"{t.q_r} columns) for {n} observations; they must not outnumber the observations "
+                "(lme4: the random-effects parameters are probably unidentifiable); simplify the "
+                "term, e.g. (1 | g), or give it a covariance_pattern with fewer parameters"
+            )
 
 
 def _check_exact_fit(fixed: FixedDesign, terms, y: np.ndarray, name: str) -> None:

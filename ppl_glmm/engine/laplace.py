@@ -139,6 +139,8 @@ class LaplaceProblem:
         self.in_range = None  # families.MeanRange where the link can leave the family's range
         self.n_cov = self.n_theta  # covariance parameters in the outer vector
         self.fd_units: np.ndarray | None = None  # finite-difference units (optimize.fd_steps)
+        self.beta_glm: np.ndarray | None = None  # the fit's GLM start (fitting._start) or warm beta
+        self.scale_start: np.ndarray | None = None  # the link scale's start where it lost (fitting._start)
         self.u_start = np.zeros(re.q)
         self.beta_start = np.zeros(self.p)
         self.n_evals = 0
@@ -291,8 +293,8 @@ class LaplaceProblem:
         eta, d, Q = evaluate(u, b)
         if not math.isfinite(Q):
             u = np.zeros(re.q)
-            if self.inner_beta:
-                b = np.zeros(p)
+            if self.inner_beta:  # the GLM's beta where known (beta = 0 is outside a power link's domain)
+                b = np.zeros(p) if self.beta_glm is None else self.beta_glm.copy()
             eta, d, Q = evaluate(u, b)
         if not math.isfinite(Q):
             raise PirlsFailure("the log-likelihood is not finite at the starting values")
