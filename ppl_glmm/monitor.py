@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine.optimize import IterationRecord, OptimizationSummary, hessian
+from .engine.optimize import IterationRecord, OptimizationSummary, hessian_in_basis
 from .errors import ConvergenceWarning, warn
 
 if TYPE_CHECKING:
@@ -122,15 +122,19 @@ def check_hessian(
     ws: Workspace, problem: LaplaceProblem, result: FitResult, *, what: str = "objective"
 ) -> FitResult:
     """MATLAB's ``CheckHessian``: the finite-difference Hessian of the objective at ``result.x``
-    (:func:`~ppl_glmm.engine.optimize.hessian`). It counts as positive definite when every diagonal
-    entry is positive and the smallest eigenvalue of ``D^-1/2 H D^-1/2`` (D = diag(H): a matrix with
-    unit diagonal, free of the parameters' units) is above ``HESSIAN_RTOL``. If it is not, a
-    ConvergenceWarning names the smallest eigenvalue of H and the parameters along its eigenvector,
+    (:func:`~ppl_glmm.engine.optimize.hessian_in_basis`: H~, in coordinates where X's columns are
+    orthogonal with rms 1). It counts as positive definite when every diagonal entry is positive and
+    the smallest eigenvalue of ``S^-1/2 H~ S^-1/2`` (S = diag(H~): a matrix with unit diagonal, free
+    of the parameters' units) is above ``HESSIAN_RTOL``. If it is not, a ConvergenceWarning names
+    the smallest eigenvalue of H~ and the parameters along its eigenvector,
     and the message is added to the returned record's ``warnings``."""
     x = result.x
     if x.size == 0:
         return result
-    H = hessian(problem, x)
+    # in coordinates where X's columns are centred and scaled (engine.optimize.hessian_in_basis:
+    # H~ = D' H D is positive definite exactly when H is), so that a covariate such as x + 1e6 does
+    # not make the test's scaled smallest eigenvalue vanish by its correlation with the intercept
+    H, basis = hessian_in_basis(problem, x)
     d = np.diag(H).copy()
     finite = bool(np.all(np.isfinite(H)))
     smallest = float(np.linalg.eigvalsh(H)[0]) if finite else np.nan
@@ -143,6 +147,7 @@ def check_hessian(
     else:
         v, scaled = np.linalg.eigh(np.nan_to_num(H))[1][:, 0], ""
     names = parameter_names(ws, problem)
+    v = basis @ v  # (the direction in the parameters themselves)
     v = v / np.max(np.abs(v))
     along = ", ".join(f"{names[k]} ({v[k]:+.2f})" for k in np.flatnonzero(np.abs(v) >= 0.1))
     message = (

@@ -1,5 +1,7 @@
 """MATLAB display layout, criteria, coefficient table arithmetic, covariance parameters, flags."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -317,3 +319,47 @@ def test_the_wald_covariance_of_the_covariance_parameters_is_computed_once(fitte
     again = m.covariance_parameters(alpha=0.1)[2]
     assert calls == [] and not m._natural_cov.flags.writeable
     assert (again[0]["Upper"] - again[0]["Lower"]).iloc[0] < (first[0]["Upper"] - first[0]["Lower"]).iloc[0]
+
+
+def _shifted_data(seed: int = 11) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n, G = 200, 20
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n)
+    f = rng.choice(list("abc"), n)
+    eta = (
+        0.3 + 0.5 * x + pd.Series(f).map({"a": 0, "b": 0.4, "c": -0.3}).to_numpy() + rng.normal(0, 0.6, G)[g]
+    )
+    d = pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "f": f, "g": [f"G{v:02d}" for v in g]})
+    d["nt"] = rng.integers(1, 8, n)
+    d["yb"] = rng.binomial(d["nt"], 1 / (1 + np.exp(-eta)))
+    return d
+
+
+@pytest.mark.parametrize("shift,scale", [(1e4, 1.0), (0.0, 1e5), (5e4, 1e4)])
+def test_hessian_based_intervals_do_not_depend_on_a_covariates_location_or_units(shift, scale):
+    """Inference-invariance hunt: with x + 1e4 the SD's Wald interval was [0.3147, 0.3232] (true
+    [0.1972, 0.5157]: 45 times too narrow), with x x 1e5 NaN, and 'jointhessian' gave SE(x) 1.66e-5
+    against 0.0905 (t = 28,060): the finite-difference steps in beta ignored the columns' scales.
+    They are now taken in a basis where X's columns are orthogonal with rms 1."""
+    d = _shifted_data()
+    moved = d.assign(x=d.x * scale + shift)
+    kw = {"distribution": "poisson"}
+    a = ppl_glmm.fitglme(d, "y ~ 1 + x + f + (1|g)", **kw).covariance_parameters()[2][0]
+    b = ppl_glmm.fitglme(moved, "y ~ 1 + x + f + (1|g)", **kw).covariance_parameters()[2][0]
+    np.testing.assert_allclose(
+        b[["Estimate", "Lower", "Upper"]], a[["Estimate", "Lower", "Upper"]], rtol=1e-6
+    )
+    kw = {"distribution": "binomial", "binomial_size": "nt", "covariance_method": "jointhessian"}
+    a = ppl_glmm.fitglme(d, "yb ~ 1 + x + f + (1|g)", **kw).coefficients
+    b = ppl_glmm.fitglme(moved, "yb ~ 1 + x + f + (1|g)", **kw).coefficients
+    assert b.SE[1] * scale == pytest.approx(a.SE[1], rel=1e-6)
+    np.testing.assert_allclose(b.tStat[1:], a.tStat[1:], rtol=1e-6)
+
+
+def test_check_hessian_is_not_fooled_by_a_shifted_covariate():
+    d = _shifted_data().assign(x=lambda t: t.x + 1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ppl_glmm.ConvergenceWarning)
+        m = ppl_glmm.fitglme(d, "y ~ 1 + x + f + (1|g)", distribution="poisson", check_hessian=True)
+    assert m.converged

@@ -101,6 +101,8 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
     reduced Hessian of a constrained optimum), and the held ones' rows and columns are NaN. Returns
     None when the free parameters' Hessian cannot be formed or inverted.
     """
+    from ..engine.optimize import beta_basis
+
     z0 = natural_estimates(fit)
     P = z0.size
     k0 = 0 if beta_is_inner(fit) else len(fit.result.beta)
@@ -141,17 +143,25 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
             J[:, c] = (optimizer_vector(fit, z + e) - optimizer_vector(fit, z - e)) / (2 * h)
         return J.T @ g
 
-    # beta's steps in the link scale's units (natural covariance parameters are logs or angles)
+    # beta's steps in the link scale's units (natural covariance parameters are logs or angles),
+    # in the coordinates beta~ = T^-1 beta of engine.optimize.beta_basis, where a unit step moves
+    # eta by rms 1 (steps in beta itself ignored the columns' scales: x + 1e4 gave an SD's Wald
+    # interval 45 times too narrow); H~ = D' H D is inverted, and cov = D H~^-1 D'
     units = np.ones(P)
-    if problem.fd_units is not None and not beta_is_inner(fit):
-        units[: len(fit.result.beta)] = problem.fd_units[: len(fit.result.beta)]
+    D = np.eye(P)
+    if not beta_is_inner(fit):
+        p = len(fit.result.beta)
+        if problem.fd_units is not None:
+            units[:p] = problem.fd_units[:p]
+        D[:p, :p] = beta_basis(problem.X)
+    zt = np.linalg.solve(D, z0)
+    Di = D[np.ix_(idx, idx)]  # (D is block diagonal and beta is always free)
     H = np.zeros((idx.size, idx.size))
     try:
         for c, j in enumerate(idx):
-            h = 1e-4 * max(units[j], abs(z0[j]))
-            e = np.zeros(P)
-            e[j] = h
-            H[:, c] = (grad(z0 + e) - grad(z0 - e)) / (2 * h)
+            h = 1e-4 * max(units[j], abs(zt[j]))
+            e = h * D[:, j]
+            H[:, c] = Di.T @ (grad(z0 + e) - grad(z0 - e)) / (2 * h)
     except np.linalg.LinAlgError:
         # a step of the differences left the positive definite covariances (a term whose Psi is
         # nearly singular without a zero Lambda diagonal): no Hessian, the intervals are NaN
@@ -160,7 +170,7 @@ def natural_covariance(fit: FitRecord) -> np.ndarray | None:
         problem.u_start, problem.beta_start = saved_u, saved_b
     H = 0.5 * (H + H.T)
     try:
-        inv = np.linalg.inv(H)
+        inv = Di @ np.linalg.inv(H) @ Di.T
     except np.linalg.LinAlgError:
         return None
     cov = np.full((P, P), np.nan)
@@ -242,12 +252,12 @@ def joint_hessian_cov_beta(fit: FitRecord) -> np.ndarray:
     """MATLAB 'JointHessian': the beta block of the (pseudo-)inverse Hessian of the negative Laplace
     log-likelihood over all parameters (Laplace only). It accounts for covariance-parameter
     uncertainty; the beta block is the same whatever parameterisation of theta is used."""
-    from ..engine.optimize import hessian
+    from ..engine.optimize import hessian_in_basis
 
     problem = fit.problem()
-    H = hessian(problem, fit.result.x)
+    Ht, D = hessian_in_basis(problem, fit.result.x)  # (H^-1 = D H~^-1 D': see hessian_in_basis)
     p = len(fit.result.beta)
-    return np.linalg.pinv(H)[:p, :p]
+    return (D @ np.linalg.pinv(Ht) @ D.T)[:p, :p]
 
 
 def _dispersion_estimated(fit: FitRecord) -> bool:
