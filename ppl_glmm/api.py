@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from .covariance_patterns import check_bayes_patterns, check_pattern_input, parse_patterns
-from .design import build_design, check_random_effects_count, conditioning_message
+from .design import build_design, check_random_effects_count
 from .errors import GLMMWarning, InputError, InputTypeError, warn
 from .families import check_custom_link, get_distribution, get_link, link_warning, unit_link_warning
 from .fit_methods import METHODS, align_mu_start, check_mu_start, get_fit_method, make_settings
@@ -203,10 +203,6 @@ def _prepare(
         method.check(design, dist, opts)
     patterns = parse_patterns(covariance_pattern, design.terms)
     check_random_effects_count(design, patterns)
-    if method.restricted or method.pseudo:
-        message = conditioning_message(design, method.name)
-        if message is not None:
-            warn(message, GLMMWarning)
     if bayes:
         check_bayes_patterns(patterns)
     return Workspace.build(design, dist, lnk, patterns), method_key, opts

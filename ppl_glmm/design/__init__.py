@@ -46,7 +46,6 @@ __all__ = [
     "check_new_data",
     "check_new_response",
     "check_random_effects_count",
-    "conditioning_message",
     "new_data_design",
 ]
 
@@ -543,36 +542,6 @@ def _check_grouping(terms: list[RandomTerm], n: int, dist: Distribution) -> None
 
 
 _EXACT_FIT_MAX_COLUMNS = 500
-
-
-ILL_CONDITIONED = 1e4  # condition number of the column-scaled X above which inner-beta fits lose digits
-
-
-def conditioning_message(design: Design, method: str) -> str | None:
-    """A warning for a fit that solves for beta in its inner step, with the Schur complement
-    X'CX - X'CA H^-1 A'CX (REML, and the pseudo-likelihood's linear mixed models), where X's
-    columns are nearly collinear once scaled to unit length: a column whose mean dwarfs its spread.
-    The complement then cancels digits: measured on a normal REML fit with x + A, logLik off by
-    1e-7 at A = 1e4 (condition number 1.9e4), 2.5e-5 at 1e5, 1.2e-3 at 1e6, all reported converged
-    (Laplace, with beta outside the inner step, stayed exact). None where the condition number is
-    below :data:`ILL_CONDITIONED`."""
-    X = design.X
-    norms = np.linalg.norm(X, axis=0)
-    if X.shape[1] < 2 or not np.all(norms > 0):
-        return None
-    cond = float(np.linalg.cond(X / norms))
-    if not cond > ILL_CONDITIONED:
-        return None
-    spread = X.std(axis=0)
-    off = np.flatnonzero((spread > 0) & (np.abs(X.mean(axis=0)) > 100 * spread))
-    names = ", ".join(design.fixed.names[j] for j in off) or "some"
-    return (
-        f"formula: the fixed-effects design is ill-conditioned (condition number {cond:.2g} with "
-        f"columns scaled to unit length; column(s) {names} have a mean far larger than their spread): "
-        f"fit_method='{method}' solves for the fixed effects inside its inner step, where this costs "
-        "accuracy (a normal REML fit lost ~1e-7 in logLik at 1e4, ~1e-3 at 1e6); centre or rescale "
-        "those columns, e.g. data.assign(x=data.x - data.x.mean())"
-    )
 
 
 def check_random_effects_count(design: Design, patterns) -> None:

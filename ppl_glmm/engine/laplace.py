@@ -199,6 +199,12 @@ class LaplaceProblem:
         gv = self.pattern.jacobian(v).T @ g[k : k + self.n_theta]
         return np.concatenate([g[:k], gv, g[k + self.n_theta :]])
 
+    def joint_x(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(X~, T): the fixed-effects columns the joint (u, beta) factor of an InnerMode is built
+        with, and beta = T beta~ (None: X itself). The general inner step uses X; the linear mixed
+        model's one-solve step (``reml.LinearInner``) a basis of orthogonal columns."""
+        return self.X, None
+
     # ---- inner step -----------------------------------------------------------------------
     def inner(self, beta: np.ndarray | None, theta: np.ndarray, phi: float) -> InnerMode:
         """Conditional mode of u (and beta for ApproximateLaplace) by damped Newton."""
@@ -456,6 +462,7 @@ class LaplaceProblem:
         # of the inner right-hand side, l_psi summed, and tr(H^-1 A'C A_psi)
         k = 0 if self.inner_beta else self.p
         P = k + len(self.theta_entries) + int(self.has_phi)
+        T = None
         E = np.zeros((re.n, P))
         rhs_u = np.zeros((re.q, P))
         lpsi = np.zeros(P)
@@ -481,16 +488,19 @@ class LaplaceProblem:
             rhs_u[:, -1] += re.tmul(av, l1psi)
         g_inner = at_d1 - u  # the inner gradient: ~0, left by the inner step's stop
         if self.inner_beta:
-            rhs_b = -X.T @ CE
+            Xj, T = self.joint_x()  # (the joint factor's beta coordinates: beta = T beta~)
+            rhs_b = -Xj.T @ CE
             if self.has_phi:
-                rhs_b[:, -1] += X.T @ l1psi
+                rhs_b[:, -1] += Xj.T @ l1psi
             dv = mode.joint_fac.solve(np.vstack([rhs_u, rhs_b]))
-            deta = E + re.mul(av, dv[: re.q]) + X @ dv[re.q :]
-            g_inner = np.concatenate([g_inner, X.T @ d1])
+            deta = E + re.mul(av, dv[: re.q]) + Xj @ dv[re.q :]
+            g_inner = np.concatenate([g_inner, Xj.T @ d1])
         else:
             dv = mode.hfac.solve(rhs_u)
             deta = E + re.mul(av, dv)
-        mode.dv = dv  # the mode's slope in the parameters: the next inner step's predicted start
+        # the mode's slope in the parameters: the next inner step's predicted start (beta's rows
+        # back in beta's own coordinates)
+        mode.dv = dv if not self.inner_beta or T is None else np.vstack([dv[: re.q], T @ dv[re.q :]])
         dc = -d3[:, None] * deta
         if self.has_phi:
             dc[:, -1] -= l2psi
@@ -500,9 +510,11 @@ class LaplaceProblem:
         return grad - g_inner @ dv if residual else grad
 
 
-def beta_precision(problem: LaplaceProblem, mode: InnerMode) -> np.ndarray:
-    """X'CX - X'CA H^-1 A'CX: the precision of beta given theta (MATLAB 'Conditional', inverted)."""
-    X, re = problem.X, problem.re
+def beta_precision(problem: LaplaceProblem, mode: InnerMode, T: np.ndarray | None = None) -> np.ndarray:
+    """X'CX - X'CA H^-1 A'CX: the precision of beta given theta (MATLAB 'Conditional', inverted);
+    with ``T``, that of beta~ = T^-1 beta, built with X T (``optimize.beta_basis``: the complement
+    then keeps its digits where a column's mean dwarfs its spread)."""
+    X, re = (problem.X if T is None else problem.X @ T), problem.re
     c = -mode.derivs[2]
     AtCX = re.tmul(mode.avals, c[:, None] * X)
     S = (X.T * c) @ X - AtCX.T @ mode.hfac.solve(AtCX)
