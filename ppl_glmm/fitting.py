@@ -529,10 +529,11 @@ def restart_off_the_boundary(ws: Workspace, problem: LaplaceProblem, summary, mo
             start, best = x, f
     rejected = getattr(problem, "scale_start", None)
     if start is None and rejected is not None and fresh_default:
-        # the whole start at the link's scale, which lost to the default start at the beginning:
-        # an inverse Gaussian on its canonical link with y x 0.1 (eta x 100) went from the default
-        # start, 100 times too narrow, to a zero variance 6.8 logLik units below the optimum, and
-        # no probe near that end was better (their beta and phi are the boundary fit's)
+        # the whole start at the link's scale, which lost to the default start at the beginning
+        # (a custom link's; a built-in link takes it whenever finite): a start far too narrow for
+        # the link's units can run to a zero variance well below the optimum (an inverse Gaussian
+        # on its canonical link with y x 0.1 ended 6.8 logLik units low that way), where no probe
+        # near that end is better (their beta and phi are the boundary fit's)
         start = rejected
     if start is not None:
         problem.u_start, problem.beta_start = mode.u.copy(), mode.beta.copy()

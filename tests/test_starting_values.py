@@ -289,7 +289,7 @@ def _wald_data(seed: int) -> pd.DataFrame:
 def test_inverse_gaussian_canonical_link_is_equivariant(method, seed):
     """Found by the invariance hunt. Laplace, y x 0.1 (eta = mu^-2 x 100): the link scale's start
     lost to the default one, 100 times too narrow, and the fit went to a zero variance 6.76 logLik
-    units below the optimum, reported converged; the boundary restart now tries that start too.
+    units below the optimum, reported converged; a built-in link now starts at the data's scale.
     ApproximateLaplace raised FitError at c = 1 (its inner step fell back to beta = 0, outside the
     power link's domain) and now falls back to the GLM's beta."""
     d = _wald_data(seed)
