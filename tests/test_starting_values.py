@@ -306,3 +306,22 @@ def test_inverse_gaussian_canonical_link_is_equivariant(method, seed):
         np.testing.assert_allclose(
             m.coefficients["Estimate"] * c**2, fits[1.0].coefficients["Estimate"], rtol=1e-5
         )
+
+
+def test_a_custom_link_whose_scale_start_lost_is_refitted_from_it_at_the_boundary():
+    """The inverse Gaussian's canonical link written as a custom link, y x 0.1: the data's scale must
+    beat the default start for a custom link, and loses here; the fit from the default start ends at
+    a zero variance (-216.38 in the objective) and is fitted again from the scale start (-223.14),
+    the same fit as at the data's own units."""
+    import pytensor.tensor as pt
+
+    d = _wald_data(3)
+    link = ppl_glmm.custom_link(lambda e: 1.0 / pt.sqrt(e), lambda m: m**-2.0, "invsq")
+    fits = [
+        ppl_glmm.fitglme(d.assign(y=c * d.y), "y ~ x + (1|g)", distribution="inverse_gaussian", link=link)
+        for c in (1.0, 0.1)
+    ]
+    assert fits[1].converged
+    assert fits[1].log_likelihood + len(d) * np.log(0.1) == pytest.approx(fits[0].log_likelihood, abs=1e-6)
+    sd = [m.covariance_parameters()[2][0]["Estimate"].iloc[0] for m in fits]
+    assert sd[1] * 0.1**2 == pytest.approx(sd[0], rel=1e-4)
