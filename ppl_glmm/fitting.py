@@ -290,10 +290,12 @@ def _start(ws: Workspace, problem: LaplaceProblem, y: np.ndarray, settings: FitS
         # moment estimate from working residuals can be absurd where d mu/d eta underflows: a
         # custom cloglog started its SD at 4e45). value_and_grad remembers the points, so BFGS's
         # first evaluation is free
+        # (where neither start's objective is finite, e.g. quadrature nodes out of range at both,
+        # the data's scale is kept and shrunk below: the default start could stay infinite)
         f_scale = problem.value_and_grad(start_at(scale))[0]
         if not (
-            math.isfinite(f_scale)
-            and (ws.link.builtin or f_scale <= problem.value_and_grad(start_at(None))[0])
+            (ws.link.builtin and math.isfinite(f_scale))
+            or f_scale <= problem.value_and_grad(start_at(None))[0]
         ):
             # the default start won; should the fit end on the boundary from there, the data's
             # scale is probed too (restart_off_the_boundary)

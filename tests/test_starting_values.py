@@ -325,3 +325,21 @@ def test_a_custom_link_whose_scale_start_lost_is_refitted_from_it_at_the_boundar
     assert fits[1].log_likelihood + len(d) * np.log(0.1) == pytest.approx(fits[0].log_likelihood, abs=1e-6)
     sd = [m.covariance_parameters()[2][0]["Estimate"].iloc[0] for m in fits]
     assert sd[1] * 0.1**2 == pytest.approx(sd[0], rel=1e-4)
+
+
+def test_where_both_starts_are_infinite_the_data_scale_is_kept_and_shrunk():
+    """Regression hunt: a gamma quadrature fit on the power(-2) link whose nodes leave the range at
+    both starts took the unit-free default start, which stayed infinite at y x 1e3 after its four
+    shrinks, and returned logLik -inf; the data's scale, shrunk, gives the same fit in any units."""
+    r = np.random.default_rng(983160)
+    n, G = 169, 12
+    g = r.integers(0, G, n)
+    r.integers(0, 6, n)
+    x = r.uniform(0, 1, n)
+    eta = np.maximum(0.25 + 0.025 * x + r.normal(0, 0.1, G)[g], 0.05)
+    d = pd.DataFrame({"y": r.gamma(4.0, eta**-0.5 / 4.0), "x": x, "g": [f"g{i}" for i in g]})
+    kw = {"distribution": "gamma", "link": -2, "fit_method": "quadrature", "n_agq": 5}
+    with pytest.warns(ppl_glmm.ConvergenceWarning):
+        fits = [ppl_glmm.fitglme(d.assign(y=c * d.y), "y ~ x + (1|g)", **kw) for c in (1.0, 1e3)]
+    assert np.isfinite(fits[1].log_likelihood)
+    assert fits[1].log_likelihood + n * np.log(1e3) == pytest.approx(fits[0].log_likelihood, abs=1e-6)
